@@ -1,0 +1,98 @@
+/* bpfast.h: the C interface of bpfast's compiled core.
+ *
+ * A network is a layered DAG (see `bp_net`): layers 0 .. n_inputs-1 are input groups (column
+ * slices of one input matrix X), the rest are computed layers, each fed by one or more lower layers
+ * through dense weight blocks. The last layer is the output. All weights and biases live in one
+ * flat parameter arena: every weight block first (in layer, then source order), then every bias.
+ *
+ * Everything here is plain C: no Python, no global state, no exit(). Functions never fail on
+ * their inputs (the Python wrapper validates them); the only failures are allocation (NULL) and
+ * non-finite numbers (reported through a status code). float and double come from one source:
+ * every numeric function exists with an _f32 and an _f64 suffix.
+ */
+#ifndef BPFAST_H
+#define BPFAST_H
+
+#include <stdint.h>
+
+enum bp_activation { BP_LOGISTIC = 0, BP_TANH = 1, BP_IDENTITY = 2 };
+enum bp_loss { BP_SSE = 0, BP_DEAD_ZONE = 1 };
+enum bp_status { BP_RUNNING = 0, BP_SOLVED = 1, BP_NON_FINITE = 2 };
+
+/* The topology. Arrays are owned by the caller and must outlive every call that uses them. */
+typedef struct {
+    int n_layers;              /* input groups + computed layers */
+    int n_inputs;              /* layers [0, n_inputs) are input groups */
+    int n_input_cols;          /* width of X: the sum of the input group sizes */
+    const int *size;           /* [n_layers] units per layer */
+    const int *activation;     /* [n_layers] enum bp_activation (ignored for inputs) */
+    const int64_t *bias_offset;/* [n_layers] offset of the bias vector in the arena, -1: no bias */
+    const int *input_col;      /* [n_inputs] first column of each input group in X */
+    const int *src_start;      /* [n_layers + 1] edges of layer l are src_start[l] .. src_start[l+1]-1 */
+    const int *src_layer;      /* [n_edges] the lower layer an edge comes from */
+    const int64_t *w_offset;   /* [n_edges] offset of the (size[l], size[src]) weight block */
+    const int *accumulate;     /* [n_edges] 1 if a higher layer also feeds on src_layer, so the
+                                  input gradient of this edge adds to one already written */
+    int64_t n_params;          /* weights then biases */
+} bp_net;
+
+/* How a training run presents the data. */
+typedef struct {
+    int64_t n_samples;
+    int64_t batch_size;        /* n_samples: full-batch sweeps (the paper); 1: online */
+    int shuffle;               /* reshuffle the cases every sweep (ignored for full batch) */
+    int loss;                  /* enum bp_loss */
+    double dead_zone_off;      /* BP_DEAD_ZONE: no error for an off target (d < 0.5) below this */
+    double dead_zone_on;       /* ... and for an on target (d >= 0.5) above this */
+    double stop_tol;           /* > 0: stop when every output is within stop_tol of its target */
+    int n_threads;             /* threads for this run, already resolved and thresholded */
+} bp_train_config;
+
+/* One phase of a schedule, applied for a number of sweeps. */
+typedef struct {
+    double lr;                 /* epsilon */
+    double momentum;           /* alpha */
+    double weight_decay;       /* lambda: w <- (1 - lambda) w after every update */
+    int64_t n_decayed;         /* decay params [0, n_decayed): the weights, or weights + biases */
+} bp_phase;
+
+#define BP_DECLARE(REAL, SFX)                                                                   \
+    typedef struct bp_workspace_##SFX bp_workspace_##SFX;                                       \
+    /* Buffers for batches of up to max_rows of n_samples cases; NULL if out of memory. */                 \
+    bp_workspace_##SFX *bp_workspace_create_##SFX(const bp_net *net, int64_t max_rows,          \
+                                                    int64_t n_samples);                               \
+    void bp_workspace_free_##SFX(bp_workspace_##SFX *ws);                                       \
+    /* Activations of layer l for the last forward pass: rows of ld REALs. */                   \
+    const REAL *bp_workspace_activations_##SFX(const bp_workspace_##SFX *ws, int l,             \
+                                                int64_t *ld);                                   \
+    void bp_forward_##SFX(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,        \
+                          const REAL *X, int64_t n_rows, int n_threads);                        \
+    /* Forward and backward over n_rows cases: grad = dE/dparams summed over them; returns E.     \
+       *all_within is set to whether every output is within stop_tol of its target. */        \
+    double bp_loss_gradient_##SFX(const bp_net *net, bp_workspace_##SFX *ws, REAL *grad,        \
+                                  const REAL *params, const REAL *X, const REAL *T,             \
+                                  int64_t n_rows, const bp_train_config *cfg, int *all_within); \
+    void bp_momentum_update_##SFX(REAL *params, REAL *velocity, const REAL *grad,               \
+                                  int64_t n_params, const bp_phase *phase, int n_threads);      \
+    /* Run up to n_sweeps sweeps of one phase. errors[k] receives the error measured during      \
+       sweep k. rng_state is the shuffling generator, carried between calls. Returns the number \
+       of sweeps whose update was applied; *status says why it stopped early. */                 \
+    int64_t bp_train_##SFX(const bp_net *net, bp_workspace_##SFX *ws, REAL *params,             \
+                           REAL *velocity, REAL *grad, const REAL *X, const REAL *T,            \
+                           const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps, \
+                           uint64_t *rng_state, double *errors, int *status);                  \
+    /* Error and stop test of the current weights over all cases, in batches of the workspace. */ \
+    double bp_evaluate_##SFX(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,     \
+                             const REAL *X, const REAL *T, const bp_train_config *cfg,          \
+                             int *all_within);
+
+BP_DECLARE(float, f32)
+BP_DECLARE(double, f64)
+#undef BP_DECLARE
+
+/* Build facts for bpfast.build_info(). */
+int bp_openmp_enabled(void);
+int bp_openmp_max_threads(void);
+const char *bp_simd_level(void);
+
+#endif

@@ -1,0 +1,69 @@
+"""Builds bpfast._core from src/bpfast/_core.pyx and the C kernels in csrc/.
+
+Environment switches:
+  BPFAST_FAIL_NO_OPENMP=1  fail instead of building a single-threaded library without OpenMP
+  BPFAST_NATIVE=1          add -march=native (local builds only: the result may not run elsewhere)
+  BPFAST_DEBUG=1           Cython bounds checks on, -O1 -g, AddressSanitizer and UBSan
+"""
+
+import importlib.util
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_probe():
+    path = os.path.join(HERE, "src", "bpfast", "_openmp_probe.py")
+    spec = importlib.util.spec_from_file_location("_openmp_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+debug = flag("BPFAST_DEBUG")
+compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"] if debug \
+    else ["-O3"]
+link_args = ["-fsanitize=address,undefined"] if debug else []
+if flag("BPFAST_NATIVE"):
+    compile_args.append("-march=native")
+
+openmp_flags = load_probe().probe_openmp()
+if openmp_flags is None:
+    message = ("bpfast: the C compiler cannot build OpenMP programs, so this build of bpfast will "
+               "run on ONE thread. Install an OpenMP runtime (e.g. libgomp with gcc, libomp with "
+               "clang) and reinstall, or set BPFAST_FAIL_NO_OPENMP=1 to make this an error.")
+    if flag("BPFAST_FAIL_NO_OPENMP"):
+        sys.exit("error: " + message)
+    print("\n" + "*" * 100 + "\nWARNING: " + message + "\n" + "*" * 100 + "\n", file=sys.stderr)
+    openmp_flags = []
+compile_args += openmp_flags
+link_args += openmp_flags
+
+directives = {
+    "language_level": 3,
+    "boundscheck": debug,
+    "wraparound": False,
+    "initializedcheck": debug,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+extension = Extension(
+    "bpfast._core",
+    sources=["src/bpfast/_core.pyx", "csrc/bpfast.c"],
+    include_dirs=["csrc"],
+    depends=["csrc/bpfast.h", "csrc/kernels.inc.c", "csrc/train.inc.c"],
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
+    define_macros=[("BPFAST_CFLAGS", '"' + " ".join(compile_args) + '"')],
+)
+
+setup(ext_modules=cythonize([extension], compiler_directives=directives))

@@ -1,0 +1,19 @@
+"""bpfast: back-propagation as Rumelhart, Hinton & Williams (1986) described it, with a compiled,
+multi-threaded core.
+
+>>> import bpfast
+>>> net = bpfast.Network([6, 2, 1], seed=0)
+>>> X, T = bpfast.datasets.symmetry()
+>>> result = net.fit(X, T, lr=0.1, momentum=0.9, n_sweeps=20000, stop_tol=0.2)
+"""
+
+from . import datasets, reference
+from ._build import build_info
+from .network import FitResult, Network
+from .schedule import Phase
+from .topology import Layer, Topology
+
+__version__ = "0.1.0"
+
+__all__ = ["Network", "Layer", "Phase", "FitResult", "Topology", "build_info", "datasets",
+           "reference", "__version__"]

@@ -1,0 +1,16 @@
+"""How this copy of bpfast was built."""
+
+from __future__ import annotations
+
+from . import _core
+
+
+def build_info() -> dict:
+    """OpenMP support, the threads it would use, the SIMD level and the C compiler flags.
+
+    Returns
+    -------
+    dict with keys "openmp" (bool), "openmp_max_threads" (int), "simd" (str),
+    "compile_args" (str).
+    """
+    return _core.build_facts()

@@ -1,0 +1,350 @@
+# cython: language_level=3
+"""The compiled driver: thin typed wrappers around csrc/ that release the GIL.
+
+It validates nothing (bpfast.network does): arrays arrive C-contiguous, finite and of one dtype,
+shapes already checked. The public functions here have the same names and signatures as their
+float64 oracles in bpfast.reference, and a test keeps them so.
+"""
+
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport malloc, free
+from cython cimport floating
+from cpython.exc cimport PyErr_CheckSignals
+
+import time
+
+import numpy as np
+
+cdef extern from "bpfast.h" nogil:
+    ctypedef struct bp_net:
+        int n_layers
+        int n_inputs
+        int n_input_cols
+        const int *size
+        const int *activation
+        const int64_t *bias_offset
+        const int *input_col
+        const int *src_start
+        const int *src_layer
+        const int64_t *w_offset
+        const int *accumulate
+        int64_t n_params
+
+    ctypedef struct bp_train_config:
+        int64_t n_samples
+        int64_t batch_size
+        int shuffle
+        int loss
+        double dead_zone_off
+        double dead_zone_on
+        double stop_tol
+        int n_threads
+
+    ctypedef struct bp_phase:
+        double lr
+        double momentum
+        double weight_decay
+        int64_t n_decayed
+
+    enum: BP_SSE, BP_DEAD_ZONE, BP_RUNNING, BP_SOLVED, BP_NON_FINITE
+
+    ctypedef struct bp_workspace_f32
+    ctypedef struct bp_workspace_f64
+    bp_workspace_f32 *bp_workspace_create_f32(const bp_net *net, int64_t max_rows, int64_t n_samples)
+    bp_workspace_f64 *bp_workspace_create_f64(const bp_net *net, int64_t max_rows, int64_t n_samples)
+    void bp_workspace_free_f32(bp_workspace_f32 *ws)
+    void bp_workspace_free_f64(bp_workspace_f64 *ws)
+    const float *bp_workspace_activations_f32(const bp_workspace_f32 *ws, int l, int64_t *ld)
+    const double *bp_workspace_activations_f64(const bp_workspace_f64 *ws, int l, int64_t *ld)
+    void bp_forward_f32(const bp_net *net, bp_workspace_f32 *ws, const float *params,
+                        const float *X, int64_t n_rows, int n_threads)
+    void bp_forward_f64(const bp_net *net, bp_workspace_f64 *ws, const double *params,
+                        const double *X, int64_t n_rows, int n_threads)
+    double bp_loss_gradient_f32(const bp_net *net, bp_workspace_f32 *ws, float *grad,
+                                const float *params, const float *X, const float *T,
+                                int64_t n_rows, const bp_train_config *cfg, int *all_within)
+    double bp_loss_gradient_f64(const bp_net *net, bp_workspace_f64 *ws, double *grad,
+                                const double *params, const double *X, const double *T,
+                                int64_t n_rows, const bp_train_config *cfg, int *all_within)
+    void bp_momentum_update_f32(float *params, float *velocity, const float *grad,
+                                int64_t n_params, const bp_phase *phase, int n_threads)
+    void bp_momentum_update_f64(double *params, double *velocity, const double *grad,
+                                int64_t n_params, const bp_phase *phase, int n_threads)
+    int64_t bp_train_f32(const bp_net *net, bp_workspace_f32 *ws, float *params, float *velocity,
+                         float *grad, const float *X, const float *T, const bp_train_config *cfg,
+                         const bp_phase *phase, int64_t n_sweeps, uint64_t *rng_state,
+                         double *errors, int *status)
+    int64_t bp_train_f64(const bp_net *net, bp_workspace_f64 *ws, double *params,
+                         double *velocity, double *grad, const double *X, const double *T,
+                         const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps,
+                         uint64_t *rng_state, double *errors, int *status)
+    double bp_evaluate_f32(const bp_net *net, bp_workspace_f32 *ws, const float *params,
+                           const float *X, const float *T, const bp_train_config *cfg,
+                           int *all_within)
+    double bp_evaluate_f64(const bp_net *net, bp_workspace_f64 *ws, const double *params,
+                           const double *X, const double *T, const bp_train_config *cfg,
+                           int *all_within)
+    int bp_openmp_enabled()
+    int bp_openmp_max_threads()
+    const char *bp_simd_level()
+
+cdef extern from *:
+    """
+    #ifndef BPFAST_CFLAGS
+    #define BPFAST_CFLAGS "unknown"
+    #endif
+    """
+    const char *BPFAST_CFLAGS
+
+LOSSES = {"sse": BP_SSE, "dead_zone": BP_DEAD_ZONE}
+STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "non_finite"}
+
+# Rows per workspace when a forward pass runs over many cases: bounds the memory of predict().
+FORWARD_CHUNK_ROWS = 8192
+
+
+cdef class CompiledTopology:
+    """A Topology's tables as the C struct; keeps the arrays it points into alive."""
+    cdef bp_net net
+    cdef object arrays
+
+    def __cinit__(self, topology):
+        cdef const int[::1] size = topology.size
+        cdef const int[::1] activation = topology.activation
+        cdef const int64_t[::1] bias_offset = topology.bias_offset
+        cdef const int[::1] input_col = topology.input_col
+        cdef const int[::1] src_start = topology.src_start
+        cdef const int[::1] src_layer = topology.src_layer
+        cdef const int64_t[::1] w_offset = topology.w_offset
+        cdef const int[::1] accumulate = topology.accumulate
+        self.arrays = (size, activation, bias_offset, input_col, src_start, src_layer,
+                       w_offset, accumulate)
+        self.net.n_layers = topology.n_layers
+        self.net.n_inputs = topology.n_inputs
+        self.net.n_input_cols = topology.n_input_cols
+        self.net.size = &size[0]
+        self.net.activation = &activation[0]
+        self.net.bias_offset = &bias_offset[0]
+        self.net.input_col = &input_col[0]
+        self.net.src_start = &src_start[0]
+        self.net.src_layer = &src_layer[0]
+        self.net.w_offset = &w_offset[0]
+        self.net.accumulate = &accumulate[0]
+        self.net.n_params = topology.n_params
+
+
+cdef CompiledTopology _compiled(topology):
+    if topology._compiled is None:
+        topology._compiled = CompiledTopology(topology)
+    return topology._compiled
+
+
+cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle, str loss,
+                             dead_zone, stop_tol, int n_threads) except *:
+    cdef bp_train_config cfg
+    cfg.n_samples = n_samples
+    cfg.batch_size = batch_size
+    cfg.shuffle = shuffle
+    cfg.loss = LOSSES[loss]
+    cfg.dead_zone_off = dead_zone[0]
+    cfg.dead_zone_on = dead_zone[1]
+    cfg.stop_tol = stop_tol if stop_tol is not None else 0.0
+    cfg.n_threads = n_threads
+    return cfg
+
+
+cdef void *_workspace(floating *kind, const bp_net *net, int64_t max_rows,
+                      int64_t n_samples) except NULL:
+    cdef void *ws
+    if floating is float:
+        ws = bp_workspace_create_f32(net, max_rows, n_samples)
+    else:
+        ws = bp_workspace_create_f64(net, max_rows, n_samples)
+    if ws == NULL:
+        raise MemoryError(f"bpfast could not allocate buffers for batches of {max_rows} rows")
+    return ws
+
+
+cdef void _free_workspace(floating *kind, void *ws) noexcept:
+    if floating is float:
+        bp_workspace_free_f32(<bp_workspace_f32 *>ws)
+    else:
+        bp_workspace_free_f64(<bp_workspace_f64 *>ws)
+
+
+def forward(topology, const floating[::1] params, const floating[:, ::1] X, *,
+            bint all_layers=False, int n_threads=1):
+    """Activations of every layer (a list, inputs first) or of the output layer only."""
+    cdef CompiledTopology compiled = _compiled(topology)
+    cdef const bp_net *net = &compiled.net
+    cdef int64_t n = X.shape[0], start, rows, ld, r, c
+    cdef int l
+    cdef floating *kind = NULL
+    cdef int64_t chunk = min(max(n, 1), FORWARD_CHUNK_ROWS)
+    dtype = np.float32 if floating is float else np.float64
+    Xa = np.asarray(X)
+    first = 0 if all_layers else topology.n_layers - 1
+    outs = [np.empty((n, topology.size[l]), dtype=dtype)
+            for l in range(max(first, topology.n_inputs), topology.n_layers)]
+    cdef floating[:, ::1] out
+    cdef const floating *act
+    cdef void *ws = _workspace(kind, net, chunk, 0)
+    try:
+        for start in range(0, n, chunk):
+            rows = min(chunk, n - start)
+            with nogil:
+                if floating is float:
+                    bp_forward_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[start, 0], rows,
+                                   n_threads)
+                else:
+                    bp_forward_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[start, 0], rows,
+                                   n_threads)
+            for i, l in enumerate(range(max(first, topology.n_inputs), topology.n_layers)):
+                out = outs[i]
+                if floating is float:
+                    act = bp_workspace_activations_f32(<bp_workspace_f32 *>ws, l, &ld)
+                else:
+                    act = bp_workspace_activations_f64(<bp_workspace_f64 *>ws, l, &ld)
+                for r in range(rows):
+                    for c in range(out.shape[1]):
+                        out[start + r, c] = act[r * ld + c]
+    finally:
+        _free_workspace(kind, ws)
+    if not all_layers:
+        return outs[-1]
+    cols = topology.input_col
+    return [Xa[:, cols[i]:cols[i] + topology.size[i]] for i in range(topology.n_inputs)] + outs
+
+
+def loss_gradient(topology, const floating[::1] params, const floating[:, ::1] X,
+                  const floating[:, ::1] T, *, str loss="sse", dead_zone=(0.2, 0.8),
+                  int n_threads=1):
+    """(E, dE/dparams) over all rows of X: E = 1/2 sum (y - d)^2, the gradient summed over rows."""
+    cdef CompiledTopology compiled = _compiled(topology)
+    cdef const bp_net *net = &compiled.net
+    cdef int64_t n = X.shape[0]
+    cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, None, n_threads)
+    cdef floating *kind = NULL
+    cdef int all_within
+    cdef double error
+    grad_array = np.empty(topology.n_params, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] grad = grad_array
+    cdef void *ws = _workspace(kind, net, n, 0)
+    try:
+        with nogil:
+            if floating is float:
+                error = bp_loss_gradient_f32(net, <bp_workspace_f32 *>ws, &grad[0], &params[0],
+                                             &X[0, 0], &T[0, 0], n, &cfg, &all_within)
+            else:
+                error = bp_loss_gradient_f64(net, <bp_workspace_f64 *>ws, &grad[0], &params[0],
+                                             &X[0, 0], &T[0, 0], n, &cfg, &all_within)
+    finally:
+        _free_workspace(kind, ws)
+    return error, grad_array
+
+
+def momentum_update(floating[::1] params, floating[::1] velocity, const floating[::1] grad, *,
+                    double lr, double momentum, double weight_decay=0.0, int64_t n_decayed=0,
+                    int n_threads=1):
+    """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed]."""
+    cdef bp_phase phase
+    phase.lr, phase.momentum, phase.weight_decay, phase.n_decayed = lr, momentum, weight_decay, n_decayed
+    with nogil:
+        if floating is float:
+            bp_momentum_update_f32(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
+                                   n_threads)
+        else:
+            bp_momentum_update_f64(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
+                                   n_threads)
+
+
+def train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
+          const floating[:, ::1] T, phases, *, int64_t batch_size, bint shuffle=True,
+          str loss="sse", dead_zone=(0.2, 0.8), stop_tol=None, uint64_t rng_state=0,
+          callback=None, int64_t callback_every=0, int n_threads=1):
+    """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
+    rng_state).
+
+    `phases` is a sequence of (n_sweeps, lr, momentum, weight_decay, n_decayed). The sweeps run in
+    compiled code with the GIL released, in chunks: between chunks Python checks for signals
+    (Ctrl-C raises KeyboardInterrupt with the weights of the last finished sweep) and, every
+    `callback_every` sweeps, calls ``callback(sweep, error)``; a true return value stops training.
+    Chunks grow until each takes a few tens of milliseconds; their size never changes the result.
+    """
+    cdef CompiledTopology compiled = _compiled(topology)
+    cdef const bp_net *net = &compiled.net
+    cdef int64_t n = X.shape[0]
+    cdef bp_train_config cfg = _config(n, min(batch_size, n), shuffle, loss, dead_zone, stop_tol,
+                                       n_threads)
+    cdef floating *kind = NULL
+    cdef int64_t total = sum(int(p[0]) for p in phases)
+    cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining
+    cdef int status = BP_RUNNING, all_within = 0
+    cdef uint64_t state = rng_state
+    cdef bp_phase phase
+    cdef double final_error
+    errors_array = np.zeros(max(total, 1), dtype=np.float64)
+    cdef double[::1] errors = errors_array
+    grad_array = np.empty(topology.n_params, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] grad = grad_array
+    stopped_by_callback = False
+    cdef void *ws = _workspace(kind, net, cfg.batch_size, n if shuffle and cfg.batch_size < n else 0)
+    try:
+        for n_phase, lr, momentum, weight_decay, n_decayed in phases:
+            phase.lr, phase.momentum = lr, momentum
+            phase.weight_decay, phase.n_decayed = weight_decay, n_decayed
+            remaining = n_phase
+            while remaining > 0 and status == BP_RUNNING and not stopped_by_callback:
+                chunk = min(remaining, adaptive)
+                if callback is not None and callback_every > 0:
+                    chunk = min(chunk, callback_every - done % callback_every)
+                started = time.perf_counter()
+                with nogil:
+                    if floating is float:
+                        ran = bp_train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
+                                           &grad[0], &X[0, 0], &T[0, 0], &cfg, &phase, chunk,
+                                           &state, &errors[done], &status)
+                    else:
+                        ran = bp_train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
+                                           &grad[0], &X[0, 0], &T[0, 0], &cfg, &phase, chunk,
+                                           &state, &errors[done], &status)
+                done += ran
+                remaining -= ran
+                elapsed = time.perf_counter() - started
+                if elapsed < 0.02:
+                    adaptive *= 2
+                elif elapsed > 0.1 and adaptive > 1:
+                    adaptive //= 2
+                PyErr_CheckSignals()
+                if (callback is not None and callback_every > 0 and ran > 0
+                        and done % callback_every == 0 and status == BP_RUNNING):
+                    stopped_by_callback = bool(callback(int(done), float(errors[done - 1])))
+            if status != BP_RUNNING or stopped_by_callback:
+                break
+        if status == BP_NON_FINITE:
+            final_error = float("nan")
+        else:
+            with nogil:
+                if floating is float:
+                    final_error = bp_evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0],
+                                                  &X[0, 0], &T[0, 0], &cfg, &all_within)
+                else:
+                    final_error = bp_evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0],
+                                                  &X[0, 0], &T[0, 0], &cfg, &all_within)
+    finally:
+        _free_workspace(kind, ws)
+    if stopped_by_callback:
+        status_name = "stopped"
+    else:
+        status_name = STATUS_NAMES[status]
+    return errors_array[:done], int(done), status_name, float(final_error), bool(all_within), int(state)
+
+
+def build_facts():
+    """OpenMP, SIMD level and compiler flags of this build."""
+    return {
+        "openmp": bool(bp_openmp_enabled()),
+        "openmp_max_threads": int(bp_openmp_max_threads()),
+        "simd": bp_simd_level().decode(),
+        "compile_args": BPFAST_CFLAGS.decode(),
+    }

@@ -1,0 +1,351 @@
+"""The Network: a topology, its flat parameter arena, and fit / predict over the compiled core."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import _core
+from ._validation import as_matrix, check_int, check_real, resolve_n_threads
+from .schedule import Phase
+from .topology import Layer, Topology
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+# Below this many multiply-adds per batch, the work is too short to repay the fork/join and
+# barriers of a parallel region: it runs on one thread.
+MIN_PARALLEL_WORK = 200_000
+
+DEFAULT_LR, DEFAULT_MOMENTUM, DEFAULT_N_SWEEPS = 0.1, 0.9, 1000
+
+
+def effective_threads(n_threads: int, n_rows: int, work_per_row: int) -> int:
+    """Threads worth using for batches of `n_rows` rows of `work_per_row` multiply-adds each:
+    one for small work, never more than there are rows."""
+    if n_rows * work_per_row < MIN_PARALLEL_WORK:
+        return 1
+    return max(1, min(n_threads, n_rows))
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a call to :meth:`Network.fit` did.
+
+    Attributes
+    ----------
+    errors : ndarray of shape (n_sweeps,), float64
+        The error E measured during each sweep: for full-batch sweeps, E of the weights the sweep's
+        gradient was computed from; for mini-batch and online sweeps, the sum of the mini-batch
+        errors as they were met (each at the weights of its moment).
+    n_sweeps : int
+        Sweeps whose weight changes were applied.
+    stop_reason : {"solved", "max_sweeps", "stopped"}
+        "solved": every output came within `stop_tol` of its target before a sweep;
+        "stopped": the callback asked to stop.
+    final_error : float
+        E of the final weights over all cases.
+    solved : bool
+        Whether every output of the final weights is within `stop_tol` of its target
+        (False when no `stop_tol` was given).
+    """
+
+    errors: np.ndarray
+    n_sweeps: int
+    stop_reason: str
+    final_error: float
+    solved: bool
+
+
+class Network:
+    """A layered network of units trained by back-propagation.
+
+    Parameters
+    ----------
+    sizes : sequence of int, optional
+        Shorthand for a plain chain: ``Network([6, 2, 1])`` has an input group ``"input"`` of 6,
+        a layer ``"hidden1"`` of 2 and an ``"output"`` layer of 1. Give either `sizes` or
+        `inputs` and `layers`.
+    inputs : mapping of str to int, optional
+        Named input groups and their sizes, e.g. ``{"person": 24, "relation": 12}``. X holds the
+        groups side by side in this order (or pass X as a dict of arrays by group name).
+    layers : sequence of Layer, optional
+        The computed layers, bottom-up; the last one is the output.
+    activation, output_activation, bias :
+        For the `sizes` shorthand only: the hidden units' activation, the output units'
+        (default: the same) and whether layers have biases.
+    init_range : float, default 0.3
+        Weights and biases start uniform in (-init_range, init_range) (the paper's 0.3).
+    seed : int or None, default 0
+        Seeds the network's own random generator (initial weights, case shuffling).
+        None draws fresh entropy; the seed used is kept in ``self.seed``.
+    dtype : {"float32", "float64"}, default "float32"
+        float32 is the fast default; float64 the exact one.
+    """
+
+    def __init__(self, sizes: Sequence[int] | None = None, *,
+                 inputs: Mapping[str, int] | None = None, layers: Sequence[Layer] | None = None,
+                 activation: str = "logistic", output_activation: str | None = None,
+                 bias: bool = True, init_range: float = 0.3, seed: int | None = 0,
+                 dtype="float32"):
+        if sizes is not None:
+            if inputs is not None or layers is not None:
+                raise ValueError("give either sizes (a chain) or inputs and layers (a DAG), not both")
+            self.topology = Topology.chain(sizes, activation, output_activation, bias)
+        elif inputs is not None and layers is not None:
+            self.topology = Topology(inputs, layers)
+        else:
+            raise ValueError("describe the network: Network([6, 2, 1]) for a chain, or "
+                             "Network(inputs={...}, layers=[Layer(...), ...]) for a DAG")
+        dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        if dtype_name not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.dtype = np.dtype(DTYPES[dtype_name])
+        self.init_range = check_real("init_range", init_range, low=0)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy)
+        self.seed = check_int("seed", seed, low=0)
+        self._rng = np.random.default_rng(self.seed)
+        # Drawn in float64 and rounded, so float32 and float64 nets of one seed start alike.
+        self._params = self._rng.uniform(-self.init_range, self.init_range,
+                                         self.topology.n_params).astype(self.dtype)
+        self._velocity = np.zeros_like(self._params)
+        self._shuffle_state = int(self._rng.integers(0, 2**63))
+        self._training = threading.Lock()
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    @property
+    def params(self) -> np.ndarray:
+        """The flat parameter arena (a writable view): every weight block, then every bias."""
+        return self._params
+
+    @property
+    def velocity(self) -> np.ndarray:
+        """The momentum velocities Δw(t-1), laid out like :attr:`params`."""
+        return self._velocity
+
+    def weights(self, layer: str, source: str) -> np.ndarray:
+        """View of the weights from `source` into `layer`, shape (size(layer), size(source))."""
+        offset, shape = self.topology.weight_block(layer, source)
+        return self._params[offset: offset + shape[0] * shape[1]].reshape(shape)
+
+    def bias(self, layer: str) -> np.ndarray | None:
+        """View of `layer`'s bias vector, or None if it has none."""
+        block = self.topology.bias_block(layer)
+        return None if block is None else self._params[block[0]: block[0] + block[1]]
+
+    def set_params(self, values) -> None:
+        """Copy `values` (shape (n_params,), finite) into the arena."""
+        values = np.asarray(values)
+        if values.shape != self._params.shape:
+            raise ValueError(f"params must have shape {self._params.shape}, got {values.shape}")
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"params must be real numbers, got dtype {values.dtype}")
+        converted = values.astype(self.dtype)
+        if not np.isfinite(converted).all():
+            raise ValueError(f"params contain NaN or infinite values in {self.dtype.name}")
+        self._params[...] = converted
+
+    def reset_velocity(self) -> None:
+        """Forget the momentum: the next sweep starts from Δw(0) = 0."""
+        self._velocity[...] = 0
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _inputs(self, X) -> np.ndarray:
+        topo = self.topology
+        if isinstance(X, Mapping):
+            missing = set(topo.input_names) - set(X)
+            extra = set(X) - set(topo.input_names)
+            if missing or extra:
+                raise ValueError(f"X as a dict needs exactly the input groups "
+                                 f"{list(topo.input_names)}; missing {sorted(missing)}, "
+                                 f"unknown {sorted(extra)}")
+            parts = [as_matrix(f"X[{name!r}]", X[name], self.dtype, int(topo.size[i]),
+                               f"units in input group {name!r}")
+                     for i, name in enumerate(topo.input_names)]
+            rows = {p.shape[0] for p in parts}
+            if len(rows) > 1:
+                raise ValueError(f"the input groups of X have different numbers of rows: "
+                                 f"{ {n: p.shape[0] for n, p in zip(topo.input_names, parts)} }")
+            return parts[0] if len(parts) == 1 else np.ascontiguousarray(np.hstack(parts))
+        return as_matrix("X", X, self.dtype, topo.n_input_cols, "inputs")
+
+    def _targets(self, T, n_rows: int) -> np.ndarray:
+        T = as_matrix("T", T, self.dtype, self.topology.n_outputs, "output units")
+        if T.shape[0] != n_rows:
+            raise ValueError(f"X has {n_rows} rows but T has {T.shape[0]}; they must match")
+        return T
+
+    # -- training -----------------------------------------------------------------------------
+
+    def fit(self, X, T, *, lr: float | None = None, momentum: float | None = None,
+            n_sweeps: int | None = None, weight_decay: float | None = None,
+            schedule: Sequence[Phase] | None = None, decay_biases: bool = False,
+            batch_size: int | None = None, shuffle: bool = True, loss: str = "sse",
+            dead_zone: tuple[float, float] = (0.2, 0.8), stop_tol: float | None = None,
+            callback: Callable[[int, float], bool | None] | None = None,
+            callback_every: int = 100, n_threads: int | None = None) -> FitResult:
+        """Train by back-propagation with momentum; the whole run executes in compiled code.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_inputs), or dict of group name -> array
+        T : array-like of shape (n_samples, n_outputs) (1-D allowed for one output)
+        lr, momentum, n_sweeps, weight_decay : float, float, int, float
+            One phase: ``Δw(t) = -lr ∂E/∂w + momentum Δw(t-1)``, ``w += Δw``, then
+            ``w *= 1 - weight_decay``. Defaults 0.1, 0.9, 1000, 0 (the paper's symmetry run).
+        schedule : sequence of Phase
+            Several phases run back to back, momentum carried across; replaces the four above.
+        decay_biases : bool, default False
+            Whether weight decay also shrinks biases.
+        batch_size : int, optional
+            None (default): full-batch sweeps, one update per sweep (the paper). k: an update
+            after every k cases; 1 is online learning. Gradients are summed over a batch, never
+            averaged: E is a sum over cases and lr multiplies the summed gradient.
+        shuffle : bool, default True
+            With mini-batches, present the cases in a fresh seeded random order every sweep.
+        loss : {"sse", "dead_zone"}
+            ``E = ½ Σ (y - d)²``; "dead_zone" counts no error for an on target (d = 1) whose output
+            is above ``dead_zone[1]`` or an off target (d = 0) whose output is below ``dead_zone[0]``.
+        stop_tol : float, optional
+            Stop before a sweep once every output is within `stop_tol` of its target.
+        callback : callable(sweep, error) -> bool, optional
+            Called every `callback_every` sweeps with the sweeps done so far and the latest
+            sweep's error; returning True stops training. Python is entered only then (and
+            every few tens of milliseconds to notice Ctrl-C, which raises KeyboardInterrupt
+            leaving the weights of the last finished sweep).
+        n_threads : int, optional
+            Threads to use; default every available core (or OMP_NUM_THREADS). The result does not
+            depend on it. Small batches run on one thread regardless.
+
+        Returns
+        -------
+        FitResult
+
+        Raises
+        ------
+        FloatingPointError
+            If the error becomes NaN or infinite (the learning rate is too large).
+        """
+        phases = self._phases(lr, momentum, n_sweeps, weight_decay, schedule, decay_biases)
+        if loss not in ("sse", "dead_zone"):
+            raise ValueError(f"loss must be 'sse' or 'dead_zone', got {loss!r}")
+        dead_zone = self._dead_zone(dead_zone)
+        if stop_tol is not None:
+            stop_tol = check_real("stop_tol", stop_tol, low=0, low_open=True)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        callback_every = check_int("callback_every", callback_every, low=1)
+        n_threads = resolve_n_threads(n_threads)
+        X = self._inputs(X)
+        T = self._targets(T, X.shape[0])
+        if loss == "dead_zone" and not np.isin(T, (0, 1)).all():
+            raise ValueError("loss='dead_zone' needs targets that are 0 or 1 (the paper's rule "
+                             "says which are 'on' and which 'off'); use loss='sse' otherwise")
+        n = X.shape[0]
+        batch_size = n if batch_size is None else check_int("batch_size", batch_size, low=1)
+        batch_size = min(batch_size, n)
+
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError("this network is already being trained in another thread; train "
+                               "a copy (copy.deepcopy(net)) or wait for that fit to finish")
+        try:
+            errors, done, status, final_error, within, self._shuffle_state = _core.train(
+                self.topology, self._params, self._velocity, X, T, phases,
+                batch_size=batch_size, shuffle=bool(shuffle), loss=loss, dead_zone=dead_zone,
+                stop_tol=stop_tol, rng_state=self._shuffle_state, callback=callback,
+                callback_every=callback_every,
+                n_threads=effective_threads(n_threads, batch_size, 3 * self.topology.n_weights))
+        finally:
+            self._training.release()
+        if status == "non_finite":
+            raise FloatingPointError(
+                f"training diverged: the error became NaN or infinite in sweep {done + 1}. "
+                f"Try a smaller learning rate (the phases used lr = "
+                f"{sorted({p[1] for p in phases})}).")
+        return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
+                         final_error=final_error, solved=bool(stop_tol is not None and within))
+
+    def _phases(self, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases):
+        n_decayed = self.topology.n_params if decay_biases else self.topology.n_weights
+        if schedule is not None:
+            if any(v is not None for v in (lr, momentum, n_sweeps, weight_decay)):
+                raise ValueError("give either a schedule or lr/momentum/n_sweeps/weight_decay, "
+                                 "not both; put those values in the schedule's Phases")
+            schedule = list(schedule)
+            if not schedule or not all(isinstance(p, Phase) for p in schedule):
+                raise TypeError("schedule must be a non-empty list of bpfast.Phase")
+        else:
+            schedule = [Phase(DEFAULT_N_SWEEPS if n_sweeps is None else n_sweeps,
+                              DEFAULT_LR if lr is None else lr,
+                              DEFAULT_MOMENTUM if momentum is None else momentum,
+                              0.0 if weight_decay is None else weight_decay)]
+        return [(p.n_sweeps, p.lr, p.momentum, p.weight_decay, n_decayed) for p in schedule]
+
+    @staticmethod
+    def _dead_zone(dead_zone):
+        try:
+            off, on = dead_zone
+        except (TypeError, ValueError):
+            raise ValueError(f"dead_zone must be a pair (off, on), got {dead_zone!r}") from None
+        off = check_real("dead_zone[0]", off, low=0, high=1)
+        on = check_real("dead_zone[1]", on, low=0, high=1)
+        if not off < on:
+            raise ValueError(f"dead_zone must have off < on, got {dead_zone!r}")
+        return off, on
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def predict(self, X, *, n_threads: int | None = None) -> np.ndarray:
+        """The output layer's activations, shape (n_samples, n_outputs), in the net's dtype."""
+        X = self._inputs(X)
+        return _core.forward(self.topology, self._params, X, all_layers=False,
+                             n_threads=self._forward_threads(n_threads, X.shape[0]))
+
+    def forward(self, X, *, n_threads: int | None = None) -> dict[str, np.ndarray]:
+        """Every layer's activations by name (input groups included), each (n_samples, size)."""
+        X = self._inputs(X)
+        acts = _core.forward(self.topology, self._params, X, all_layers=True,
+                             n_threads=self._forward_threads(n_threads, X.shape[0]))
+        return dict(zip(self.topology.names, acts))
+
+    def error(self, X, T, *, loss: str = "sse", dead_zone=(0.2, 0.8)) -> float:
+        """E = ½ Σ (y - d)² of the current weights over the given cases."""
+        X = self._inputs(X)
+        T = self._targets(T, X.shape[0])
+        if loss not in ("sse", "dead_zone"):
+            raise ValueError(f"loss must be 'sse' or 'dead_zone', got {loss!r}")
+        error, _ = _core.loss_gradient(self.topology, self._params, X, T, loss=loss,
+                                       dead_zone=self._dead_zone(dead_zone), n_threads=1)
+        return float(error)
+
+    def _forward_threads(self, n_threads, n_rows):
+        return effective_threads(resolve_n_threads(n_threads), min(n_rows, _core.FORWARD_CHUNK_ROWS),
+                                 self.topology.n_weights)
+
+    # -- copying and pickling -----------------------------------------------------------------
+
+    def __getstate__(self):
+        return {"topology": self.topology.describe(), "dtype": self.dtype.name,
+                "init_range": self.init_range, "seed": self.seed,
+                "rng": self._rng.bit_generator.state, "params": self._params.copy(),
+                "velocity": self._velocity.copy(), "shuffle_state": self._shuffle_state}
+
+    def __setstate__(self, state):
+        self.topology = Topology(state["topology"]["inputs"],
+                                 [Layer(**d) for d in state["topology"]["layers"]])
+        self.dtype = np.dtype(state["dtype"])
+        self.init_range, self.seed = state["init_range"], state["seed"]
+        self._rng = np.random.default_rng()
+        self._rng.bit_generator.state = state["rng"]
+        self._params = np.ascontiguousarray(state["params"], dtype=self.dtype)
+        self._velocity = np.ascontiguousarray(state["velocity"], dtype=self.dtype)
+        self._shuffle_state = state["shuffle_state"]
+        self._training = threading.Lock()
+
+    def __repr__(self):
+        return f"Network({self.topology!r}, dtype={self.dtype.name}, seed={self.seed})"

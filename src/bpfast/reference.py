@@ -1,0 +1,184 @@
+"""The oracle: the same math as the compiled core, in plain NumPy float64, written to be read
+beside the paper. Every function has the same name and signature as its twin in bpfast._core
+(a test keeps them so); `n_threads` is accepted and ignored.
+
+Notation (Rumelhart, Hinton & Williams 1986):
+    x_j = Σ_i y_i w_ji + b_j          total input of unit j
+    y_j = f(x_j)                      its output; f = logistic 1/(1+exp(-x)) in the paper
+    E   = ½ Σ_cases Σ_outputs (y - d)²
+    ∂E/∂y_j = y_j - d_j               at an output unit
+    ∂E/∂x_j = ∂E/∂y_j · f'(x_j)       = ∂E/∂y_j · y_j (1 - y_j) for the logistic
+    ∂E/∂w_ji = Σ_cases ∂E/∂x_j · y_i
+    ∂E/∂y_i = Σ_j ∂E/∂x_j · w_ji      passed down to the layers below
+    Δw(t) = -ε ∂E/∂w + α Δw(t-1);  w ← w + Δw(t);  w ← (1 - λ) w   (decay)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_MASK64 = (1 << 64) - 1
+
+
+def _f(x, activation):
+    if activation == 0:
+        return 1.0 / (1.0 + np.exp(-x))
+    if activation == 1:
+        return np.tanh(x)
+    return x
+
+
+def _f_prime_from_output(y, activation):
+    if activation == 0:
+        return y * (1.0 - y)
+    if activation == 1:
+        return 1.0 - y * y
+    return np.ones_like(y)
+
+
+def _layer_edges(topology, l):
+    """(source layer, weight matrix slice bounds) of every edge into layer l."""
+    for e in range(topology.src_start[l], topology.src_start[l + 1]):
+        src = int(topology.src_layer[e])
+        shape = (int(topology.size[l]), int(topology.size[src]))
+        start = int(topology.w_offset[e])
+        yield src, slice(start, start + shape[0] * shape[1]), shape
+
+
+def forward(topology, params, X, *, all_layers=False, n_threads=1):
+    """Activations of every layer (a list, inputs first) or of the output layer only."""
+    params = np.asarray(params, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    ys = [X[:, c: c + s] for c, s in zip(topology.input_col, topology.size[: topology.n_inputs])]
+    for l in range(topology.n_inputs, topology.n_layers):
+        x = np.zeros((X.shape[0], int(topology.size[l])))
+        if topology.bias_offset[l] >= 0:
+            x += params[topology.bias_offset[l]: topology.bias_offset[l] + topology.size[l]]
+        for src, block, shape in _layer_edges(topology, l):
+            x += ys[src] @ params[block].reshape(shape).T
+        ys.append(_f(x, int(topology.activation[l])))
+    return ys if all_layers else ys[-1]
+
+
+def _output_error(y, T, loss, dead_zone):
+    """∂E/∂y at the outputs, and E. Inside the dead zone the error is zero."""
+    e = y - T
+    if loss == "dead_zone":
+        off, on = dead_zone
+        e = np.where(((T >= 0.5) & (y > on)) | ((T < 0.5) & (y < off)), 0.0, e)
+    return e, 0.5 * float(np.sum(e * e))
+
+
+def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), n_threads=1):
+    """(E, dE/dparams) over all rows of X: E = 1/2 sum (y - d)^2, the gradient summed over rows."""
+    params = np.asarray(params, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    ys = forward(topology, params, X, all_layers=True)
+    grad = np.zeros(topology.n_params)
+    dE_dy = [None] * topology.n_layers
+    out = topology.n_layers - 1
+    dE_dy[out], error = _output_error(ys[out], T, loss, dead_zone)
+    for l in range(out, topology.n_inputs - 1, -1):
+        dE_dx = dE_dy[l] * _f_prime_from_output(ys[l], int(topology.activation[l]))
+        if topology.bias_offset[l] >= 0:
+            grad[topology.bias_offset[l]: topology.bias_offset[l] + topology.size[l]] = dE_dx.sum(0)
+        for src, block, shape in _layer_edges(topology, l):
+            grad[block] = (dE_dx.T @ ys[src]).ravel()
+            if src >= topology.n_inputs:
+                down = dE_dx @ params[block].reshape(shape)
+                dE_dy[src] = down if dE_dy[src] is None else dE_dy[src] + down
+    return error, grad
+
+
+def momentum_update(params, velocity, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
+                    n_threads=1):
+    """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed]."""
+    velocity[...] = momentum * velocity - lr * grad
+    params += velocity
+    if weight_decay:
+        params[:n_decayed] *= 1.0 - weight_decay
+
+
+def _splitmix64(state):
+    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return state, z ^ (z >> 31)
+
+
+def _shuffled_order(n, state):
+    """Fisher-Yates from the identity, drawing from splitmix64: the same order as the C core."""
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        state, r = _splitmix64(state)
+        j = r % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return np.array(order), state
+
+
+def _all_within(topology, params, X, T, stop_tol):
+    if stop_tol is None:
+        return False
+    return bool(np.all(np.abs(forward(topology, params, X) - T) < stop_tol))
+
+
+def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
+          dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None, callback_every=0,
+          n_threads=1):
+    """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
+    rng_state). Same semantics as bpfast._core.train, one sweep at a time."""
+    X = np.asarray(X, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    full_batch = batch_size >= n
+    errors, status, state = [], "max_sweeps", rng_state
+    for n_sweeps, lr, momentum, weight_decay, n_decayed in phases:
+        for _ in range(n_sweeps):
+            if full_batch:
+                error, grad = loss_gradient(topology, params, X, T, loss=loss, dead_zone=dead_zone)
+                if not np.isfinite(error):
+                    status = "non_finite"
+                elif _all_within(topology, params, X, T, stop_tol):
+                    status = "solved"
+                if status != "max_sweeps":
+                    break
+                errors.append(error)
+                momentum_update(params, velocity, grad, lr=lr, momentum=momentum,
+                                weight_decay=weight_decay, n_decayed=n_decayed)
+            else:
+                if _all_within(topology, params, X, T, stop_tol):
+                    status = "solved"
+                    break
+                if shuffle:
+                    order, state = _shuffled_order(n, state)
+                else:
+                    order = np.arange(n)
+                sweep_error = 0.0
+                for start in range(0, n, batch_size):
+                    rows = order[start: start + batch_size]
+                    error, grad = loss_gradient(topology, params, X[rows], T[rows], loss=loss,
+                                                dead_zone=dead_zone)
+                    sweep_error += error
+                    if not np.isfinite(error):
+                        status = "non_finite"
+                        break
+                    momentum_update(params, velocity, grad, lr=lr, momentum=momentum,
+                                    weight_decay=weight_decay, n_decayed=n_decayed)
+                if status != "max_sweeps":
+                    break
+                errors.append(sweep_error)
+            if callback is not None and callback_every and len(errors) % callback_every == 0:
+                if callback(len(errors), errors[-1]):
+                    status = "stopped"
+                    break
+        if status != "max_sweeps":
+            break
+    if status == "non_finite":
+        final_error, within = float("nan"), False
+    else:
+        y = forward(topology, params, X)
+        _, final_error = _output_error(y, T, loss, dead_zone)
+        within = stop_tol is not None and bool(np.all(np.abs(y - T) < stop_tol))
+    return np.array(errors), len(errors), status, final_error, within, state
