@@ -101,6 +101,8 @@ STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "n
 
 # Rows per workspace when a forward pass runs over many cases: bounds the memory of predict().
 FORWARD_CHUNK_ROWS = 8192
+# Sweeps per compiled call grow by doubling while calls are short; this caps the doubling.
+MAX_CHUNK_SWEEPS = 1 << 20
 
 
 cdef class CompiledTopology:
@@ -172,9 +174,13 @@ cdef void _free_workspace(floating *kind, void *ws) noexcept:
         bp_workspace_free_f64(<bp_workspace_f64 *>ws)
 
 
-def forward(topology, const floating[::1] params, const floating[:, ::1] X, *,
-            bint all_layers=False, int n_threads=1):
+def forward(topology, params, X, *, all_layers=False, n_threads=1):
     """Activations of every layer (a list, inputs first) or of the output layer only."""
+    return _forward(topology, params, X, all_layers, n_threads)
+
+
+def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bint all_layers,
+             int n_threads):
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0], start, rows, ld, r, c
@@ -211,15 +217,18 @@ def forward(topology, const floating[::1] params, const floating[:, ::1] X, *,
     finally:
         _free_workspace(kind, ws)
     if not all_layers:
-        return outs[-1]
+        return outs[len(outs) - 1]
     cols = topology.input_col
     return [Xa[:, cols[i]:cols[i] + topology.size[i]] for i in range(topology.n_inputs)] + outs
 
 
-def loss_gradient(topology, const floating[::1] params, const floating[:, ::1] X,
-                  const floating[:, ::1] T, *, str loss="sse", dead_zone=(0.2, 0.8),
-                  int n_threads=1):
+def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), n_threads=1):
     """(E, dE/dparams) over all rows of X: E = 1/2 sum (y - d)^2, the gradient summed over rows."""
+    return _loss_gradient(topology, params, X, T, loss, dead_zone, n_threads)
+
+
+def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] X,
+                   const floating[:, ::1] T, str loss, dead_zone, int n_threads):
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
@@ -243,10 +252,15 @@ def loss_gradient(topology, const floating[::1] params, const floating[:, ::1] X
     return error, grad_array
 
 
-def momentum_update(floating[::1] params, floating[::1] velocity, const floating[::1] grad, *,
-                    double lr, double momentum, double weight_decay=0.0, int64_t n_decayed=0,
-                    int n_threads=1):
+def momentum_update(params, velocity, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
+                    n_threads=1):
     """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed]."""
+    _momentum_update(params, velocity, grad, lr, momentum, weight_decay, n_decayed, n_threads)
+
+
+def _momentum_update(floating[::1] params, floating[::1] velocity, const floating[::1] grad,
+                     double lr, double momentum, double weight_decay, int64_t n_decayed,
+                     int n_threads):
     cdef bp_phase phase
     phase.lr, phase.momentum, phase.weight_decay, phase.n_decayed = lr, momentum, weight_decay, n_decayed
     with nogil:
@@ -258,10 +272,9 @@ def momentum_update(floating[::1] params, floating[::1] velocity, const floating
                                    n_threads)
 
 
-def train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
-          const floating[:, ::1] T, phases, *, int64_t batch_size, bint shuffle=True,
-          str loss="sse", dead_zone=(0.2, 0.8), stop_tol=None, uint64_t rng_state=0,
-          callback=None, int64_t callback_every=0, int n_threads=1):
+def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
+          dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None, callback_every=0,
+          n_threads=1):
     """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
     rng_state).
 
@@ -271,6 +284,14 @@ def train(topology, floating[::1] params, floating[::1] velocity, const floating
     `callback_every` sweeps, calls ``callback(sweep, error)``; a true return value stops training.
     Chunks grow until each takes a few tens of milliseconds; their size never changes the result.
     """
+    return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
+                  stop_tol, rng_state, callback, callback_every, n_threads)
+
+
+def _train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
+           const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
+           dead_zone, stop_tol, uint64_t rng_state, callback, int64_t callback_every,
+           int n_threads):
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
@@ -311,7 +332,7 @@ def train(topology, floating[::1] params, floating[::1] velocity, const floating
                 done += ran
                 remaining -= ran
                 elapsed = time.perf_counter() - started
-                if elapsed < 0.02:
+                if elapsed < 0.02 and chunk == adaptive and adaptive < MAX_CHUNK_SWEEPS:
                     adaptive *= 2
                 elif elapsed > 0.1 and adaptive > 1:
                     adaptive //= 2

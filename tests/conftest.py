@@ -1,0 +1,73 @@
+"""Shared tolerances and network factories for the tests."""
+
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast import Layer
+
+DTYPES = ["float32", "float64"]
+
+# Kernel results vs the float64 reference. float32 carries ~6e-8 relative rounding per operation;
+# sums over a few hundred terms of mixed sign lose up to ~1e-5 of the largest term, so float32
+# compares against the scale of the whole result (atol = rtol * max |reference|), not elementwise.
+TOL = {
+    "float32": {"rtol": 1e-5},
+    "float64": {"rtol": 1e-12},
+}
+
+# Layer sizes that are not multiples of any SIMD width (plus a few that are).
+ODD_SIZES = [1, 2, 3, 7, 13, 37]
+
+
+def assert_close(actual, expected, dtype, factor=1.0):
+    """Elementwise within rtol, with an absolute floor of rtol times the largest expected value."""
+    expected = np.asarray(expected, dtype=np.float64)
+    rtol = TOL[dtype]["rtol"] * factor
+    scale = max(float(np.max(np.abs(expected))), 1e-300)
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
+                               atol=rtol * scale)
+
+
+def random_dag(rng, dtype="float64", seed=0, max_layers=4):
+    """A random layered DAG: 1-3 input groups, 1-max_layers computed layers, skips, odd sizes,
+    all three activations, biases on and off. Every group and layer feeds something above it."""
+    n_inputs = int(rng.integers(1, 4))
+    inputs = {f"in{i}": int(rng.choice(ODD_SIZES)) for i in range(n_inputs)}
+    names = list(inputs)
+    unused = set(names)
+    layers = []
+    n_layers = int(rng.integers(1, max_layers + 1))
+    for k in range(n_layers):
+        name = f"layer{k}"
+        last = k == n_layers - 1
+        n_src = int(rng.integers(1, min(3, len(names)) + 1))
+        sources = set(rng.choice(names, size=n_src, replace=False).tolist())
+        if last:
+            sources |= unused
+        layers.append(Layer(name, int(rng.choice(ODD_SIZES)), sorted(sources),
+                            activation=str(rng.choice(["logistic", "tanh", "identity"])),
+                            bias=bool(rng.integers(0, 2))))
+        unused -= sources
+        unused.add(name)
+        names.append(name)
+    return bpfast.Network(inputs=inputs, layers=layers, seed=seed, init_range=0.5, dtype=dtype)
+
+
+def family_trees_net(dtype="float32", seed=0, init_range=0.3):
+    """The paper's family-trees network: two input groups, each with its own encoding layer."""
+    return bpfast.Network(
+        inputs={"person": 24, "relation": 12},
+        layers=[
+            Layer("person_code", 6, ["person"]),
+            Layer("relation_code", 6, ["relation"]),
+            Layer("central", 12, ["person_code", "relation_code"]),
+            Layer("decode", 6, ["central"]),
+            Layer("output", 24, ["decode"]),
+        ],
+        seed=seed, dtype=dtype, init_range=init_range)
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request):
+    return request.param

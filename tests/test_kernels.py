@@ -1,0 +1,153 @@
+"""The compiled kernels against the float64 reference and against finite differences."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast import Layer, _core, reference
+from conftest import ODD_SIZES, assert_close, random_dag
+
+
+def data(rng, net, n_rows):
+    X = rng.normal(size=(n_rows, net.topology.n_input_cols))
+    T = rng.uniform(size=(n_rows, net.topology.n_outputs))
+    return X.astype(net.dtype), T.astype(net.dtype)
+
+
+@pytest.mark.parametrize("name", ["forward", "loss_gradient", "momentum_update", "train"])
+def test_core_and_reference_have_the_same_signatures(name):
+    assert (inspect.signature(getattr(_core, name)) ==
+            inspect.signature(getattr(reference, name)))
+
+
+@pytest.mark.parametrize("case", range(30))
+@pytest.mark.parametrize("n_rows", [1, 5, 300])
+def test_forward_and_gradient_match_reference_on_random_dags(case, n_rows, dtype):
+    rng = np.random.default_rng(case)
+    net = random_dag(rng, dtype=dtype, seed=case)
+    X, T = data(rng, net, n_rows)
+    ys = _core.forward(net.topology, net.params, X, all_layers=True)
+    ys_ref = reference.forward(net.topology, net.params, X, all_layers=True)
+    assert len(ys) == len(ys_ref) == net.topology.n_layers
+    for y, y_ref in zip(ys, ys_ref):
+        assert y.dtype == net.dtype
+        assert_close(y, y_ref, dtype)
+    for loss in ["sse", "dead_zone"]:
+        T_loss = (T > 0.5).astype(net.dtype) if loss == "dead_zone" else T
+        E, grad = _core.loss_gradient(net.topology, net.params, X, T_loss, loss=loss)
+        E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T_loss, loss=loss)
+        assert grad.dtype == net.dtype and grad.shape == (net.topology.n_params,)
+        assert_close(E, E_ref, dtype)
+        assert_close(grad, grad_ref, dtype)
+
+
+@pytest.mark.parametrize("n_in,n_hidden,n_out", [(s, h, o) for s in ODD_SIZES for h in (1, 13)
+                                                 for o in (1, 37)])
+def test_chain_sizes_that_are_not_simd_multiples(n_in, n_hidden, n_out, dtype):
+    rng = np.random.default_rng(n_in * 100 + n_hidden * 10 + n_out)
+    net = bpfast.Network([n_in, n_hidden, n_out], seed=1, dtype=dtype)
+    X, T = data(rng, net, 7)
+    E, grad = _core.loss_gradient(net.topology, net.params, X, T)
+    E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T)
+    assert_close(E, E_ref, dtype)
+    assert_close(grad, grad_ref, dtype)
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_reference_gradient_matches_central_finite_differences(case):
+    rng = np.random.default_rng(100 + case)
+    net = random_dag(rng, dtype="float64", seed=case)
+    X, T = data(rng, net, 9)
+    _, grad = reference.loss_gradient(net.topology, net.params, X, T)
+    _, grad_core = _core.loss_gradient(net.topology, net.params, X, T)
+    h = 1e-6
+    numeric = np.empty_like(grad)
+    for i in range(net.topology.n_params):
+        p = net.params.copy()
+        p[i] += h
+        e_plus, _ = reference.loss_gradient(net.topology, p, X, T)
+        p[i] -= 2 * h
+        e_minus, _ = reference.loss_gradient(net.topology, p, X, T)
+        numeric[i] = (e_plus - e_minus) / (2 * h)
+    # Central differences are exact to O(h^2) ~ 1e-12 plus rounding of E / h ~ 1e-10 relative.
+    scale = np.max(np.abs(numeric))
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7 * scale)
+    np.testing.assert_allclose(grad_core, numeric, rtol=1e-6, atol=1e-7 * scale)
+
+
+def test_worked_example_one_logistic_unit():
+    """A 1-1 net by hand. w = 0.5, b = 0, x = 2, d = 1:
+    x_j = 0.5*2 + 0 = 1;  y = 1/(1+e^-1) = 0.7310585786;  E = ½(-0.2689414214)² = ½ 0.0723294881 = 0.0361647
+    ∂E/∂x = (y-1) y (1-y) = -0.2689414214 * 0.1966119332 = -0.0528770928
+    ∂E/∂w = ∂E/∂x * 2 = -0.1057541856,  ∂E/∂b = ∂E/∂x * 1 = -0.0528770928
+    With lr=0.1, momentum=0.9 from rest: Δw = +0.0105754186, Δb = +0.0052877093."""
+    net = bpfast.Network([1, 1], seed=0, dtype="float64")
+    net.set_params([0.5, 0.0])
+    E, grad = _core.loss_gradient(net.topology, net.params, np.array([[2.0]]), np.array([[1.0]]))
+    y = 1 / (1 + np.exp(-1.0))
+    assert E == pytest.approx(0.5 * (y - 1) ** 2, rel=1e-14)
+    assert E == pytest.approx(0.0361647, abs=1e-7)
+    np.testing.assert_allclose(grad, [-0.1057541856, -0.0528770928], atol=1e-9)
+    velocity = np.zeros(2)
+    _core.momentum_update(net.params, velocity, grad, lr=0.1, momentum=0.9)
+    np.testing.assert_allclose(net.params, [0.5105754186, 0.0052877093], atol=1e-9)
+
+
+@pytest.mark.parametrize("n_params", [1, 7, 37, 1000])
+@pytest.mark.parametrize("decay", [0.0, 0.002])
+def test_momentum_update_matches_reference(n_params, decay, dtype):
+    rng = np.random.default_rng(n_params)
+    p, v, g = (rng.normal(size=n_params).astype(dtype) for _ in range(3))
+    p_ref, v_ref = p.astype(np.float64), v.astype(np.float64)
+    n_decayed = n_params // 2
+    kwargs = dict(lr=0.3, momentum=0.9, weight_decay=decay, n_decayed=n_decayed)
+    _core.momentum_update(p, v, g, **kwargs)
+    reference.momentum_update(p_ref, v_ref, g.astype(np.float64), **kwargs)
+    assert_close(v, v_ref, dtype)
+    assert_close(p, p_ref, dtype)
+
+
+def test_dead_zone_counts_no_error_inside_the_zone():
+    net = bpfast.Network([1, 1], seed=0, dtype="float64", activation="identity")
+    net.set_params([1.0, 0.0])  # y = x
+    X = np.array([[0.9], [0.7], [0.1], [0.3]])
+    T = np.array([[1.0], [1.0], [0.0], [0.0]])
+    E, grad = _core.loss_gradient(net.topology, net.params, X, T, loss="dead_zone")
+    # Only 0.7 (on, below 0.8) and 0.3 (off, above 0.2) count: ½(0.3² + 0.3²).
+    assert E == pytest.approx(0.09, rel=1e-12)
+    assert grad[1] == pytest.approx(-0.3 + 0.3, abs=1e-12)
+    assert grad[0] == pytest.approx(-0.3 * 0.7 + 0.3 * 0.3, rel=1e-12)
+
+
+def test_family_trees_net_is_a_dag_not_a_masked_dense_layer():
+    from conftest import family_trees_net
+    net = family_trees_net()
+    assert net.weights("person_code", "person").shape == (6, 24)
+    assert net.weights("relation_code", "relation").shape == (6, 12)
+    assert net.weights("central", "person_code").shape == (12, 6)
+    assert net.weights("central", "relation_code").shape == (12, 6)
+    with pytest.raises(KeyError):
+        net.weights("person_code", "relation")
+    n_weights = 24 * 6 + 12 * 6 + 12 * 12 + 12 * 6 + 6 * 24
+    assert net.topology.n_weights == n_weights
+    assert net.topology.n_params == n_weights + 6 + 6 + 12 + 6 + 24
+
+
+def test_weight_views_share_memory_with_the_arena():
+    net = bpfast.Network([3, 2, 1], seed=0)
+    w = net.weights("hidden1", "input")
+    assert np.shares_memory(w, net.params)
+    w[0, 0] = 1.25
+    assert net.params[0] == np.float32(1.25)
+    assert np.shares_memory(net.bias("output"), net.params)
+    # Weights first, then biases: decay-without-biases is one contiguous range.
+    assert net.topology.bias_block("hidden1")[0] == net.topology.n_weights
+
+
+def test_layer_without_bias_has_no_bias_params(dtype):
+    net = bpfast.Network(inputs={"a": 3}, layers=[Layer("h", 2, ["a"], bias=False),
+                                                  Layer("o", 1, ["h", "a"])], dtype=dtype)
+    assert net.bias("h") is None
+    assert net.topology.n_params == 3 * 2 + 2 * 1 + 3 * 1 + 1
