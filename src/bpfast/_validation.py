@@ -77,7 +77,8 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarra
     if array.shape[1] != n_cols:
         raise ValueError(f"{name} has {array.shape[1]} columns but the network has {n_cols} "
                          f"{what_cols}")
-    converted = np.ascontiguousarray(array, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, as a clear error
+        converted = np.ascontiguousarray(array, dtype=dtype)
     if not np.isfinite(converted).all():
         bad = np.argwhere(~np.isfinite(converted))[0]
         raise ValueError(f"{name} contains a value that is NaN or infinite in {np.dtype(dtype).name} "
