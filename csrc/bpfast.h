@@ -58,41 +58,60 @@ typedef struct {
 
 #define BP_DECLARE(REAL, SFX)                                                                   \
     typedef struct bp_workspace_##SFX bp_workspace_##SFX;                                       \
-    /* Buffers for batches of up to max_rows of n_samples cases; NULL if out of memory. */                 \
+    /* Buffers for batches of up to max_rows of n_samples cases; NULL if out of memory. */      \
     bp_workspace_##SFX *bp_workspace_create_##SFX(const bp_net *net, int64_t max_rows,          \
-                                                    int64_t n_samples);                               \
+                                                  int64_t n_samples);                           \
     void bp_workspace_free_##SFX(bp_workspace_##SFX *ws);                                       \
-    /* Activations of layer l for the last forward pass: rows of ld REALs. */                   \
+    /* Activations of layer l from the last forward pass, feature-major: unit u's value for     \
+       case r is at [u * ld + r]. */                                                            \
     const REAL *bp_workspace_activations_##SFX(const bp_workspace_##SFX *ws, int l,             \
-                                                int64_t *ld);                                   \
-    void bp_forward_##SFX(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,        \
-                          const REAL *X, int64_t n_rows, int n_threads);                        \
-    /* Forward and backward over n_rows cases: grad = dE/dparams summed over them; returns E.     \
-       *all_within is set to whether every output is within stop_tol of its target. */        \
-    double bp_loss_gradient_##SFX(const bp_net *net, bp_workspace_##SFX *ws, REAL *grad,        \
-                                  const REAL *params, const REAL *X, const REAL *T,             \
-                                  int64_t n_rows, const bp_train_config *cfg, int *all_within); \
-    void bp_momentum_update_##SFX(REAL *params, REAL *velocity, const REAL *grad,               \
-                                  int64_t n_params, const bp_phase *phase, int n_threads);      \
-    /* Run up to n_sweeps sweeps of one phase. errors[k] receives the error measured during      \
-       sweep k. rng_state is the shuffling generator, carried between calls. Returns the number \
-       of sweeps whose update was applied; *status says why it stopped early. */                 \
-    int64_t bp_train_##SFX(const bp_net *net, bp_workspace_##SFX *ws, REAL *params,             \
-                           REAL *velocity, REAL *grad, const REAL *X, const REAL *T,            \
-                           const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps, \
-                           uint64_t *rng_state, double *errors, int *status);                  \
-    /* Error and stop test of the current weights over all cases, in batches of the workspace. */ \
-    double bp_evaluate_##SFX(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,     \
-                             const REAL *X, const REAL *T, const bp_train_config *cfg,          \
-                             int *all_within);
+                                                int64_t *ld);
 
 BP_DECLARE(float, f32)
 BP_DECLARE(double, f64)
 #undef BP_DECLARE
 
+/* The compute entry points of one instruction set. Cases arrive row-major: X (n_rows,
+ * n_input_cols), T (n_rows, n_outputs), C-contiguous.
+ *   forward:          activations of every layer for n_rows cases (read them from the workspace)
+ *   loss_gradient:    grad = dE/dparams summed over the cases; returns E; *all_within: whether
+ *                     every output is within cfg->stop_tol of its target
+ *   momentum_update:  v = momentum v - lr grad; w += v; w *= 1 - decay for w[:n_decayed]
+ *   train:            up to n_sweeps sweeps of one phase; errors[k] gets sweep k's error;
+ *                     rng_state (the shuffling generator) is carried between calls; returns the
+ *                     sweeps whose update was applied, *status why it stopped early
+ *   evaluate:         E and the stop test of the current weights over every case
+ *   logistic:         the vectorised logistic, in place (for tests of its accuracy) */
+#define BP_KERNEL_FIELDS(REAL, SFX)                                                              \
+    void (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,        \
+                          const REAL *X, int64_t n_rows, int n_threads);                        \
+    double (*loss_gradient_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, REAL *grad,        \
+                                  const REAL *params, const REAL *X, const REAL *T,             \
+                                  int64_t n_rows, const bp_train_config *cfg, int *all_within); \
+    void (*momentum_update_##SFX)(REAL *params, REAL *velocity, const REAL *grad,               \
+                                  int64_t n_params, const bp_phase *phase, int n_threads);      \
+    int64_t (*train_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, REAL *params,             \
+                           REAL *velocity, REAL *grad, const REAL *X, const REAL *T,            \
+                           const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps, \
+                           uint64_t *rng_state, double *errors, int *status);                  \
+    double (*evaluate_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,     \
+                             const REAL *X, const REAL *T, const bp_train_config *cfg,          \
+                             int *all_within);                                                  \
+    void (*logistic_##SFX)(REAL *x, int64_t n);
+
+typedef struct {
+    const char *name; /* "baseline", "avx2" (AVX2 + FMA) or "avx512" */
+    BP_KERNEL_FIELDS(float, f32)
+    BP_KERNEL_FIELDS(double, f64)
+} bp_kernels;
+#undef BP_KERNEL_FIELDS
+
+/* The kernels for an instruction set by name, or the best this CPU runs for NULL or "";
+   NULL if the name is unknown or the CPU lacks it. */
+const bp_kernels *bp_kernels_named(const char *name);
+
 /* Build facts for bpfast.build_info(). */
 int bp_openmp_enabled(void);
 int bp_openmp_max_threads(void);
-const char *bp_simd_level(void);
 
 #endif

@@ -1,167 +1,331 @@
-/* kernels.inc.c: the math of one sweep, for one precision. Included by bpfast.c once per REAL
- * (float, double) with SFX (f32, f64) defined; never compiled on its own.
+/* kernels.inc.c: the math of one sweep, for one precision, one instruction set and one threading
+ * mode. bpfast.c includes it once per (REAL, ISA, PAR); never compiled on its own.
  *
- * Every function named *_omp runs inside an enclosing `omp parallel` region and splits its work
- * with orphaned `omp for` constructs, so that one region can cover many sweeps. Each output
- * element is written by exactly one thread in a fixed summation order, which is why results are
- * bitwise identical for any thread count:
- *   - forward, output error and input gradients are split over batch rows;
- *   - weight gradients are split over output units, summing over the batch in row order;
- *   - the error is summed over rows in row order by a single thread;
- *   - the update is elementwise.
- * Outside a parallel region (or without OpenMP) the same code runs on the calling thread.
+ * Layout: every layer's activations are a (units, ld) matrix, "feature-major": row u holds unit
+ * u's output for every case of the batch, so the batch runs along SIMD lanes. ld is the batch
+ * rounded up to whole vectors (VW lanes); padding lanes hold zero inputs and get zero errors, so
+ * they never reach a gradient. With this layout the three products of a dense layer are
+ *   forward        Y (O,B)  = W (O,C)  X (C,B)    broadcast W[o,c], FMA into rows of Y
+ *   input grad     dX (C,B) = W^T      D (O,B)    broadcast W[o,c], FMA into rows of dX
+ *   weight grad    dW (O,C) = D (O,B)  X^T        dot products along the batch lanes
+ * computed in register tiles (6 rows x 4 vectors; 4 x 4 dots).
  *
- * Not here: validation (the Python layer does it), allocation (bpfast.c), the sweep loop (train.inc.c).
+ * Determinism: every output element is computed by one thread with the same sequence of
+ * operations whatever the tiling or the thread count (initial value, then terms in a fixed order;
+ * lane sums reduced in a fixed tree), so results are bitwise identical for any n_threads.
+ *
+ * With PAR = 1 the *_omp functions split work with orphaned `omp for` inside an enclosing parallel
+ * region; with PAR = 0 the same code is compiled without OpenMP, so one thread pays nothing for it.
+ *
+ * Not here: validation (Python), allocation (workspace.inc.c), the sweep loop (train.inc.c).
  */
 
-#define CAT_(a, b) a##_##b
-#define CAT(a, b) CAT_(a, b)
-#define FN(name) CAT(name, SFX)
-#define WS CAT(bp_workspace, SFX)
+/* ---- vectors ------------------------------------------------------------------------------ */
 
-struct CAT(bp_workspace, SFX) {
-    int64_t max_rows;
-    REAL **y;           /* [n_layers] activations, rows of ld[l]; input groups point into the batch */
-    int64_t *ld;        /* [n_layers] */
-    REAL **dy;          /* [n_layers] dE/dy, turned into dE/dx in place (computed layers only) */
-    double *row_error;  /* [max_rows] each row's share of E */
-    int *row_within;    /* [max_rows] whether each row's outputs are all within stop_tol */
-    REAL *x_batch;      /* [max_rows, n_input_cols] gathered rows of a shuffled mini-batch */
-    REAL *t_batch;      /* [max_rows, n_outputs] */
-    int64_t *order;     /* [n_samples] the case order of the current sweep */
-    int64_t n_order;
-    double error;       /* shared results, written by one thread, read by all after a barrier */
-    int all_within;
-    int status;
-    void *arena;        /* the one allocation the above point into */
-};
+static inline VREAL FN(vload)(const REAL *p) { return *(const VREAL *)p; }
+static inline void FN(vstore)(REAL *p, VREAL v) { *(VREAL *)p = v; }
+static inline VREAL FN(vsplat)(REAL s) { return (VREAL){0} + s; }
 
-/* a . b with eight independent accumulators: vectorisable without reassociating, and summed in a
-   fixed order so the result does not depend on anything but the inputs. */
-static inline REAL FN(dot)(const REAL *BP_RESTRICT a, const REAL *BP_RESTRICT b, int64_t n)
+/* mask ? a : b, lane by lane (C has no vector ?:). */
+static inline VREAL FN(vselect)(VINT mask, VREAL a, VREAL b)
 {
-    REAL acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += a[i + k] * b[i + k];
-    REAL tail = 0;
-    for (; i < n; i++)
-        tail += a[i] * b[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+    VINT ia, ib;
+    memcpy(&ia, &a, sizeof ia);
+    memcpy(&ib, &b, sizeof ib);
+    ia = (ia & mask) | (ib & ~mask);
+    memcpy(&a, &ia, sizeof a);
+    return a;
 }
 
-static inline void FN(activate)(REAL *BP_RESTRICT y, int64_t n, int activation)
+/* Sum of the lanes in a fixed pairwise order. */
+static inline REAL FN(hsum)(VREAL v)
 {
-    switch (activation) {
-    case BP_LOGISTIC:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = (REAL)1 / ((REAL)1 + EXP(-y[i]));
-        break;
-    case BP_TANH:
-        for (int64_t i = 0; i < n; i++)
-            y[i] = TANH(y[i]);
-        break;
-    default:
-        break;
+    REAL lane[VW];
+    memcpy(lane, &v, sizeof lane);
+    for (int width = VW / 2; width >= 1; width /= 2)
+        for (int i = 0; i < width; i++)
+            lane[i] += lane[i + width];
+    return lane[0];
+}
+
+/* exp(x), vectorised: x = n ln2 + r with |r| <= ln2/2, exp(r) by a polynomial, 2^n through the
+ * exponent bits. Inputs are clamped to the range where 2^n is a normal number. Error: a few ulp
+ * (tested against libm in tests/test_kernels.py). */
+static inline VREAL FN(vexp)(VREAL x)
+{
+#if BP_DOUBLE
+    const REAL hi = 708.0, lo = -708.0;
+    const REAL ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+#else
+    const REAL hi = 88.0f, lo = -87.0f;
+    const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+#endif
+    x = FN(vselect)(x > hi, FN(vsplat)(hi), x);
+    x = FN(vselect)(x < lo, FN(vsplat)(lo), x);
+    VREAL t = x * (REAL)1.44269504088896341 + (REAL)0.5;
+    VINT n = __builtin_convertvector(t, VINT);  /* truncates toward zero ... */
+    VREAL fn = __builtin_convertvector(n, VREAL);
+    VINT above = fn > t;                         /* ... so step down where that rounded up */
+    n += above;                                  /* (comparisons give -1 for true) */
+    fn = __builtin_convertvector(n, VREAL);
+    VREAL r = x - fn * ln2_hi - fn * ln2_lo;
+#if BP_DOUBLE
+    /* Taylor series to r^13: the remainder is below 1e-17 for |r| <= ln2/2. */
+    VREAL p = FN(vsplat)(1.0 / 6227020800.0);
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r * r + r + 1.0;
+    VINT bits = (n + 1023) << 52;
+#else
+    /* Cephes expf's minimax polynomial. */
+    VREAL p = FN(vsplat)(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    VINT bits = (n + 127) << 23;
+#endif
+    VREAL scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* The unit's output function on one vector of total inputs. */
+static inline VREAL FN(vactivate)(VREAL x, int activation)
+{
+    if (activation == BP_LOGISTIC)
+        return (REAL)1 / ((REAL)1 + FN(vexp)(-x));
+    if (activation == BP_TANH) {
+        REAL lane[VW];
+        memcpy(lane, &x, sizeof lane);
+        for (int i = 0; i < VW; i++)
+            lane[i] = TANH(lane[i]);
+        memcpy(&x, lane, sizeof lane);
     }
+    return x;
 }
 
-/* dE/dx = dE/dy * f'(x), with f' written in terms of the saved output y. */
-static inline void FN(activation_backward)(REAL *BP_RESTRICT dy, const REAL *BP_RESTRICT y,
-                                           int64_t n, int activation)
+/* dE/dx = dE/dy f'(x), f' in terms of the saved output y. */
+static inline VREAL FN(vderivative)(VREAL y, int activation)
 {
-    switch (activation) {
-    case BP_LOGISTIC: /* y = 1/(1+exp(-x)): dy/dx = y(1-y) */
-        for (int64_t i = 0; i < n; i++)
-            dy[i] *= y[i] * ((REAL)1 - y[i]);
-        break;
-    case BP_TANH: /* y = tanh(x): dy/dx = 1 - y^2 */
-        for (int64_t i = 0; i < n; i++)
-            dy[i] *= (REAL)1 - y[i] * y[i];
-        break;
-    default:
-        break;
-    }
+    if (activation == BP_LOGISTIC) /* y = 1/(1+exp(-x)): dy/dx = y(1-y) */
+        return y * ((REAL)1 - y);
+    if (activation == BP_TANH)     /* y = tanh(x): dy/dx = 1 - y^2 */
+        return (REAL)1 - y * y;
+    return FN(vsplat)(1);
 }
 
-/* Point the input groups at a batch of rows laid out like X. */
-static void FN(bind_inputs)(const bp_net *net, WS *ws, const REAL *x_rows)
+/* ---- register tiles ----------------------------------------------------------------------- */
+
+/* C[i, lanes] = start + sum_k A(i,k) B[k, lanes], for MR rows and NV vectors of lanes.
+ * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient).
+ * start: C itself if `accumulate`, else init[i] (a bias), else 0. If activation >= 0 the result
+ * goes through the unit function before it is stored. */
+#define DEFINE_BROADCAST_TILE(MR, NV)                                                            \
+    static inline void FN(tile_##MR##x##NV)(REAL *BP_RESTRICT C, int64_t ldc,                    \
+                                            const REAL *BP_RESTRICT A, int64_t rsa, int64_t csa, \
+                                            const REAL *BP_RESTRICT B, int64_t ldb, int64_t K,   \
+                                            const REAL *init, int accumulate, int activation)    \
+    {                                                                                            \
+        VREAL acc[MR][NV];                                                                       \
+        for (int i = 0; i < MR; i++)                                                             \
+            for (int v = 0; v < NV; v++)                                                         \
+                acc[i][v] = accumulate ? FN(vload)(C + i * ldc + v * VW)                         \
+                                       : FN(vsplat)(init ? init[i] : (REAL)0);                   \
+        for (int64_t k = 0; k < K; k++) {                                                        \
+            VREAL b[NV];                                                                         \
+            for (int v = 0; v < NV; v++)                                                         \
+                b[v] = FN(vload)(B + k * ldb + v * VW);                                          \
+            for (int i = 0; i < MR; i++) {                                                       \
+                const VREAL a = FN(vsplat)(A[i * rsa + k * csa]);                                \
+                for (int v = 0; v < NV; v++)                                                     \
+                    acc[i][v] += a * b[v];                                                       \
+            }                                                                                    \
+        }                                                                                        \
+        for (int i = 0; i < MR; i++)                                                             \
+            for (int v = 0; v < NV; v++)                                                         \
+                FN(vstore)(C + i * ldc + v * VW,                                                 \
+                           activation >= 0 ? FN(vactivate)(acc[i][v], activation) : acc[i][v]);  \
+    }
+DEFINE_BROADCAST_TILE(6, 4)
+DEFINE_BROADCAST_TILE(6, 1)
+DEFINE_BROADCAST_TILE(1, 4)
+DEFINE_BROADCAST_TILE(1, 1)
+
+#define TILE_ROWS 6
+#define TILE_VECTORS 4
+
+/* One (rows x lanes) block of a broadcast product, split into the tiles above. */
+static void FN(broadcast_block)(REAL *C, int64_t ldc, const REAL *A, int64_t rsa, int64_t csa,
+                                const REAL *B, int64_t ldb, int64_t K, const REAL *init,
+                                int accumulate, int activation, int64_t rows, int64_t vectors)
 {
-    for (int l = 0; l < net->n_inputs; l++) {
-        ws->y[l] = (REAL *)x_rows + net->input_col[l];
-        ws->ld[l] = net->n_input_cols;
+#define TILE_ARGS(i, v) C + (i) * ldc + (v) * VW, ldc, A + (i) * rsa, rsa, csa, B + (v) * VW, ldb, K, \
+                        init ? init + (i) : NULL, accumulate, activation
+    if (rows == TILE_ROWS && vectors == TILE_VECTORS) {
+        FN(tile_6x4)(TILE_ARGS(0, 0));
+    } else if (rows == TILE_ROWS) {
+        for (int64_t v = 0; v < vectors; v++)
+            FN(tile_6x1)(TILE_ARGS(0, v));
+    } else if (vectors == TILE_VECTORS) {
+        for (int64_t i = 0; i < rows; i++)
+            FN(tile_1x4)(TILE_ARGS(i, 0));
+    } else {
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t v = 0; v < vectors; v++)
+                FN(tile_1x1)(TILE_ARGS(i, v));
     }
+#undef TILE_ARGS
 }
 
-/* Layer l, for rows [0, n_rows):
- *   y[b, o] = f(bias[o] + sum_e sum_c x_e[b, c] W_e[o, c])    x_e (B, C_e), W_e (O, C_e), y (B, O) */
+/* G[i*ldg + j] = sum over lanes of D[i, lane] X[j, lane], for MR x NR outputs. */
+#define DEFINE_DOT_TILE(MR, NR)                                                                  \
+    static inline void FN(dots_##MR##x##NR)(REAL *BP_RESTRICT G, int64_t ldg,                    \
+                                            const REAL *BP_RESTRICT D, int64_t ldd,              \
+                                            const REAL *BP_RESTRICT X, int64_t ldx,              \
+                                            int64_t lanes)                                       \
+    {                                                                                            \
+        VREAL acc[MR][NR];                                                                       \
+        for (int i = 0; i < MR; i++)                                                             \
+            for (int j = 0; j < NR; j++)                                                         \
+                acc[i][j] = FN(vsplat)(0);                                                       \
+        for (int64_t lane = 0; lane < lanes; lane += VW) {                                       \
+            VREAL d[MR], x[NR];                                                                  \
+            for (int i = 0; i < MR; i++)                                                         \
+                d[i] = FN(vload)(D + i * ldd + lane);                                            \
+            for (int j = 0; j < NR; j++)                                                         \
+                x[j] = FN(vload)(X + j * ldx + lane);                                            \
+            for (int i = 0; i < MR; i++)                                                         \
+                for (int j = 0; j < NR; j++)                                                     \
+                    acc[i][j] += d[i] * x[j];                                                    \
+        }                                                                                        \
+        for (int i = 0; i < MR; i++)                                                             \
+            for (int j = 0; j < NR; j++)                                                         \
+                G[i * ldg + j] = FN(hsum)(acc[i][j]);                                            \
+    }
+DEFINE_DOT_TILE(4, 4)
+DEFINE_DOT_TILE(4, 1)
+DEFINE_DOT_TILE(1, 4)
+DEFINE_DOT_TILE(1, 1)
+
+#define DOT_ROWS 4
+
+static void FN(dot_block)(REAL *G, int64_t ldg, const REAL *D, int64_t ldd, const REAL *X,
+                          int64_t ldx, int64_t lanes, int64_t rows, int64_t cols)
+{
+#define DOT_ARGS(i, j) G + (i) * ldg + (j), ldg, D + (i) * ldd, ldd, X + (j) * ldx, ldx, lanes
+    if (rows == DOT_ROWS && cols == DOT_ROWS) {
+        FN(dots_4x4)(DOT_ARGS(0, 0));
+    } else if (rows == DOT_ROWS) {
+        for (int64_t j = 0; j < cols; j++)
+            FN(dots_4x1)(DOT_ARGS(0, j));
+    } else if (cols == DOT_ROWS) {
+        for (int64_t i = 0; i < rows; i++)
+            FN(dots_1x4)(DOT_ARGS(i, 0));
+    } else {
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++)
+                FN(dots_1x1)(DOT_ARGS(i, j));
+    }
+#undef DOT_ARGS
+}
+
+static inline int64_t FN(ceil_div)(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* ---- layers ------------------------------------------------------------------------------- */
+
+/* Layer l over `lanes` lanes (the batch rounded up to whole vectors):
+ *   y[o, b] = f(bias[o] + sum_e sum_c W_e[o, c] x_e[c, b])      W_e (O, C_e), x_e (C_e, ld) */
 static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params, int l,
-                                  int64_t n_rows)
+                                  int64_t lanes)
 {
-    const int64_t n_out = net->size[l];
+    const int64_t n_out = net->size[l], ld = ws->ld;
     const REAL *bias = net->bias_offset[l] >= 0 ? params + net->bias_offset[l] : NULL;
-    REAL *y = ws->y[l];
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < n_rows; b++) {
-        REAL *y_row = y + b * n_out;
-        for (int64_t o = 0; o < n_out; o++)
-            y_row[o] = bias ? bias[o] : (REAL)0;
-        for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-            const int src = net->src_layer[e];
-            const int64_t n_in = net->size[src];
-            const REAL *x_row = ws->y[src] + b * ws->ld[src];
-            const REAL *W = params + net->w_offset[e];
-            for (int64_t o = 0; o < n_out; o++)
-                y_row[o] += FN(dot)(x_row, W + o * n_in, n_in);
+    const int64_t row_blocks = FN(ceil_div)(n_out, TILE_ROWS);
+    const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_VECTORS * VW);
+    const int first = net->src_start[l], last = net->src_start[l + 1] - 1;
+    OMP_FOR_COLLAPSE2
+    for (int64_t rb = 0; rb < row_blocks; rb++) {
+        for (int64_t lb = 0; lb < lane_blocks; lb++) {
+            const int64_t o = rb * TILE_ROWS, lane = lb * TILE_VECTORS * VW;
+            const int64_t rows = MIN(TILE_ROWS, n_out - o);
+            const int64_t vectors = MIN(TILE_VECTORS, (lanes - lane) / VW);
+            for (int e = first; e <= last; e++) {
+                const int src = net->src_layer[e];
+                const int64_t n_in = net->size[src];
+                FN(broadcast_block)(ws->y[l] + o * ld + lane, ld,
+                                    params + net->w_offset[e] + o * n_in, n_in, 1,
+                                    ws->y[src] + lane, ld, n_in, bias ? bias + o : NULL,
+                                    e != first, e == last ? net->activation[l] : -1, rows,
+                                    vectors);
+            }
         }
-        FN(activate)(y_row, n_out, net->activation[l]);
     }
 }
 
-static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64_t n_rows)
+static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64_t lanes)
 {
     for (int l = net->n_inputs; l < net->n_layers; l++)
-        FN(layer_forward_omp)(net, ws, params, l, n_rows);
+        FN(layer_forward_omp)(net, ws, params, l, lanes);
 }
 
-/* The output layer's error. For row b:
- *   E_b = 1/2 sum_o e[b,o]^2,  e = y - d  (0 inside the dead zone),  dy[b,o] = e[b,o] f'(y[b,o]).
- * Sets ws->error = sum_b E_b (in row order) and ws->all_within. */
-static void FN(output_error_omp)(const bp_net *net, WS *ws, const REAL *T, int64_t n_rows,
+/* The output layer's error, for the first n_rows of the lanes:
+ *   E = 1/2 sum (y - d)^2 with y - d set to 0 inside the dead zone and in padding lanes;
+ *   dy = (y - d) f'(y). Sets ws->error (summed over output units in order) and ws->all_within. */
+static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int64_t lanes,
                                  const bp_train_config *cfg)
 {
     const int out = net->n_layers - 1;
-    const int64_t n_out = net->size[out];
-    const REAL *y = ws->y[out];
-    REAL *dy = ws->dy[out];
-    const int dead_zone = cfg->loss == BP_DEAD_ZONE;
+    const int64_t n_out = net->size[out], ld = ws->ld;
+    const int dead_zone = cfg->loss == BP_DEAD_ZONE, activation = net->activation[out];
     const REAL off = (REAL)cfg->dead_zone_off, on = (REAL)cfg->dead_zone_on;
     const REAL tol = (REAL)cfg->stop_tol;
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < n_rows; b++) {
-        double row_error = 0;
-        int within = 1;
-        for (int64_t o = 0; o < n_out; o++) {
-            const REAL yo = y[b * n_out + o], d = T[b * n_out + o];
-            REAL e = yo - d;
-            within &= FABS(e) < tol;
-            if (dead_zone && ((d >= (REAL)0.5 && yo > on) || (d < (REAL)0.5 && yo < off)))
-                e = 0;
-            row_error += 0.5 * (double)e * (double)e;
-            dy[b * n_out + o] = e;
+    VINT lane_index;
+    for (int i = 0; i < VW; i++)
+        lane_index[i] = i;
+    OMP_FOR
+    for (int64_t o = 0; o < n_out; o++) {
+        const REAL *y = ws->y[out] + o * ld, *d = ws->t_batch + o * ld;
+        REAL *dy = ws->dy[out] + o * ld;
+        VREAL sum = FN(vsplat)(0);
+        VINT outside = {0};
+        for (int64_t lane = 0; lane < lanes; lane += VW) {
+            const VREAL yv = FN(vload)(y + lane), dv = FN(vload)(d + lane);
+            VREAL e = yv - dv;
+            const VINT valid = (lane_index + (ITYPE)lane) < (ITYPE)n_rows;
+            const VREAL abs_e = FN(vselect)(e < 0, -e, e);
+            outside |= valid & ~(abs_e < tol);
+            VINT keep = valid;
+            if (dead_zone)
+                keep &= ~(((dv >= (REAL)0.5) & (yv > on)) | ((dv < (REAL)0.5) & (yv < off)));
+            e = FN(vselect)(keep, e, FN(vsplat)(0));
+            sum += e * e;
+            FN(vstore)(dy + lane, e * FN(vderivative)(yv, activation));
         }
-        FN(activation_backward)(dy + b * n_out, y + b * n_out, n_out, net->activation[out]);
-        ws->row_error[b] = row_error;
-        ws->row_within[b] = within;
+        int within = 1;
+        for (int i = 0; i < VW; i++)
+            within &= outside[i] == 0;
+        ws->row_error[o] = 0.5 * (double)FN(hsum)(sum);
+        ws->row_within[o] = within;
     }
-#pragma omp single
+    OMP_SINGLE
     {
         double error = 0;
         int all_within = 1;
-        for (int64_t b = 0; b < n_rows; b++) {
-            error += ws->row_error[b];
-            all_within &= ws->row_within[b];
+        for (int64_t o = 0; o < n_out; o++) {
+            error += ws->row_error[o];
+            all_within &= ws->row_within[o];
         }
         ws->error = error;
         ws->all_within = all_within;
@@ -169,90 +333,96 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, const REAL *T, int64
 }
 
 /* Gradients of layer l's weights and bias; dy[l] already holds dE/dx.
- *   forward: y[b,o] = f(... + sum_c x[b,c] W[o,c] + bias[o])
- *   dE/dW[o,c] = sum_b dE/dx[b,o] x[b,c],   dE/dbias[o] = sum_b dE/dx[b,o]
- * Split over output units o; each sums over rows in order. */
+ *   forward: y[o,b] = f(... + sum_c W[o,c] x[c,b] + bias[o])
+ *   dE/dW[o,c] = sum_b dE/dx[o,b] x[c,b],    dE/dbias[o] = sum_b dE/dx[o,b]          */
 static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad, int l,
-                                           int64_t n_rows)
+                                           int64_t lanes)
 {
-    const int64_t n_out = net->size[l];
+    const int64_t n_out = net->size[l], ld = ws->ld;
     const REAL *dx = ws->dy[l];
-    REAL *grad_bias = net->bias_offset[l] >= 0 ? grad + net->bias_offset[l] : NULL;
-#pragma omp for schedule(static) nowait
-    for (int64_t o = 0; o < n_out; o++) {
-        for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-            const int src = net->src_layer[e];
-            const int64_t n_in = net->size[src], ld = ws->ld[src];
-            const REAL *x = ws->y[src];
-            REAL *BP_RESTRICT grad_w = grad + net->w_offset[e] + o * n_in;
-            for (int64_t c = 0; c < n_in; c++)
-                grad_w[c] = 0;
-            for (int64_t b = 0; b < n_rows; b++) {
-                const REAL d = dx[b * n_out + o];
-                const REAL *BP_RESTRICT x_row = x + b * ld;
-                for (int64_t c = 0; c < n_in; c++)
-                    grad_w[c] += d * x_row[c];
+    for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+        const int src = net->src_layer[e];
+        const int64_t n_in = net->size[src];
+        const int64_t row_blocks = FN(ceil_div)(n_out, DOT_ROWS);
+        const int64_t col_blocks = FN(ceil_div)(n_in, DOT_ROWS);
+        REAL *grad_w = grad + net->w_offset[e];
+        OMP_FOR_COLLAPSE2_NOWAIT
+        for (int64_t rb = 0; rb < row_blocks; rb++)
+            for (int64_t cb = 0; cb < col_blocks; cb++) {
+                const int64_t o = rb * DOT_ROWS, c = cb * DOT_ROWS;
+                FN(dot_block)(grad_w + o * n_in + c, n_in, dx + o * ld, ld,
+                              ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, n_out - o),
+                              MIN(DOT_ROWS, n_in - c));
             }
-        }
-        if (grad_bias) {
-            REAL sum = 0;
-            for (int64_t b = 0; b < n_rows; b++)
-                sum += dx[b * n_out + o];
-            grad_bias[o] = sum;
+    }
+    if (net->bias_offset[l] >= 0) {
+        REAL *grad_bias = grad + net->bias_offset[l];
+        OMP_FOR_NOWAIT
+        for (int64_t o = 0; o < n_out; o++) {
+            VREAL sum = FN(vsplat)(0);
+            for (int64_t lane = 0; lane < lanes; lane += VW)
+                sum += FN(vload)(dx + o * ld + lane);
+            grad_bias[o] = FN(hsum)(sum);
         }
     }
 }
 
 /* Gradients flowing down to layer l's computed sources.
- *   dE/dy_src[b,c] (+)= sum_o dE/dx[b,o] W[o,c]
- * Split over rows. The first consumer of a source (the highest layer) writes, the rest add. */
+ *   dE/dy_src[c, b] (+)= sum_o W[o, c] dE/dx[o, b]
+ * The first consumer of a source (the highest layer) writes, the rest add. */
 static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL *params, int l,
-                                          int64_t n_rows)
+                                          int64_t lanes)
 {
-    const int64_t n_out = net->size[l];
-    const REAL *dx = ws->dy[l];
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < n_rows; b++) {
-        for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-            const int src = net->src_layer[e];
-            if (src < net->n_inputs)
-                continue;
-            const int64_t n_in = net->size[src];
-            const REAL *W = params + net->w_offset[e];
-            REAL *BP_RESTRICT dy_row = ws->dy[src] + b * n_in;
-            if (!net->accumulate[e])
-                for (int64_t c = 0; c < n_in; c++)
-                    dy_row[c] = 0;
-            for (int64_t o = 0; o < n_out; o++) {
-                const REAL d = dx[b * n_out + o];
-                const REAL *BP_RESTRICT w_row = W + o * n_in;
-                for (int64_t c = 0; c < n_in; c++)
-                    dy_row[c] += d * w_row[c];
+    const int64_t n_out = net->size[l], ld = ws->ld;
+    const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_VECTORS * VW);
+    for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+        const int src = net->src_layer[e];
+        if (src < net->n_inputs)
+            continue;
+        const int64_t n_in = net->size[src];
+        const int64_t row_blocks = FN(ceil_div)(n_in, TILE_ROWS);
+        const REAL *W = params + net->w_offset[e];
+        OMP_FOR_COLLAPSE2_NOWAIT
+        for (int64_t rb = 0; rb < row_blocks; rb++)
+            for (int64_t lb = 0; lb < lane_blocks; lb++) {
+                const int64_t c = rb * TILE_ROWS, lane = lb * TILE_VECTORS * VW;
+                FN(broadcast_block)(ws->dy[src] + c * ld + lane, ld, W + c, 1, n_in,
+                                    ws->dy[l] + lane, ld, n_out, NULL, net->accumulate[e], -1,
+                                    MIN(TILE_ROWS, n_in - c),
+                                    MIN(TILE_VECTORS, (lanes - lane) / VW));
             }
-        }
     }
+    OMP_BARRIER
 }
 
 /* Turn layer l's dE/dy (complete once every higher layer has run) into dE/dx. */
-static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
+static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, int64_t lanes)
 {
-    const int64_t n = net->size[l];
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < n_rows; b++)
-        FN(activation_backward)(ws->dy[l] + b * n, ws->y[l] + b * n, n, net->activation[l]);
+    const int64_t n = net->size[l], ld = ws->ld;
+    const int activation = net->activation[l];
+    if (activation == BP_IDENTITY)
+        return;
+    OMP_FOR
+    for (int64_t u = 0; u < n; u++)
+        for (int64_t lane = 0; lane < lanes; lane += VW) {
+            REAL *dy = ws->dy[l] + u * ld + lane;
+            FN(vstore)(dy, FN(vload)(dy) * FN(vderivative)(FN(vload)(ws->y[l] + u * ld + lane),
+                                                          activation));
+        }
 }
 
-/* Forward and backward over the bound batch: grad = dE/dparams; ws->error, ws->all_within. */
+/* Forward and backward over the bound batch of n_rows: grad = dE/dparams; ws->error. */
 static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
-                                  const REAL *T, int64_t n_rows, const bp_train_config *cfg)
+                                  int64_t n_rows, const bp_train_config *cfg)
 {
-    FN(forward_omp)(net, ws, params, n_rows);
-    FN(output_error_omp)(net, ws, T, n_rows, cfg);
+    const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
+    FN(forward_omp)(net, ws, params, lanes);
+    FN(output_error_omp)(net, ws, n_rows, lanes, cfg);
     for (int l = net->n_layers - 1; l >= net->n_inputs; l--) {
         if (l != net->n_layers - 1)
-            FN(layer_activation_backward_omp)(net, ws, l, n_rows);
-        FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows);
-        FN(layer_backward_inputs_omp)(net, ws, params, l, n_rows);
+            FN(layer_activation_backward_omp)(net, ws, l, lanes);
+        FN(layer_backward_weights_omp)(net, ws, grad, l, lanes);
+        FN(layer_backward_inputs_omp)(net, ws, params, l, lanes);
     }
 }
 
@@ -265,21 +435,16 @@ static void FN(momentum_update_omp)(REAL *BP_RESTRICT params, REAL *BP_RESTRICT 
     const REAL lr = (REAL)phase->lr, momentum = (REAL)phase->momentum;
     const REAL keep = (REAL)(1.0 - phase->weight_decay);
     const int64_t n_decayed = phase->weight_decay != 0 ? phase->n_decayed : 0;
-#pragma omp for schedule(static) nowait
+    OMP_FOR_NOWAIT
     for (int64_t i = 0; i < n_decayed; i++) {
         const REAL v = momentum * velocity[i] - lr * grad[i];
         velocity[i] = v;
         params[i] = (params[i] + v) * keep;
     }
-#pragma omp for schedule(static)
+    OMP_FOR
     for (int64_t i = n_decayed; i < n_params; i++) {
         const REAL v = momentum * velocity[i] - lr * grad[i];
         velocity[i] = v;
         params[i] += v;
     }
 }
-
-#undef WS
-#undef FN
-#undef CAT
-#undef CAT_

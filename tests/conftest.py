@@ -71,3 +71,13 @@ def family_trees_net(dtype="float32", seed=0, init_range=0.3):
 @pytest.fixture(params=DTYPES)
 def dtype(request):
     return request.param
+
+
+@pytest.fixture(params=__import__("bpfast")._core.available_isas())
+def isa(request):
+    """Run the test on each kernel variant this CPU supports (AVX-512, AVX2+FMA, baseline)."""
+    from bpfast import _core
+    before = bpfast.build_info()["simd"]
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)

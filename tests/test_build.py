@@ -10,9 +10,10 @@ from bpfast._openmp_probe import probe_openmp
 
 def test_build_info_reports_the_build():
     info = bpfast.build_info()
-    assert set(info) == {"openmp", "openmp_max_threads", "simd", "compile_args"}
+    assert set(info) == {"openmp", "openmp_max_threads", "simd", "simd_available", "compile_args"}
     assert info["openmp_max_threads"] >= 1
-    assert info["simd"]
+    assert info["simd"] in info["simd_available"]
+    assert "baseline" in info["simd_available"]
 
 
 @pytest.mark.skipif(os.environ.get("BPFAST_ALLOW_NO_OPENMP") == "1",
@@ -30,3 +31,13 @@ def test_default_flags_are_portable():
         pytest.skip("BPFAST_NATIVE build")
     args = bpfast.build_info()["compile_args"]
     assert "-march=native" not in args and "fast-math" not in args and "-Ofast" not in args
+
+
+def test_the_best_variant_is_used_unless_one_is_asked_for():
+    from bpfast import _core
+    if os.environ.get("BPFAST_ISA"):
+        assert bpfast.build_info()["simd"] == os.environ["BPFAST_ISA"]
+    else:
+        assert bpfast.build_info()["simd"] == _core.available_isas()[0]
+    with pytest.raises(ValueError, match="unknown or not supported"):
+        _core.set_isa("sse9")

@@ -36,7 +36,7 @@ TRAJECTORY_FACTOR = {"float32": 100.0, "float64": 10.0}
 
 
 @pytest.mark.parametrize("mode", ["full", "minibatch", "online", "minibatch_in_order"])
-def test_fifty_sweeps_with_momentum_and_decay_match_reference(mode, dtype):
+def test_fifty_sweeps_with_momentum_and_decay_match_reference(mode, dtype, isa):
     rng = np.random.default_rng(7)
     net = family_trees_net(dtype=dtype, seed=3, init_range=1.0)
     X, T = family_trees_like_data(rng)
@@ -82,7 +82,7 @@ def train_mid_sized(n_threads, dtype, batch_size):
 
 
 @pytest.mark.parametrize("batch_size", [None, 64])
-def test_weights_are_bitwise_identical_for_1_2_and_4_threads(batch_size, dtype):
+def test_weights_are_bitwise_identical_for_1_2_and_4_threads(batch_size, dtype, isa):
     n_weights = 40 * 50 + 50 * 30 + 30 * 10
     # The configuration must really run in parallel, or this test proves nothing.
     assert effective_threads(4, batch_size or 400, 3 * n_weights) == 4
@@ -93,7 +93,7 @@ def test_weights_are_bitwise_identical_for_1_2_and_4_threads(batch_size, dtype):
         assert np.array_equal(result.errors, runs[0][1].errors)
 
 
-def test_predict_is_bitwise_identical_across_thread_counts(dtype):
+def test_predict_is_bitwise_identical_across_thread_counts(dtype, isa):
     net = bpfast.Network([40, 300, 10], seed=2, dtype=dtype)
     X = np.random.default_rng(1).normal(size=(1000, 40))
     assert effective_threads(4, 1000, net.topology.n_weights) == 4

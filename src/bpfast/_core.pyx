@@ -11,6 +11,7 @@ from libc.stdlib cimport malloc, free
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 
+import os
 import time
 
 import numpy as np
@@ -56,37 +57,43 @@ cdef extern from "bpfast.h" nogil:
     void bp_workspace_free_f64(bp_workspace_f64 *ws)
     const float *bp_workspace_activations_f32(const bp_workspace_f32 *ws, int l, int64_t *ld)
     const double *bp_workspace_activations_f64(const bp_workspace_f64 *ws, int l, int64_t *ld)
-    void bp_forward_f32(const bp_net *net, bp_workspace_f32 *ws, const float *params,
-                        const float *X, int64_t n_rows, int n_threads)
-    void bp_forward_f64(const bp_net *net, bp_workspace_f64 *ws, const double *params,
-                        const double *X, int64_t n_rows, int n_threads)
-    double bp_loss_gradient_f32(const bp_net *net, bp_workspace_f32 *ws, float *grad,
-                                const float *params, const float *X, const float *T,
-                                int64_t n_rows, const bp_train_config *cfg, int *all_within)
-    double bp_loss_gradient_f64(const bp_net *net, bp_workspace_f64 *ws, double *grad,
-                                const double *params, const double *X, const double *T,
-                                int64_t n_rows, const bp_train_config *cfg, int *all_within)
-    void bp_momentum_update_f32(float *params, float *velocity, const float *grad,
-                                int64_t n_params, const bp_phase *phase, int n_threads)
-    void bp_momentum_update_f64(double *params, double *velocity, const double *grad,
-                                int64_t n_params, const bp_phase *phase, int n_threads)
-    int64_t bp_train_f32(const bp_net *net, bp_workspace_f32 *ws, float *params, float *velocity,
-                         float *grad, const float *X, const float *T, const bp_train_config *cfg,
-                         const bp_phase *phase, int64_t n_sweeps, uint64_t *rng_state,
-                         double *errors, int *status)
-    int64_t bp_train_f64(const bp_net *net, bp_workspace_f64 *ws, double *params,
-                         double *velocity, double *grad, const double *X, const double *T,
-                         const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps,
-                         uint64_t *rng_state, double *errors, int *status)
-    double bp_evaluate_f32(const bp_net *net, bp_workspace_f32 *ws, const float *params,
-                           const float *X, const float *T, const bp_train_config *cfg,
-                           int *all_within)
-    double bp_evaluate_f64(const bp_net *net, bp_workspace_f64 *ws, const double *params,
-                           const double *X, const double *T, const bp_train_config *cfg,
-                           int *all_within)
+
+    ctypedef struct bp_kernels:
+        const char *name
+        void (*forward_f32)(const bp_net *net, bp_workspace_f32 *ws, const float *params,
+                            const float *X, int64_t n_rows, int n_threads) noexcept nogil
+        void (*forward_f64)(const bp_net *net, bp_workspace_f64 *ws, const double *params,
+                            const double *X, int64_t n_rows, int n_threads) noexcept nogil
+        double (*loss_gradient_f32)(const bp_net *net, bp_workspace_f32 *ws, float *grad,
+                                    const float *params, const float *X, const float *T,
+                                    int64_t n_rows, const bp_train_config *cfg, int *all_within) noexcept nogil
+        double (*loss_gradient_f64)(const bp_net *net, bp_workspace_f64 *ws, double *grad,
+                                    const double *params, const double *X, const double *T,
+                                    int64_t n_rows, const bp_train_config *cfg, int *all_within) noexcept nogil
+        void (*momentum_update_f32)(float *params, float *velocity, const float *grad,
+                                    int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
+        void (*momentum_update_f64)(double *params, double *velocity, const double *grad,
+                                    int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
+        int64_t (*train_f32)(const bp_net *net, bp_workspace_f32 *ws, float *params,
+                             float *velocity, float *grad, const float *X, const float *T,
+                             const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps,
+                             uint64_t *rng_state, double *errors, int *status) noexcept nogil
+        int64_t (*train_f64)(const bp_net *net, bp_workspace_f64 *ws, double *params,
+                             double *velocity, double *grad, const double *X, const double *T,
+                             const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps,
+                             uint64_t *rng_state, double *errors, int *status) noexcept nogil
+        double (*evaluate_f32)(const bp_net *net, bp_workspace_f32 *ws, const float *params,
+                               const float *X, const float *T, const bp_train_config *cfg,
+                               int *all_within) noexcept nogil
+        double (*evaluate_f64)(const bp_net *net, bp_workspace_f64 *ws, const double *params,
+                               const double *X, const double *T, const bp_train_config *cfg,
+                               int *all_within) noexcept nogil
+        void (*logistic_f32)(float *x, int64_t n) noexcept nogil
+        void (*logistic_f64)(double *x, int64_t n) noexcept nogil
+
+    const bp_kernels *bp_kernels_named(const char *name)
     int bp_openmp_enabled()
     int bp_openmp_max_threads()
-    const char *bp_simd_level()
 
 cdef extern from *:
     """
@@ -95,6 +102,9 @@ cdef extern from *:
     #endif
     """
     const char *BPFAST_CFLAGS
+
+# The kernel variant in use: the best this CPU supports, or BPFAST_ISA (set at the end of import).
+cdef const bp_kernels *KERNELS = bp_kernels_named(NULL)
 
 LOSSES = {"sse": BP_SSE, "dead_zone": BP_DEAD_ZONE}
 STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "non_finite"}
@@ -200,10 +210,10 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
             rows = min(chunk, n - start)
             with nogil:
                 if floating is float:
-                    bp_forward_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[start, 0], rows,
+                    KERNELS.forward_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[start, 0], rows,
                                    n_threads)
                 else:
-                    bp_forward_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[start, 0], rows,
+                    KERNELS.forward_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[start, 0], rows,
                                    n_threads)
             for i, l in enumerate(range(max(first, topology.n_inputs), topology.n_layers)):
                 out = outs[i]
@@ -211,9 +221,9 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
                     act = bp_workspace_activations_f32(<bp_workspace_f32 *>ws, l, &ld)
                 else:
                     act = bp_workspace_activations_f64(<bp_workspace_f64 *>ws, l, &ld)
-                for r in range(rows):
+                for r in range(rows):  # feature-major (units, ld) back to (cases, units)
                     for c in range(out.shape[1]):
-                        out[start + r, c] = act[r * ld + c]
+                        out[start + r, c] = act[c * ld + r]
     finally:
         _free_workspace(kind, ws)
     if not all_layers:
@@ -242,10 +252,10 @@ def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] 
     try:
         with nogil:
             if floating is float:
-                error = bp_loss_gradient_f32(net, <bp_workspace_f32 *>ws, &grad[0], &params[0],
+                error = KERNELS.loss_gradient_f32(net, <bp_workspace_f32 *>ws, &grad[0], &params[0],
                                              &X[0, 0], &T[0, 0], n, &cfg, &all_within)
             else:
-                error = bp_loss_gradient_f64(net, <bp_workspace_f64 *>ws, &grad[0], &params[0],
+                error = KERNELS.loss_gradient_f64(net, <bp_workspace_f64 *>ws, &grad[0], &params[0],
                                              &X[0, 0], &T[0, 0], n, &cfg, &all_within)
     finally:
         _free_workspace(kind, ws)
@@ -265,10 +275,10 @@ def _momentum_update(floating[::1] params, floating[::1] velocity, const floatin
     phase.lr, phase.momentum, phase.weight_decay, phase.n_decayed = lr, momentum, weight_decay, n_decayed
     with nogil:
         if floating is float:
-            bp_momentum_update_f32(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
+            KERNELS.momentum_update_f32(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
                                    n_threads)
         else:
-            bp_momentum_update_f64(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
+            KERNELS.momentum_update_f64(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
                                    n_threads)
 
 
@@ -322,11 +332,11 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                 started = time.perf_counter()
                 with nogil:
                     if floating is float:
-                        ran = bp_train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
+                        ran = KERNELS.train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
                                            &grad[0], &X[0, 0], &T[0, 0], &cfg, &phase, chunk,
                                            &state, &errors[done], &status)
                     else:
-                        ran = bp_train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
+                        ran = KERNELS.train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
                                            &grad[0], &X[0, 0], &T[0, 0], &cfg, &phase, chunk,
                                            &state, &errors[done], &status)
                 done += ran
@@ -347,10 +357,10 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
         else:
             with nogil:
                 if floating is float:
-                    final_error = bp_evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0],
+                    final_error = KERNELS.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0],
                                                   &X[0, 0], &T[0, 0], &cfg, &all_within)
                 else:
-                    final_error = bp_evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0],
+                    final_error = KERNELS.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0],
                                                   &X[0, 0], &T[0, 0], &cfg, &all_within)
     finally:
         _free_workspace(kind, ws)
@@ -362,10 +372,47 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
 
 
 def build_facts():
-    """OpenMP, SIMD level and compiler flags of this build."""
+    """OpenMP, instruction sets and compiler flags of this build."""
     return {
         "openmp": bool(bp_openmp_enabled()),
         "openmp_max_threads": int(bp_openmp_max_threads()),
-        "simd": bp_simd_level().decode(),
+        "simd": KERNELS.name.decode(),
+        "simd_available": available_isas(),
         "compile_args": BPFAST_CFLAGS.decode(),
     }
+
+
+ISA_NAMES = ("avx512", "avx2", "baseline")
+
+
+def available_isas():
+    """The kernel variants this CPU can run, best first."""
+    return [name for name in ISA_NAMES if bp_kernels_named(name.encode()) != NULL]
+
+
+def set_isa(name):
+    """Use the kernel variant `name` ("" for the best available) from now on, for every network.
+    Not thread-safe: meant for tests and benchmarks, or for BPFAST_ISA at import."""
+    global KERNELS
+    cdef const bp_kernels *chosen = bp_kernels_named(name.encode())
+    if chosen == NULL:
+        raise ValueError(f"kernel variant {name!r} is unknown or not supported by this CPU; "
+                         f"choose one of {available_isas()}")
+    KERNELS = chosen
+
+
+def logistic(x):
+    """The kernels' vectorised logistic 1/(1+exp(-x)) of a float32 or float64 array (a copy)."""
+    out = np.array(x, copy=True, order="C")
+    cdef float[::1] out32
+    cdef double[::1] out64
+    if out.dtype == np.float32:
+        out32 = out.reshape(-1)
+        KERNELS.logistic_f32(&out32[0], out32.shape[0])
+    else:
+        out64 = out.reshape(-1)
+        KERNELS.logistic_f64(&out64[0], out64.shape[0])
+    return out
+
+
+set_isa(os.environ.get("BPFAST_ISA", ""))

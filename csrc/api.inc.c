@@ -1,0 +1,83 @@
+/* api.inc.c: the public entry points of one (REAL, ISA), included by bpfast.c after the serial
+ * (FNS) and parallel (FNP) instantiations of kernels.inc.c and train.inc.c. Each picks the serial
+ * code for one thread, else opens one parallel region around the parallel code. */
+
+static void API(forward)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
+                         int64_t n_rows, int n_threads)
+{
+    if (n_threads > 1) {
+#pragma omp parallel num_threads(n_threads)
+        FNP(forward_body)(net, ws, params, X, n_rows);
+    } else {
+        FNS(forward_body)(net, ws, params, X, n_rows);
+    }
+}
+
+static double API(loss_gradient)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
+                                 const REAL *X, const REAL *T, int64_t n_rows,
+                                 const bp_train_config *cfg, int *all_within)
+{
+    if (cfg->n_threads > 1) {
+#pragma omp parallel num_threads(cfg->n_threads)
+        FNP(loss_gradient_body)(net, ws, grad, params, X, T, n_rows, cfg);
+    } else {
+        FNS(loss_gradient_body)(net, ws, grad, params, X, T, n_rows, cfg);
+    }
+    *all_within = ws->all_within;
+    return ws->error;
+}
+
+static void API(momentum_update)(REAL *params, REAL *velocity, const REAL *grad,
+                                 int64_t n_params, const bp_phase *phase, int n_threads)
+{
+    if (n_threads > 1) {
+#pragma omp parallel num_threads(n_threads)
+        FNP(momentum_update_omp)(params, velocity, grad, n_params, phase);
+    } else {
+        FNS(momentum_update_omp)(params, velocity, grad, n_params, phase);
+    }
+}
+
+static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocity, REAL *grad,
+                          const REAL *X, const REAL *T, const bp_train_config *cfg,
+                          const bp_phase *phase, int64_t n_sweeps, uint64_t *rng_state,
+                          double *errors, int *status)
+{
+    ws->n_done = 0;
+    ws->status = BP_RUNNING;
+    if (cfg->n_threads > 1) {
+#pragma omp parallel num_threads(cfg->n_threads)
+        FNP(train_body)(net, ws, params, velocity, grad, X, T, cfg, phase, n_sweeps, rng_state,
+                        errors);
+    } else {
+        FNS(train_body)(net, ws, params, velocity, grad, X, T, cfg, phase, n_sweeps, rng_state,
+                        errors);
+    }
+    *status = ws->status;
+    return ws->n_done;
+}
+
+static double API(evaluate)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
+                            const REAL *T, const bp_train_config *cfg, int *all_within)
+{
+    if (cfg->n_threads > 1) {
+#pragma omp parallel num_threads(cfg->n_threads)
+        FNP(evaluate_omp)(net, ws, params, X, T, cfg);
+    } else {
+        FNS(evaluate_omp)(net, ws, params, X, T, cfg);
+    }
+    *all_within = ws->all_within;
+    return ws->error;
+}
+
+/* The vectorised logistic on n values in place: exposed so tests can bound its error. */
+static void API(logistic)(REAL *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += VW) {
+        VREAL v = {0};
+        const int64_t count = MIN(VW, n - i);
+        memcpy(&v, x + i, (size_t)count * sizeof(REAL));
+        v = FNS(vactivate)(v, BP_LOGISTIC);
+        memcpy(x + i, &v, (size_t)count * sizeof(REAL));
+    }
+}

@@ -1,0 +1,38 @@
+/* variant.inc.c: one (REAL, ISA): the serial and the OpenMP instantiation of the templates and
+ * the entry points that choose between them. */
+
+#define PARNAME s
+#define OMP_FOR
+#define OMP_FOR_NOWAIT
+#define OMP_FOR_COLLAPSE2
+#define OMP_FOR_COLLAPSE2_NOWAIT
+#define OMP_SINGLE
+#define OMP_BARRIER
+#include "kernels.inc.c"
+#include "train.inc.c"
+#undef PARNAME
+#undef OMP_FOR
+#undef OMP_FOR_NOWAIT
+#undef OMP_FOR_COLLAPSE2
+#undef OMP_FOR_COLLAPSE2_NOWAIT
+#undef OMP_SINGLE
+#undef OMP_BARRIER
+
+#define PARNAME p
+#define OMP_FOR _Pragma("omp for schedule(static)")
+#define OMP_FOR_NOWAIT _Pragma("omp for schedule(static) nowait")
+#define OMP_FOR_COLLAPSE2 _Pragma("omp for collapse(2) schedule(static)")
+#define OMP_FOR_COLLAPSE2_NOWAIT _Pragma("omp for collapse(2) schedule(static) nowait")
+#define OMP_SINGLE _Pragma("omp single")
+#define OMP_BARRIER _Pragma("omp barrier")
+#include "kernels.inc.c"
+#include "train.inc.c"
+#undef PARNAME
+#undef OMP_FOR
+#undef OMP_FOR_NOWAIT
+#undef OMP_FOR_COLLAPSE2
+#undef OMP_FOR_COLLAPSE2_NOWAIT
+#undef OMP_SINGLE
+#undef OMP_BARRIER
+
+#include "api.inc.c"
