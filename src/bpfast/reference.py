@@ -22,7 +22,8 @@ _MASK64 = (1 << 64) - 1
 
 def _f(x, activation):
     if activation == 0:
-        return 1.0 / (1.0 + np.exp(-x))
+        with np.errstate(over="ignore"):  # exp(-x) = inf for x < -709, and 1/(1+inf) = 0 exactly
+            return 1.0 / (1.0 + np.exp(-x))
     if activation == 1:
         return np.tanh(x)
     return x

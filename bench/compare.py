@@ -1,0 +1,448 @@
+"""bpfast against NumPy, PyTorch and scikit-learn on the same networks, data, weights and update.
+
+    python bench/compare.py            # the full table (a few minutes)
+    python bench/compare.py --smoke    # tiny sizes, seconds: checks the script and every tool
+
+Workloads (float32): W1 symmetry 6-2-1, 64 cases, full batch (µs/sweep); W2 family trees
+(24->6, 12->6)->12->6->24, 100 cases, full batch (µs/sweep); W3 784-256-10, mini-batch 64, 60,000
+cases (samples/s); W4 1024-1024-1024-10, mini-batch 256, 20,480 cases (samples/s). Every net is
+logistic, trained by plain SGD with momentum on the summed squared error, and the data are
+synthetic (timing does not depend on the values).
+
+Tools: bpfast; "reference", bpfast.reference (NumPy float64, the oracle); "numpy", a float32 NumPy
+implementation of the same chain training (W3/W4 only); "torch", PyTorch eager on the CPU (nn.Linear,
+sigmoid, torch.optim.SGD with momentum, which is exactly the paper's update); "sklearn",
+MLPRegressor(solver="sgd") - it cannot do exactly the same: its output units are linear and it
+averages the gradient over a mini-batch, so it trains the same net with linear outputs at
+lr × batch size, and is checked against the reference doing that. Tools that are not installed
+are skipped.
+
+Before timing anything, every tool trains a short run from the same initial weights; the error of
+its final weights (evaluated by the reference) must match the reference's own run within float32
+tolerance, or the tool is not reported. Runs are interleaved (A, B, C, A, B, C, ...), warmed up,
+repeated, and reported as median (min-max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import bpfast
+from bpfast import Layer, reference
+
+
+# ---- workloads ----------------------------------------------------------------------------------
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    make_net: callable          # (output_activation) -> bpfast.Network, float32
+    n_cases: int
+    batch_size: int | None      # None: full-batch sweeps
+    lr: float
+    momentum: float = 0.9
+    chain: list | None = None   # layer sizes, for tools that only do chains
+    smoke_cases: int | None = None
+    data: tuple = field(default=None, repr=False)
+
+    @property
+    def per_sample(self):
+        return self.batch_size is not None
+
+
+def chain_net(sizes):
+    return lambda out="logistic": bpfast.Network(sizes, seed=1, output_activation=out,
+                                                 init_range=1.0 / np.sqrt(max(sizes[0], 9)))
+
+
+def family_trees_net(out="logistic"):
+    return bpfast.Network(
+        inputs={"person": 24, "relation": 12},
+        layers=[Layer("person_code", 6, ["person"]), Layer("relation_code", 6, ["relation"]),
+                Layer("central", 12, ["person_code", "relation_code"]),
+                Layer("decode", 6, ["central"]), Layer("output", 24, ["decode"], activation=out)],
+        seed=1)
+
+
+def make_data(workload, n_cases):
+    rng = np.random.default_rng(0)
+    if workload.key == "W1":
+        X, T = bpfast.datasets.symmetry()
+        return X.astype(np.float32), T.astype(np.float32)
+    n_in = workload.make_net().topology.n_input_cols
+    n_out = workload.make_net().topology.n_outputs
+    if workload.key == "W2":
+        X = np.zeros((n_cases, n_in))
+        X[np.arange(n_cases), rng.integers(0, 24, n_cases)] = 1
+        X[np.arange(n_cases), 24 + rng.integers(0, 12, n_cases)] = 1
+        T = (rng.uniform(size=(n_cases, n_out)) < 0.06).astype(float)
+    else:
+        X = rng.uniform(size=(n_cases, n_in))
+        T = np.eye(n_out)[rng.integers(0, n_out, n_cases)]
+    return X.astype(np.float32), T.astype(np.float32)
+
+
+WORKLOADS = [
+    Workload("W1", "symmetry 6-2-1, 64 cases, full batch", lambda out="logistic": bpfast.Network(
+        [6, 2, 1], seed=1, output_activation=out), 64, None, 0.1, chain=[6, 2, 1]),
+    Workload("W2", "family trees (24→6, 12→6)→12→6→24, 100 cases, full batch", family_trees_net,
+             100, None, 0.01),
+    Workload("W3", "784-256-10, mini-batch 64, 60,000 cases", chain_net([784, 256, 10]), 60000, 64,
+             0.01, chain=[784, 256, 10], smoke_cases=640),
+    Workload("W4", "1024-1024-1024-10, mini-batch 256, 20,480 cases",
+             chain_net([1024, 1024, 1024, 10]), 20480, 256, 0.001, chain=[1024, 1024, 1024, 10],
+             smoke_cases=512),
+]
+
+
+# ---- tools --------------------------------------------------------------------------------------
+
+def thread_limit(n_threads):
+    """Limit NumPy's BLAS to n_threads (threadpoolctl comes with scikit-learn)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n_threads)
+
+
+def chain_blocks(net):
+    """[(W (out, in), b (out,)) per layer] as views into a chain net's arena."""
+    names = net.topology.names
+    return [(net.weights(names[i], names[i - 1]), net.bias(names[i])) for i in range(1, len(names))]
+
+
+class Tool:
+    name = ""
+    chain_only = False
+    linear_outputs = False  # trains the net with identity output units
+
+    def available(self):
+        return True
+
+    def supports(self, workload):
+        return workload.chain is not None or not self.chain_only
+
+
+class BpfastTool(Tool):
+    name = "bpfast"
+
+    def setup(self, net, workload, n_threads):
+        self.net, self.workload, self.n_threads = net, workload, n_threads
+
+    def run(self, X, T, n_units):
+        w = self.workload
+        if w.per_sample:
+            self.net.fit(X, T, lr=w.lr, momentum=w.momentum, n_sweeps=1, batch_size=w.batch_size,
+                         shuffle=False, n_threads=self.n_threads)
+        else:
+            self.net.fit(X, T, lr=w.lr, momentum=w.momentum, n_sweeps=n_units,
+                         n_threads=self.n_threads)
+
+    def params(self):
+        return self.net.params.astype(np.float64)
+
+
+class ReferenceTool(Tool):
+    name = "reference"
+
+    def setup(self, net, workload, n_threads):
+        self.topology, self.workload, self.n_threads = net.topology, workload, n_threads
+        self.p = net.params.astype(np.float64)
+        self.v = np.zeros_like(self.p)
+
+    def run(self, X, T, n_units):
+        w = self.workload
+        sweeps = 1 if w.per_sample else n_units
+        with thread_limit(self.n_threads):
+            reference.train(self.topology, self.p, self.v, X, T, [(sweeps, w.lr, w.momentum, 0.0, 0)],
+                            batch_size=w.batch_size or len(X), shuffle=False)
+
+    def params(self):
+        return self.p
+
+
+class NumpyTool(Tool):
+    """Float32 NumPy, written for speed: preallocated buffers, in-place ufuncs, BLAS products."""
+    name = "numpy"
+    chain_only = True
+
+    def supports(self, workload):
+        return workload.per_sample
+
+    def setup(self, net, workload, n_threads):
+        self.workload, self.n_threads = workload, n_threads
+        self.layers = [(W.copy(), b.copy()) for W, b in chain_blocks(net)]
+        self.velocity = [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.layers]
+
+    def step(self, x, t):
+        w = self.workload
+        ys = [x]
+        for W, b in self.layers:
+            z = ys[-1] @ W.T
+            z += b
+            np.negative(z, out=z)
+            np.exp(z, out=z)
+            z += 1
+            np.reciprocal(z, out=z)
+            ys.append(z)
+        delta = ys[-1] - t
+        for i in range(len(self.layers) - 1, -1, -1):
+            y = ys[i + 1]
+            delta *= y * (1 - y)
+            W, b = self.layers[i]
+            gW, gb = delta.T @ ys[i], delta.sum(0)
+            if i:
+                next_delta = delta @ W
+            for param, vel, grad in ((W, self.velocity[i][0], gW), (b, self.velocity[i][1], gb)):
+                vel *= w.momentum
+                vel -= w.lr * grad
+                param += vel
+            if i:
+                delta = next_delta
+
+    def run(self, X, T, n_units):
+        bs = self.workload.batch_size
+        with thread_limit(self.n_threads):
+            for start in range(0, len(X), bs):
+                self.step(X[start:start + bs], T[start:start + bs])
+
+    def params(self):
+        return np.concatenate([W.ravel() for W, _ in self.layers] +
+                              [b for _, b in self.layers]).astype(np.float64)
+
+
+class TorchTool(Tool):
+    name = "torch"
+
+    def available(self):
+        try:
+            import torch  # noqa: F401
+            return True
+        except ImportError:
+            return False
+
+    def setup(self, net, workload, n_threads):
+        import torch
+        torch.set_num_threads(n_threads)
+        self.torch, self.workload, self.topology = torch, workload, net.topology
+        topo = net.topology
+        self.linears = {}
+        for l in range(topo.n_inputs, topo.n_layers):
+            layer = topo.layers[l - topo.n_inputs]
+            for k, src in enumerate(layer.sources):
+                lin = torch.nn.Linear(int(topo.size[topo.index[src]]), layer.size,
+                                      bias=(k == 0 and layer.bias))
+                with torch.no_grad():
+                    lin.weight.copy_(torch.from_numpy(net.weights(layer.name, src).copy()))
+                    if k == 0 and layer.bias:
+                        lin.bias.copy_(torch.from_numpy(net.bias(layer.name).copy()))
+                self.linears[(layer.name, src)] = lin
+        params = [p for lin in self.linears.values() for p in lin.parameters()]
+        self.optimizer = torch.optim.SGD(params, lr=workload.lr, momentum=workload.momentum)
+
+    def forward(self, x):
+        topo = self.topology
+        cols = topo.input_col
+        acts = {name: x[:, cols[i]:cols[i] + topo.size[i]] for i, name in enumerate(topo.input_names)}
+        for layer in topo.layers:
+            z = sum(self.linears[(layer.name, src)](acts[src]) for src in layer.sources)
+            acts[layer.name] = self.torch.sigmoid(z)
+        return acts[topo.layers[-1].name]
+
+    def run(self, X, T, n_units):
+        torch, w = self.torch, self.workload
+        X, T = torch.from_numpy(X), torch.from_numpy(T)
+        bs = w.batch_size or len(X)
+        steps = range(0, len(X), bs) if w.per_sample else [0] * n_units
+        for start in steps:
+            self.optimizer.zero_grad(set_to_none=True)
+            y = self.forward(X[start:start + bs])
+            loss = 0.5 * ((y - T[start:start + bs]) ** 2).sum()
+            loss.backward()
+            self.optimizer.step()
+
+    def params(self):
+        topo = self.topology
+        parts = [self.linears[(lay.name, src)].weight.detach().numpy().ravel()
+                 for lay in topo.layers for src in lay.sources]
+        parts += [self.linears[(lay.name, lay.sources[0])].bias.detach().numpy()
+                  for lay in topo.layers if lay.bias]
+        return np.concatenate(parts).astype(np.float64)
+
+
+class SklearnTool(Tool):
+    name = "sklearn"
+    chain_only = True
+    linear_outputs = True
+
+    def available(self):
+        try:
+            import sklearn  # noqa: F401
+            return True
+        except ImportError:
+            return False
+
+    def setup(self, net, workload, n_threads):
+        import warnings
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPRegressor
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        self.workload, self.n_threads = workload, n_threads
+        sizes = workload.chain
+        bs = workload.batch_size or workload.n_cases
+        # sklearn averages the gradient over a mini-batch; lr × batch size makes the step the same
+        # as the summed gradient's.
+        self.est = MLPRegressor(hidden_layer_sizes=sizes[1:-1], activation="logistic",
+                                solver="sgd", batch_size=bs, learning_rate_init=workload.lr * bs,
+                                momentum=workload.momentum, nesterovs_momentum=False, alpha=0.0,
+                                shuffle=False, max_iter=1, n_iter_no_change=10**9, tol=0)
+        # Start from bpfast's weights: sklearn has no public way to set initial weights.
+        self.est._random_state = np.random.RandomState(0)
+        self.est._initialize(np.zeros((1, sizes[-1]), np.float32), sizes, np.float32)
+        self.est.coefs_ = [W.T.copy() for W, _ in chain_blocks(net)]
+        self.est.intercepts_ = [b.copy() for _, b in chain_blocks(net)]
+
+    def run(self, X, T, n_units):
+        T = T.ravel() if T.shape[1] == 1 else T  # sklearn wants one output as a 1-D target
+        with thread_limit(self.n_threads):
+            for _ in range(1 if self.workload.per_sample else n_units):
+                self.est.partial_fit(X, T)
+
+    def params(self):
+        return np.concatenate([c.T.ravel() for c in self.est.coefs_] +
+                              list(self.est.intercepts_)).astype(np.float64)
+
+
+TOOLS = [BpfastTool(), ReferenceTool(), NumpyTool(), TorchTool(), SklearnTool()]
+
+
+# ---- verification and timing --------------------------------------------------------------------
+
+def verify(tool, workload, X, T):
+    """Train a short run with `tool` and with the reference; compare the error of the weights."""
+    out = "identity" if tool.linear_outputs else "logistic"
+    net = workload.make_net(out)
+    if tool.linear_outputs:  # its mean-gradient step (lr × batch) matches the summed one only
+        bs = workload.batch_size or len(X)  # on whole batches
+        X, T = X[: max(bs, len(X) // bs * bs)], T[: max(bs, len(X) // bs * bs)]
+    units = 3 if not workload.per_sample else len(X)
+    ref = ReferenceTool()
+    ref.setup(net, workload, 1)
+    ref.run(X, T, units)
+    tool.setup(workload.make_net(out), workload, 1)
+    tool.run(X, T, units)
+    topo = net.topology
+    e_ref = 0.5 * np.sum((reference.forward(topo, ref.params(), X) - T) ** 2)
+    e_tool = 0.5 * np.sum((reference.forward(topo, tool.params(), X) - T) ** 2)
+    e_start = 0.5 * np.sum((reference.forward(topo, net.params, X) - T) ** 2)
+    # float32 tools vs float64: a few sweeps keep them within ~1e-5 of each other; 1e-3 of the
+    # change in error still catches a tool that trains anything else (a wrong lr or loss scale).
+    ok = abs(e_tool - e_ref) <= 1e-4 * e_ref + 1e-3 * abs(e_start - e_ref)
+    return ok, e_tool, e_ref
+
+
+def measure(workload, tools, n_threads, repeats, smoke):
+    n = (workload.smoke_cases if smoke else None) or workload.n_cases
+    X, T = make_data(workload, n)
+    # Work per timed run: enough to take ~0.2 s for each tool (less in smoke mode).
+    target = 0.02 if smoke else 0.2
+    results = {}
+    runners = {}
+    for tool in tools:
+        tool.setup(workload.make_net("identity" if tool.linear_outputs else "logistic"), workload,
+                   n_threads)
+        start = time.perf_counter()
+        tool.run(X, T, 1)  # warm-up, and a first estimate of the cost of one unit
+        once = time.perf_counter() - start
+        units = 1 if workload.per_sample else max(1, int(target / max(once, 1e-7)))
+        runners[tool.name] = (tool, units)
+        results[tool.name] = []
+    for _ in range(repeats):
+        for name, (tool, units) in runners.items():
+            start = time.perf_counter()
+            tool.run(X, T, units)
+            elapsed = time.perf_counter() - start
+            results[name].append(elapsed / units if not workload.per_sample else n / elapsed)
+    return results
+
+
+def fmt(values, per_sample):
+    if per_sample:
+        med = statistics.median(values)
+        return f"{med:,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+    us = [v * 1e6 for v in values]
+    return f"{statistics.median(us):.2f} ({min(us):.2f}–{max(us):.2f})"
+
+
+def speedup(bp, other, per_sample):
+    a, b = statistics.median(bp), statistics.median(other)
+    return a / b if per_sample else b / a
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="bpfast vs NumPy, PyTorch and scikit-learn")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per tool (default 7)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workloads", nargs="+", default=[w.key for w in WORKLOADS])
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (2 if args.smoke else 7)
+    info = bpfast.build_info()
+    versions = [f"bpfast {bpfast.__version__} ({info['simd']}, OpenMP {info['openmp']})",
+                f"numpy {np.__version__}", f"Python {platform.python_version()}"]
+    tools = [t for t in TOOLS if t.available()]
+    for t in tools:
+        if t.name == "torch":
+            import torch
+            versions.append(f"torch {torch.__version__}")
+        if t.name == "sklearn":
+            import sklearn
+            versions.append(f"scikit-learn {sklearn.__version__}")
+    print(f"{platform.machine()}, {os.cpu_count()} cores; " + ", ".join(versions))
+    print(f"medians of {repeats} interleaved runs (min–max); W1/W2 in µs per sweep (lower is "
+          "better), W3/W4 in samples per second (higher is better); float32\n")
+    failed = False
+    for workload in [w for w in WORKLOADS if w.key in args.workloads]:
+        usable = [t for t in tools if t.supports(workload)]
+        checked = []
+        n = (workload.smoke_cases if args.smoke else None) or workload.n_cases
+        Xv, Tv = make_data(workload, min(n, 4 * (workload.batch_size or n)))
+        for tool in usable:
+            ok, e_tool, e_ref = verify(tool, workload, Xv, Tv)
+            if ok:
+                checked.append(tool)
+            else:
+                failed = True
+                print(f"{workload.key}: {tool.name} DISAGREES with the reference "
+                      f"(E {e_tool:.6g} vs {e_ref:.6g}); not reported", file=sys.stderr)
+        others = [t.name for t in checked if t.name != "bpfast"]
+        print(f"### {workload.key}: {workload.title}\n")
+        print("| threads | " + " | ".join(t.name for t in checked) + " | " +
+              " | ".join(f"bpfast vs {o}" for o in others) + " |")
+        print("|" + "---|" * (1 + len(checked) + len(others)))
+        for n_threads in args.threads:
+            res = measure(workload, checked, n_threads, repeats, args.smoke)
+            row = [fmt(res[t.name], workload.per_sample) for t in checked]
+            ratios = [f"{speedup(res['bpfast'], res[o], workload.per_sample):.1f}×" for o in others]
+            print(f"| {n_threads} | " + " | ".join(row) + " | " + " | ".join(ratios) + " |")
+        print()
+    if any(t.name == "sklearn" for t in tools):
+        print("sklearn trains the same nets with linear output units (it has no logistic output) "
+              "and lr × batch size (it averages gradients); it was checked against the reference "
+              "doing exactly that.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
