@@ -28,6 +28,12 @@ static void *take_aligned(char **cursor, size_t bytes)
     return start;
 }
 
+/* Vector-valued static functions never cross a library boundary, so GCC's note that their ABI
+   differs between instruction sets does not concern us. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 /* Every vector is 64 bytes whatever the instruction set: one AVX-512 register, two AVX2 ones,
    four SSE2 ones. The compiler splits it as the target needs. */
 typedef float vf32 __attribute__((vector_size(64), aligned(64)));

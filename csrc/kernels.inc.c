@@ -274,10 +274,27 @@ static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params,
     }
 }
 
-static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64_t lanes)
+/* y_rows[l][b, u] = y[l][u, b] for the first n_rows cases (padding columns stay zero). */
+static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
 {
-    for (int l = net->n_inputs; l < net->n_layers; l++)
+    const int64_t n = net->size[l], ld = ws->ld, ld_rows = ws->ld_rows[l];
+    const REAL *y = ws->y[l];
+    REAL *rows = ws->y_rows[l];
+    OMP_FOR
+    for (int64_t b = 0; b < n_rows; b++)
+        for (int64_t u = 0; u < n; u++)
+            rows[b * ld_rows + u] = y[u * ld + b];
+}
+
+static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64_t n_rows,
+                            int with_rows)
+{
+    const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
+    for (int l = net->n_inputs; l < net->n_layers; l++) {
         FN(layer_forward_omp)(net, ws, params, l, lanes);
+        if (with_rows && l < net->n_layers - 1 && ws->y_rows[l])
+            FN(copy_rows_omp)(net, ws, l, n_rows);
+    }
 }
 
 /* The output layer's error, for the first n_rows of the lanes:
@@ -334,26 +351,44 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
 
 /* Gradients of layer l's weights and bias; dy[l] already holds dE/dx.
  *   forward: y[o,b] = f(... + sum_c W[o,c] x[c,b] + bias[o])
- *   dE/dW[o,c] = sum_b dE/dx[o,b] x[c,b],    dE/dbias[o] = sum_b dE/dx[o,b]          */
+ *   dE/dW[o,c] = sum_b dE/dx[o,b] x[c,b],    dE/dbias[o] = sum_b dE/dx[o,b]
+ * Wide sources: dW (O, C) = D (O, B) X_rows (B, C) as broadcast tiles into a padded scratch block
+ * (copied out by copy_weight_gradients_omp). Narrow ones: lane dot products straight into grad. */
 static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad, int l,
-                                           int64_t lanes)
+                                           int64_t n_rows, int64_t lanes)
 {
     const int64_t n_out = net->size[l], ld = ws->ld;
     const REAL *dx = ws->dy[l];
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         const int64_t n_in = net->size[src];
-        const int64_t row_blocks = FN(ceil_div)(n_out, DOT_ROWS);
-        const int64_t col_blocks = FN(ceil_div)(n_in, DOT_ROWS);
-        REAL *grad_w = grad + net->w_offset[e];
-        OMP_FOR_COLLAPSE2_NOWAIT
-        for (int64_t rb = 0; rb < row_blocks; rb++)
-            for (int64_t cb = 0; cb < col_blocks; cb++) {
-                const int64_t o = rb * DOT_ROWS, c = cb * DOT_ROWS;
-                FN(dot_block)(grad_w + o * n_in + c, n_in, dx + o * ld, ld,
-                              ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, n_out - o),
-                              MIN(DOT_ROWS, n_in - c));
-            }
+        if (ws->scratch_offset[e] >= 0) {
+            const int64_t ld_rows = ws->ld_rows[src];
+            REAL *scratch = ws->grad_scratch + ws->scratch_offset[e];
+            const int64_t row_blocks = FN(ceil_div)(n_out, TILE_ROWS);
+            const int64_t col_blocks = FN(ceil_div)(ld_rows, TILE_VECTORS * VW);
+            OMP_FOR_COLLAPSE2_NOWAIT
+            for (int64_t rb = 0; rb < row_blocks; rb++)
+                for (int64_t cb = 0; cb < col_blocks; cb++) {
+                    const int64_t o = rb * TILE_ROWS, c = cb * TILE_VECTORS * VW;
+                    FN(broadcast_block)(scratch + o * ld_rows + c, ld_rows, dx + o * ld, ld, 1,
+                                        ws->y_rows[src] + c, ld_rows, n_rows, NULL, 0, -1,
+                                        MIN(TILE_ROWS, n_out - o),
+                                        MIN(TILE_VECTORS, (ld_rows - c) / VW));
+                }
+        } else {
+            const int64_t row_blocks = FN(ceil_div)(n_out, DOT_ROWS);
+            const int64_t col_blocks = FN(ceil_div)(n_in, DOT_ROWS);
+            REAL *grad_w = grad + net->w_offset[e];
+            OMP_FOR_COLLAPSE2_NOWAIT
+            for (int64_t rb = 0; rb < row_blocks; rb++)
+                for (int64_t cb = 0; cb < col_blocks; cb++) {
+                    const int64_t o = rb * DOT_ROWS, c = cb * DOT_ROWS;
+                    FN(dot_block)(grad_w + o * n_in + c, n_in, dx + o * ld, ld,
+                                  ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, n_out - o),
+                                  MIN(DOT_ROWS, n_in - c));
+                }
+        }
     }
     if (net->bias_offset[l] >= 0) {
         REAL *grad_bias = grad + net->bias_offset[l];
@@ -364,6 +399,23 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
                 sum += FN(vload)(dx + o * ld + lane);
             grad_bias[o] = FN(hsum)(sum);
         }
+    }
+}
+
+/* The padded scratch blocks of layer l's wide-source edges into the gradient arena. */
+static void FN(copy_weight_gradients_omp)(const bp_net *net, WS *ws, REAL *grad, int l)
+{
+    const int64_t n_out = net->size[l];
+    for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+        if (ws->scratch_offset[e] < 0)
+            continue;
+        const int src = net->src_layer[e];
+        const int64_t n_in = net->size[src], ld_rows = ws->ld_rows[src];
+        const REAL *scratch = ws->grad_scratch + ws->scratch_offset[e];
+        REAL *grad_w = grad + net->w_offset[e];
+        OMP_FOR
+        for (int64_t o = 0; o < n_out; o++)
+            memcpy(grad_w + o * n_in, scratch + o * ld_rows, (size_t)n_in * sizeof(REAL));
     }
 }
 
@@ -416,13 +468,14 @@ static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const R
                                   int64_t n_rows, const bp_train_config *cfg)
 {
     const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
-    FN(forward_omp)(net, ws, params, lanes);
+    FN(forward_omp)(net, ws, params, n_rows, 1);
     FN(output_error_omp)(net, ws, n_rows, lanes, cfg);
     for (int l = net->n_layers - 1; l >= net->n_inputs; l--) {
         if (l != net->n_layers - 1)
             FN(layer_activation_backward_omp)(net, ws, l, lanes);
-        FN(layer_backward_weights_omp)(net, ws, grad, l, lanes);
+        FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows, lanes);
         FN(layer_backward_inputs_omp)(net, ws, params, l, lanes);
+        FN(copy_weight_gradients_omp)(net, ws, grad, l);
     }
 }
 

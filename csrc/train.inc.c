@@ -28,6 +28,15 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const RE
         for (int64_t r = n_rows; r < lanes; r++)
             row[r] = 0;
     }
+    /* batch-major copies of the wide input groups, for weight gradients */
+    OMP_FOR
+    for (int64_t r = 0; r < n_rows; r++) {
+        const REAL *x_row = X + (order ? order[r] : start + r) * n_cols;
+        for (int g = 0; g < net->n_inputs; g++)
+            if (ws->y_rows[g])
+                memcpy(ws->y_rows[g] + r * ws->ld_rows[g], x_row + net->input_col[g],
+                       (size_t)net->size[g] * sizeof(REAL));
+    }
     OMP_SINGLE
     ws->bound_x = NULL;
 }
@@ -56,9 +65,8 @@ static void FN(evaluate_omp)(const bp_net *net, WS *ws, const REAL *params, cons
             FN(bind_all_omp)(net, ws, X, T, n_rows);
         else
             FN(bind_rows_omp)(net, ws, X, T, start, n_rows, 0);
-        const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
-        FN(forward_omp)(net, ws, params, lanes);
-        FN(output_error_omp)(net, ws, n_rows, lanes, cfg);
+        FN(forward_omp)(net, ws, params, n_rows, 0);
+        FN(output_error_omp)(net, ws, n_rows, FN(ceil_div)(n_rows, VW) * VW, cfg);
         error += ws->error;
         all_within &= ws->all_within;
     }
@@ -159,7 +167,7 @@ static void FN(forward_body)(const bp_net *net, WS *ws, const REAL *params, cons
                              int64_t n_rows)
 {
     FN(bind_rows_omp)(net, ws, X, NULL, 0, n_rows, 0);
-    FN(forward_omp)(net, ws, params, FN(ceil_div)(n_rows, VW) * VW);
+    FN(forward_omp)(net, ws, params, n_rows, 0);
 }
 
 static void FN(loss_gradient_body)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
