@@ -384,6 +384,9 @@ def measure(workload, tools, n_threads, repeats, smoke):
     for _ in range(repeats):
         for name, (tool, units) in runners.items():
             fresh(tool)
+            # Thread pools (OpenBLAS's, PyTorch's, ours) spin-wait for a while after their last
+            # task; without a pause, the tool timed next shares its cores with that spinning.
+            time.sleep(0.02 if smoke else 0.3)
             start = time.perf_counter()
             tool.run(X, T, units)
             elapsed = time.perf_counter() - start

@@ -24,7 +24,9 @@
 
 static inline VREAL FN(vload)(const REAL *p) { return *(const VREAL *)p; }
 static inline void FN(vstore)(REAL *p, VREAL v) { *(VREAL *)p = v; }
-static inline VREAL FN(vsplat)(REAL s) { return (VREAL){0} + s; }
+/* Every lane = s. Written as s - 0, which is exactly s for every s, so the compiler folds it to a
+   plain broadcast (`0 + s` is not: 0 + -0.0 is +0.0, so that add would have to stay). */
+static inline VREAL FN(vsplat)(REAL s) { return s - (VREAL){0}; }
 
 /* mask ? a : b, lane by lane (C has no vector ?:). */
 static inline VREAL FN(vselect)(VINT mask, VREAL a, VREAL b)
@@ -159,33 +161,39 @@ static inline VREAL FN(vderivative)(VREAL y, int activation)
                            activation >= 0 ? FN(vactivate)(acc[i][v], activation) : acc[i][v]);  \
     }
 DEFINE_BROADCAST_TILE(6, 4)
+DEFINE_BROADCAST_TILE(6, 3)
+DEFINE_BROADCAST_TILE(6, 2)
 DEFINE_BROADCAST_TILE(6, 1)
 DEFINE_BROADCAST_TILE(1, 4)
+DEFINE_BROADCAST_TILE(1, 3)
+DEFINE_BROADCAST_TILE(1, 2)
 DEFINE_BROADCAST_TILE(1, 1)
 
 #define TILE_ROWS 6
 #define TILE_VECTORS 4
 
-/* One (rows x lanes) block of a broadcast product, split into the tiles above. */
+/* One (rows x lanes) block of a broadcast product (rows <= TILE_ROWS, vectors <= TILE_VECTORS),
+   as full-height tiles of the block's width and single rows for the remainder. */
 static void FN(broadcast_block)(REAL *C, int64_t ldc, const REAL *A, int64_t rsa, int64_t csa,
                                 const REAL *B, int64_t ldb, int64_t K, const REAL *init,
                                 int accumulate, int activation, int64_t rows, int64_t vectors)
 {
-#define TILE_ARGS(i, v) C + (i) * ldc + (v) * VW, ldc, A + (i) * rsa, rsa, csa, B + (v) * VW, ldb, K, \
-                        init ? init + (i) : NULL, accumulate, activation
-    if (rows == TILE_ROWS && vectors == TILE_VECTORS) {
-        FN(tile_6x4)(TILE_ARGS(0, 0));
-    } else if (rows == TILE_ROWS) {
-        for (int64_t v = 0; v < vectors; v++)
-            FN(tile_6x1)(TILE_ARGS(0, v));
-    } else if (vectors == TILE_VECTORS) {
-        for (int64_t i = 0; i < rows; i++)
-            FN(tile_1x4)(TILE_ARGS(i, 0));
+#define TILE_ARGS(i) C + (i) * ldc, ldc, A + (i) * rsa, rsa, csa, B, ldb, K, \
+                     init ? init + (i) : NULL, accumulate, activation
+#define TILE_CASES(MR, i)                                                                        \
+    switch (vectors) {                                                                           \
+    case 4: FN(tile_##MR##x4)(TILE_ARGS(i)); break;                                              \
+    case 3: FN(tile_##MR##x3)(TILE_ARGS(i)); break;                                              \
+    case 2: FN(tile_##MR##x2)(TILE_ARGS(i)); break;                                              \
+    default: FN(tile_##MR##x1)(TILE_ARGS(i)); break;                                             \
+    }
+    if (rows == TILE_ROWS) {
+        TILE_CASES(6, 0)
     } else {
         for (int64_t i = 0; i < rows; i++)
-            for (int64_t v = 0; v < vectors; v++)
-                FN(tile_1x1)(TILE_ARGS(i, v));
+            TILE_CASES(1, i)
     }
+#undef TILE_CASES
 #undef TILE_ARGS
 }
 
