@@ -50,7 +50,9 @@ link_args += openmp_flags
 directives = {
     "language_level": 3,
     "boundscheck": debug,
-    "wraparound": False,
+    # Kept on: the hot loops are in C, and with it off a negative index on a Python list in the
+    # .pyx silently reads out of bounds.
+    "wraparound": True,
     "initializedcheck": debug,
     "cdivision": True,
     "embedsignature": True,

@@ -7,13 +7,14 @@ multi-threaded core.
 >>> result = net.fit(X, T, lr=0.1, momentum=0.9, n_sweeps=20000, stop_tol=0.2)
 """
 
+__version__ = "0.1.0"  # before the imports: bpfast.io records it in saved files
+
 from . import datasets, reference
 from ._build import build_info
+from .io import load
 from .network import FitResult, Network
 from .schedule import Phase
 from .topology import Layer, Topology
 
-__version__ = "0.1.0"
-
-__all__ = ["Network", "Layer", "Phase", "FitResult", "Topology", "build_info", "datasets",
+__all__ = ["Network", "Layer", "Phase", "FitResult", "Topology", "build_info", "load", "datasets",
            "reference", "__version__"]

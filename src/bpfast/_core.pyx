@@ -113,6 +113,8 @@ STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "n
 FORWARD_CHUNK_ROWS = 8192
 # Sweeps per compiled call grow by doubling while calls are short; this caps the doubling.
 MAX_CHUNK_SWEEPS = 1 << 20
+# Seconds between the snapshots that a diverged run is restored from (tests set it to 0).
+SNAPSHOT_SECONDS = 1.0
 
 
 cdef class CompiledTopology:
@@ -227,7 +229,7 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
     finally:
         _free_workspace(kind, ws)
     if not all_layers:
-        return outs[len(outs) - 1]
+        return outs[-1]
     cols = topology.input_col
     return [Xa[:, cols[i]:cols[i] + topology.size[i]] for i in range(topology.n_inputs)] + outs
 
@@ -293,6 +295,8 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
     (Ctrl-C raises KeyboardInterrupt with the weights of the last finished sweep) and, every
     `callback_every` sweeps, calls ``callback(sweep, error)``; a true return value stops training.
     Chunks grow until each takes a few tens of milliseconds; their size never changes the result.
+    If the error becomes NaN or infinite, the weights, velocities and generator go back to the
+    start of the last sweep whose error was finite, and the status is "non_finite".
     """
     return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
                   stop_tol, rng_state, callback, callback_every, n_threads)
@@ -309,7 +313,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                                        n_threads)
     cdef floating *kind = NULL
     cdef int64_t total = sum(int(p[0]) for p in phases)
-    cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining
+    cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining, target
     cdef int status = BP_RUNNING, all_within = 0
     cdef uint64_t state = rng_state
     cdef bp_phase phase
@@ -318,27 +322,45 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
     cdef double[::1] errors = errors_array
     grad_array = np.empty(topology.n_params, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] grad = grad_array
+    params_array, velocity_array = np.asarray(params), np.asarray(velocity)
     stopped_by_callback = False
+    # Where to come back to if the numbers blow up: (sweeps done, params, velocity, rng state),
+    # taken at chunk starts at most once a second; the last two are kept.
+    snapshots = [(0, params_array.copy(), velocity_array.copy(), state)]
+    snapshot_time = time.perf_counter()
     cdef void *ws = _workspace(kind, net, cfg.batch_size, n if shuffle and cfg.batch_size < n else 0)
+
+    def run(int64_t index, int64_t count, double[::1] errors_out):
+        """`count` sweeps of phase `index` from the current state; returns (sweeps run, status)."""
+        nonlocal state
+        cdef bp_phase ph
+        cdef int64_t ran_
+        cdef int status_ = BP_RUNNING
+        ph.lr, ph.momentum, ph.weight_decay, ph.n_decayed = phases[index][1:]
+        with nogil:
+            if floating is float:
+                ran_ = KERNELS.train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
+                                         &grad[0], &X[0, 0], &T[0, 0], &cfg, &ph, count, &state,
+                                         &errors_out[0], &status_)
+            else:
+                ran_ = KERNELS.train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
+                                         &grad[0], &X[0, 0], &T[0, 0], &cfg, &ph, count, &state,
+                                         &errors_out[0], &status_)
+        return ran_, status_
+
     try:
-        for n_phase, lr, momentum, weight_decay, n_decayed in phases:
-            phase.lr, phase.momentum = lr, momentum
-            phase.weight_decay, phase.n_decayed = weight_decay, n_decayed
-            remaining = n_phase
+        for index in range(len(phases)):
+            remaining = phases[index][0]
             while remaining > 0 and status == BP_RUNNING and not stopped_by_callback:
                 chunk = min(remaining, adaptive)
                 if callback is not None and callback_every > 0:
                     chunk = min(chunk, callback_every - done % callback_every)
                 started = time.perf_counter()
-                with nogil:
-                    if floating is float:
-                        ran = KERNELS.train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
-                                           &grad[0], &X[0, 0], &T[0, 0], &cfg, &phase, chunk,
-                                           &state, &errors[done], &status)
-                    else:
-                        ran = KERNELS.train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
-                                           &grad[0], &X[0, 0], &T[0, 0], &cfg, &phase, chunk,
-                                           &state, &errors[done], &status)
+                if started - snapshot_time >= SNAPSHOT_SECONDS:
+                    snapshots = [snapshots[-1], (done, params_array.copy(),
+                                                 velocity_array.copy(), state)]
+                    snapshot_time = started
+                ran, status = run(index, chunk, errors[done:])
                 done += ran
                 remaining -= ran
                 elapsed = time.perf_counter() - started
@@ -353,15 +375,29 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
             if status != BP_RUNNING or stopped_by_callback:
                 break
         if status == BP_NON_FINITE:
-            final_error = float("nan")
-        else:
-            with nogil:
-                if floating is float:
-                    final_error = KERNELS.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0],
-                                                  &X[0, 0], &T[0, 0], &cfg, &all_within)
-                else:
-                    final_error = KERNELS.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0],
-                                                  &X[0, 0], &T[0, 0], &cfg, &all_within)
+            # Back to the start of the last sweep whose error was finite: the newest snapshot at
+            # or before it, then the same sweeps again (training is deterministic).
+            target = max(done - 1, 0)
+            snap_done, snap_params, snap_velocity, state = \
+                [snap for snap in snapshots if snap[0] <= target][-1]
+            params_array[...] = snap_params
+            velocity_array[...] = snap_velocity
+            scratch = np.empty(max(target - snap_done, 1), dtype=np.float64)
+            position, first = snap_done, 0
+            for index in range(len(phases)):
+                end = first + phases[index][0]
+                if position < min(end, target):
+                    ran, _ = run(index, min(end, target) - position, scratch)
+                    position += ran
+                first = end
+            done = target
+        with nogil:
+            if floating is float:
+                final_error = KERNELS.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0],
+                                                   &X[0, 0], &T[0, 0], &cfg, &all_within)
+            else:
+                final_error = KERNELS.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0],
+                                                   &X[0, 0], &T[0, 0], &cfg, &all_within)
     finally:
         _free_workspace(kind, ws)
     if stopped_by_callback:

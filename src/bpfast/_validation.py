@@ -85,3 +85,20 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarra
                          f"(first at row {bad[0]}, column {bad[1]}: "
                          f"{array[bad[0], bad[1]]!r}); remove or replace such values")
     return converted
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine, or None where it cannot be told."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(n_bytes: int, what: str) -> None:
+    """MemoryError, before allocating, for buffers larger than the machine's RAM (with overcommit
+    such an allocation may 'succeed' and the process be killed later when the pages are touched)."""
+    total = physical_memory()
+    if total is not None and n_bytes > total:
+        raise MemoryError(f"{what} would need {n_bytes / 2**30:,.1f} GiB but this machine has "
+                          f"{total / 2**30:,.1f} GiB of memory; use smaller layers or batches")

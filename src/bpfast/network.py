@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from . import _core
-from ._validation import as_matrix, check_int, check_real, resolve_n_threads
+from ._validation import as_matrix, check_fits, check_int, check_real, resolve_n_threads
 from .schedule import Phase
 from .topology import Layer, Topology
 
@@ -107,6 +107,9 @@ class Network:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy)
         self.seed = check_int("seed", seed, low=0)
+        n_params = self.topology.n_params
+        # the float64 draw, then params and velocities, and a gradient buffer while training
+        check_fits(n_params * (8 + 3 * self.dtype.itemsize), f"a network of {n_params:,} parameters")
         self._rng = np.random.default_rng(self.seed)
         # Drawn in float64 and rounded, so float32 and float64 nets of one seed start alike.
         self._params = self._rng.uniform(-self.init_range, self.init_range,
@@ -229,7 +232,11 @@ class Network:
         Raises
         ------
         FloatingPointError
-            If the error becomes NaN or infinite (the learning rate is too large).
+            If the error becomes NaN or infinite (the learning rate is too large). The network is
+            left with the weights, velocities and shuffling state it had at the start of the last
+            sweep whose error was finite.
+        KeyboardInterrupt
+            On Ctrl-C, with the weights of the last finished sweep.
         """
         phases = self._phases(lr, momentum, n_sweeps, weight_decay, schedule, decay_biases)
         if loss not in ("sse", "dead_zone"):
@@ -249,6 +256,7 @@ class Network:
         n = X.shape[0]
         batch_size = n if batch_size is None else check_int("batch_size", batch_size, low=1)
         batch_size = min(batch_size, n)
+        self._check_workspace(batch_size, n)
 
         if not self._training.acquire(blocking=False):
             raise RuntimeError("this network is already being trained in another thread; train "
@@ -264,11 +272,20 @@ class Network:
             self._training.release()
         if status == "non_finite":
             raise FloatingPointError(
-                f"training diverged: the error became NaN or infinite in sweep {done + 1}. "
-                f"Try a smaller learning rate (the phases used lr = "
+                f"training diverged: the error became NaN or infinite in sweep {done + 2} of this "
+                f"fit. The network holds the weights from the start of sweep {done + 1}, the last "
+                f"with a finite error. Try a smaller learning rate (the phases used lr = "
                 f"{sorted({p[1] for p in phases})}).")
         return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
                          final_error=final_error, solved=bool(stop_tol is not None and within))
+
+    def _check_workspace(self, n_rows: int, n_samples: int) -> None:
+        """MemoryError before allocating, if the compiled core's buffers for batches of n_rows
+        cannot fit: activations, gradients and batch-major copies, about 4 values per unit per row."""
+        topo = self.topology
+        values_per_row = 4 * int(topo.size.sum()) + topo.n_outputs
+        check_fits(n_rows * values_per_row * self.dtype.itemsize + 8 * n_samples,
+                   f"training in batches of {n_rows:,} rows")
 
     def _phases(self, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases):
         n_decayed = self.topology.n_params if decay_biases else self.topology.n_weights
@@ -327,7 +344,13 @@ class Network:
         return effective_threads(resolve_n_threads(n_threads), min(n_rows, _core.FORWARD_CHUNK_ROWS),
                                  self.topology.n_weights)
 
-    # -- copying and pickling -----------------------------------------------------------------
+    # -- saving, copying and pickling ---------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the network to `path` atomically; read it back with :func:`bpfast.load`.
+        The format is documented in :mod:`bpfast.io`."""
+        from .io import save
+        save(self, path)
 
     def __getstate__(self):
         return {"topology": self.topology.describe(), "dtype": self.dtype.name,

@@ -135,8 +135,11 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
     batch_size = min(batch_size, n)
     full_batch = batch_size >= n
     errors, status, state = [], "max_sweeps", rng_state
+    # The states at the start of the last two sweeps, to go back to if the numbers blow up.
+    starts = [(params.copy(), velocity.copy(), state)] * 2
     for n_sweeps, lr, momentum, weight_decay, n_decayed in phases:
         for _ in range(n_sweeps):
+            starts = [starts[1], (params.copy(), velocity.copy(), state)]
             if full_batch:
                 error, grad = loss_gradient(topology, params, X, T, loss=loss, dead_zone=dead_zone)
                 if not np.isfinite(error):
@@ -177,9 +180,10 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
         if status != "max_sweeps":
             break
     if status == "non_finite":
-        final_error, within = float("nan"), False
-    else:
-        y = forward(topology, params, X)
-        _, final_error = _output_error(y, T, loss, dead_zone)
-        within = stop_tol is not None and bool(np.all(np.abs(y - T) < stop_tol))
+        # Back to the start of the last sweep whose error was finite.
+        params[...], velocity[...], state = starts[0] if errors else starts[1]
+        errors = errors[:-1]
+    y = forward(topology, params, X)
+    _, final_error = _output_error(y, T, loss, dead_zone)
+    within = stop_tol is not None and bool(np.all(np.abs(y - T) < stop_tol))
     return np.array(errors), len(errors), status, final_error, within, state
