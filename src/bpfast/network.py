@@ -99,7 +99,10 @@ class Network:
         else:
             raise ValueError("describe the network: Network([6, 2, 1]) for a chain, or "
                              "Network(inputs={...}, layers=[Layer(...), ...]) for a DAG")
-        dtype_name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        try:
+            dtype_name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        except TypeError:
+            dtype_name = None
         if dtype_name not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.dtype = np.dtype(DTYPES[dtype_name])
