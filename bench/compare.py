@@ -125,12 +125,14 @@ def chain_blocks(net):
 
 class Tool:
     name = ""
+    module = None           # the optional package the tool needs, if any
     chain_only = False
     linear_outputs = False  # trains the net with identity output units
     lr_scale = 1.0          # trains at workload.lr × this (the work timed does not depend on it)
 
     def available(self):
-        return True
+        import importlib.util
+        return self.module is None or importlib.util.find_spec(self.module) is not None
 
     def supports(self, workload):
         return workload.chain is not None or not self.chain_only
@@ -226,13 +228,7 @@ class NumpyTool(Tool):
 
 class TorchTool(Tool):
     name = "torch"
-
-    def available(self):
-        try:
-            import torch  # noqa: F401
-            return True
-        except ImportError:
-            return False
+    module = "torch"
 
     def setup(self, net, workload, n_threads):
         import torch
@@ -285,18 +281,12 @@ class TorchTool(Tool):
 
 class SklearnTool(Tool):
     name = "sklearn"
+    module = "sklearn"
     chain_only = True
     linear_outputs = True
     # Linear outputs lack the logistic's y(1-y) <= 1/4 damping: at the logistic nets' rates they
     # diverge within a few hundred sweeps, so sklearn trains (and is checked) at a tenth of them.
     lr_scale = 0.1
-
-    def available(self):
-        try:
-            import sklearn  # noqa: F401
-            return True
-        except ImportError:
-            return False
 
     def setup(self, net, workload, n_threads):
         import warnings

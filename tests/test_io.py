@@ -94,16 +94,28 @@ def test_a_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch, trained
     assert not np.array_equal(bpfast.load(path).params, net.params)
 
 
-def rewrite(path, change):
-    """A copy of the archive at `path` with its JSON description passed through `change`."""
+def replace_member(path, name, data):
+    """Rewrite the archive at `path` with member `name` replaced by `data` (bytes)."""
     with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    meta = json.loads(members["bpfast.json"])
-    change(meta)
-    members["bpfast.json"] = json.dumps(meta).encode()
+        members = {n: archive.read(n) for n in archive.namelist()}
+    members[name] = data
     with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+        for n, d in members.items():
+            archive.writestr(n, d)
+
+
+def rewrite(path, change):
+    """Pass the archive's JSON description through `change`."""
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("bpfast.json"))
+    change(meta)
+    replace_member(path, "bpfast.json", json.dumps(meta).encode())
+
+
+def npy_bytes(array, allow_pickle=False):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("change,match", [
@@ -175,14 +187,8 @@ def test_foreign_and_malicious_files_are_refused(tmp_path, trained):
         bpfast.load(path)
     # An object array (which only pickle could read) in place of the parameters.
     net.save(path)
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    buffer = io.BytesIO()
-    np.save(buffer, np.array([object()] * net.topology.n_params, dtype=object), allow_pickle=True)
-    members["params.npy"] = buffer.getvalue()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+    replace_member(path, "params.npy",
+                   npy_bytes(np.array([object()] * net.topology.n_params), allow_pickle=True))
     with pytest.raises(ValueError, match="params.npy is not a plain numeric array"):
         bpfast.load(path)
 
@@ -191,16 +197,9 @@ def test_non_finite_saved_values_are_refused(tmp_path, trained):
     net, _, _ = trained
     path = tmp_path / "net.bpfast"
     net.save(path)
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
     bad = net.velocity.copy()
     bad[3] = np.nan
-    buffer = io.BytesIO()
-    np.save(buffer, bad)
-    members["velocity.npy"] = buffer.getvalue()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+    replace_member(path, "velocity.npy", npy_bytes(bad))
     with pytest.raises(ValueError, match="velocity.npy contains NaN"):
         bpfast.load(path)
 
