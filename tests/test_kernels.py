@@ -77,6 +77,29 @@ def test_gradients_match_central_finite_differences(case, isa):
     np.testing.assert_allclose(grad_core, numeric, rtol=1e-6, atol=1e-7 * scale)
 
 
+@pytest.mark.parametrize("case", range(5))
+def test_float32_gradients_match_central_finite_differences(case, isa):
+    """The float32 kernels against finite differences of their own float32 error. E rounds to
+    ~1e-7 relative, so the step is large (h = 1e-2) and the check coarse: truncation error O(h^2)
+    ~ 1e-4 and rounding ~1e-5 of the scale. It still catches a wrong sign, a missing term or a
+    mis-indexed block, which are errors of order one."""
+    rng = np.random.default_rng(200 + case)
+    net = random_dag(rng, dtype="float32", seed=case)
+    X, T = data(rng, net, 9)
+    _, grad = _core.loss_gradient(net.topology, net.params, X, T)
+    h = np.float32(1e-2)
+    numeric = np.empty(net.topology.n_params)
+    for i in range(net.topology.n_params):
+        p = net.params.copy()
+        p[i] += h
+        e_plus, _ = _core.loss_gradient(net.topology, p, X, T)
+        p[i] -= 2 * h
+        e_minus, _ = _core.loss_gradient(net.topology, p, X, T)
+        numeric[i] = (e_plus - e_minus) / (2 * float(h))
+    scale = np.max(np.abs(numeric))
+    np.testing.assert_allclose(grad, numeric, rtol=2e-2, atol=2e-3 * scale)
+
+
 def test_worked_example_one_logistic_unit():
     """A 1-1 net by hand. w = 0.5, b = 0, x = 2, d = 1:
     x_j = 0.5*2 + 0 = 1;  y = 1/(1+e^-1) = 0.7310585786;  E = ½(-0.2689414214)² = ½ 0.0723294881 = 0.0361647
