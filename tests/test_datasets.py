@@ -72,9 +72,13 @@ def test_encode_decode_and_the_papers_test(ft):
     with pytest.raises(ValueError, match="unknown person"):
         d.FamilyTrees.encode("Nobody", "uncle")
     perfect = np.where(ft.T > 0.5, 0.9, 0.1)
-    assert ft.correct(perfect).all()
+    assert ft.correct(perfect, ft.T).all()
     perfect[0, np.flatnonzero(ft.T[0])[0]] = 0.4
-    assert not ft.correct(perfect)[0] and ft.correct(perfect)[1:].all()
+    assert not ft.correct(perfect, ft.T)[0] and ft.correct(perfect, ft.T)[1:].all()
+    train, test = ft.split(4, seed=1)
+    assert ft.correct(np.where(ft.T[test] > 0.5, 0.9, 0.1), ft.T[test]).all()
+    with pytest.raises(ValueError, match="must both be"):
+        ft.correct(perfect[:3], ft.T)
 
 
 @pytest.mark.parametrize("make,n_cases,n_in,n_out", [

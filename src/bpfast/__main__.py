@@ -1,13 +1,22 @@
-"""`python -m bpfast`: the symmetry experiment of Nature Fig. 1 with the paper's settings."""
+"""The `bpfast` command (also `python -m bpfast`).
+
+    bpfast                      the symmetry demo with the paper's settings
+    bpfast list                 the experiments, one line each
+    bpfast run EXPERIMENT [--seeds N] [--threads T] [--plot FILE.png] [--json FILE]
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
 import sys
 import time
 
 import numpy as np
 
-from . import symmetry
+from . import __version__, symmetry
+from .experiments import EXPERIMENTS, FAMILY_TREES_CHANGES
 
 MAX_DEMO_SEEDS = 10
 
@@ -16,11 +25,7 @@ def _row(values) -> str:
     return " ".join(f"{v:+6.1f}" for v in values)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv:
-        print("usage: bpfast   (runs the symmetry demo; more commands are coming)", file=sys.stderr)
-        return 2
+def demo() -> int:
     print("Symmetry (Rumelhart, Hinton & Williams 1986, Fig. 1): 6-2-1 logistic net, 64 patterns,")
     print("eps=0.1, alpha=0.9, weights U(+-0.3), full-batch sweeps, stop when every output is "
           "within 0.2 of its target.")
@@ -56,6 +61,154 @@ def main(argv=None) -> int:
           f"sorted magnitude ratios: ours 1 : {s.magnitude_ratios[0, 1]:.2f} : "
           f"{s.magnitude_ratios[0, 2]:.2f}, paper 1 : 2 : 4")
     return 0
+
+
+def list_experiments() -> int:
+    width = max(len(name) for name in EXPERIMENTS)
+    for name, e in EXPERIMENTS.items():
+        print(f"{name:<{width}}  {e.summary}")
+    return 0
+
+
+class Progress:
+    """A one-line progress bar on stderr, only when it is a terminal; fed by the fit callback."""
+
+    def __init__(self, total_runs, sweeps_per_run):
+        self.enabled = sys.stderr.isatty()
+        self.total = total_runs * sweeps_per_run
+        self.per_run = sweeps_per_run
+        self.run = 0
+
+    def callback(self, sweep, error):
+        if self.enabled:
+            done = self.run * self.per_run + sweep
+            filled = int(30 * done / self.total)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] run {self.run + 1}, "
+                             f"sweep {sweep}, E = {error:.3f}   ")
+            sys.stderr.flush()
+
+    def next_run(self):
+        self.run += 1
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()
+
+
+def run_experiment(args) -> int:
+    experiment = EXPERIMENTS[args.experiment]
+    n_seeds = args.seeds or experiment.default_seeds
+    progress = Progress(n_seeds, experiment.n_sweeps)
+    started = time.perf_counter()
+    outcomes = []
+    try:
+        for seed in range(n_seeds):
+            outcomes.append(experiment.run(seed=seed, n_threads=args.threads,
+                                           callback=progress.callback, callback_every=100))
+            progress.next_run()
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - started
+
+    runs = [{"seed": o.seed, "solved": o.solved,
+             "sweeps": o.result.n_sweeps, "final_error": o.result.final_error, **o.measures}
+            for o in outcomes]
+    solved = [r["sweeps"] for r in runs if r["solved"]]
+    summary = {"runs": len(runs), "seconds": round(elapsed, 3)}
+    if experiment.stop_tol is not None:
+        summary["solved_fraction"] = len(solved) / len(runs)
+        summary["median_sweeps_when_solved"] = statistics.median(solved) if solved else None
+    if experiment.held_out:
+        summary["mean_train_accuracy"] = float(np.mean([r["train_accuracy"] for r in runs]))
+        summary["mean_held_out_accuracy"] = float(np.mean([r["held_out_correct"] / 4
+                                                           for r in runs]))
+
+    print(f"{experiment.name}: {experiment.summary}")
+    if experiment.held_out:
+        print(f"{n_seeds} runs, each on its own seeded random split: 100 training queries, 4 held "
+              "out (our splits; the paper does not say which four it held out)")
+        print(f"{'seed':>4}  {'final E':>8}  {'train acc':>9}  {'held out':>8}")
+        for r in runs:
+            print(f"{r['seed']:>4}  {r['final_error']:>8.3f}  {r['train_accuracy']:>9.1%}  "
+                  f"{r['held_out_correct']:>6}/4")
+        print(f"mean: train accuracy {summary['mean_train_accuracy']:.1%}, held-out "
+              f"{summary['mean_held_out_accuracy']:.1%} correct")
+    else:
+        print(f"{'seed':>4}  {'sweeps to solve':>15}  {'final E':>8}")
+        for r in runs:
+            sweeps = str(r["sweeps"]) if r["solved"] else "not solved"
+            print(f"{r['seed']:>4}  {sweeps:>15}  {r['final_error']:>8.3f}")
+        median = summary["median_sweeps_when_solved"]
+        print(f"solved {len(solved)}/{len(runs)} (every output within {experiment.stop_tol} of its "
+              f"target within {experiment.n_sweeps} sweeps); median sweeps when solved: "
+              f"{'-' if median is None else f'{median:g}'}")
+    for figure, text in experiment.paper.items():
+        print(f"paper, {figure}: {text}")
+    print(f"({elapsed:.1f} s)")
+
+    if args.json:
+        record = {"experiment": experiment.name, "summary_line": experiment.summary,
+                  "bpfast_version": __version__, "seeds": list(range(n_seeds)),
+                  "schedule": [vars(p) for p in experiment.schedule], "loss": experiment.loss,
+                  "stop_tol": experiment.stop_tol, "paper": experiment.paper,
+                  "runs": runs, "summary": summary}
+        if experiment.name == "family-trees":
+            record["changes_from_paper"] = FAMILY_TREES_CHANGES
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+    if args.plot:
+        from . import plots
+        best = min(outcomes, key=lambda o: o.result.final_error)
+        if experiment.name == "symmetry":
+            plots.symmetry_figure(best.network, best.result.errors, args.plot)
+        elif experiment.held_out:
+            plots.family_trees_figure(best.network, args.plot)
+        else:
+            raise CommandError(f"--plot has no figure for {experiment.name}; it draws symmetry "
+                               "and family trees")
+    return 0
+
+
+class CommandError(Exception):
+    """A mistake in the command line: reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CommandError(message)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = Parser(prog="bpfast", description="Back-propagation experiments from Rumelhart, "
+                    "Hinton & Williams (1986). With no command: the symmetry demo.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("list", help="the experiments, one line each")
+    run = commands.add_parser("run", help="run an experiment over several seeds")
+    run.add_argument("experiment")
+    run.add_argument("--seeds", type=int, help="runs, one per seed 0..N-1 (default: 10, "
+                                               "family trees 20)")
+    run.add_argument("--threads", type=int, help="threads per run (default: all cores)")
+    run.add_argument("--plot", metavar="FILE.png", help="draw the learned weights")
+    run.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            return demo()
+        if args.command == "list":
+            return list_experiments()
+        if args.experiment not in EXPERIMENTS:
+            raise CommandError(f"unknown experiment {args.experiment!r}; `bpfast list` shows them")
+        if args.seeds is not None and args.seeds < 1:
+            raise CommandError("--seeds must be at least 1")
+        if args.plot:
+            from . import plots
+            plots._pyplot()  # fail now, not after the runs, if matplotlib is missing
+        return run_experiment(args)
+    except (CommandError, ImportError, ValueError, TypeError, OSError) as exc:
+        print(f"bpfast: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

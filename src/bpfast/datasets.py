@@ -170,11 +170,15 @@ class FamilyTrees:
             raise ValueError(f"expected 24 output values, got shape {outputs.shape}")
         return [PEOPLE[i] for i in np.flatnonzero(outputs > threshold)]
 
-    def correct(self, outputs) -> np.ndarray:
+    @staticmethod
+    def correct(outputs, targets) -> np.ndarray:
         """The paper's test, per case: every right answer's unit above 0.5 and every other unit
-        below 0.5. `outputs` (n_cases, 24) in the order of self.queries (or a subset, same T rows)."""
-        outputs = np.asarray(outputs)
-        return np.all((outputs > 0.5) == (self.T[: len(outputs)] > 0.5), axis=1)
+        below 0.5. `outputs` and `targets` of shape (n_cases, 24), row for row."""
+        outputs, targets = np.asarray(outputs), np.asarray(targets)
+        if outputs.shape != targets.shape or outputs.ndim != 2 or outputs.shape[1] != 24:
+            raise ValueError(f"outputs {outputs.shape} and targets {targets.shape} must both be "
+                             "(n_cases, 24)")
+        return np.all((outputs > 0.5) == (targets > 0.5), axis=1)
 
 
 def family_trees() -> FamilyTrees:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import datasets
-from .network import FitResult, Network
+from .experiments import EXPERIMENTS
+from .network import Network
 
-# The paper's settings (Rumelhart, Hinton & Williams 1986, Fig. 1) and our sweep budget.
-PAPER_SETTINGS = dict(lr=0.1, momentum=0.9, init_range=0.3, stop_tol=0.2)
+# The paper's figures (Rumelhart, Hinton & Williams 1986, Fig. 1); its settings are the
+# "symmetry" preset in bpfast.experiments.
 PAPER_SWEEPS = 1425
 PAPER_HIDDEN_WEIGHTS = (14.2, -3.6, 7.2, -7.2, 3.6, -14.2)
 PAPER_HIDDEN_BIAS, PAPER_HIDDEN_TO_OUTPUT, PAPER_OUTPUT_BIAS = -1.1, -8.8, 6.4
-MAX_SWEEPS = 20000
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,15 @@ class Solution:
     magnitude_ratios: np.ndarray    # (2, 3) sorted |w| of one side over the smallest: paper ≈ 1:2:4
 
 
-def run(seed: int = 0, dtype: str = "float32", n_sweeps: int = MAX_SWEEPS,
-        n_threads: int | None = None) -> tuple[Network, FitResult]:
-    """Train the 6-2-1 net on all 64 patterns with the paper's settings until every output is
-    within 0.2 of its target, or for `n_sweeps` sweeps."""
-    X, T = datasets.symmetry()
-    net = Network([6, 2, 1], seed=seed, dtype=dtype, init_range=PAPER_SETTINGS["init_range"])
-    result = net.fit(X, T, lr=PAPER_SETTINGS["lr"], momentum=PAPER_SETTINGS["momentum"],
-                     n_sweeps=n_sweeps, stop_tol=PAPER_SETTINGS["stop_tol"], n_threads=n_threads)
-    return net, result
+def run(seed: int = 0, dtype: str = "float32", n_threads: int | None = None):
+    """Train the 6-2-1 net on all 64 patterns with the paper's settings (eps 0.1, alpha 0.9,
+    U(±0.3)) until every output is within 0.2 of its target, or for 20,000 sweeps.
+    Returns (network, FitResult)."""
+    outcome = EXPERIMENTS["symmetry"].run(seed=seed, dtype=dtype, n_threads=n_threads)
+    return outcome.network, outcome.result
+
+
+MAX_SWEEPS = EXPERIMENTS["symmetry"].n_sweeps
 
 
 def describe_solution(net: Network) -> Solution:

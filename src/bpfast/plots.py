@@ -1,0 +1,86 @@
+"""Hinton diagrams of learned weights (needs matplotlib: pip install 'bpfast[plot]').
+
+A Hinton diagram draws each weight as a square whose area is proportional to its size, white for
+positive and black for negative, on a grey ground. :func:`hinton_squares` computes the squares
+(testable without drawing); :func:`hinton` draws them. Nothing else in bpfast imports this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def hinton_squares(W, max_weight: float | None = None):
+    """The squares of a Hinton diagram of the 2-D array `W`.
+
+    Returns a list of (row, col, side, color) with side = sqrt(|w| / max_weight) (so area ∝ |w|),
+    color "white" for w > 0 and "black" for w < 0; zero weights get no square.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D, got shape {W.shape}")
+    scale = max_weight if max_weight is not None else (np.abs(W).max() or 1.0)
+    return [(i, j, float(np.sqrt(min(abs(w) / scale, 1.0))), "white" if w > 0 else "black")
+            for (i, j), w in np.ndenumerate(W) if w != 0]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install 'bpfast[plot]'") from None
+    return plt
+
+
+def hinton(ax, W, max_weight: float | None = None, title: str | None = None):
+    """Draw the Hinton diagram of `W` on the matplotlib axes `ax` (row 0 at the top)."""
+    from matplotlib.patches import Rectangle
+    W = np.asarray(W)
+    ax.set_facecolor("gray")
+    for i, j, side, color in hinton_squares(W, max_weight):
+        ax.add_patch(Rectangle((j - side / 2, i - side / 2), side, side, facecolor=color,
+                               edgecolor=color))
+    ax.set_xlim(-0.5, W.shape[1] - 0.5)
+    ax.set_ylim(W.shape[0] - 0.5, -0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def symmetry_figure(net, errors, path) -> None:
+    """Nature Fig. 1 style: each hidden unit's 6 input weights and bias, the hidden-to-output
+    weights and output bias, and the error curve."""
+    plt = _pyplot()
+    W = net.weights("hidden1", "input")
+    b = net.bias("hidden1")
+    out_w, out_b = net.weights("output", "hidden1")[0], net.bias("output")[0]
+    scale = float(np.abs(np.concatenate([W.ravel(), b, out_w, [out_b]])).max())
+    fig, axes = plt.subplots(1, 4, figsize=(11, 2.6), gridspec_kw={"width_ratios": [6, 1, 2, 6]})
+    hinton(axes[0], W, scale, "input -> hidden (rows: hidden units)")
+    hinton(axes[1], b.reshape(-1, 1), scale, "bias")
+    hinton(axes[2], np.append(out_w, out_b).reshape(1, -1), scale, "-> output, bias")
+    axes[3].plot(np.arange(1, len(errors) + 1), errors)
+    axes[3].set_xlabel("sweep")
+    axes[3].set_ylabel("E")
+    axes[3].set_title("error", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def family_trees_figure(net, path) -> None:
+    """Nature Fig. 4 style: for each of the 6 units fed by the person inputs, its 24 weights as an
+    English row (Christopher ... Charlotte) above the isomorphic Italian row."""
+    plt = _pyplot()
+    W = net.weights("person_code", "person")
+    scale = float(np.abs(W).max())
+    fig, axes = plt.subplots(len(W), 1, figsize=(6, 1.1 * len(W)))
+    for unit, ax in enumerate(np.atleast_1d(axes)):
+        hinton(ax, W[unit].reshape(2, 12), scale, f"unit {unit + 1}: English (top), Italian")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

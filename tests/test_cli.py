@@ -1,0 +1,114 @@
+"""The bpfast command, the experiment presets and the pictures."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bpfast import datasets
+from bpfast.__main__ import main
+from bpfast.experiments import EXPERIMENTS, FAMILY_TREES_CHANGES
+
+
+def bpfast(*args):
+    return subprocess.run([sys.executable, "-m", "bpfast", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_list_names_every_experiment(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == list(EXPERIMENTS)
+    for name in ("symmetry", "family-trees-literal", "family-trees", "xor", "xor-2-2-1", "parity4",
+                 "encoder838", "negation", "addition"):
+        assert name in EXPERIMENTS
+
+
+def test_run_symmetry_prints_a_table_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "sym.json"
+    assert main(["run", "symmetry", "--seeds", "4", "--threads", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "solved" in out and "paper, sweeps to solve: 1,425" in out
+    record = json.loads(path.read_text())
+    assert record["experiment"] == "symmetry" and record["seeds"] == [0, 1, 2, 3]
+    assert [r["seed"] for r in record["runs"]] == [0, 1, 2, 3]
+    assert record["runs"][0]["solved"] is False and record["runs"][1]["solved"] is True
+    assert record["summary"]["solved_fraction"] == pytest.approx(
+        np.mean([r["solved"] for r in record["runs"]]))
+
+
+def test_run_family_trees_reports_held_out_accuracy_over_splits(tmp_path, capsys):
+    path = tmp_path / "ft.json"
+    assert main(["run", "family-trees", "--seeds", "3", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "held out" in out and "our splits" in out
+    record = json.loads(path.read_text())
+    assert record["changes_from_paper"] == FAMILY_TREES_CHANGES
+    splits = [tuple(map(tuple, r["held_out_queries"])) for r in record["runs"]]
+    assert len(set(splits)) == 3  # each seed its own split
+    assert all(0 <= r["held_out_correct"] <= 4 for r in record["runs"])
+
+
+def test_the_modified_family_trees_recipe_learns_and_the_literal_one_does_not():
+    modified = [EXPERIMENTS["family-trees"].run(seed=s) for s in range(5)]
+    literal = [EXPERIMENTS["family-trees-literal"].run(seed=s) for s in range(3)]
+    assert np.mean([o.measures["train_accuracy"] for o in modified]) > 0.9
+    assert all(o.measures["train_accuracy"] == 0 for o in literal)
+    # The literal recipe's outputs sink towards the edge of the dead zone (paper.md section 3).
+    trees = datasets.family_trees()
+    outputs = literal[0].network.predict(trees.X)
+    assert outputs.max() < 0.5 and abs(np.median(outputs) - 0.2) < 0.1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "nonsense"], "unknown experiment 'nonsense'"),
+    (["run", "symmetry", "--seeds", "x"], "invalid int value"),
+    (["run", "symmetry", "--seeds", "0"], "--seeds must be at least 1"),
+    (["run", "symmetry", "--threads", "0"], "n_threads must be >= 1"),
+    (["frobnicate"], "invalid choice"),
+    (["run", "xor", "--seeds", "1", "--plot", "x.png"], "no figure for xor"),
+])
+def test_errors_are_one_line_and_exit_2(args, message):
+    out = bpfast(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_progress_bar_stays_quiet_when_piped():
+    out = bpfast("run", "xor", "--seeds", "2")
+    assert out.returncode == 0 and out.stderr == ""
+
+
+def test_hinton_squares_are_the_weights():
+    from bpfast.plots import hinton_squares
+    W = np.array([[1.0, -0.25], [0.0, 4.0]])
+    squares = hinton_squares(W)
+    assert [(i, j, c) for i, j, _, c in squares] == [(0, 0, "white"), (0, 1, "black"),
+                                                    (1, 1, "white")]
+    # side = sqrt(|w| / max|w|): the area is proportional to the weight's size
+    assert [s for *_, s, _ in squares] == pytest.approx([0.5, 0.25, 1.0])
+
+
+def test_plots_are_written_and_draw_the_networks_weights(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from bpfast import plots
+    drawn = []
+    real = plots.hinton_squares
+    monkeypatch.setattr(plots, "hinton_squares",
+                        lambda W, m=None: drawn.append(np.array(W)) or real(W, m))
+    sym = tmp_path / "sym.png"
+    assert main(["run", "symmetry", "--seeds", "2", "--plot", str(sym)]) == 0
+    assert sym.stat().st_size > 1000
+    best = EXPERIMENTS["symmetry"].run(seed=1).network  # seed 0 is not solved; 1 has lower E
+    np.testing.assert_array_equal(drawn[0], best.weights("hidden1", "input"))
+    drawn.clear()
+    ft = tmp_path / "ft.png"
+    assert main(["run", "family-trees", "--seeds", "1", "--plot", str(ft)]) == 0
+    assert ft.stat().st_size > 1000
+    W = EXPERIMENTS["family-trees"].run(seed=0).network.weights("person_code", "person")
+    assert len(drawn) == 6
+    for unit, block in enumerate(drawn):  # English row (12) above Italian row (12)
+        np.testing.assert_array_equal(block, W[unit].reshape(2, 12))
