@@ -45,7 +45,8 @@ def test_run_family_trees_reports_held_out_accuracy_over_splits(tmp_path, capsys
     out = capsys.readouterr().out
     assert "held out" in out and "our splits" in out
     record = json.loads(path.read_text())
-    assert record["changes_from_paper"] == FAMILY_TREES_CHANGES
+    assert record["notes"] == FAMILY_TREES_CHANGES
+    assert "U(-1, 1)" in out and "does not converge" in EXPERIMENTS["family-trees-literal"].notes
     splits = [tuple(map(tuple, r["held_out_queries"])) for r in record["runs"]]
     assert len(set(splits)) == 3  # each seed its own split
     assert all(0 <= r["held_out_correct"] <= 4 for r in record["runs"])

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from . import __version__, symmetry
-from .experiments import EXPERIMENTS, FAMILY_TREES_CHANGES
+from .experiments import EXPERIMENTS
 
 MAX_DEMO_SEEDS = 10
 
@@ -145,6 +145,8 @@ def run_experiment(args) -> int:
               f"{'-' if median is None else f'{median:g}'}")
     for figure, text in experiment.paper.items():
         print(f"paper, {figure}: {text}")
+    if experiment.notes:
+        print(experiment.notes)
     print(f"({elapsed:.1f} s)")
 
     if args.json:
@@ -153,8 +155,8 @@ def run_experiment(args) -> int:
                   "schedule": [vars(p) for p in experiment.schedule], "loss": experiment.loss,
                   "stop_tol": experiment.stop_tol, "paper": experiment.paper,
                   "runs": runs, "summary": summary}
-        if experiment.name == "family-trees":
-            record["changes_from_paper"] = FAMILY_TREES_CHANGES
+        if experiment.notes:
+            record["notes"] = experiment.notes
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
     if args.plot:
