@@ -113,3 +113,27 @@ def test_plots_are_written_and_draw_the_networks_weights(tmp_path, monkeypatch):
     assert len(drawn) == 6
     for unit, block in enumerate(drawn):  # English row (12) above Italian row (12)
         np.testing.assert_array_equal(block, W[unit].reshape(2, 12))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
+def test_progress_bar_shows_on_a_terminal():
+    import os
+    import pty
+    leader, follower = pty.openpty()
+    try:
+        out = subprocess.run([sys.executable, "-m", "bpfast", "run", "xor-2-2-1", "--seeds", "2"],
+                             stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300)
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: everything has been read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert out.returncode == 0
+    assert b"run 1, sweep 100" in shown and b"[#" in shown
