@@ -223,7 +223,7 @@ def test_training_the_same_network_from_two_threads_is_refused():
     import threading
     X, T = bpfast.datasets.symmetry()
     net = bpfast.Network([6, 2, 1], seed=0)
-    started, errors = threading.Event(), []
+    started = threading.Event()
 
     def slow_callback(sweep, error):
         started.set()

@@ -316,7 +316,6 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
     cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining, target
     cdef int status = BP_RUNNING, all_within = 0
     cdef uint64_t state = rng_state
-    cdef bp_phase phase
     cdef double final_error
     errors_array = np.zeros(max(total, 1), dtype=np.float64)
     cdef double[::1] errors = errors_array
