@@ -58,9 +58,10 @@ typedef struct {
 
 #define BP_DECLARE(REAL, SFX)                                                                   \
     typedef struct bp_workspace_##SFX bp_workspace_##SFX;                                       \
-    /* Buffers for batches of up to max_rows of n_samples cases; NULL if out of memory. */      \
+    /* Buffers for batches of up to max_rows of n_samples cases (gradients too if for_training); \
+       NULL if out of memory. */                                                                \
     bp_workspace_##SFX *bp_workspace_create_##SFX(const bp_net *net, int64_t max_rows,          \
-                                                  int64_t n_samples);                           \
+                                                  int64_t n_samples, int for_training);         \
     void bp_workspace_free_##SFX(bp_workspace_##SFX *ws);                                       \
     /* Activations of layer l from the last forward pass, feature-major: unit u's value for     \
        case r is at [u * ld + r]. */                                                            \

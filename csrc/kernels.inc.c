@@ -328,7 +328,8 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
         for (int64_t lane = 0; lane < lanes; lane += VW) {
             const VREAL yv = FN(vload)(y + lane), dv = FN(vload)(d + lane);
             VREAL e = yv - dv;
-            const VINT valid = (lane_index + (ITYPE)lane) < (ITYPE)n_rows;
+            /* lanes of real cases (counted in 64 bits: ITYPE is 32-bit for float) */
+            const VINT valid = lane_index < (ITYPE)MIN(n_rows - lane, (int64_t)VW);
             const VREAL abs_e = FN(vselect)(e < 0, -e, e);
             outside |= valid & ~(abs_e < tol);
             VINT keep = valid;

@@ -30,8 +30,10 @@ struct CAT(bp_workspace, SFX) {
 #define WIDE_SOURCE(size) ((size) >= VW)
 #define PAD(size) (((int64_t)(size) + VW - 1) / VW * VW)
 
-/* One allocation holds every buffer, so a failure leaves nothing behind. */
-WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n_samples)
+/* One allocation holds every buffer, so a failure leaves nothing behind. A forward-only workspace
+   (for_training = 0) has no gradient buffers, batch-major copies or gradient scratch. */
+WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                  int for_training)
 {
     const int64_t n_out = net->size[net->n_layers - 1];
     const int64_t ld = (max_rows + VW - 1) / VW * VW;
@@ -42,18 +44,19 @@ WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n
     const int n_edges = net->src_start[net->n_layers];
     int64_t n_rows_copy = 0, n_scratch = 0;
     for (int l = 0; l < net->n_layers - 1; l++)
-        if (WIDE_SOURCE(net->size[l]))
+        if (for_training && WIDE_SOURCE(net->size[l]))
             n_rows_copy += PAD(net->size[l]);
     for (int l = net->n_inputs; l < net->n_layers; l++)
         for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++)
-            if (WIDE_SOURCE(net->size[net->src_layer[e]]))
+            if (for_training && WIDE_SOURCE(net->size[net->src_layer[e]]))
                 n_scratch += (int64_t)net->size[l] * PAD(net->size[net->src_layer[e]]);
     size_t bytes = sizeof(WS);
     bytes += 3 * n_ptr * sizeof(REAL *) + n_ptr * sizeof(int64_t) + n_edges * sizeof(int64_t);
     bytes += (size_t)(max_rows * n_rows_copy + n_scratch) * sizeof(REAL);
     bytes += (size_t)n_out * (sizeof(double) + sizeof(int));
     bytes += (size_t)n_samples * sizeof(int64_t);
-    bytes += (size_t)ld * (size_t)(2 * n_act + net->n_input_cols + n_out) * sizeof(REAL);
+    bytes += (size_t)ld * (size_t)((1 + (for_training != 0)) * n_act + net->n_input_cols + 2 * n_out) *
+             sizeof(REAL);
     bytes += (12 + 3 * n_ptr) * 64; /* one cache line of alignment slack per buffer */
     char *arena = calloc(1, bytes);
     if (!arena)
@@ -76,13 +79,15 @@ WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n
         ws->y[l] = ws->x_batch + (int64_t)net->input_col[l] * ld;
     for (int l = net->n_inputs; l < net->n_layers; l++) {
         ws->y[l] = TAKE(REAL, ld * net->size[l]);
-        ws->dy[l] = TAKE(REAL, ld * net->size[l]);
+        /* evaluation writes the output layer's dE/dx too, so that one is always there */
+        ws->dy[l] = for_training || l == net->n_layers - 1 ? TAKE(REAL, ld * net->size[l]) : NULL;
     }
     ws->y_rows = TAKE(REAL *, n_ptr);
     ws->ld_rows = TAKE(int64_t, n_ptr);
     for (int l = 0; l < net->n_layers - 1; l++) {
         ws->ld_rows[l] = PAD(net->size[l]);
-        ws->y_rows[l] = WIDE_SOURCE(net->size[l]) ? TAKE(REAL, max_rows * ws->ld_rows[l]) : NULL;
+        ws->y_rows[l] = for_training && WIDE_SOURCE(net->size[l])
+                            ? TAKE(REAL, max_rows * ws->ld_rows[l]) : NULL;
     }
     ws->grad_scratch = TAKE(REAL, n_scratch);
     ws->scratch_offset = TAKE(int64_t, n_edges);
@@ -90,8 +95,8 @@ WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n
     for (int l = net->n_inputs; l < net->n_layers; l++)
         for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
             const int src = net->src_layer[e];
-            ws->scratch_offset[e] = WIDE_SOURCE(net->size[src]) ? n_scratch : -1;
-            if (WIDE_SOURCE(net->size[src]))
+            ws->scratch_offset[e] = for_training && WIDE_SOURCE(net->size[src]) ? n_scratch : -1;
+            if (ws->scratch_offset[e] >= 0)
                 n_scratch += (int64_t)net->size[l] * PAD(net->size[src]);
         }
 #undef TAKE

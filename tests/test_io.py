@@ -129,6 +129,8 @@ def npy_bytes(array, allow_pickle=False):
     (lambda m: m["topology"]["layers"][2].update(size=13), "invalid network description|shape"),
     (lambda m: m.pop("rng_state"), "invalid network description"),
     (lambda m: m.update(shuffle_state=-1), "invalid network description"),
+    (lambda m: m.update(seed=-5), "seed must be >= 0"),
+    (lambda m: m.update(init_range=float("nan")), "init_range must be finite"),
 ])
 def test_hand_edited_descriptions_raise_value_error(tmp_path, trained, change, match):
     net, _, _ = trained

@@ -16,7 +16,8 @@ def data(rng, net, n_rows):
     return X.astype(net.dtype), T.astype(net.dtype)
 
 
-@pytest.mark.parametrize("name", ["forward", "loss_gradient", "momentum_update", "train"])
+@pytest.mark.parametrize("name", ["forward", "loss_gradient", "evaluate", "momentum_update",
+                                  "train"])
 def test_core_and_reference_have_the_same_signatures(name):
     assert (inspect.signature(getattr(_core, name)) ==
             inspect.signature(getattr(reference, name)))
@@ -197,3 +198,18 @@ def test_fast_logistic_error_is_bounded(dtype, isa):
 
 def test_logistic_propagates_nan():
     assert np.isnan(_core.logistic(np.array([np.nan], dtype=np.float32)))[0]
+
+
+@pytest.mark.parametrize("n_rows", [1, 17, 9000])
+def test_evaluate_matches_reference(n_rows, dtype):
+    rng = np.random.default_rng(n_rows)
+    net = bpfast.Network([5, 7, 3], seed=2, dtype=dtype)
+    X, T = data(rng, net, n_rows)
+    T = (T > 0.5).astype(dtype)
+    for loss, tol in (("sse", None), ("dead_zone", 0.9)):
+        E, within = _core.evaluate(net.topology, net.params, X, T, loss=loss, stop_tol=tol)
+        E_ref, within_ref = reference.evaluate(net.topology, net.params, X, T, loss=loss,
+                                               stop_tol=tol)
+        assert_close(E, E_ref, dtype)
+        assert within == within_ref
+        assert net.error(X, T, loss=loss) == pytest.approx(E, rel=1e-6)

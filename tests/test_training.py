@@ -240,3 +240,22 @@ def test_training_the_same_network_from_two_threads_is_refused():
             net.fit(X, T, n_sweeps=1)
     finally:
         thread.join()
+
+
+def test_an_interrupted_fit_resumes_exactly():
+    """An exception from the callback (as Ctrl-C) stops after a finished sweep; the weights,
+    velocities and the shuffling state are all that sweep's, so fitting on gives the same run."""
+    rng = np.random.default_rng(5)
+    X, T = rng.uniform(size=(30, 4)), rng.uniform(size=(30, 2))
+    straight = bpfast.Network([4, 5, 2], seed=3)
+    straight.fit(X, T, n_sweeps=20, batch_size=4)
+
+    def interrupt(sweep, error):
+        raise KeyboardInterrupt
+
+    interrupted = bpfast.Network([4, 5, 2], seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(X, T, n_sweeps=20, batch_size=4, callback=interrupt, callback_every=8)
+    interrupted.fit(X, T, n_sweeps=12, batch_size=4)
+    assert np.array_equal(interrupted.params, straight.params)
+    assert interrupted._shuffle_state == straight._shuffle_state

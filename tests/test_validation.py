@@ -184,3 +184,36 @@ def test_set_params_validates(net):
         net.set_params(np.zeros(3))
     with pytest.raises(ValueError, match="NaN"):
         net.set_params(np.full(net.topology.n_params, np.nan))
+
+
+def test_topology_tables_are_read_only():
+    net = bpfast.Network([3, 2, 1])
+    with pytest.raises(ValueError, match="read-only"):
+        net.topology.size[1] = 1000
+
+
+def test_fit_refuses_non_finite_weights_written_through_views(data):
+    X, T = data
+    net = bpfast.Network([6, 2, 1])
+    net.weights("hidden1", "input")[0, 0] = np.nan
+    with pytest.raises(ValueError, match="params or velocity contain NaN"):
+        net.fit(X, T, n_sweeps=1)
+
+
+def test_unpickling_an_inconsistent_network_raises():
+    import pickle
+    net = bpfast.Network([3, 2, 1])
+    state = net.__getstate__()
+    state["params"] = state["params"][:-1]
+    clone = bpfast.Network.__new__(bpfast.Network)
+    with pytest.raises(ValueError, match="params must be 11 finite values"):
+        clone.__setstate__(state)
+    assert pickle.loads(pickle.dumps(net)).topology == net.topology
+
+
+def test_error_checks_dead_zone_targets(data):
+    X, T = data
+    net = bpfast.Network([6, 2, 1])
+    with pytest.raises(ValueError, match="0 or 1"):
+        net.error(X, T * 0.5, loss="dead_zone")
+    assert net.error(X, T, loss="dead_zone") <= net.error(X, T)

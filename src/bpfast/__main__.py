@@ -121,17 +121,17 @@ def run_experiment(args) -> int:
         summary["median_sweeps_when_solved"] = statistics.median(solved) if solved else None
     if experiment.held_out:
         summary["mean_train_accuracy"] = float(np.mean([r["train_accuracy"] for r in runs]))
-        summary["mean_held_out_accuracy"] = float(np.mean([r["held_out_correct"] / 4
-                                                           for r in runs]))
+        summary["mean_held_out_accuracy"] = float(np.mean([r["held_out_correct"] /
+                                                           experiment.held_out for r in runs]))
 
     print(f"{experiment.name}: {experiment.summary}")
     if experiment.held_out:
-        print(f"{n_seeds} runs, each on its own seeded random split: 100 training queries, 4 held "
-              "out (our splits; the paper does not say which four it held out)")
+        print(f"{n_seeds} runs, each on its own seeded random split: {experiment.held_out} "
+              "queries held out (our splits; the paper does not say which four it held out)")
         print(f"{'seed':>4}  {'final E':>8}  {'train acc':>9}  {'held out':>8}")
         for r in runs:
             print(f"{r['seed']:>4}  {r['final_error']:>8.3f}  {r['train_accuracy']:>9.1%}  "
-                  f"{r['held_out_correct']:>6}/4")
+                  f"{r['held_out_correct']:>6}/{experiment.held_out}")
         print(f"mean: train accuracy {summary['mean_train_accuracy']:.1%}, held-out "
               f"{summary['mean_held_out_accuracy']:.1%} correct")
     else:
@@ -164,12 +164,13 @@ def run_experiment(args) -> int:
         best = min(outcomes, key=lambda o: o.result.final_error)
         if experiment.name == "symmetry":
             plots.symmetry_figure(best.network, best.result.errors, args.plot)
-        elif experiment.held_out:
-            plots.family_trees_figure(best.network, args.plot)
         else:
-            raise CommandError(f"--plot has no figure for {experiment.name}; it draws symmetry "
-                               "and family trees")
+            plots.family_trees_figure(best.network, args.plot)
     return 0
+
+
+def has_figure(experiment) -> bool:
+    return experiment.name == "symmetry" or bool(experiment.held_out)
 
 
 class CommandError(Exception):
@@ -205,6 +206,9 @@ def main(argv=None) -> int:
         if args.seeds is not None and args.seeds < 1:
             raise CommandError("--seeds must be at least 1")
         if args.plot:
+            if not has_figure(EXPERIMENTS[args.experiment]):
+                raise CommandError(f"--plot has no figure for {args.experiment}; it draws "
+                                   "symmetry and family trees")
             from . import plots
             plots._pyplot()  # fail now, not after the runs, if matplotlib is missing
         return run_experiment(args)

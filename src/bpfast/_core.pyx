@@ -7,7 +7,6 @@ float64 oracles in bpfast.reference, and a test keeps them so.
 """
 
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport malloc, free
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 
@@ -51,8 +50,10 @@ cdef extern from "bpfast.h" nogil:
 
     ctypedef struct bp_workspace_f32
     ctypedef struct bp_workspace_f64
-    bp_workspace_f32 *bp_workspace_create_f32(const bp_net *net, int64_t max_rows, int64_t n_samples)
-    bp_workspace_f64 *bp_workspace_create_f64(const bp_net *net, int64_t max_rows, int64_t n_samples)
+    bp_workspace_f32 *bp_workspace_create_f32(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                              int for_training)
+    bp_workspace_f64 *bp_workspace_create_f64(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                              int for_training)
     void bp_workspace_free_f32(bp_workspace_f32 *ws)
     void bp_workspace_free_f64(bp_workspace_f64 *ws)
     const float *bp_workspace_activations_f32(const bp_workspace_f32 *ws, int l, int64_t *ld)
@@ -111,6 +112,12 @@ STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "n
 
 # Rows per workspace when a forward pass runs over many cases: bounds the memory of predict().
 FORWARD_CHUNK_ROWS = 8192
+
+
+def workspace_rows(batch_size, n_samples):
+    """Rows of the workspace a training run allocates: a batch, and at least a forward chunk
+    (or all cases) so that evaluating every case does not go a tiny batch at a time."""
+    return max(batch_size, min(n_samples, FORWARD_CHUNK_ROWS))
 # Sweeps per compiled call grow by doubling while calls are short; this caps the doubling.
 MAX_CHUNK_SWEEPS = 1 << 20
 # Seconds between the snapshots that a diverged run is restored from (tests set it to 0).
@@ -168,12 +175,12 @@ cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle
 
 
 cdef void *_workspace(floating *kind, const bp_net *net, int64_t max_rows,
-                      int64_t n_samples) except NULL:
+                      int64_t n_samples, bint for_training) except NULL:
     cdef void *ws
     if floating is float:
-        ws = bp_workspace_create_f32(net, max_rows, n_samples)
+        ws = bp_workspace_create_f32(net, max_rows, n_samples, for_training)
     else:
-        ws = bp_workspace_create_f64(net, max_rows, n_samples)
+        ws = bp_workspace_create_f64(net, max_rows, n_samples, for_training)
     if ws == NULL:
         raise MemoryError(f"bpfast could not allocate buffers for batches of {max_rows} rows")
     return ws
@@ -206,7 +213,7 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
             for l in range(max(first, topology.n_inputs), topology.n_layers)]
     cdef floating[:, ::1] out
     cdef const floating *act
-    cdef void *ws = _workspace(kind, net, chunk, 0)
+    cdef void *ws = _workspace(kind, net, chunk, 0, False)
     try:
         for start in range(0, n, chunk):
             rows = min(chunk, n - start)
@@ -250,7 +257,7 @@ def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] 
     cdef double error
     grad_array = np.empty(topology.n_params, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] grad = grad_array
-    cdef void *ws = _workspace(kind, net, n, 0)
+    cdef void *ws = _workspace(kind, net, n, 0, True)
     try:
         with nogil:
             if floating is float:
@@ -262,6 +269,36 @@ def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] 
     finally:
         _free_workspace(kind, ws)
     return error, grad_array
+
+
+def evaluate(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), stop_tol=None,
+             n_threads=1):
+    """(E, all_within) of the weights over every row of X, without gradients: E = 1/2 sum
+    (y - d)^2, all_within whether every output is within stop_tol of its target."""
+    return _evaluate(topology, params, X, T, loss, dead_zone, stop_tol, n_threads)
+
+
+def _evaluate(topology, const floating[::1] params, const floating[:, ::1] X,
+              const floating[:, ::1] T, str loss, dead_zone, stop_tol, int n_threads):
+    cdef CompiledTopology compiled = _compiled(topology)
+    cdef const bp_net *net = &compiled.net
+    cdef int64_t n = X.shape[0]
+    cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, stop_tol, n_threads)
+    cdef floating *kind = NULL
+    cdef int all_within
+    cdef double error
+    cdef void *ws = _workspace(kind, net, <int64_t>min(n, FORWARD_CHUNK_ROWS), 0, False)
+    try:
+        with nogil:
+            if floating is float:
+                error = KERNELS.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[0, 0],
+                                             &T[0, 0], &cfg, &all_within)
+            else:
+                error = KERNELS.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[0, 0],
+                                             &T[0, 0], &cfg, &all_within)
+    finally:
+        _free_workspace(kind, ws)
+    return error, bool(all_within)
 
 
 def momentum_update(params, velocity, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
@@ -304,8 +341,7 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
 
 def _train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
            const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
-           dead_zone, stop_tol, uint64_t rng_state, callback, int64_t callback_every,
-           int n_threads):
+           dead_zone, stop_tol, rng_state, callback, int64_t callback_every, int n_threads):
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
@@ -315,7 +351,10 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
     cdef int64_t total = sum(int(p[0]) for p in phases)
     cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining, target
     cdef int status = BP_RUNNING, all_within = 0
-    cdef uint64_t state = rng_state
+    # rng_state: an int, or a 1-element uint64 array that gets the final state even if training
+    # is interrupted (Ctrl-C, an exception from the callback).
+    holder = rng_state if isinstance(rng_state, np.ndarray) else None
+    cdef uint64_t state = int(holder[0]) if holder is not None else rng_state
     cdef double final_error
     errors_array = np.zeros(max(total, 1), dtype=np.float64)
     cdef double[::1] errors = errors_array
@@ -327,7 +366,9 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
     # taken at chunk starts at most once a second; the last two are kept.
     snapshots = [(0, params_array.copy(), velocity_array.copy(), state)]
     snapshot_time = time.perf_counter()
-    cdef void *ws = _workspace(kind, net, cfg.batch_size, n if shuffle and cfg.batch_size < n else 0)
+    # Room for training batches, and for evaluating every case in chunks bigger than tiny batches.
+    cdef void *ws = _workspace(kind, net, <int64_t>workspace_rows(cfg.batch_size, n),
+                               n if shuffle and cfg.batch_size < n else 0, True)
 
     def run(int64_t index, int64_t count, double[::1] errors_out):
         """`count` sweeps of phase `index` from the current state; returns (sweeps run, status)."""
@@ -367,7 +408,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                     adaptive *= 2
                 elif elapsed > 0.1 and adaptive > 1:
                     adaptive //= 2
-                PyErr_CheckSignals()
+                if status == BP_RUNNING:  # a blown-up run is restored first; Ctrl-C comes after
+                    PyErr_CheckSignals()
                 if (callback is not None and callback_every > 0 and ran > 0
                         and done % callback_every == 0 and status == BP_RUNNING):
                     stopped_by_callback = bool(callback(int(done), float(errors[done - 1])))
@@ -399,11 +441,14 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                                                    &X[0, 0], &T[0, 0], &cfg, &all_within)
     finally:
         _free_workspace(kind, ws)
+        if holder is not None:
+            holder[0] = state
     if stopped_by_callback:
         status_name = "stopped"
     else:
         status_name = STATUS_NAMES[status]
-    return errors_array[:done], int(done), status_name, float(final_error), bool(all_within), int(state)
+    return (errors_array[:done].copy(), int(done), status_name, float(final_error),
+            bool(all_within), int(state))
 
 
 def build_facts():

@@ -137,14 +137,6 @@ class FamilyTrees:
     X: np.ndarray
     T: np.ndarray
 
-    @property
-    def person_inputs(self) -> np.ndarray:
-        return self.X[:, :24]
-
-    @property
-    def relation_inputs(self) -> np.ndarray:
-        return self.X[:, 24:]
-
     def split(self, n_test: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Indices of (training, held-out) queries: `n_test` held out at random by `seed`.
         (The paper held out four; which four it does not say, so every split here is ours.)"""

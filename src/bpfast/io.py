@@ -28,7 +28,8 @@ import zipfile
 import numpy as np
 
 from . import __version__
-from .network import Network
+from ._validation import check_int, check_real
+from .network import DTYPES, Network
 from .topology import Layer, Topology
 
 FORMAT = "bpfast-network"
@@ -118,11 +119,12 @@ def _from_archive(archive, path) -> Network:
     try:
         topo = meta["topology"]
         topology = Topology(topo["inputs"], [Layer(**layer) for layer in topo["layers"]])
-        dtype = np.dtype({"float32": np.float32, "float64": np.float64}[meta["dtype"]])
+        dtype = np.dtype(DTYPES[meta["dtype"]])
         if meta["n_params"] != topology.n_params:
             raise ValueError(f"n_params {meta['n_params']} does not match the architecture's "
                              f"{topology.n_params}")
-        seed, init_range = int(meta["seed"]), float(meta["init_range"])
+        seed = check_int("seed", meta["seed"], low=0)
+        init_range = check_real("init_range", meta["init_range"], low=0)
         shuffle_state = int(meta["shuffle_state"])
         if not 0 <= shuffle_state < 2**64:
             raise ValueError("shuffle_state out of range")

@@ -150,7 +150,7 @@ class Network:
             raise ValueError(f"params must have shape {self._params.shape}, got {values.shape}")
         if values.dtype.kind not in "biuf":
             raise TypeError(f"params must be real numbers, got dtype {values.dtype}")
-        converted = values.astype(self.dtype)
+        converted = np.asarray(values, dtype=self.dtype)
         if not np.isfinite(converted).all():
             raise ValueError(f"params contain NaN or infinite values in {self.dtype.name}")
         self._params[...] = converted
@@ -253,34 +253,46 @@ class Network:
         n_threads = resolve_n_threads(n_threads)
         X = self._inputs(X)
         T = self._targets(T, X.shape[0])
-        if loss == "dead_zone" and not np.isin(T, (0, 1)).all():
-            raise ValueError("loss='dead_zone' needs targets that are 0 or 1 (the paper's rule "
-                             "says which are 'on' and which 'off'); use loss='sse' otherwise")
+        if loss == "dead_zone":
+            self._check_dead_zone_targets(T)
         n = X.shape[0]
         batch_size = n if batch_size is None else check_int("batch_size", batch_size, low=1)
         batch_size = min(batch_size, n)
-        self._check_workspace(batch_size, n)
+        self._check_workspace(_core.workspace_rows(batch_size, n), n)
+        if not (np.isfinite(self._params).all() and np.isfinite(self._velocity).all()):
+            raise ValueError("the network's params or velocity contain NaN or infinite values "
+                             "(written through net.params or a weights() view?); set finite "
+                             "values with set_params() or call reset_velocity()")
 
         if not self._training.acquire(blocking=False):
             raise RuntimeError("this network is already being trained in another thread; train "
                                "a copy (copy.deepcopy(net)) or wait for that fit to finish")
+        # The shuffling state comes back through this box even if the fit is interrupted.
+        shuffle_state = np.array([self._shuffle_state], dtype=np.uint64)
         try:
-            errors, done, status, final_error, within, self._shuffle_state = _core.train(
+            errors, done, status, final_error, within, _ = _core.train(
                 self.topology, self._params, self._velocity, X, T, phases,
                 batch_size=batch_size, shuffle=bool(shuffle), loss=loss, dead_zone=dead_zone,
-                stop_tol=stop_tol, rng_state=self._shuffle_state, callback=callback,
+                stop_tol=stop_tol, rng_state=shuffle_state, callback=callback,
                 callback_every=callback_every,
                 n_threads=effective_threads(n_threads, batch_size, 3 * self.topology.n_weights))
         finally:
+            self._shuffle_state = int(shuffle_state[0])
             self._training.release()
         if status == "non_finite":
             raise FloatingPointError(
-                f"training diverged: the error became NaN or infinite in sweep {done + 2} of this "
+                f"training diverged: the error became NaN or infinite by sweep {done + 2} of this "
                 f"fit. The network holds the weights from the start of sweep {done + 1}, the last "
                 f"with a finite error. Try a smaller learning rate (the phases used lr = "
                 f"{sorted({p[1] for p in phases})}).")
         return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
                          final_error=final_error, solved=bool(stop_tol is not None and within))
+
+    @staticmethod
+    def _check_dead_zone_targets(T) -> None:
+        if not np.isin(T, (0, 1)).all():
+            raise ValueError("loss='dead_zone' needs targets that are 0 or 1 (the paper's rule "
+                             "says which are 'on' and which 'off'); use loss='sse' otherwise")
 
     def _check_workspace(self, n_rows: int, n_samples: int) -> None:
         """MemoryError before allocating, if the compiled core's buffers for batches of n_rows
@@ -333,14 +345,19 @@ class Network:
                              n_threads=self._forward_threads(n_threads, X.shape[0]))
         return dict(zip(self.topology.names, acts))
 
-    def error(self, X, T, *, loss: str = "sse", dead_zone=(0.2, 0.8)) -> float:
-        """E = ½ Σ (y - d)² of the current weights over the given cases."""
-        X = self._inputs(X)
-        T = self._targets(T, X.shape[0])
+    def error(self, X, T, *, loss: str = "sse", dead_zone=(0.2, 0.8),
+              n_threads: int | None = None) -> float:
+        """E = ½ Σ (y - d)² of the current weights over the given cases (no gradients)."""
         if loss not in ("sse", "dead_zone"):
             raise ValueError(f"loss must be 'sse' or 'dead_zone', got {loss!r}")
-        error, _ = _core.loss_gradient(self.topology, self._params, X, T, loss=loss,
-                                       dead_zone=self._dead_zone(dead_zone), n_threads=1)
+        dead_zone = self._dead_zone(dead_zone)
+        X = self._inputs(X)
+        T = self._targets(T, X.shape[0])
+        if loss == "dead_zone":
+            self._check_dead_zone_targets(T)
+        error, _ = _core.evaluate(self.topology, self._params, X, T, loss=loss,
+                                  dead_zone=dead_zone,
+                                  n_threads=self._forward_threads(n_threads, X.shape[0]))
         return float(error)
 
     def _forward_threads(self, n_threads, n_rows):
@@ -368,8 +385,12 @@ class Network:
         self.init_range, self.seed = state["init_range"], state["seed"]
         self._rng = np.random.default_rng()
         self._rng.bit_generator.state = state["rng"]
-        self._params = np.ascontiguousarray(state["params"], dtype=self.dtype)
-        self._velocity = np.ascontiguousarray(state["velocity"], dtype=self.dtype)
+        self._params = np.array(state["params"], dtype=self.dtype, order="C")
+        self._velocity = np.array(state["velocity"], dtype=self.dtype, order="C")
+        for name, array in (("params", self._params), ("velocity", self._velocity)):
+            if array.shape != (self.topology.n_params,) or not np.isfinite(array).all():
+                raise ValueError(f"a pickled network's {name} must be {self.topology.n_params} "
+                                 f"finite values, got shape {array.shape}")
         self._shuffle_state = state["shuffle_state"]
         self._training = threading.Lock()
 

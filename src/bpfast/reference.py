@@ -91,6 +91,15 @@ def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), n
     return error, grad
 
 
+def evaluate(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), stop_tol=None,
+             n_threads=1):
+    """(E, all_within) of the weights over every row of X, without gradients."""
+    y = forward(topology, params, X)
+    T = np.asarray(T, dtype=np.float64)
+    _, error = _output_error(y, T, loss, dead_zone)
+    return error, stop_tol is not None and bool(np.all(np.abs(y - T) < stop_tol))
+
+
 def momentum_update(params, velocity, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
                     n_threads=1):
     """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed]."""
@@ -128,13 +137,26 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
           dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None, callback_every=0,
           n_threads=1):
     """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
-    rng_state). Same semantics as bpfast._core.train, one sweep at a time."""
+    rng_state). Same semantics as bpfast._core.train, one sweep at a time; `rng_state` may be a
+    1-element uint64 array, which then receives the final state even if training is interrupted."""
+    holder = rng_state if isinstance(rng_state, np.ndarray) else None
+    box = [int(holder[0]) if holder is not None else rng_state]  # the state as it advances
+    try:
+        return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss,
+                      dead_zone, stop_tol, box, callback, callback_every)
+    finally:
+        if holder is not None:
+            holder[0] = box[0]
+
+
+def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
+           stop_tol, box, callback, callback_every):
     X = np.asarray(X, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     n = X.shape[0]
     batch_size = min(batch_size, n)
     full_batch = batch_size >= n
-    errors, status, state = [], "max_sweeps", rng_state
+    errors, status, state = [], "max_sweeps", box[0]
     # The states at the start of the last two sweeps, to go back to if the numbers blow up.
     starts = [(params.copy(), velocity.copy(), state)] * 2
     for n_sweeps, lr, momentum, weight_decay, n_decayed in phases:
@@ -157,6 +179,7 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
                     break
                 if shuffle:
                     order, state = _shuffled_order(n, state)
+                    box[0] = state
                 else:
                     order = np.arange(n)
                 sweep_error = 0.0
@@ -182,6 +205,7 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
     if status == "non_finite":
         # Back to the start of the last sweep whose error was finite.
         params[...], velocity[...], state = starts[0] if errors else starts[1]
+        box[0] = state
         errors = errors[:-1]
     y = forward(topology, params, X)
     _, final_error = _output_error(y, T, loss, dead_zone)

@@ -163,6 +163,9 @@ class Topology:
         self.src_layer = np.array(src_layer, dtype=np.int32)
         self.w_offset = np.array(w_offset, dtype=np.int64)
         self.accumulate = np.array(accumulate, dtype=np.int32)
+        for table in (self.size, self.activation, self.bias_offset, self.input_col,
+                      self.src_start, self.src_layer, self.w_offset, self.accumulate):
+            table.flags.writeable = False  # compiled code trusts these tables
         self._compiled = None  # the C view of these tables, made by bpfast._core on first use
 
     @classmethod
