@@ -17,7 +17,7 @@ print("ready", flush=True)
 try:
     net.fit(X, T, n_sweeps=10**9)
 except KeyboardInterrupt:
-    stopped = time.perf_counter()
+    print(f"caught {time.time()!r}", flush=True)
     assert np.isfinite(net.params).all()
     # The weights are a finished sweep's: training on from them works.
     net.fit(X, T, n_sweeps=10)
@@ -34,11 +34,12 @@ def test_sigint_stops_a_long_fit_quickly():
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.5)
-    sent = time.perf_counter()
+    sent = time.time()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    # Chunks of compiled sweeps are sized to take ~20-100 ms, so 2 s is a generous bound on a
-    # loaded machine (without the signal check the run would take hours).
-    assert time.perf_counter() - sent < 2.0
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "interrupted" in out
+    caught = float(out.split("caught ")[1].split()[0])
+    # Chunks of compiled sweeps are sized to take ~20-100 ms, so the interrupt lands within a few
+    # of them; 1 s allows for a loaded machine or a sanitizer build (the run would take hours).
+    assert caught - sent < 1.0
