@@ -314,11 +314,11 @@ def _momentum_update(floating[::1] params, floating[::1] velocity, const floatin
     phase.lr, phase.momentum, phase.weight_decay, phase.n_decayed = lr, momentum, weight_decay, n_decayed
     with nogil:
         if floating is float:
-            KERNELS.momentum_update_f32(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
-                                   n_threads)
+            KERNELS.momentum_update_f32(&params[0], &velocity[0], &grad[0], params.shape[0],
+                                        &phase, n_threads)
         else:
-            KERNELS.momentum_update_f64(&params[0], &velocity[0], &grad[0], params.shape[0], &phase,
-                                   n_threads)
+            KERNELS.momentum_update_f64(&params[0], &velocity[0], &grad[0], params.shape[0],
+                                        &phase, n_threads)
 
 
 def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
@@ -334,6 +334,8 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
     Chunks grow until each takes a few tens of milliseconds; their size never changes the result.
     If the error becomes NaN or infinite, the weights, velocities and generator go back to the
     start of the last sweep whose error was finite, and the status is "non_finite".
+    `rng_state` (the shuffling generator) is an int, or a 1-element uint64 array that receives the
+    final state even when training is interrupted.
     """
     return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
                   stop_tol, rng_state, callback, callback_every, n_threads)
