@@ -60,7 +60,7 @@ directives = {
 
 extension = Extension(
     "bpfast._core",
-    sources=["src/bpfast/_core.pyx", "csrc/bpfast.c"],
+    sources=["src/bpfast/_core.pyx", "csrc/bpfast.c", "csrc/runtime.c"],
     include_dirs=["csrc"],
     depends=["csrc/bpfast.h", "csrc/kernels.inc.c", "csrc/train.inc.c", "csrc/api.inc.c",
              "csrc/variant.inc.c", "csrc/instantiate.inc.c", "csrc/workspace.inc.c"],

@@ -2,23 +2,29 @@
  * (FNS) and parallel (FNP) instantiations of kernels.inc.c and train.inc.c. Each picks the serial
  * code for one thread, else opens one parallel region around the parallel code. */
 
-static void API(forward)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
-                         int64_t n_rows, int n_threads)
+static int API(forward)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
+                        int64_t n_rows, int n_threads, const bp_stop *stop)
 {
+    ws->stop = stop;
+    n_threads = bp_parallel_threads(n_threads);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
         FNP(forward_body)(net, ws, params, X, n_rows);
     } else {
         FNS(forward_body)(net, ws, params, X, n_rows);
     }
+    ws->stop = NULL;
+    return bp_stop_requested(stop) ? BP_STOPPED : 0;
 }
 
 static double API(loss_gradient)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
                                  const REAL *X, const REAL *T, int64_t n_rows,
                                  const bp_train_config *cfg, int *all_within)
 {
-    if (cfg->n_threads > 1) {
-#pragma omp parallel num_threads(cfg->n_threads)
+    const int n_threads = bp_parallel_threads(cfg->n_threads);
+    ws->stop = NULL;
+    if (n_threads > 1) {
+#pragma omp parallel num_threads(n_threads)
         FNP(loss_gradient_body)(net, ws, grad, params, X, T, n_rows, cfg);
     } else {
         FNS(loss_gradient_body)(net, ws, grad, params, X, T, n_rows, cfg);
@@ -27,15 +33,18 @@ static double API(loss_gradient)(const bp_net *net, WS *ws, REAL *grad, const RE
     return ws->error;
 }
 
-static void API(momentum_update)(REAL *params, REAL *velocity, const REAL *grad,
-                                 int64_t n_params, const bp_phase *phase, int n_threads)
+static int API(momentum_update)(REAL *params, REAL *velocity, const REAL *grad,
+                                int64_t n_params, const bp_phase *phase, int n_threads)
 {
+    int non_finite = 0;
+    n_threads = bp_parallel_threads(n_threads);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
-        FNP(momentum_update_omp)(params, velocity, grad, n_params, phase);
+        FNP(momentum_update_omp)(params, velocity, grad, n_params, phase, &non_finite);
     } else {
-        FNS(momentum_update_omp)(params, velocity, grad, n_params, phase);
+        FNS(momentum_update_omp)(params, velocity, grad, n_params, phase, &non_finite);
     }
+    return non_finite;
 }
 
 static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocity, REAL *grad,
@@ -43,16 +52,21 @@ static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocit
                           const bp_phase *phase, int64_t n_sweeps, uint64_t *rng_state,
                           double *errors, int *status)
 {
+    const int n_threads = bp_parallel_threads(cfg->n_threads);
     ws->n_done = 0;
     ws->status = BP_RUNNING;
-    if (cfg->n_threads > 1) {
-#pragma omp parallel num_threads(cfg->n_threads)
+    ws->weights_non_finite = 0;
+    /* Stops inside a sweep only where nothing is lost (see train_body). */
+    ws->stop = cfg->batch_size >= cfg->n_samples || ws->start_params ? cfg->stop : NULL;
+    if (n_threads > 1) {
+#pragma omp parallel num_threads(n_threads)
         FNP(train_body)(net, ws, params, velocity, grad, X, T, cfg, phase, n_sweeps, rng_state,
                         errors);
     } else {
         FNS(train_body)(net, ws, params, velocity, grad, X, T, cfg, phase, n_sweeps, rng_state,
                         errors);
     }
+    ws->stop = NULL;
     *status = ws->status;
     return ws->n_done;
 }
@@ -60,12 +74,15 @@ static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocit
 static double API(evaluate)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
                             const REAL *T, const bp_train_config *cfg, int *all_within)
 {
-    if (cfg->n_threads > 1) {
-#pragma omp parallel num_threads(cfg->n_threads)
+    const int n_threads = bp_parallel_threads(cfg->n_threads);
+    ws->stop = cfg->stop;
+    if (n_threads > 1) {
+#pragma omp parallel num_threads(n_threads)
         FNP(evaluate_omp)(net, ws, params, X, T, cfg);
     } else {
         FNS(evaluate_omp)(net, ws, params, X, T, cfg);
     }
+    ws->stop = NULL;
     *all_within = ws->all_within;
     return ws->error;
 }

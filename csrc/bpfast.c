@@ -20,12 +20,13 @@
 #endif
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
-/* Carve `bytes` from *cursor at the next 64-byte boundary (a cache line; the widest SIMD load). */
-static void *take_aligned(char **cursor, size_t bytes)
+/* Carve `bytes` from *cursor at the next 64-byte boundary (a cache line; the widest SIMD load).
+   The cursor is an integer so that the workspace layout can also run as a pure count from 0. */
+static void *take_aligned(uintptr_t *cursor, size_t bytes)
 {
-    char *start = (char *)(((uintptr_t)*cursor + 63) & ~(uintptr_t)63);
+    const uintptr_t start = (*cursor + 63) & ~(uintptr_t)63;
     *cursor = start + bytes;
-    return start;
+    return (void *)start;
 }
 
 /* Vector-valued static functions never cross a library boundary, so GCC's note that their ABI

@@ -13,11 +13,35 @@
 #ifndef BPFAST_H
 #define BPFAST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum bp_activation { BP_LOGISTIC = 0, BP_TANH = 1, BP_IDENTITY = 2 };
 enum bp_loss { BP_SSE = 0, BP_DEAD_ZONE = 1 };
-enum bp_status { BP_RUNNING = 0, BP_SOLVED = 1, BP_NON_FINITE = 2 };
+/* Why a training call returned before its last sweep. BP_NON_FINITE: the error of a sweep was NaN
+   or infinite (the weights it was measured at are the culprit's result); BP_NON_FINITE_WEIGHTS:
+   an update made a weight or velocity NaN or infinite; BP_STOPPED: a stop was requested (Ctrl-C
+   or the caller's deadline, see bp_stop) and the sweep in progress was abandoned, its start
+   restored. */
+enum bp_status {
+    BP_RUNNING = 0, BP_SOLVED = 1, BP_NON_FINITE = 2, BP_NON_FINITE_WEIGHTS = 3, BP_STOPPED = 4
+};
+
+/* Workspace features (bp_workspace_create's `features`). */
+enum bp_workspace_feature {
+    BP_WS_TRAINING = 1,    /* gradient buffers, batch-major copies, gradient scratch */
+    BP_WS_SWEEP_START = 2, /* a copy of params and velocity at each mini-batch sweep's start, so a
+                              stop inside a sweep can restore it */
+};
+
+/* When a compiled call should give up early: on a SIGINT counted by bp_interrupt_count() after
+   `interrupts_seen` (if `interruptible`), or once the monotonic clock passes `deadline` seconds
+   (if > 0). Polled between batches and layers, and every few tiles inside a layer. */
+typedef struct {
+    int interruptible;
+    uint64_t interrupts_seen;
+    double deadline;
+} bp_stop;
 
 /* The topology. Arrays are owned by the caller and must outlive every call that uses them. */
 typedef struct {
@@ -46,6 +70,7 @@ typedef struct {
     double dead_zone_on;       /* ... and for an on target (d >= 0.5) above this */
     double stop_tol;           /* > 0: stop when every output is within stop_tol of its target */
     int n_threads;             /* threads for this run, already resolved and thresholded */
+    const bp_stop *stop;       /* NULL: run to the end */
 } bp_train_config;
 
 /* One phase of a schedule, applied for a number of sweeps. */
@@ -58,10 +83,12 @@ typedef struct {
 
 #define BP_DECLARE(REAL, SFX)                                                                   \
     typedef struct bp_workspace_##SFX bp_workspace_##SFX;                                       \
-    /* Buffers for batches of up to max_rows of n_samples cases (gradients too if for_training); \
-       NULL if out of memory. */                                                                \
+    /* Buffers for batches of up to max_rows of n_samples cases, with `features` (enum          \
+       bp_workspace_feature); NULL if out of memory. bp_workspace_bytes_: the bytes it takes. */ \
     bp_workspace_##SFX *bp_workspace_create_##SFX(const bp_net *net, int64_t max_rows,          \
-                                                  int64_t n_samples, int for_training);         \
+                                                  int64_t n_samples, int features);             \
+    size_t bp_workspace_bytes_##SFX(const bp_net *net, int64_t max_rows, int64_t n_samples,     \
+                                    int features);                                              \
     void bp_workspace_free_##SFX(bp_workspace_##SFX *ws);                                       \
     /* Activations of layer l from the last forward pass, feature-major: unit u's value for     \
        case r is at [u * ld + r]. */                                                            \
@@ -74,23 +101,27 @@ BP_DECLARE(double, f64)
 
 /* The compute entry points of one instruction set. Cases arrive row-major: X (n_rows,
  * n_input_cols), T (n_rows, n_outputs), C-contiguous.
- *   forward:          activations of every layer for n_rows cases (read them from the workspace)
+ *   forward:          activations of every layer for n_rows cases (read them from the workspace);
+ *                     returns 0, or BP_STOPPED if `stop` cut it short (the activations are then
+ *                     incomplete)
  *   loss_gradient:    grad = dE/dparams summed over the cases; returns E; *all_within: whether
  *                     every output is within cfg->stop_tol of its target
- *   momentum_update:  v = momentum v - lr grad; w += v; w *= 1 - decay for w[:n_decayed]
+ *   momentum_update:  v = momentum v - lr grad; w += v; w *= 1 - decay for w[:n_decayed];
+ *                     returns 1 if a weight became NaN or infinite, else 0
  *   train:            up to n_sweeps sweeps of one phase; errors[k] gets sweep k's error;
  *                     rng_state (the shuffling generator) is carried between calls; returns the
  *                     sweeps whose update was applied, *status why it stopped early
- *   evaluate:         E and the stop test of the current weights over every case
+ *   evaluate:         E and the stop test of the current weights over every case (NaN if
+ *                     cfg->stop cut it short)
  *   logistic:         the vectorised logistic, in place (for tests of its accuracy) */
 #define BP_KERNEL_FIELDS(REAL, SFX)                                                              \
-    void (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,        \
-                          const REAL *X, int64_t n_rows, int n_threads);                        \
+    int (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,         \
+                         const REAL *X, int64_t n_rows, int n_threads, const bp_stop *stop);    \
     double (*loss_gradient_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, REAL *grad,        \
                                   const REAL *params, const REAL *X, const REAL *T,             \
                                   int64_t n_rows, const bp_train_config *cfg, int *all_within); \
-    void (*momentum_update_##SFX)(REAL *params, REAL *velocity, const REAL *grad,               \
-                                  int64_t n_params, const bp_phase *phase, int n_threads);      \
+    int (*momentum_update_##SFX)(REAL *params, REAL *velocity, const REAL *grad,                \
+                                 int64_t n_params, const bp_phase *phase, int n_threads);       \
     int64_t (*train_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, REAL *params,             \
                            REAL *velocity, REAL *grad, const REAL *X, const REAL *T,            \
                            const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps, \
@@ -114,5 +145,29 @@ const bp_kernels *bp_kernels_named(const char *name);
 /* Build facts for bpfast.build_info(). */
 int bp_openmp_enabled(void);
 int bp_openmp_max_threads(void);
+
+/* ---- the process around the core (runtime.c) ---------------------------------------------- */
+
+/* Once, at import: registers the fork handler. */
+void bp_runtime_init(void);
+/* The threads a parallel region may really use instead of `requested`: 1 in a process forked
+   after a parallel region had run (libgomp's thread pool does not survive fork(), and using it
+   hangs). Records that parallel regions are in use when it returns more than 1. */
+int bp_parallel_threads(int requested);
+/* Whether this process was forked after a parallel region had run (so it runs on one thread). */
+int bp_forked_after_parallel(void);
+/* How many threads (counting the caller) could be started and run at once, trying up to
+   `wanted`: a thread-creation failure inside OpenMP ends the process, so callers ask first. */
+int bp_try_threads(int wanted);
+/* A SIGINT handler that counts interrupts and chains to the one it replaced (Python's), so that
+   compiled loops can notice Ctrl-C without the GIL. install returns 0 if it did not install (the
+   current disposition is SIG_DFL or SIG_IGN); calls nest. Main thread only. */
+int bp_interrupt_install(void);
+void bp_interrupt_uninstall(void);
+uint64_t bp_interrupt_count(void);
+/* Seconds on the monotonic clock, for bp_stop.deadline. */
+double bp_monotonic_seconds(void);
+/* Whether `stop` asks to stop now. */
+int bp_stop_requested(const bp_stop *stop);
 
 #endif

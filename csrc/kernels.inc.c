@@ -251,6 +251,17 @@ static void FN(dot_block)(REAL *G, int64_t ldg, const REAL *D, int64_t ldd, cons
 
 static inline int64_t FN(ceil_div)(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Whether to skip tile `index` of a loop because a stop was requested (ws->stop): polled every 16
+ * tiles, remembered in the calling thread's *skip. Threads may notice at different tiles; the
+ * results of a cut-short call are never used, and the decision to stop is taken once, by one
+ * thread, after the loop (train.inc.c; the request never goes away once made). */
+static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
+{
+    if (!*skip && (index & 15) == 0 && ws->stop)
+        *skip = bp_stop_requested(ws->stop);
+    return *skip;
+}
+
 /* ---- layers ------------------------------------------------------------------------------- */
 
 /* Layer l over `lanes` lanes (the batch rounded up to whole vectors):
@@ -263,9 +274,12 @@ static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params,
     const int64_t row_blocks = FN(ceil_div)(n_out, TILE_ROWS);
     const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_VECTORS * VW);
     const int first = net->src_start[l], last = net->src_start[l + 1] - 1;
+    int skip = 0;
     OMP_FOR_COLLAPSE2
     for (int64_t rb = 0; rb < row_blocks; rb++) {
         for (int64_t lb = 0; lb < lane_blocks; lb++) {
+            if (FN(skip_tile)(ws, rb * lane_blocks + lb, &skip))
+                continue;
             const int64_t o = rb * TILE_ROWS, lane = lb * TILE_VECTORS * VW;
             const int64_t rows = MIN(TILE_ROWS, n_out - o);
             const int64_t vectors = MIN(TILE_VECTORS, (lanes - lane) / VW);
@@ -368,6 +382,7 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
 {
     const int64_t n_out = net->size[l], ld = ws->ld;
     const REAL *dx = ws->dy[l];
+    int skip = 0;
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         const int64_t n_in = net->size[src];
@@ -379,6 +394,8 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
             OMP_FOR_COLLAPSE2_NOWAIT
             for (int64_t rb = 0; rb < row_blocks; rb++)
                 for (int64_t cb = 0; cb < col_blocks; cb++) {
+                    if (FN(skip_tile)(ws, rb * col_blocks + cb, &skip))
+                        continue;
                     const int64_t o = rb * TILE_ROWS, c = cb * TILE_VECTORS * VW;
                     FN(broadcast_block)(scratch + o * ld_rows + c, ld_rows, dx + o * ld, ld, 1,
                                         ws->y_rows[src] + c, ld_rows, n_rows, NULL, 0, -1,
@@ -392,6 +409,8 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
             OMP_FOR_COLLAPSE2_NOWAIT
             for (int64_t rb = 0; rb < row_blocks; rb++)
                 for (int64_t cb = 0; cb < col_blocks; cb++) {
+                    if (FN(skip_tile)(ws, rb * col_blocks + cb, &skip))
+                        continue;
                     const int64_t o = rb * DOT_ROWS, c = cb * DOT_ROWS;
                     FN(dot_block)(grad_w + o * n_in + c, n_in, dx + o * ld, ld,
                                   ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, n_out - o),
@@ -436,6 +455,7 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
 {
     const int64_t n_out = net->size[l], ld = ws->ld;
     const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_VECTORS * VW);
+    int skip = 0;
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         if (src < net->n_inputs)
@@ -446,6 +466,8 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
         OMP_FOR_COLLAPSE2_NOWAIT
         for (int64_t rb = 0; rb < row_blocks; rb++)
             for (int64_t lb = 0; lb < lane_blocks; lb++) {
+                if (FN(skip_tile)(ws, rb * lane_blocks + lb, &skip))
+                    continue;
                 const int64_t c = rb * TILE_ROWS, lane = lb * TILE_VECTORS * VW;
                 FN(broadcast_block)(ws->dy[src] + c * ld + lane, ld, W + c, 1, n_in,
                                     ws->dy[l] + lane, ld, n_out, NULL, net->accumulate[e], -1,
@@ -489,24 +511,35 @@ static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const R
 }
 
 /* The paper's eq. 9 and the family-trees decay:
- *   dw(t) = -lr dE/dw + momentum dw(t-1);  w += dw(t);  w *= (1 - weight_decay) for decayed params */
+ *   dw(t) = -lr dE/dw + momentum dw(t-1);  w += dw(t);  w *= (1 - weight_decay) for decayed params
+ * Sets *non_finite if a weight became NaN or infinite (w - w is 0 exactly for finite w); the
+ * caller needs a barrier before reading it. */
 static void FN(momentum_update_omp)(REAL *BP_RESTRICT params, REAL *BP_RESTRICT velocity,
                                     const REAL *BP_RESTRICT grad, int64_t n_params,
-                                    const bp_phase *phase)
+                                    const bp_phase *phase, int *non_finite)
 {
     const REAL lr = (REAL)phase->lr, momentum = (REAL)phase->momentum;
     const REAL keep = (REAL)(1.0 - phase->weight_decay);
     const int64_t n_decayed = phase->weight_decay != 0 ? phase->n_decayed : 0;
+    int bad = 0;
     OMP_FOR_NOWAIT
     for (int64_t i = 0; i < n_decayed; i++) {
         const REAL v = momentum * velocity[i] - lr * grad[i];
+        const REAL w = (params[i] + v) * keep;
         velocity[i] = v;
-        params[i] = (params[i] + v) * keep;
+        params[i] = w;
+        bad |= !(w - w == 0);
     }
-    OMP_FOR
+    OMP_FOR_NOWAIT
     for (int64_t i = n_decayed; i < n_params; i++) {
         const REAL v = momentum * velocity[i] - lr * grad[i];
+        const REAL w = params[i] + v;
         velocity[i] = v;
-        params[i] += v;
+        params[i] = w;
+        bad |= !(w - w == 0);
+    }
+    if (bad) {
+        OMP_ATOMIC_WRITE
+        *non_finite = 1;
     }
 }

@@ -74,7 +74,7 @@ static void FN(evaluate_omp)(const bp_net *net, WS *ws, const REAL *params, cons
     OMP_BARRIER
     OMP_SINGLE
     {
-        ws->error = error;
+        ws->error = bp_stop_requested(ws->stop) ? NAN : error; /* tiles were skipped */
         ws->all_within = all_within;
     }
 }
@@ -102,7 +102,35 @@ static void FN(shuffle_order)(WS *ws, uint64_t *rng_state)
     }
 }
 
-/* Up to n_sweeps sweeps of one phase; ws->n_done and ws->status say how it went. */
+/* One thread decides whether the call stops here, for all (every thread then reads ws->status):
+   on a requested stop (`stop`), else on `bad` (a status) if it is not BP_RUNNING. */
+static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad)
+{
+    OMP_SINGLE
+    {
+        if (bp_stop_requested(stop))
+            ws->status = BP_STOPPED;
+        else if (bad != BP_RUNNING)
+            ws->status = bad;
+    }
+}
+
+/* The momentum update, then one decision on whether it made a weight non-finite. */
+static void FN(update_omp)(const bp_net *net, WS *ws, REAL *params, REAL *velocity,
+                           const REAL *grad, const bp_phase *phase)
+{
+    FN(momentum_update_omp)(params, velocity, grad, net->n_params, phase,
+                            &ws->weights_non_finite);
+    OMP_BARRIER /* every thread's flag is written before one thread reads it */
+    OMP_SINGLE
+    if (ws->weights_non_finite)
+        ws->status = BP_NON_FINITE_WEIGHTS;
+}
+
+/* Up to n_sweeps sweeps of one phase; ws->n_done and ws->status say how it went.
+ * cfg->stop is honoured between sweeps, and inside a sweep through ws->stop (set by the caller
+ * only where that is safe): a full-batch sweep changes nothing before its update, and a
+ * mini-batch sweep puts back its start from the copy the workspace keeps (BP_WS_SWEEP_START). */
 static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *velocity, REAL *grad,
                            const REAL *X, const REAL *T, const bp_train_config *cfg,
                            const bp_phase *phase, int64_t n_sweeps, uint64_t *rng_state,
@@ -111,49 +139,69 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
     const int full_batch = cfg->batch_size >= cfg->n_samples;
     const int shuffled = !full_batch && cfg->shuffle;
     const int stop_rule = cfg->stop_tol > 0;
+    const size_t arena_bytes = (size_t)net->n_params * sizeof(REAL);
     for (int64_t sweep = 0; sweep < n_sweeps; sweep++) {
+        if (cfg->stop) {
+            FN(decide_omp)(ws, cfg->stop, BP_RUNNING);
+            if (ws->status != BP_RUNNING)
+                break;
+        }
         if (full_batch) {
             FN(bind_all_omp)(net, ws, X, T, cfg->n_samples);
             FN(loss_gradient_omp)(net, ws, grad, params, cfg->n_samples, cfg);
             OMP_SINGLE
-            {
-                errors[sweep] = ws->error;
-                if (!isfinite(ws->error))
-                    ws->status = BP_NON_FINITE;
-                else if (stop_rule && ws->all_within)
-                    ws->status = BP_SOLVED;
-            }
+            errors[sweep] = ws->error;
+            FN(decide_omp)(ws, ws->stop, !isfinite(ws->error) ? BP_NON_FINITE
+                               : stop_rule && ws->all_within ? BP_SOLVED : BP_RUNNING);
             if (ws->status != BP_RUNNING)
                 break;
-            FN(momentum_update_omp)(params, velocity, grad, net->n_params, phase);
+            FN(update_omp)(net, ws, params, velocity, grad, phase);
+            if (ws->status != BP_RUNNING)
+                break;
         } else {
             if (stop_rule) {
                 FN(evaluate_omp)(net, ws, params, X, T, cfg);
-                OMP_SINGLE
-                if (ws->all_within)
-                    ws->status = BP_SOLVED;
+                FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING);
                 if (ws->status != BP_RUNNING)
                     break;
             }
+            const int saved = ws->start_params != NULL;
             OMP_SINGLE
             {
+                if (saved) {
+                    memcpy(ws->start_params, params, arena_bytes);
+                    memcpy(ws->start_velocity, velocity, arena_bytes);
+                    ws->start_rng = *rng_state;
+                }
                 if (shuffled)
                     FN(shuffle_order)(ws, rng_state);
                 errors[sweep] = 0;
             }
             for (int64_t start = 0; start < cfg->n_samples; start += cfg->batch_size) {
                 const int64_t n_rows = MIN(cfg->batch_size, cfg->n_samples - start);
+                if (ws->stop && start > 0) {
+                    FN(decide_omp)(ws, ws->stop, BP_RUNNING);
+                    if (ws->status != BP_RUNNING)
+                        break;
+                }
                 FN(bind_rows_omp)(net, ws, X, T, start, n_rows, shuffled);
                 FN(loss_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 OMP_SINGLE
-                {
-                    errors[sweep] += ws->error;
-                    if (!isfinite(ws->error))
-                        ws->status = BP_NON_FINITE;
-                }
+                errors[sweep] += ws->error;
+                FN(decide_omp)(ws, ws->stop, isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE);
                 if (ws->status != BP_RUNNING)
                     break;
-                FN(momentum_update_omp)(params, velocity, grad, net->n_params, phase);
+                FN(update_omp)(net, ws, params, velocity, grad, phase);
+                if (ws->status != BP_RUNNING)
+                    break;
+            }
+            if (ws->status == BP_STOPPED && saved) {
+                OMP_SINGLE
+                {
+                    memcpy(params, ws->start_params, arena_bytes);
+                    memcpy(velocity, ws->start_velocity, arena_bytes);
+                    *rng_state = ws->start_rng;
+                }
             }
             if (ws->status != BP_RUNNING)
                 break;

@@ -8,6 +8,7 @@
 #define OMP_FOR_COLLAPSE2_NOWAIT
 #define OMP_SINGLE
 #define OMP_BARRIER
+#define OMP_ATOMIC_WRITE
 #include "kernels.inc.c"
 #include "train.inc.c"
 #undef PARNAME
@@ -17,6 +18,7 @@
 #undef OMP_FOR_COLLAPSE2_NOWAIT
 #undef OMP_SINGLE
 #undef OMP_BARRIER
+#undef OMP_ATOMIC_WRITE
 
 #define PARNAME p
 #define OMP_FOR _Pragma("omp for schedule(static)")
@@ -25,6 +27,7 @@
 #define OMP_FOR_COLLAPSE2_NOWAIT _Pragma("omp for collapse(2) schedule(static) nowait")
 #define OMP_SINGLE _Pragma("omp single")
 #define OMP_BARRIER _Pragma("omp barrier")
+#define OMP_ATOMIC_WRITE _Pragma("omp atomic write")
 #include "kernels.inc.c"
 #include "train.inc.c"
 #undef PARNAME
@@ -34,5 +37,6 @@
 #undef OMP_FOR_COLLAPSE2_NOWAIT
 #undef OMP_SINGLE
 #undef OMP_BARRIER
+#undef OMP_ATOMIC_WRITE
 
 #include "api.inc.c"

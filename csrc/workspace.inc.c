@@ -22,6 +22,11 @@ struct CAT(bp_workspace, SFX) {
     int all_within;
     int status;
     int64_t n_done;     /* sweeps finished by the current train call */
+    int weights_non_finite; /* set by the momentum update when a weight became NaN or infinite */
+    int stopping;       /* a stop was requested: the remaining tiles of the call are skipped */
+    const bp_stop *stop;/* the current call's stop request, or NULL */
+    REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */
+    uint64_t start_rng; /* ... and its shuffling state */
     void *arena;        /* the one allocation the above point into */
 };
 
@@ -31,42 +36,29 @@ struct CAT(bp_workspace, SFX) {
 #define PAD(size) (((int64_t)(size) + VW - 1) / VW * VW)
 
 /* One allocation holds every buffer, so a failure leaves nothing behind. A forward-only workspace
-   (for_training = 0) has no gradient buffers, batch-major copies or gradient scratch. */
-WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n_samples,
-                                  int for_training)
+   (no BP_WS_TRAINING) has no gradient buffers, batch-major copies or gradient scratch.
+   workspace_layout carves the buffers from `arena`, or only counts the bytes when it is NULL, so
+   that the size reported to the memory guard is the size allocated. */
+static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                         int features, char *arena)
 {
+    const int for_training = (features & BP_WS_TRAINING) != 0;
+    const int sweep_start = for_training && (features & BP_WS_SWEEP_START) != 0;
     const int64_t n_out = net->size[net->n_layers - 1];
     const int64_t ld = (max_rows + VW - 1) / VW * VW;
-    int64_t n_act = 0;
-    for (int l = net->n_inputs; l < net->n_layers; l++)
-        n_act += net->size[l];
-    const size_t n_ptr = (size_t)net->n_layers;
+    const int n_ptr = net->n_layers;
     const int n_edges = net->src_start[net->n_layers];
-    int64_t n_rows_copy = 0, n_scratch = 0;
-    for (int l = 0; l < net->n_layers - 1; l++)
-        if (for_training && WIDE_SOURCE(net->size[l]))
-            n_rows_copy += PAD(net->size[l]);
-    for (int l = net->n_inputs; l < net->n_layers; l++)
-        for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++)
-            if (for_training && WIDE_SOURCE(net->size[net->src_layer[e]]))
-                n_scratch += (int64_t)net->size[l] * PAD(net->size[net->src_layer[e]]);
-    size_t bytes = sizeof(WS);
-    bytes += 3 * n_ptr * sizeof(REAL *) + n_ptr * sizeof(int64_t) + n_edges * sizeof(int64_t);
-    bytes += (size_t)(max_rows * n_rows_copy + n_scratch) * sizeof(REAL);
-    bytes += (size_t)n_out * (sizeof(double) + sizeof(int));
-    bytes += (size_t)n_samples * sizeof(int64_t);
-    bytes += (size_t)ld * (size_t)((1 + (for_training != 0)) * n_act + net->n_input_cols + 2 * n_out) *
-             sizeof(REAL);
-    bytes += (12 + 3 * n_ptr) * 64; /* one cache line of alignment slack per buffer */
-    char *arena = calloc(1, bytes);
-    if (!arena)
-        return NULL;
-    char *p = arena;
+    uintptr_t p = (uintptr_t)arena; /* counting from 0 without an arena */
+    WS probe;
 #define TAKE(type, count) ((type *)take_aligned(&p, (size_t)(count) * sizeof(type)))
     WS *ws = TAKE(WS, 1);
-    ws->arena = arena;
-    ws->max_rows = max_rows;
-    ws->ld = ld;
+    if (!arena) {
+        ws = &probe; /* a place for the pointers carved in counting mode, never read */
+    } else {
+        ws->arena = arena;
+        ws->max_rows = max_rows;
+        ws->ld = ld;
+    }
     ws->y = TAKE(REAL *, n_ptr);
     ws->dy = TAKE(REAL *, n_ptr);
     ws->row_error = TAKE(double, n_out);
@@ -76,31 +68,60 @@ WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n
     ws->x_batch = TAKE(REAL, ld * net->n_input_cols);
     ws->t_batch = TAKE(REAL, ld * n_out);
     for (int l = 0; l < net->n_inputs; l++)
-        ws->y[l] = ws->x_batch + (int64_t)net->input_col[l] * ld;
+        if (arena)
+            ws->y[l] = ws->x_batch + (int64_t)net->input_col[l] * ld;
     for (int l = net->n_inputs; l < net->n_layers; l++) {
-        ws->y[l] = TAKE(REAL, ld * net->size[l]);
+        REAL *y = TAKE(REAL, ld * net->size[l]);
         /* evaluation writes the output layer's dE/dx too, so that one is always there */
-        ws->dy[l] = for_training || l == net->n_layers - 1 ? TAKE(REAL, ld * net->size[l]) : NULL;
+        REAL *dy = for_training || l == net->n_layers - 1 ? TAKE(REAL, ld * net->size[l]) : NULL;
+        if (arena) {
+            ws->y[l] = y;
+            ws->dy[l] = dy;
+        }
     }
     ws->y_rows = TAKE(REAL *, n_ptr);
     ws->ld_rows = TAKE(int64_t, n_ptr);
     for (int l = 0; l < net->n_layers - 1; l++) {
-        ws->ld_rows[l] = PAD(net->size[l]);
-        ws->y_rows[l] = for_training && WIDE_SOURCE(net->size[l])
-                            ? TAKE(REAL, max_rows * ws->ld_rows[l]) : NULL;
+        REAL *rows = for_training && WIDE_SOURCE(net->size[l])
+                         ? TAKE(REAL, max_rows * PAD(net->size[l])) : NULL;
+        if (arena) {
+            ws->ld_rows[l] = PAD(net->size[l]);
+            ws->y_rows[l] = rows;
+        }
     }
-    ws->grad_scratch = TAKE(REAL, n_scratch);
     ws->scratch_offset = TAKE(int64_t, n_edges);
-    n_scratch = 0;
+    int64_t n_scratch = 0;
     for (int l = net->n_inputs; l < net->n_layers; l++)
         for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
             const int src = net->src_layer[e];
-            ws->scratch_offset[e] = for_training && WIDE_SOURCE(net->size[src]) ? n_scratch : -1;
-            if (ws->scratch_offset[e] >= 0)
+            const int64_t offset = for_training && WIDE_SOURCE(net->size[src]) ? n_scratch : -1;
+            if (arena)
+                ws->scratch_offset[e] = offset;
+            if (offset >= 0)
                 n_scratch += (int64_t)net->size[l] * PAD(net->size[src]);
         }
+    ws->grad_scratch = TAKE(REAL, n_scratch);
+    ws->start_params = sweep_start ? TAKE(REAL, net->n_params) : NULL;
+    ws->start_velocity = sweep_start ? TAKE(REAL, net->n_params) : NULL;
 #undef TAKE
-    return ws;
+    return (size_t)(p - (uintptr_t)arena) + 64; /* + 64: the first take aligns the arena's start */
+}
+
+size_t CAT(bp_workspace_bytes, SFX)(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                    int features)
+{
+    return CAT(workspace_layout, SFX)(net, max_rows, n_samples, features, NULL);
+}
+
+WS *CAT(bp_workspace_create, SFX)(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                  int features)
+{
+    char *arena = calloc(1, CAT(bp_workspace_bytes, SFX)(net, max_rows, n_samples, features));
+    if (!arena)
+        return NULL;
+    CAT(workspace_layout, SFX)(net, max_rows, n_samples, features, arena);
+    uintptr_t first = (uintptr_t)arena;
+    return (WS *)take_aligned(&first, 0); /* where the layout put the struct itself */
 }
 
 void CAT(bp_workspace_free, SFX)(WS *ws)

@@ -84,8 +84,11 @@ def test_absurd_sizes_raise_memory_error_before_allocating():
     with pytest.raises(MemoryError, match="GiB"):
         bpfast.Network([100_000, 100_000, 100_000])
     net = bpfast.Network([3, 2**24, 1])  # 50M params: fits
-    with pytest.raises(MemoryError, match="batches of"):
-        net._check_workspace(10**9, 10**9)
+    # 1,000 rows of 2**24 units, feature-major with both activations and their gradients: ~134 GB
+    with pytest.raises(MemoryError, match="batches of 1,000 rows"):
+        net.fit(np.zeros((1000, 3)), np.zeros(1000), n_sweeps=1)
+    with pytest.raises(MemoryError, match="outputs for"):
+        bpfast.Network([3, 4, 2**16], seed=0).predict(np.zeros((10**5, 3)))  # 26 GB of outputs
 
 
 def test_networks_trained_in_parallel_threads_match_sequential_training():

@@ -5,7 +5,7 @@ import pytest
 
 import bpfast
 from bpfast import Phase, _core, reference
-from bpfast.network import effective_threads
+from bpfast._threads import threads_for
 from conftest import assert_close, family_trees_net, random_dag
 
 
@@ -73,7 +73,7 @@ def test_random_dag_trajectory_with_sse_matches_reference(case, dtype):
 
 def train_mid_sized(n_threads, dtype, batch_size):
     rng = np.random.default_rng(0)
-    net = bpfast.Network([40, 50, 30, 10], seed=1, dtype=dtype)
+    net = bpfast.Network([40, 200, 80, 10], seed=1, dtype=dtype)
     X = rng.normal(size=(400, 40))
     T = rng.uniform(size=(400, 10))
     result = net.fit(X, T, lr=0.001, momentum=0.9, weight_decay=1e-4, n_sweeps=15,
@@ -83,9 +83,9 @@ def train_mid_sized(n_threads, dtype, batch_size):
 
 @pytest.mark.parametrize("batch_size", [None, 64])
 def test_weights_are_bitwise_identical_for_1_2_and_4_threads(batch_size, dtype, isa):
-    n_weights = 40 * 50 + 50 * 30 + 30 * 10
+    n_weights = 40 * 200 + 200 * 80 + 80 * 10
     # The configuration must really run in parallel, or this test proves nothing.
-    assert effective_threads(4, batch_size or 400, 3 * n_weights) == 4
+    assert threads_for(4, (batch_size or 400) * 3 * n_weights) == 4
     runs = [train_mid_sized(t, dtype, batch_size) for t in (1, 2, 4)]
     for net, result in runs[1:]:
         assert np.array_equal(net.params, runs[0][0].params)
@@ -96,13 +96,13 @@ def test_weights_are_bitwise_identical_for_1_2_and_4_threads(batch_size, dtype, 
 def test_predict_is_bitwise_identical_across_thread_counts(dtype, isa):
     net = bpfast.Network([40, 300, 10], seed=2, dtype=dtype)
     X = np.random.default_rng(1).normal(size=(1000, 40))
-    assert effective_threads(4, 1000, net.topology.n_weights) == 4
+    assert threads_for(4, 1000 * net.topology.n_weights) == 4
     outs = [net.predict(X, n_threads=t) for t in (1, 2, 4)]
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
 
 
 def test_small_work_runs_on_one_thread():
-    assert effective_threads(8, 64, 3 * (6 * 2 + 2 * 1)) == 1
+    assert threads_for(8, 64 * 3 * (6 * 2 + 2 * 1)) == 1
 
 
 def test_same_seed_same_weights_different_seed_different_weights(dtype):

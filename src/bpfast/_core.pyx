@@ -9,9 +9,10 @@ float64 oracles in bpfast.reference, and a test keeps them so.
 from libc.stdint cimport int64_t, uint64_t
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport PyThread_get_thread_ident
+from posix.unistd cimport getpid
 
 import os
-import time
 
 import numpy as np
 
@@ -30,6 +31,11 @@ cdef extern from "bpfast.h" nogil:
         const int *accumulate
         int64_t n_params
 
+    ctypedef struct bp_stop:
+        int interruptible
+        uint64_t interrupts_seen
+        double deadline
+
     ctypedef struct bp_train_config:
         int64_t n_samples
         int64_t batch_size
@@ -39,6 +45,7 @@ cdef extern from "bpfast.h" nogil:
         double dead_zone_on
         double stop_tol
         int n_threads
+        const bp_stop *stop
 
     ctypedef struct bp_phase:
         double lr
@@ -46,14 +53,20 @@ cdef extern from "bpfast.h" nogil:
         double weight_decay
         int64_t n_decayed
 
-    enum: BP_SSE, BP_DEAD_ZONE, BP_RUNNING, BP_SOLVED, BP_NON_FINITE
+    enum: BP_SSE, BP_DEAD_ZONE
+    enum: BP_RUNNING, BP_SOLVED, BP_NON_FINITE, BP_NON_FINITE_WEIGHTS, BP_STOPPED
+    enum: BP_WS_TRAINING, BP_WS_SWEEP_START
 
     ctypedef struct bp_workspace_f32
     ctypedef struct bp_workspace_f64
     bp_workspace_f32 *bp_workspace_create_f32(const bp_net *net, int64_t max_rows, int64_t n_samples,
-                                              int for_training)
+                                              int features)
     bp_workspace_f64 *bp_workspace_create_f64(const bp_net *net, int64_t max_rows, int64_t n_samples,
-                                              int for_training)
+                                              int features)
+    size_t bp_workspace_bytes_f32(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                  int features)
+    size_t bp_workspace_bytes_f64(const bp_net *net, int64_t max_rows, int64_t n_samples,
+                                  int features)
     void bp_workspace_free_f32(bp_workspace_f32 *ws)
     void bp_workspace_free_f64(bp_workspace_f64 *ws)
     const float *bp_workspace_activations_f32(const bp_workspace_f32 *ws, int l, int64_t *ld)
@@ -61,20 +74,22 @@ cdef extern from "bpfast.h" nogil:
 
     ctypedef struct bp_kernels:
         const char *name
-        void (*forward_f32)(const bp_net *net, bp_workspace_f32 *ws, const float *params,
-                            const float *X, int64_t n_rows, int n_threads) noexcept nogil
-        void (*forward_f64)(const bp_net *net, bp_workspace_f64 *ws, const double *params,
-                            const double *X, int64_t n_rows, int n_threads) noexcept nogil
+        int (*forward_f32)(const bp_net *net, bp_workspace_f32 *ws, const float *params,
+                           const float *X, int64_t n_rows, int n_threads,
+                           const bp_stop *stop) noexcept nogil
+        int (*forward_f64)(const bp_net *net, bp_workspace_f64 *ws, const double *params,
+                           const double *X, int64_t n_rows, int n_threads,
+                           const bp_stop *stop) noexcept nogil
         double (*loss_gradient_f32)(const bp_net *net, bp_workspace_f32 *ws, float *grad,
                                     const float *params, const float *X, const float *T,
                                     int64_t n_rows, const bp_train_config *cfg, int *all_within) noexcept nogil
         double (*loss_gradient_f64)(const bp_net *net, bp_workspace_f64 *ws, double *grad,
                                     const double *params, const double *X, const double *T,
                                     int64_t n_rows, const bp_train_config *cfg, int *all_within) noexcept nogil
-        void (*momentum_update_f32)(float *params, float *velocity, const float *grad,
-                                    int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
-        void (*momentum_update_f64)(double *params, double *velocity, const double *grad,
-                                    int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
+        int (*momentum_update_f32)(float *params, float *velocity, const float *grad,
+                                   int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
+        int (*momentum_update_f64)(double *params, double *velocity, const double *grad,
+                                   int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
         int64_t (*train_f32)(const bp_net *net, bp_workspace_f32 *ws, float *params,
                              float *velocity, float *grad, const float *X, const float *T,
                              const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps,
@@ -96,6 +111,15 @@ cdef extern from "bpfast.h" nogil:
     int bp_openmp_enabled()
     int bp_openmp_max_threads()
 
+    void bp_runtime_init()
+    int bp_forked_after_parallel()
+    int bp_try_threads(int wanted)
+    int bp_interrupt_install()
+    void bp_interrupt_uninstall()
+    uint64_t bp_interrupt_count()
+    double bp_monotonic_seconds()
+    int bp_stop_requested(const bp_stop *stop)
+
 cdef extern from *:
     """
     #ifndef BPFAST_CFLAGS
@@ -105,24 +129,112 @@ cdef extern from *:
     const char *BPFAST_CFLAGS
 
 # The kernel variant in use: the best this CPU supports, or BPFAST_ISA (set at the end of import).
+# Each call reads it once, so set_isa() between calls never mixes variants within one.
 cdef const bp_kernels *KERNELS = bp_kernels_named(NULL)
 
+bp_runtime_init()
+
 LOSSES = {"sse": BP_SSE, "dead_zone": BP_DEAD_ZONE}
-STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "non_finite"}
+STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "non_finite",
+                BP_NON_FINITE_WEIGHTS: "non_finite_weights"}
 
 # Rows per workspace when a forward pass runs over many cases: bounds the memory of predict().
 FORWARD_CHUNK_ROWS = 8192
+# Sweeps per compiled call grow by doubling while calls are short; this caps the doubling.
+MAX_CHUNK_SWEEPS = 1 << 20
+# Seconds between the snapshots that a diverged run is restored from (tests set it to 0).
+SNAPSHOT_SECONDS = 1.0
+# Called with a point's name wherever a KeyboardInterrupt can reach a training run (tests set it
+# to inject one at every such point); None in normal use.
+interrupt_hook = None
 
 
 def workspace_rows(batch_size, n_samples):
     """Rows of the workspace a training run allocates: a batch, and at least a forward chunk
     (or all cases) so that evaluating every case does not go a tiny batch at a time."""
     return max(batch_size, min(n_samples, FORWARD_CHUNK_ROWS))
-# Sweeps per compiled call grow by doubling while calls are short; this caps the doubling.
-MAX_CHUNK_SWEEPS = 1 << 20
-# Seconds between the snapshots that a diverged run is restored from (tests set it to 0).
-SNAPSHOT_SECONDS = 1.0
 
+
+# -- the process --------------------------------------------------------------------------------
+
+def forked_after_parallel():
+    """Whether this process was forked after bpfast had run threads: it then runs on one."""
+    return bool(bp_forked_after_parallel())
+
+
+def openmp_max_threads():
+    """omp_get_max_threads() for the calling thread (OMP_NUM_THREADS, threadpoolctl limits)."""
+    return int(bp_openmp_max_threads())
+
+
+def try_threads(int wanted):
+    """How many threads, counting the caller, the system lets run at once (up to `wanted`)."""
+    cdef int got
+    with nogil:
+        got = bp_try_threads(wanted)
+    return got
+
+
+def monotonic_seconds():
+    """The clock of compiled deadlines."""
+    return bp_monotonic_seconds()
+
+
+cdef int _arm_interrupts(bp_stop *stop) except -1:
+    """Let compiled loops see Ctrl-C: in the main thread, while Python handles SIGINT (only there
+    can a KeyboardInterrupt be raised). Returns whether to disarm afterwards."""
+    import signal
+    import threading
+    stop.interrupts_seen = bp_interrupt_count()
+    stop.deadline = 0
+    stop.interruptible = 0
+    if threading.current_thread() is threading.main_thread() and \
+            callable(signal.getsignal(signal.SIGINT)):
+        stop.interruptible = bp_interrupt_install()
+    return stop.interruptible
+
+
+cdef int _interrupted(bp_stop *stop) except -1:
+    """After a stop: run Python's signal handlers (raising KeyboardInterrupt, as a rule) and say
+    whether the stop was an interrupt (else a deadline). Re-arms for the next call."""
+    cdef bint was_interrupt = stop.interruptible and bp_interrupt_count() != stop.interrupts_seen
+    _check_signals("stopped")
+    stop.interrupts_seen = bp_interrupt_count()
+    return was_interrupt
+
+
+cdef int _check_signals(str point) except -1:
+    if interrupt_hook is not None:
+        interrupt_hook(point)
+    PyErr_CheckSignals()
+    return 0
+
+
+cdef class TrainingGuard:
+    """Marks a network as being trained. Taken and released inside compiled code, where nothing
+    can run between the test and the mark and no KeyboardInterrupt can skip the release. A mark
+    inherited through fork() from a training thread that the child does not have is void."""
+    cdef int busy
+    cdef unsigned long owner_thread
+    cdef long owner_pid
+
+    cdef int claim(self) except -1:
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self.busy and self.owner_pid == getpid():
+            if self.owner_thread == me:
+                raise RuntimeError(
+                    "fit was called on this network from inside its own fit (from the callback?); "
+                    "return True from the callback to stop training, then call fit again")
+            raise RuntimeError("this network is already being trained in another thread; train "
+                               "a copy (copy.deepcopy(net)) or wait for that fit to finish")
+        self.busy, self.owner_thread, self.owner_pid = 1, me, getpid()
+        return 0
+
+    cdef void release(self) noexcept:
+        self.busy = 0
+
+
+# -- the topology and workspaces ----------------------------------------------------------------
 
 cdef class CompiledTopology:
     """A Topology's tables as the C struct; keeps the arrays it points into alive."""
@@ -160,6 +272,28 @@ cdef CompiledTopology _compiled(topology):
     return topology._compiled
 
 
+cdef int _check_arrays(topology, int64_t n_params, int64_t n_velocity, int64_t n_grad,
+                       int64_t x_cols, int64_t t_cols) except -1:
+    """The lengths the C code will index by, checked at the boundary whatever the caller did (a
+    resized or replaced array must never reach it). -1: not passed."""
+    if n_params != topology.n_params or n_velocity not in (-1, n_params) or \
+            n_grad not in (-1, n_params):
+        raise ValueError(f"the parameter arrays must each have {topology.n_params} values (got "
+                         f"{n_params}, {n_velocity}, {n_grad}); was net.params resized?")
+    if x_cols != topology.n_input_cols or t_cols not in (-1, topology.n_outputs):
+        raise ValueError(f"X must have {topology.n_input_cols} columns and T "
+                         f"{topology.n_outputs}, got {x_cols} and {t_cols}")
+    return 0
+
+
+def workspace_bytes(topology, dtype, int64_t max_rows, int64_t n_samples, int features):
+    """Bytes of the workspace bp_workspace_create would allocate (for the memory guard)."""
+    cdef CompiledTopology compiled = _compiled(topology)
+    if np.dtype(dtype) == np.float32:
+        return int(bp_workspace_bytes_f32(&compiled.net, max_rows, n_samples, features))
+    return int(bp_workspace_bytes_f64(&compiled.net, max_rows, n_samples, features))
+
+
 cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle, str loss,
                              dead_zone, stop_tol, int n_threads) except *:
     cdef bp_train_config cfg
@@ -171,16 +305,17 @@ cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle
     cfg.dead_zone_on = dead_zone[1]
     cfg.stop_tol = stop_tol if stop_tol is not None else 0.0
     cfg.n_threads = n_threads
+    cfg.stop = NULL
     return cfg
 
 
 cdef void *_workspace(floating *kind, const bp_net *net, int64_t max_rows,
-                      int64_t n_samples, bint for_training) except NULL:
+                      int64_t n_samples, int features) except NULL:
     cdef void *ws
     if floating is float:
-        ws = bp_workspace_create_f32(net, max_rows, n_samples, for_training)
+        ws = bp_workspace_create_f32(net, max_rows, n_samples, features)
     else:
-        ws = bp_workspace_create_f64(net, max_rows, n_samples, for_training)
+        ws = bp_workspace_create_f64(net, max_rows, n_samples, features)
     if ws == NULL:
         raise MemoryError(f"bpfast could not allocate buffers for batches of {max_rows} rows")
     return ws
@@ -193,6 +328,8 @@ cdef void _free_workspace(floating *kind, void *ws) noexcept:
         bp_workspace_free_f64(<bp_workspace_f64 *>ws)
 
 
+# -- forward, gradient, evaluation, update ------------------------------------------------------
+
 def forward(topology, params, X, *, all_layers=False, n_threads=1):
     """Activations of every layer (a list, inputs first) or of the output layer only."""
     return _forward(topology, params, X, all_layers, n_threads)
@@ -200,12 +337,15 @@ def forward(topology, params, X, *, all_layers=False, n_threads=1):
 
 def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bint all_layers,
              int n_threads):
+    cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0], start, rows, ld, r, c
-    cdef int l
+    cdef int l, outcome
     cdef floating *kind = NULL
     cdef int64_t chunk = min(max(n, 1), FORWARD_CHUNK_ROWS)
+    cdef bp_stop stop
+    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], -1)
     dtype = np.float32 if floating is float else np.float64
     Xa = np.asarray(X)
     first = 0 if all_layers else topology.n_layers - 1
@@ -213,17 +353,22 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
             for l in range(max(first, topology.n_inputs), topology.n_layers)]
     cdef floating[:, ::1] out
     cdef const floating *act
-    cdef void *ws = _workspace(kind, net, chunk, 0, False)
+    cdef void *ws = _workspace(kind, net, chunk, 0, 0)
+    armed = _arm_interrupts(&stop)
     try:
-        for start in range(0, n, chunk):
+        start = 0
+        while start < n:
             rows = min(chunk, n - start)
             with nogil:
                 if floating is float:
-                    KERNELS.forward_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[start, 0], rows,
-                                   n_threads)
+                    outcome = kernels.forward_f32(net, <bp_workspace_f32 *>ws, &params[0],
+                                                  &X[start, 0], rows, n_threads, &stop)
                 else:
-                    KERNELS.forward_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[start, 0], rows,
-                                   n_threads)
+                    outcome = kernels.forward_f64(net, <bp_workspace_f64 *>ws, &params[0],
+                                                  &X[start, 0], rows, n_threads, &stop)
+            if outcome == BP_STOPPED:
+                _interrupted(&stop)
+                continue  # Python's handler did not raise: this chunk again
             for i, l in enumerate(range(max(first, topology.n_inputs), topology.n_layers)):
                 out = outs[i]
                 if floating is float:
@@ -233,7 +378,11 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
                 for r in range(rows):  # feature-major (units, ld) back to (cases, units)
                     for c in range(out.shape[1]):
                         out[start + r, c] = act[c * ld + r]
+            start += rows
+            _check_signals("forward")
     finally:
+        if armed:
+            bp_interrupt_uninstall()
         _free_workspace(kind, ws)
     if not all_layers:
         return outs[-1]
@@ -248,24 +397,26 @@ def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), n
 
 def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] X,
                    const floating[:, ::1] T, str loss, dead_zone, int n_threads):
+    cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
+    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], T.shape[1])
     cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, None, n_threads)
     cdef floating *kind = NULL
     cdef int all_within
     cdef double error
     grad_array = np.empty(topology.n_params, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] grad = grad_array
-    cdef void *ws = _workspace(kind, net, n, 0, True)
+    cdef void *ws = _workspace(kind, net, n, 0, BP_WS_TRAINING)
     try:
         with nogil:
             if floating is float:
-                error = KERNELS.loss_gradient_f32(net, <bp_workspace_f32 *>ws, &grad[0], &params[0],
-                                             &X[0, 0], &T[0, 0], n, &cfg, &all_within)
+                error = kernels.loss_gradient_f32(net, <bp_workspace_f32 *>ws, &grad[0], &params[0],
+                                                  &X[0, 0], &T[0, 0], n, &cfg, &all_within)
             else:
-                error = KERNELS.loss_gradient_f64(net, <bp_workspace_f64 *>ws, &grad[0], &params[0],
-                                             &X[0, 0], &T[0, 0], n, &cfg, &all_within)
+                error = kernels.loss_gradient_f64(net, <bp_workspace_f64 *>ws, &grad[0], &params[0],
+                                                  &X[0, 0], &T[0, 0], n, &cfg, &all_within)
     finally:
         _free_workspace(kind, ws)
     return error, grad_array
@@ -281,45 +432,74 @@ def evaluate(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), stop_t
 def _evaluate(topology, const floating[::1] params, const floating[:, ::1] X,
               const floating[:, ::1] T, str loss, dead_zone, stop_tol, int n_threads):
     cdef CompiledTopology compiled = _compiled(topology)
-    cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
+    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], T.shape[1])
     cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, stop_tol, n_threads)
     cdef floating *kind = NULL
     cdef int all_within
     cdef double error
-    cdef void *ws = _workspace(kind, net, <int64_t>min(n, FORWARD_CHUNK_ROWS), 0, False)
+    cdef bp_stop stop
+    cdef void *ws = _workspace(kind, &compiled.net, <int64_t>min(n, FORWARD_CHUNK_ROWS), 0, 0)
+    armed = _arm_interrupts(&stop)
+    cfg.stop = &stop
     try:
-        with nogil:
-            if floating is float:
-                error = KERNELS.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[0, 0],
-                                             &T[0, 0], &cfg, &all_within)
-            else:
-                error = KERNELS.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[0, 0],
-                                             &T[0, 0], &cfg, &all_within)
+        error = _evaluate_in(KERNELS, &compiled.net, ws, params, X, T, &cfg, &all_within)
     finally:
+        if armed:
+            bp_interrupt_uninstall()
         _free_workspace(kind, ws)
     return error, bool(all_within)
 
 
+cdef double _evaluate_in(const bp_kernels *kernels, const bp_net *net, void *ws,
+                         const floating[::1] params, const floating[:, ::1] X,
+                         const floating[:, ::1] T, bp_train_config *cfg,
+                         int *all_within) except? -1:
+    """Evaluation in a workspace, again after every stop (Ctrl-C raises from _interrupted)."""
+    cdef double error
+    while True:
+        with nogil:
+            if floating is float:
+                error = kernels.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[0, 0],
+                                             &T[0, 0], cfg, all_within)
+            else:
+                error = kernels.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[0, 0],
+                                             &T[0, 0], cfg, all_within)
+        if cfg.stop == NULL or not bp_stop_requested(cfg.stop):
+            return error
+        _interrupted(<bp_stop *>cfg.stop)
+
+
 def momentum_update(params, velocity, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
                     n_threads=1):
-    """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed]."""
-    _momentum_update(params, velocity, grad, lr, momentum, weight_decay, n_decayed, n_threads)
+    """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed].
+    Returns whether a weight became NaN or infinite."""
+    return _momentum_update(params, velocity, grad, lr, momentum, weight_decay, n_decayed,
+                            n_threads)
 
 
 def _momentum_update(floating[::1] params, floating[::1] velocity, const floating[::1] grad,
                      double lr, double momentum, double weight_decay, int64_t n_decayed,
                      int n_threads):
     cdef bp_phase phase
+    cdef int non_finite
+    if velocity.shape[0] != params.shape[0] or grad.shape[0] != params.shape[0] or \
+            not 0 <= n_decayed <= params.shape[0]:
+        raise ValueError(f"params, velocity and grad must have one length and n_decayed fit "
+                         f"in it, got {params.shape[0]}, {velocity.shape[0]}, {grad.shape[0]} "
+                         f"and {n_decayed}")
     phase.lr, phase.momentum, phase.weight_decay, phase.n_decayed = lr, momentum, weight_decay, n_decayed
     with nogil:
         if floating is float:
-            KERNELS.momentum_update_f32(&params[0], &velocity[0], &grad[0], params.shape[0],
-                                        &phase, n_threads)
+            non_finite = KERNELS.momentum_update_f32(&params[0], &velocity[0], &grad[0],
+                                                     params.shape[0], &phase, n_threads)
         else:
-            KERNELS.momentum_update_f64(&params[0], &velocity[0], &grad[0], params.shape[0],
-                                        &phase, n_threads)
+            non_finite = KERNELS.momentum_update_f64(&params[0], &velocity[0], &grad[0],
+                                                     params.shape[0], &phase, n_threads)
+    return bool(non_finite)
 
+
+# -- training -----------------------------------------------------------------------------------
 
 def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
           dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None, callback_every=0,
@@ -329,129 +509,237 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
 
     `phases` is a sequence of (n_sweeps, lr, momentum, weight_decay, n_decayed). The sweeps run in
     compiled code with the GIL released, in chunks: between chunks Python checks for signals
-    (Ctrl-C raises KeyboardInterrupt with the weights of the last finished sweep) and, every
+    (Ctrl-C raises KeyboardInterrupt with the weights of the last finished sweep; inside a long
+    sweep the compiled loop notices it too and puts back the sweep's start) and, every
     `callback_every` sweeps, calls ``callback(sweep, error)``; a true return value stops training.
     Chunks grow until each takes a few tens of milliseconds; their size never changes the result.
-    If the error becomes NaN or infinite, the weights, velocities and generator go back to the
-    start of the last sweep whose error was finite, and the status is "non_finite".
+    If the error or a weight becomes NaN or infinite, the weights, velocities and generator go
+    back to the start of the last sweep whose error and weights were finite, and the status is
+    "non_finite" (the error) or "non_finite_weights".
     `rng_state` (the shuffling generator) is an int, or a 1-element uint64 array that receives the
     final state even when training is interrupted.
     """
+    return run_training(topology, params, velocity, X, T, phases, batch_size=batch_size,
+                        shuffle=shuffle, loss=loss, dead_zone=dead_zone, stop_tol=stop_tol,
+                        rng_state=rng_state, callback=callback, callback_every=callback_every,
+                        n_threads=n_threads)
+
+
+def run_training(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
+                 loss="sse", dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None,
+                 callback_every=0, n_threads=1, chooser=None, guard=None, memory_check=None):
+    """`train`, with what Network.fit adds: a ThreadChooser that may run chunks on one thread
+    instead of n_threads, a TrainingGuard held for the whole call, and memory_check(n_bytes,
+    what), called before each allocation of the run with its size."""
     return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
-                  stop_tol, rng_state, callback, callback_every, n_threads)
+                  stop_tol, rng_state, callback, callback_every, n_threads, chooser, guard,
+                  memory_check)
+
+
+cdef class _ErrorLog:
+    """The error of every sweep, grown as sweeps run (a run with a stop rule and a huge n_sweeps
+    must not reserve them all), and trimmed in place at the end."""
+    cdef public object array
+    cdef object memory_check
+
+    def __init__(self, int64_t total, memory_check):
+        self.memory_check = memory_check
+        self.array = np.zeros(0, dtype=np.float64)
+        self.reserve(min(max(total, 1), 1024))
+
+    def reserve(self, int64_t needed):
+        cdef int64_t capacity = self.array.shape[0]
+        if needed <= capacity:
+            return
+        capacity = max(needed, 2 * capacity)
+        if self.memory_check is not None:
+            self.memory_check(8 * capacity, f"the error log of {capacity:,} sweeps")
+        grown = np.zeros(capacity, dtype=np.float64)
+        grown[:self.array.shape[0]] = self.array
+        self.array = grown
+
+    def trimmed(self, int64_t done):
+        self.array.resize(max(done, 0), refcheck=False)
+        return self.array
 
 
 def _train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
            const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
-           dead_zone, stop_tol, rng_state, callback, int64_t callback_every, int n_threads):
+           dead_zone, stop_tol, rng_state, callback, int64_t callback_every, int n_threads,
+           chooser, TrainingGuard guard, memory_check):
+    cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
+    _check_arrays(topology, params.shape[0], velocity.shape[0], -1, X.shape[1], T.shape[1])
+    if T.shape[0] != n or n == 0:
+        raise ValueError(f"X and T must have the same, non-zero number of rows, got {n} and "
+                         f"{T.shape[0]}")
     cdef bp_train_config cfg = _config(n, min(batch_size, n), shuffle, loss, dead_zone, stop_tol,
                                        n_threads)
     cdef floating *kind = NULL
-    cdef int64_t total = sum(int(p[0]) for p in phases)
+    cdef int64_t total = 0
+    for p in phases:
+        total += <int64_t>p[0]
     cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining, target
-    cdef int status = BP_RUNNING, all_within = 0
+    cdef int status = BP_RUNNING, all_within = 0, threads
+    cdef bint mini_batch = cfg.batch_size < n
+    cdef size_t itemsize = sizeof(floating)
+    cdef bp_stop stop
+    cdef void *ws = NULL
+    cdef double final_error = 0
+    cdef double[::1] errors
     # rng_state: an int, or a 1-element uint64 array that gets the final state even if training
     # is interrupted (Ctrl-C, an exception from the callback).
     holder = rng_state if isinstance(rng_state, np.ndarray) else None
     cdef uint64_t state = int(holder[0]) if holder is not None else rng_state
-    cdef double final_error
-    errors_array = np.zeros(max(total, 1), dtype=np.float64)
-    cdef double[::1] errors = errors_array
-    grad_array = np.empty(topology.n_params, dtype=np.float32 if floating is float else np.float64)
-    cdef floating[::1] grad = grad_array
     params_array, velocity_array = np.asarray(params), np.asarray(velocity)
     stopped_by_callback = False
-    # Where to come back to if the numbers blow up: (sweeps done, params, velocity, rng state),
-    # taken at chunk starts at most once a second; the last two are kept.
-    snapshots = [(0, params_array.copy(), velocity_array.copy(), state)]
-    snapshot_time = time.perf_counter()
-    # Room for training batches, and for evaluating every case in chunks bigger than tiny batches.
-    cdef void *ws = _workspace(kind, net, <int64_t>workspace_rows(cfg.batch_size, n),
-                               n if shuffle and cfg.batch_size < n else 0, True)
+    replay_failed = False
+    n_arena = topology.n_params * itemsize
 
-    def run(int64_t index, int64_t count, double[::1] errors_out):
-        """`count` sweeps of phase `index` from the current state; returns (sweeps run, status)."""
-        nonlocal state
-        cdef bp_phase ph
-        cdef int64_t ran_
-        cdef int status_ = BP_RUNNING
-        ph.lr, ph.momentum, ph.weight_decay, ph.n_decayed = phases[index][1:]
-        with nogil:
-            if floating is float:
-                ran_ = KERNELS.train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
-                                         &grad[0], &X[0, 0], &T[0, 0], &cfg, &ph, count, &state,
-                                         &errors_out[0], &status_)
-            else:
-                ran_ = KERNELS.train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
-                                         &grad[0], &X[0, 0], &T[0, 0], &cfg, &ph, count, &state,
-                                         &errors_out[0], &status_)
-        return ran_, status_
-
+    armed = False
+    if guard is not None:
+        guard.claim()
     try:
+        armed = _arm_interrupts(&stop)
+        # A stop inside a mini-batch sweep needs that sweep's start kept (2 copies of the arena).
+        features = BP_WS_TRAINING | (BP_WS_SWEEP_START if mini_batch and
+                                     (armed or chooser is not None) else 0)
+        ws_rows = workspace_rows(cfg.batch_size, n)
+        ws_samples = n if shuffle and mini_batch else 0
+        if memory_check is not None:
+            # the workspace, the gradient, two snapshots of params and velocity
+            memory_check(workspace_bytes(topology, params_array.dtype, ws_rows, ws_samples,
+                                         features) + 5 * n_arena,
+                         f"training in batches of {ws_rows:,} rows")
+        log = _ErrorLog(total, memory_check)
+        grad_array = np.empty(topology.n_params, dtype=params_array.dtype)
+        # Where to come back to if the numbers blow up: (sweeps done, params, velocity, rng state),
+        # taken at chunk starts at most once a second; the last two are kept.
+        snapshots = [(0, params_array.copy(), velocity_array.copy(), state)]
+        snapshot_time = monotonic_seconds()
+        ws = _workspace(kind, net, <int64_t>ws_rows, <int64_t>ws_samples, <int>features)
+        cfg.stop = &stop
+
         for index in range(len(phases)):
             remaining = phases[index][0]
             while remaining > 0 and status == BP_RUNNING and not stopped_by_callback:
                 chunk = min(remaining, adaptive)
                 if callback is not None and callback_every > 0:
                     chunk = min(chunk, callback_every - done % callback_every)
-                started = time.perf_counter()
+                started = monotonic_seconds()
                 if started - snapshot_time >= SNAPSHOT_SECONDS:
-                    snapshots = [snapshots[-1], (done, params_array.copy(),
-                                                 velocity_array.copy(), state)]
+                    del snapshots[:-1]  # before copying: never three copies at once
+                    snapshots.append((done, params_array.copy(), velocity_array.copy(), state))
                     snapshot_time = started
-                ran, status = run(index, chunk, errors[done:])
+                threads, stop.deadline = (n_threads, 0.0) if chooser is None else \
+                    chooser.plan(chunk, started)
+                cfg.n_threads = threads
+                log.reserve(done + chunk)
+                errors = log.array
+                ran, status = _run(kernels, net, ws, params, velocity, grad_array, X, T, &cfg,
+                                   phases[index], chunk, &state, errors, done, True)
                 done += ran
                 remaining -= ran
-                elapsed = time.perf_counter() - started
-                if elapsed < 0.02 and chunk == adaptive and adaptive < MAX_CHUNK_SWEEPS:
+                finished = monotonic_seconds()
+                elapsed = finished - started
+                cut_short = False
+                if status == BP_STOPPED:
+                    status = BP_RUNNING
+                    cut_short = not _interrupted(&stop)  # else Python's handler did not raise
+                if chooser is not None:
+                    chooser.record(threads, ran, elapsed, cut_short, finished)
+                if elapsed < 0.02 and ran == chunk == adaptive and adaptive < MAX_CHUNK_SWEEPS:
                     adaptive *= 2
                 elif elapsed > 0.1 and adaptive > 1:
                     adaptive //= 2
                 if status == BP_RUNNING:  # a blown-up run is restored first; Ctrl-C comes after
-                    PyErr_CheckSignals()
+                    _check_signals("chunk")
                 if (callback is not None and callback_every > 0 and ran > 0
                         and done % callback_every == 0 and status == BP_RUNNING):
-                    stopped_by_callback = bool(callback(int(done), float(errors[done - 1])))
+                    stopped_by_callback = bool(callback(int(done), float(log.array[done - 1])))
             if status != BP_RUNNING or stopped_by_callback:
                 break
-        if status == BP_NON_FINITE:
-            # Back to the start of the last sweep whose error was finite: the newest snapshot at
-            # or before it, then the same sweeps again (training is deterministic).
-            target = max(done - 1, 0)
-            snap_done, snap_params, snap_velocity, state = \
+        cfg.n_threads = n_threads if chooser is None or chooser.use_threads else 1
+        stop.deadline = 0
+        if status == BP_NON_FINITE or status == BP_NON_FINITE_WEIGHTS:
+            # Back to the start of the last sweep whose error and weights were finite: the newest
+            # snapshot at or before it, then the same sweeps again (training is deterministic),
+            # checked against the errors the run logged.
+            target = done if status == BP_NON_FINITE_WEIGHTS else max(done - 1, 0)
+            snap_done, snap_params, snap_velocity, snap_state = \
                 [snap for snap in snapshots if snap[0] <= target][-1]
+            state = snap_state
             params_array[...] = snap_params
             velocity_array[...] = snap_velocity
-            scratch = np.empty(max(target - snap_done, 1), dtype=np.float64)
+            replayed = np.zeros(max(target - snap_done, 1), dtype=np.float64)
+            errors = replayed
             position, first = snap_done, 0
             for index in range(len(phases)):
                 end = first + phases[index][0]
                 if position < min(end, target):
-                    ran, _ = run(index, min(end, target) - position, scratch)
+                    ran, _ = _run(kernels, net, ws, params, velocity, grad_array, X, T, &cfg,
+                                  phases[index], <int64_t>(min(end, target) - position), &state,
+                                  errors, <int64_t>(position - snap_done), False)
                     position += ran
                 first = end
+            if position != target or not np.array_equal(
+                    replayed[:target - snap_done], log.array[snap_done:target]):
+                # The replay went elsewhere (X or T changed during fit?): keep the snapshot.
+                params_array[...] = snap_params
+                velocity_array[...] = snap_velocity
+                state = snap_state
+                replay_failed, target = True, snap_done
             done = target
-        with nogil:
-            if floating is float:
-                final_error = KERNELS.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0],
-                                                   &X[0, 0], &T[0, 0], &cfg, &all_within)
-            else:
-                final_error = KERNELS.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0],
-                                                   &X[0, 0], &T[0, 0], &cfg, &all_within)
+        final_error = _evaluate_in(kernels, net, ws, params, X, T, &cfg, &all_within)
     finally:
-        _free_workspace(kind, ws)
+        if armed:
+            bp_interrupt_uninstall()
+        if ws != NULL:
+            _free_workspace(kind, ws)
         if holder is not None:
             holder[0] = state
+        if guard is not None:
+            guard.release()
     if stopped_by_callback:
         status_name = "stopped"
     else:
         status_name = STATUS_NAMES[status]
-    return (errors_array[:done].copy(), int(done), status_name, float(final_error),
-            bool(all_within), int(state))
+    if replay_failed:
+        status_name += "_unverified"
+    return (log.trimmed(done), int(done), status_name, float(final_error), bool(all_within),
+            int(state))
 
+
+cdef tuple _run(const bp_kernels *kernels, const bp_net *net, void *ws, floating[::1] params,
+                floating[::1] velocity, grad_array, const floating[:, ::1] X,
+                const floating[:, ::1] T, bp_train_config *cfg, phase, int64_t count,
+                uint64_t *state, double[::1] errors, int64_t offset, bint stoppable):
+    """`count` sweeps of `phase` from the current state; errors[offset:] gets theirs.
+    Returns (sweeps run, status)."""
+    cdef bp_phase ph
+    cdef int64_t ran
+    cdef int status = BP_RUNNING
+    cdef floating[::1] grad = grad_array
+    cdef const bp_stop *saved = cfg.stop
+    ph.lr, ph.momentum, ph.weight_decay, ph.n_decayed = phase[1:]
+    if not stoppable:
+        cfg.stop = NULL
+    with nogil:
+        if floating is float:
+            ran = kernels.train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
+                                    &grad[0], &X[0, 0], &T[0, 0], cfg, &ph, count, state,
+                                    &errors[offset], &status)
+        else:
+            ran = kernels.train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
+                                    &grad[0], &X[0, 0], &T[0, 0], cfg, &ph, count, state,
+                                    &errors[offset], &status)
+    cfg.stop = saved
+    return ran, status
+
+
+# -- the build ----------------------------------------------------------------------------------
 
 def build_facts():
     """OpenMP, instruction sets and compiler flags of this build."""
@@ -473,8 +761,8 @@ def available_isas():
 
 
 def set_isa(name):
-    """Use the kernel variant `name` ("" for the best available) from now on, for every network.
-    Not thread-safe: meant for tests and benchmarks, or for BPFAST_ISA at import."""
+    """Use the kernel variant `name` ("" for the best available) from calls made after this one,
+    for every network. Meant for tests and benchmarks, or for BPFAST_ISA at import."""
     global KERNELS
     cdef const bp_kernels *chosen = bp_kernels_named(name.encode())
     if chosen == NULL:

@@ -9,16 +9,18 @@ import os
 
 import numpy as np
 
-# Thread counts beyond this are certainly a mistake (and would make OpenMP allocate stacks for
-# each); machines with more cores than this are not a target.
-MAX_THREADS = 1024
+# The C core counts sweeps, rows and offsets in int64; checked ints stay below this.
+INT64_MAX = 2**63 - 1
 
 
 def check_real(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
     """A finite real number within [low, high] (or open ends); returns it as float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the range of a double
+        raise ValueError(f"{name} must be finite, got a number too large for a float") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
@@ -29,6 +31,7 @@ def check_real(name: str, value, *, low=None, high=None, low_open=False, high_op
 
 
 def check_int(name: str, value, *, low=None, high=None) -> int:
+    """An integer within [low, high] (INT64_MAX for what the C core counts in int64)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
@@ -39,17 +42,11 @@ def check_int(name: str, value, *, low=None, high=None) -> int:
     return value
 
 
-def resolve_n_threads(n_threads) -> int:
-    """None means every core this process may use, or OMP_NUM_THREADS when that is set."""
-    if n_threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-        if env.isdigit() and int(env) >= 1:
-            return min(int(env), MAX_THREADS)
-        try:
-            return max(1, min(len(os.sched_getaffinity(0)), MAX_THREADS))
-        except AttributeError:  # not on Linux
-            return max(1, min(os.cpu_count() or 1, MAX_THREADS))
-    return check_int("n_threads", n_threads, low=1, high=MAX_THREADS)
+def check_bool(name: str, value) -> bool:
+    """True or False (NumPy's bools too): a string such as "no" is not silently true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarray:
@@ -77,6 +74,9 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarra
     if array.shape[1] != n_cols:
         raise ValueError(f"{name} has {array.shape[1]} columns but the network has {n_cols} "
                          f"{what_cols}")
+    if array.dtype != dtype or not array.flags.c_contiguous:
+        check_fits(array.size * np.dtype(dtype).itemsize, f"a contiguous {np.dtype(dtype).name} "
+                   f"copy of {name}")
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, as a clear error
         converted = np.ascontiguousarray(array, dtype=dtype)
     if not np.isfinite(converted).all():
@@ -87,18 +87,85 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarra
     return converted
 
 
-def physical_memory() -> int | None:
-    """Bytes of RAM on this machine, or None where it cannot be told."""
+# Left free by the memory guard, for the interpreter, the caller's own arrays and page tables.
+MEMORY_RESERVE = 64 * 2**20
+
+
+def _read_int(path: str) -> int | None:
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
+        with open(path) as f:
+            text = f.read().split()[0]
+    except (OSError, IndexError):
+        return None
+    if text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
         return None
 
 
+def _cgroup_headroom(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's memory cgroup (and every cgroup above it) can still grow by before its
+    limit; None without a limit. cgroup v2 (memory.max, memory.current) and v1
+    (memory.limit_in_bytes, memory.usage_in_bytes)."""
+    try:
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    headroom = None
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            base, limit_name, usage_name = root, "memory.max", "memory.current"
+            if not os.path.exists(os.path.join(base, "cgroup.controllers")):
+                base = os.path.join(root, "unified")
+        elif "memory" in controllers.split(","):
+            base, limit_name, usage_name = (os.path.join(root, "memory"), "memory.limit_in_bytes",
+                                            "memory.usage_in_bytes")
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts), -1, -1):  # the cgroup itself, then its ancestors
+            folder = os.path.join(base, *parts[:depth])
+            limit = _read_int(os.path.join(folder, limit_name))
+            usage = _read_int(os.path.join(folder, usage_name))
+            if limit is None or usage is None or limit >= 2**60:  # v1 writes "no limit" as ~2**63
+                continue
+            room = max(limit - usage, 0)
+            headroom = room if headroom is None else min(headroom, room)
+    return headroom
+
+
+def available_memory() -> int | None:
+    """Bytes that can be allocated now without swapping or being killed: the kernel's
+    MemAvailable, or less when a cgroup limit (a container, a batch job) leaves less."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+    headroom = _cgroup_headroom()
+    return available if headroom is None else min(available, headroom)
+
+
 def check_fits(n_bytes: int, what: str) -> None:
-    """MemoryError, before allocating, for buffers larger than the machine's RAM (with overcommit
-    such an allocation may 'succeed' and the process be killed later when the pages are touched)."""
-    total = physical_memory()
-    if total is not None and n_bytes > total:
-        raise MemoryError(f"{what} would need {n_bytes / 2**30:,.1f} GiB but this machine has "
-                          f"{total / 2**30:,.1f} GiB of memory; use smaller layers or batches")
+    """MemoryError, before allocating, for buffers larger than the memory that is available now
+    (with overcommit such an allocation may 'succeed' and the process be killed later when the
+    pages are touched)."""
+    available = available_memory()
+    if available is not None and n_bytes > available - MEMORY_RESERVE:
+        raise MemoryError(f"{what} would need {n_bytes / 2**30:,.2f} GiB but only "
+                          f"{max(available - MEMORY_RESERVE, 0) / 2**30:,.2f} GiB of memory is "
+                          f"available; use smaller layers or batches, or free memory")

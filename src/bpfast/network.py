@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import _core
-from ._validation import as_matrix, check_fits, check_int, check_real, resolve_n_threads
+from . import _core, _threads
+from ._validation import INT64_MAX, as_matrix, check_bool, check_fits, check_int, check_real
 from .schedule import Phase
 from .topology import Layer, Topology
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
-# Below this many multiply-adds per batch, the work is too short to repay the fork/join and
-# barriers of a parallel region: it runs on one thread.
-MIN_PARALLEL_WORK = 200_000
-
 DEFAULT_LR, DEFAULT_MOMENTUM, DEFAULT_N_SWEEPS = 0.1, 0.9, 1000
-
-
-def effective_threads(n_threads: int, n_rows: int, work_per_row: int) -> int:
-    """Threads worth using for batches of `n_rows` rows of `work_per_row` multiply-adds each:
-    one for small work, never more than there are rows."""
-    if n_rows * work_per_row < MIN_PARALLEL_WORK:
-        return 1
-    return max(1, min(n_threads, n_rows))
 
 
 @dataclass(frozen=True)
@@ -106,32 +93,46 @@ class Network:
         if dtype_name not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.dtype = np.dtype(DTYPES[dtype_name])
-        self.init_range = check_real("init_range", init_range, low=0)
+        self.init_range = check_real("init_range", init_range, low=0,
+                                     high=float(np.finfo(self.dtype).max))
         if seed is None:
             seed = int(np.random.SeedSequence().entropy)
         self.seed = check_int("seed", seed, low=0)
         n_params = self.topology.n_params
-        # the float64 draw, then params and velocities, and a gradient buffer while training
-        check_fits(n_params * (8 + 3 * self.dtype.itemsize), f"a network of {n_params:,} parameters")
+        # the float64 draw, then params and velocities (fit checks what training adds)
+        check_fits(n_params * (8 + 2 * self.dtype.itemsize), f"a network of {n_params:,} parameters")
         self._rng = np.random.default_rng(self.seed)
         # Drawn in float64 and rounded, so float32 and float64 nets of one seed start alike.
         self._params = self._rng.uniform(-self.init_range, self.init_range,
                                          self.topology.n_params).astype(self.dtype)
         self._velocity = np.zeros_like(self._params)
-        self._shuffle_state = int(self._rng.integers(0, 2**63))
-        self._training = threading.Lock()
+        # The shuffling generator's state, in a box the compiled core writes back into even when
+        # a fit is interrupted.
+        self._shuffle_box = np.array([self._rng.integers(0, 2**63)], dtype=np.uint64)
+        self._guard = _core.TrainingGuard()
 
     # -- parameters ---------------------------------------------------------------------------
+
+    # Views, never the arrays themselves: a view cannot be resized (ndarray.resize refuses
+    # arrays that do not own their data), so the compiled core's buffers keep their length.
 
     @property
     def params(self) -> np.ndarray:
         """The flat parameter arena (a writable view): every weight block, then every bias."""
-        return self._params
+        return self._params.view()
 
     @property
     def velocity(self) -> np.ndarray:
         """The momentum velocities Δw(t-1), laid out like :attr:`params`."""
-        return self._velocity
+        return self._velocity.view()
+
+    @property
+    def _shuffle_state(self) -> int:
+        return int(self._shuffle_box[0])
+
+    @_shuffle_state.setter
+    def _shuffle_state(self, value: int) -> None:
+        self._shuffle_box[0] = value
 
     def weights(self, layer: str, source: str) -> np.ndarray:
         """View of the weights from `source` into `layer`, shape (size(layer), size(source))."""
@@ -241,6 +242,8 @@ class Network:
         KeyboardInterrupt
             On Ctrl-C, with the weights of the last finished sweep.
         """
+        decay_biases = check_bool("decay_biases", decay_biases)
+        shuffle = check_bool("shuffle", shuffle)
         phases = self._phases(lr, momentum, n_sweeps, weight_decay, schedule, decay_biases)
         if loss not in ("sse", "dead_zone"):
             raise ValueError(f"loss must be 'sse' or 'dead_zone', got {loss!r}")
@@ -249,44 +252,52 @@ class Network:
             stop_tol = check_real("stop_tol", stop_tol, low=0, low_open=True)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
-        callback_every = check_int("callback_every", callback_every, low=1)
-        n_threads = resolve_n_threads(n_threads)
+        callback_every = check_int("callback_every", callback_every, low=1, high=INT64_MAX)
+        requested = _threads.requested_threads(n_threads)  # the argument's errors first
         X = self._inputs(X)
         T = self._targets(T, X.shape[0])
         if loss == "dead_zone":
             self._check_dead_zone_targets(T)
         n = X.shape[0]
-        batch_size = n if batch_size is None else check_int("batch_size", batch_size, low=1)
+        batch_size = n if batch_size is None else check_int("batch_size", batch_size, low=1,
+                                                            high=INT64_MAX)
         batch_size = min(batch_size, n)
-        self._check_workspace(_core.workspace_rows(batch_size, n), n)
         if not (np.isfinite(self._params).all() and np.isfinite(self._velocity).all()):
             raise ValueError("the network's params or velocity contain NaN or infinite values "
                              "(written through net.params or a weights() view?); set finite "
                              "values with set_params() or call reset_velocity()")
+        threads = _threads.threads_for(n_threads, 3 * batch_size * self.topology.n_weights)
+        # The default may fall back to one thread chunk by chunk when threads do not pay (a busy
+        # machine); an explicit n_threads is used as given.
+        chooser = _threads.ThreadChooser(threads) if n_threads is None and threads > 1 else None
 
-        if not self._training.acquire(blocking=False):
-            raise RuntimeError("this network is already being trained in another thread; train "
-                               "a copy (copy.deepcopy(net)) or wait for that fit to finish")
-        # The shuffling state comes back through this box even if the fit is interrupted.
-        shuffle_state = np.array([self._shuffle_state], dtype=np.uint64)
-        try:
-            errors, done, status, final_error, within, _ = _core.train(
-                self.topology, self._params, self._velocity, X, T, phases,
-                batch_size=batch_size, shuffle=bool(shuffle), loss=loss, dead_zone=dead_zone,
-                stop_tol=stop_tol, rng_state=shuffle_state, callback=callback,
-                callback_every=callback_every,
-                n_threads=effective_threads(n_threads, batch_size, 3 * self.topology.n_weights))
-        finally:
-            self._shuffle_state = int(shuffle_state[0])
-            self._training.release()
-        if status == "non_finite":
-            raise FloatingPointError(
-                f"training diverged: the error became NaN or infinite by sweep {done + 2} of this "
-                f"fit. The network holds the weights from the start of sweep {done + 1}, the last "
-                f"with a finite error. Try a smaller learning rate (the phases used lr = "
-                f"{sorted({p[1] for p in phases})}).")
+        errors, done, status, final_error, within, _ = _core.run_training(
+            self.topology, self._params, self._velocity, X, T, phases,
+            batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
+            stop_tol=stop_tol, rng_state=self._shuffle_box, callback=callback,
+            callback_every=callback_every, n_threads=threads, chooser=chooser,
+            guard=self._guard, memory_check=check_fits)
+        if status.startswith("non_finite"):
+            raise FloatingPointError(self._divergence_message(status, done, final_error, phases,
+                                                              requested))
         return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
                          final_error=final_error, solved=bool(stop_tol is not None and within))
+
+    def _divergence_message(self, status, done, final_error, phases, requested) -> str:
+        if not np.isfinite(final_error):
+            return (f"the error of the starting weights is already NaN or infinite in "
+                    f"{self.dtype.name}: the outputs or targets overflow. Scale X and T, or use "
+                    f"dtype='float64'; no training was done.")
+        what = "a weight" if status.startswith("non_finite_weights") else "the error"
+        where = done + 1 if status.startswith("non_finite_weights") else done + 2
+        message = (f"training diverged: {what} became NaN or infinite in sweep {where} of this "
+                   f"fit. The network holds the weights from the start of sweep {done + 1}, the "
+                   f"last with a finite error and weights. Try a smaller learning rate (the "
+                   f"phases used lr = {sorted({p[1] for p in phases})}).")
+        if status.endswith("_unverified"):
+            message += (" (Replaying the last sweeps from a snapshot did not reproduce the run, so "
+                        "the network holds the snapshot itself: did X or T change during fit?)")
+        return message
 
     @staticmethod
     def _check_dead_zone_targets(T) -> None:
@@ -294,21 +305,17 @@ class Network:
             raise ValueError("loss='dead_zone' needs targets that are 0 or 1 (the paper's rule "
                              "says which are 'on' and which 'off'); use loss='sse' otherwise")
 
-    def _check_workspace(self, n_rows: int, n_samples: int) -> None:
-        """MemoryError before allocating, if the compiled core's buffers for batches of n_rows
-        cannot fit: activations, gradients and batch-major copies, about 4 values per unit per row."""
-        topo = self.topology
-        values_per_row = 4 * int(topo.size.sum()) + topo.n_outputs
-        check_fits(n_rows * values_per_row * self.dtype.itemsize + 8 * n_samples,
-                   f"training in batches of {n_rows:,} rows")
-
     def _phases(self, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases):
         n_decayed = self.topology.n_params if decay_biases else self.topology.n_weights
         if schedule is not None:
             if any(v is not None for v in (lr, momentum, n_sweeps, weight_decay)):
                 raise ValueError("give either a schedule or lr/momentum/n_sweeps/weight_decay, "
                                  "not both; put those values in the schedule's Phases")
-            schedule = list(schedule)
+            try:
+                schedule = list(schedule)
+            except TypeError:
+                raise TypeError(f"schedule must be a list of bpfast.Phase, got {schedule!r}") \
+                    from None
             if not schedule or not all(isinstance(p, Phase) for p in schedule):
                 raise TypeError("schedule must be a non-empty list of bpfast.Phase")
         else:
@@ -316,6 +323,13 @@ class Network:
                               DEFAULT_LR if lr is None else lr,
                               DEFAULT_MOMENTUM if momentum is None else momentum,
                               0.0 if weight_decay is None else weight_decay)]
+        if sum(p.n_sweeps for p in schedule) > INT64_MAX:
+            raise ValueError(f"the schedule's phases add up to more than {INT64_MAX} sweeps")
+        largest = float(np.finfo(self.dtype).max)
+        for p in schedule:
+            if p.lr > largest:
+                raise ValueError(f"lr = {p.lr} is infinite in {self.dtype.name} (at most "
+                                 f"{largest:.3g}); use a smaller learning rate")
         return [(p.n_sweeps, p.lr, p.momentum, p.weight_decay, n_decayed) for p in schedule]
 
     @staticmethod
@@ -334,16 +348,27 @@ class Network:
 
     def predict(self, X, *, n_threads: int | None = None) -> np.ndarray:
         """The output layer's activations, shape (n_samples, n_outputs), in the net's dtype."""
+        _threads.requested_threads(n_threads)
         X = self._inputs(X)
+        self._check_forward_memory(X.shape[0], self.topology.n_outputs)
         return _core.forward(self.topology, self._params, X, all_layers=False,
                              n_threads=self._forward_threads(n_threads, X.shape[0]))
 
     def forward(self, X, *, n_threads: int | None = None) -> dict[str, np.ndarray]:
         """Every layer's activations by name (input groups included), each (n_samples, size)."""
+        _threads.requested_threads(n_threads)
         X = self._inputs(X)
+        topo = self.topology
+        self._check_forward_memory(X.shape[0], int(topo.size[topo.n_inputs:].sum()))
         acts = _core.forward(self.topology, self._params, X, all_layers=True,
                              n_threads=self._forward_threads(n_threads, X.shape[0]))
         return dict(zip(self.topology.names, acts))
+
+    def _check_forward_memory(self, n_rows: int, n_out_units: int) -> None:
+        rows = min(n_rows, _core.FORWARD_CHUNK_ROWS)
+        check_fits(n_rows * n_out_units * self.dtype.itemsize +
+                   _core.workspace_bytes(self.topology, self.dtype, rows, 0, 0),
+                   f"the outputs for {n_rows:,} cases")
 
     def error(self, X, T, *, loss: str = "sse", dead_zone=(0.2, 0.8),
               n_threads: int | None = None) -> float:
@@ -351,18 +376,20 @@ class Network:
         if loss not in ("sse", "dead_zone"):
             raise ValueError(f"loss must be 'sse' or 'dead_zone', got {loss!r}")
         dead_zone = self._dead_zone(dead_zone)
+        _threads.requested_threads(n_threads)
         X = self._inputs(X)
         T = self._targets(T, X.shape[0])
         if loss == "dead_zone":
             self._check_dead_zone_targets(T)
+        self._check_forward_memory(X.shape[0], 0)
         error, _ = _core.evaluate(self.topology, self._params, X, T, loss=loss,
                                   dead_zone=dead_zone,
                                   n_threads=self._forward_threads(n_threads, X.shape[0]))
         return float(error)
 
     def _forward_threads(self, n_threads, n_rows):
-        return effective_threads(resolve_n_threads(n_threads), min(n_rows, _core.FORWARD_CHUNK_ROWS),
-                                 self.topology.n_weights)
+        return _threads.threads_for(n_threads, min(n_rows, _core.FORWARD_CHUNK_ROWS) *
+                                    self.topology.n_weights)
 
     # -- saving, copying and pickling ---------------------------------------------------------
 
@@ -391,8 +418,8 @@ class Network:
             if array.shape != (self.topology.n_params,) or not np.isfinite(array).all():
                 raise ValueError(f"a pickled network's {name} must be {self.topology.n_params} "
                                  f"finite values, got shape {array.shape}")
-        self._shuffle_state = state["shuffle_state"]
-        self._training = threading.Lock()
+        self._shuffle_box = np.array([state["shuffle_state"]], dtype=np.uint64)
+        self._guard = _core.TrainingGuard()
 
     def __repr__(self):
         return f"Network({self.topology!r}, dtype={self.dtype.name}, seed={self.seed})"

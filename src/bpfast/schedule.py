@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._validation import check_int, check_real
+from ._validation import INT64_MAX, check_int, check_real
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Phase:
     weight_decay: float = 0.0
 
     def __post_init__(self):
-        check_int("Phase.n_sweeps", self.n_sweeps, low=0)
+        check_int("Phase.n_sweeps", self.n_sweeps, low=0, high=INT64_MAX)
         check_real("Phase.lr", self.lr, low=0, low_open=True)
         check_real("Phase.momentum", self.momentum, low=0, high=1, high_open=True)
         check_real("Phase.weight_decay", self.weight_decay, low=0, high=1, high_open=True)

@@ -1,0 +1,168 @@
+"""How many threads a call uses: the default, what the system can start, and a chooser that keeps
+a run on one thread whenever threads do not pay (a busy machine, small work).
+
+Results never depend on the thread count (the kernels give every output element to one thread
+with a fixed order of operations), so all of this is about speed and about never hanging or
+crashing; switching between one thread and several in the middle of a run is free.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+from . import _core
+from ._validation import check_int
+
+# Thread counts beyond this are certainly a mistake (and would make OpenMP allocate stacks for
+# each); machines with more cores than this are not a target.
+MAX_THREADS = 1024
+
+# Below this many multiply-adds per batch, the work between two barriers is too short to repay
+# them: it runs on one thread. Measured on 2-core AMD EPYC (AVX2 and AVX-512) machines: a
+# 64-32-10 net on batches of 32 (0.23M multiply-adds) gained 1.19x from a second thread on an idle
+# machine, a 784-256-10 net on batches of 64 (39M) 1.8x.
+MIN_PARALLEL_WORK = 4_000_000
+
+
+def _cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
+    """CPUs granted by a cgroup CPU quota (containers started with --cpus), rounded up; None if
+    there is no quota. cgroup v2 (cpu.max) and v1 (cpu.cfs_quota_us / cpu.cfs_period_us)."""
+    candidates = [(os.path.join(root, "cpu.max"), None),
+                  (os.path.join(root, "cpu", "cpu.cfs_quota_us"),
+                   os.path.join(root, "cpu", "cpu.cfs_period_us")),
+                  (os.path.join(root, "cpu,cpuacct", "cpu.cfs_quota_us"),
+                   os.path.join(root, "cpu,cpuacct", "cpu.cfs_period_us"))]
+    for quota_path, period_path in candidates:
+        try:
+            with open(quota_path) as f:
+                fields = f.read().split()
+            if period_path is None:
+                quota, period = fields[0], fields[1]
+            else:
+                with open(period_path) as f:
+                    quota, period = fields[0], f.read().split()[0]
+        except (OSError, IndexError):
+            continue
+        if quota in ("max", "-1"):
+            return None
+        try:
+            return max(1, math.ceil(int(quota) / int(period)))
+        except (ValueError, ZeroDivisionError):
+            return None
+    return None
+
+
+def default_threads() -> int:
+    """Every core this process may use, as the OpenMP runtime counts them: OMP_NUM_THREADS and
+    the limits `threadpoolctl.threadpool_limits` sets (through omp_set_num_threads, as for
+    scikit-learn) apply; so do the CPU affinity mask and a cgroup CPU quota. One in a process
+    forked after bpfast had run threads (see bp_parallel_threads)."""
+    if _core.forked_after_parallel():
+        return 1
+    n = _core.openmp_max_threads()
+    try:
+        n = min(n, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        n = min(n, os.cpu_count() or 1)
+    quota = _cpu_quota()
+    if quota is not None:
+        n = min(n, quota)
+    return max(1, min(n, MAX_THREADS))
+
+
+def requested_threads(n_threads) -> int:
+    """The n_threads argument of the public API: None for the default, else a checked int."""
+    if n_threads is None:
+        return default_threads()
+    return check_int("n_threads", n_threads, low=1, high=MAX_THREADS)
+
+
+_started = threading.local()  # per Python thread: OpenMP keeps one thread pool per caller
+
+
+def usable_threads(wanted: int, explicit: bool) -> int:
+    """`wanted` if the system can start that many threads, checked once per calling thread and
+    size before OpenMP tries (OpenMP ends the process when it cannot create a thread). If it
+    cannot: an explicit request raises RuntimeError; the default quietly uses fewer."""
+    if wanted <= 1 or _core.forked_after_parallel():
+        return 1
+    if getattr(_started, "count", 1) >= wanted:
+        return wanted
+    got = _core.try_threads(wanted)
+    if got < wanted:
+        if explicit:
+            raise RuntimeError(f"n_threads={wanted}: the system could start only {got} threads "
+                               f"for this process (a limit on processes or memory?); use "
+                               f"n_threads={got} or fewer")
+        wanted = got
+    _started.count = max(getattr(_started, "count", 1), wanted)
+    return wanted
+
+
+def threads_for(n_threads, work_per_batch: int) -> int:
+    """Threads worth using for batches of `work_per_batch` multiply-adds: one for small work,
+    else the request (or default) if the system can start them."""
+    explicit = n_threads is not None
+    n = requested_threads(n_threads)
+    if n <= 1 or work_per_batch < MIN_PARALLEL_WORK:
+        return 1
+    return usable_threads(n, explicit)
+
+
+class ThreadChooser:
+    """Chooses, chunk by chunk of a long call, between `n` threads and one, from measured speed.
+
+    Threads that wait at barriers for a core that another process holds can make a run hundreds
+    of times slower than one thread, and no static rule sees that coming. So one thread runs
+    first; then a chunk on `n` threads is tried with a deadline at 1.1x the time one thread took
+    for as much work (the compiled loop gives up at the deadline and puts back the start of the
+    sweep it was in); threads are kept while they are at least 10% faster, and every chunk on
+    threads keeps a deadline, so a machine that becomes busy costs at most one chunk's time.
+    Failed trials are repeated after 1 s, doubling up to a minute; one thread is re-measured
+    every 10 s while threads win.
+    """
+
+    DEADLINE_MARGIN = 1.1   # a threaded chunk may take this much of one thread's time ...
+    SLACK_SECONDS = 0.002   # ... plus this, for timer noise and the fork/join of the team
+    KEEP_SPEEDUP = 0.9      # threads stay only while they take at most this much of it
+    FIRST_RETRY, MAX_RETRY, REMEASURE = 1.0, 60.0, 10.0
+
+    def __init__(self, n: int):
+        self.n = n
+        self.serial = None      # seconds per unit of work on one thread
+        self.threaded = None    # ... on n threads
+        self.use_threads = False
+        self.retry_after = self.FIRST_RETRY
+        self.next_trial = 0.0
+        self.next_serial = 0.0
+
+    def plan(self, units: float, now: float) -> tuple[int, float]:
+        """(threads, deadline) for the next chunk of `units` of work; deadline 0 means none."""
+        if self.n <= 1:
+            return 1, 0.0
+        if self.serial is None or (self.use_threads and now >= self.next_serial):
+            return 1, 0.0
+        if not self.use_threads and now < self.next_trial:
+            return 1, 0.0
+        return self.n, now + self.serial * units * self.DEADLINE_MARGIN + self.SLACK_SECONDS
+
+    def record(self, threads: int, units: float, seconds: float, cut_short: bool,
+               now: float) -> None:
+        """What a chunk did: `units` of work finished in `seconds`; `cut_short` if its deadline
+        stopped it."""
+        if threads <= 1:
+            if units > 0:
+                self.serial = seconds / units
+            self.next_serial = now + self.REMEASURE
+            return
+        rate = math.inf if cut_short or units <= 0 else seconds / units
+        self.threaded = rate
+        if rate <= self.serial * self.KEEP_SPEEDUP:
+            self.use_threads = True
+            self.retry_after = self.FIRST_RETRY
+        else:
+            self.use_threads = False
+            self.next_trial = now + self.retry_after
+            self.retry_after = min(2 * self.retry_after, self.MAX_RETRY)
