@@ -10,10 +10,13 @@ so that "decay the weights but not the biases" is one contiguous range.
 from __future__ import annotations
 
 import numbers
+from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from ._validation import check_bool
 
 ACTIVATIONS = {"logistic": 0, "tanh": 1, "identity": 2}
 
@@ -31,13 +34,16 @@ class Layer:
         Unique name, used to refer to the layer as a source and to its weights.
     size : int
         Number of units.
-    sources : sequence of str
+    sources : str or iterable of str
         Names of the input groups or earlier layers that feed this one, each through its own
         dense weight block. Listing a layer below the previous one gives a skip connection.
     activation : {"logistic", "tanh", "identity"}
         The unit's output function; "logistic" is the paper's ``1 / (1 + exp(-x))``.
     bias : bool
         Whether the layer has a learned bias (a weight from a unit that is always 1).
+
+    Every field is checked here, so a bad spec raises TypeError or ValueError on the line that
+    builds the Layer, naming the layer and the field.
     """
 
     name: str
@@ -47,10 +53,35 @@ class Layer:
     bias: bool = True
 
     def __post_init__(self):
-        if isinstance(self.sources, str):
-            object.__setattr__(self, "sources", (self.sources,))
-        else:
-            object.__setattr__(self, "sources", tuple(self.sources))
+        name = _check_name("a layer name", self.name)
+        object.__setattr__(self, "size", _check_size(f"the size of layer {name!r}", self.size))
+        object.__setattr__(self, "sources", _check_sources(name, self.sources))
+        if not isinstance(self.activation, str):
+            raise TypeError(f"layer {name!r}: activation must be one of {sorted(ACTIVATIONS)}, "
+                            f"got {self.activation!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"layer {name!r}: unknown activation {self.activation!r}; "
+                             f"choose one of {sorted(ACTIVATIONS)}")
+        object.__setattr__(self, "bias", check_bool(f"layer {name!r}: bias", self.bias))
+
+
+def _check_sources(layer: str, sources) -> tuple:
+    if isinstance(sources, str):
+        return (sources,)
+    try:
+        sources = tuple(sources)
+    except TypeError:
+        raise TypeError(f"layer {layer!r}: sources must be a name or a list of names of input "
+                        f"groups or earlier layers, got {sources!r}") from None
+    for source in sources:
+        if not isinstance(source, str):
+            raise TypeError(f"layer {layer!r}: sources must be names (strings), got {source!r}")
+    if len(sources) == 0:
+        raise ValueError(f"layer {layer!r} has no sources; list the input groups or earlier "
+                         "layers that feed it")
+    if len(set(sources)) != len(sources):
+        raise ValueError(f"layer {layer!r} lists a source twice: {sources}")
+    return sources
 
 
 def _check_size(what: str, size) -> int:
@@ -85,7 +116,11 @@ class Topology:
         if not isinstance(inputs, Mapping) or len(inputs) == 0:
             raise ValueError("inputs must be a non-empty mapping of input group name -> size, "
                              "e.g. {'person': 24, 'relation': 12}")
-        layers = list(layers)
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TypeError(f"layers must be a list of bpfast.Layer objects, "
+                            f"got {layers!r}") from None
         if len(layers) == 0:
             raise ValueError("a network needs at least one computed layer (its output layer)")
         for layer in layers:
@@ -94,9 +129,8 @@ class Topology:
 
         self.input_names = tuple(_check_name("an input group name", n) for n in inputs)
         self.layers = tuple(layers)
-        self.names = self.input_names + tuple(_check_name("a layer name", lay.name)
-                                              for lay in layers)
-        duplicated = {n for n in self.names if self.names.count(n) > 1}
+        self.names = self.input_names + tuple(lay.name for lay in layers)
+        duplicated = [n for n, count in Counter(self.names).items() if count > 1]
         if duplicated:
             raise ValueError(f"names must be unique; repeated: {sorted(duplicated)}")
         self.index = {name: i for i, name in enumerate(self.names)}
@@ -107,16 +141,8 @@ class Topology:
         activations = [ACTIVATIONS["identity"]] * self.n_inputs
         src_start, src_layer = [0] * (self.n_inputs + 1), []
         for i, layer in enumerate(layers):
-            sizes.append(_check_size(f"the size of layer {layer.name!r}", layer.size))
-            if layer.activation not in ACTIVATIONS:
-                raise ValueError(f"layer {layer.name!r}: unknown activation {layer.activation!r}; "
-                                 f"choose one of {sorted(ACTIVATIONS)}")
+            sizes.append(layer.size)
             activations.append(ACTIVATIONS[layer.activation])
-            if len(layer.sources) == 0:
-                raise ValueError(f"layer {layer.name!r} has no sources; list the input groups or "
-                                 "earlier layers that feed it")
-            if len(set(layer.sources)) != len(layer.sources):
-                raise ValueError(f"layer {layer.name!r} lists a source twice: {layer.sources}")
             for src in layer.sources:
                 j = self.index.get(src)
                 if j is None or j >= self.n_inputs + i:
@@ -127,11 +153,12 @@ class Topology:
                 src_layer.append(j)
             src_start.append(len(src_layer))
 
-        consumers = [[] for _ in range(self.n_layers)]
+        # Layers are visited bottom-up, so the last layer to claim a source is its highest consumer.
+        highest_consumer = [-1] * self.n_layers
         for l in range(self.n_inputs, self.n_layers):
             for e in range(src_start[l], src_start[l + 1]):
-                consumers[src_layer[e]].append(l)
-        unused = [self.names[l] for l in range(self.n_layers - 1) if not consumers[l]]
+                highest_consumer[src_layer[e]] = l
+        unused = [self.names[l] for l in range(self.n_layers - 1) if highest_consumer[l] < 0]
         if unused:
             raise ValueError(f"{unused} feed no layer above them; every input group and every layer "
                              "but the last (the output) must be a source of a later layer")
@@ -143,7 +170,7 @@ class Topology:
                 offset += sizes[l] * sizes[src_layer[e]]
                 # The backward pass visits layers top-down, so the highest consumer of a source
                 # writes its input gradient first and every lower consumer adds to it.
-                accumulate.append(int(max(consumers[src_layer[e]]) > l))
+                accumulate.append(int(highest_consumer[src_layer[e]] > l))
         self.n_weights = offset
         bias_offset = [-1] * self.n_layers
         for l, layer in enumerate(layers, start=self.n_inputs):
@@ -176,7 +203,13 @@ class Topology:
         The input group is named ``"input"``, hidden layers ``"hidden1"``, ``"hidden2"``, ... and
         the top layer ``"output"``.
         """
-        sizes = list(sizes)
+        if isinstance(sizes, (str, bytes)):
+            raise TypeError(f"sizes must be a list of layer sizes such as [6, 2, 1], got {sizes!r}")
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            raise TypeError(f"sizes must be a list of layer sizes such as [6, 2, 1], "
+                            f"got {sizes!r}") from None
         if len(sizes) < 2:
             raise ValueError(f"a chain needs at least an input size and an output size, got {sizes}")
         names = ["input"] + [f"hidden{i}" for i in range(1, len(sizes) - 1)] + ["output"]
