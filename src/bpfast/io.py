@@ -8,21 +8,37 @@ A bpfast file is a zip archive (stored, not compressed) of three members:
     "dtype": "float32" | "float64", "init_range": float, "seed": int,
     "rng_state": <numpy PCG64 state>, "shuffle_state": int, "n_params": int}``
 ``params.npy``, ``velocity.npy``
-    The flat parameter arena and the momentum velocities (NumPy .npy, shape (n_params,)).
+    The flat parameter arena and the momentum velocities (NumPy .npy, format 1.0 or 2.0,
+    shape (n_params,)). These members may carry zip64 extra fields; readers need not care.
 
 Loading reads JSON and .npy with ``allow_pickle=False``: nothing in a file is ever executed. Every
-problem with a file (not a zip, truncated, a failed checksum, missing members, a newer format,
-an invalid architecture, arrays of the wrong shape or dtype, non-finite values) raises ValueError
-naming the file and the problem. Saving writes to a temporary file in the same folder and renames
-it over the target, so a failed save leaves any earlier file untouched.
+problem with a file (not a zip, truncated, a failed checksum, missing, compressed or encrypted
+members, a newer format, an invalid architecture, arrays of the wrong shape or dtype, non-finite
+values) raises ValueError naming the file and the problem; only the errors of reaching the file
+(FileNotFoundError, PermissionError, IsADirectoryError) are left as they are. Loading never reads
+more than the file's own metadata says a member holds, and no member larger than the file, so a
+small file cannot make it allocate a lot of memory.
+
+Saving writes to a temporary file in the target's folder, fsyncs it, renames it over the target
+and fsyncs the folder, so the target is always either the earlier file (or absent) or the whole
+new one, also when saving fails or is interrupted with Ctrl-C; no temporary file is left behind.
+A symlink is followed (its final target is written); a replaced file keeps its permissions and,
+where we may set them, its owner and group; a new file gets ``0o666`` less the umask.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
+import reprlib
+import signal
+import stat
 import tempfile
+import threading
+import tokenize
 import zipfile
 
 import numpy as np
@@ -35,109 +51,431 @@ from .topology import Layer, Topology
 FORMAT = "bpfast-network"
 FORMAT_VERSION = 1
 META, PARAMS, VELOCITY = "bpfast.json", "params.npy", "velocity.npy"
+LAYER_FIELDS = ("name", "size", "sources", "activation", "bias")
 
+# Short and fixed, so that a target name of the longest length the filesystem allows still leaves
+# room for the temporary file's name; the leading dot keeps it out of ordinary listings.
+TMP_PREFIX, TMP_SUFFIX = ".bpfast-", ".tmp"
+
+# Zip flag bits for traditional encryption, compressed patched data and strong encryption.
+UNREADABLE_FLAGS = 0x01 | 0x20 | 0x40
+
+# Headers numpy writes for a 1-D float array are about 128 bytes; this is numpy's own limit.
+MAX_NPY_HEADER = 10_000
+
+
+# -- saving -------------------------------------------------------------------------------------
 
 def save(net: Network, path) -> None:
-    """Write `net` (architecture, weights, velocities, random states) to `path` atomically."""
+    """Write `net` (architecture, weights, velocities, random states) to `path` atomically.
+
+    `path` is a str, bytes or os.PathLike. Raises IsADirectoryError for a directory and
+    ValueError for a FIFO, socket or device, before writing anything.
+    """
     if not isinstance(net, Network):
         raise TypeError(f"save() needs a bpfast.Network, got {type(net).__name__}")
     path = os.fspath(path)
-    meta = {
+    meta = json.dumps({
         "format": FORMAT, "format_version": FORMAT_VERSION, "bpfast_version": __version__,
         "topology": net.topology.describe(), "dtype": net.dtype.name,
         "init_range": net.init_range, "seed": net.seed,
         "rng_state": net._rng.bit_generator.state, "shuffle_state": net._shuffle_state,
         "n_params": int(net.topology.n_params),
-    }
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
-                archive.writestr(META, json.dumps(meta, indent=1))
-                for name, array in ((PARAMS, net.params), (VELOCITY, net.velocity)):
-                    buffer = io.BytesIO()
-                    np.lib.format.write_array(buffer, np.ascontiguousarray(array),
-                                              allow_pickle=False)
-                    archive.writestr(name, buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    }, indent=1).encode("utf-8")
+    arrays = ((PARAMS, np.ascontiguousarray(net.params)),
+              (VELOCITY, np.ascontiguousarray(net.velocity)))
+    target, replaced = _resolve_target(path)
+    mode = _new_file_mode() if replaced is None else stat.S_IMODE(replaced.st_mode)
+    folder = os.path.dirname(target)
+    prefix, suffix = (TMP_PREFIX, TMP_SUFFIX) if isinstance(folder, str) else \
+        (os.fsencode(TMP_PREFIX), os.fsencode(TMP_SUFFIX))
+
+    with _SigintGuard() as guard:
+        tmp = file = None
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+            file = os.fdopen(fd, "wb")
+            _set_permissions(fd, mode, replaced)
+            _write_archive(file, meta, arrays, guard)
+            with guard.interruptible():
+                file.flush()
+                os.fsync(fd)
+            file.close()
+            os.replace(tmp, target)
+            tmp = None
+            _fsync_directory(folder)
+        except BaseException:
+            _discard(file, tmp)
+            raise
+
+
+class _SigintGuard:
+    """Ctrl-C handling for one save, in the main thread (the only one Python interrupts).
+
+    Inside :meth:`interruptible` blocks (the long writing of data) Ctrl-C goes to the SIGINT
+    handler at once (by default it raises KeyboardInterrupt). Everywhere else (creating the
+    temporary file and remembering its name, the rename, the cleanup) it is recorded and handed
+    to the handler on entering the next interruptible block or on leaving the guard, so that none
+    of these steps is cut in half; and once the handler has raised, a second Ctrl-C cannot stop
+    the cleanup that follows. SIG_IGN and SIG_DFL are left alone: there is nothing to defer.
+    """
+
+    def __init__(self):
+        self._previous = signal.getsignal(signal.SIGINT)
+        self._active = (threading.current_thread() is threading.main_thread()
+                        and callable(self._previous))
+        self._allowed = False
+        self._pending = False
+
+    def __enter__(self):
+        if self._active:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum, frame):
+        if not self._allowed:
+            self._pending = True
+            return
+        self._allowed = False
+        self._previous(signum, frame)
+        self._allowed = True  # the handler did not raise: writing goes on
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        if self._pending:
+            self._pending = False
+            self._previous(signal.SIGINT, None)
+        self._allowed = True
+        try:
+            yield
+        finally:
+            self._allowed = False
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self._active:
+            return
+        signal.signal(signal.SIGINT, self._previous)
+        already_interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        if self._pending and not already_interrupted:
+            self._previous(signal.SIGINT, None)
+
+
+def _resolve_target(path):
+    """The regular file `path` names, with symlinks followed, and its stat (None if absent)."""
+    shown = os.fsdecode(path)
+    if shown.endswith(os.sep):
+        raise IsADirectoryError(errno.EISDIR, "save writes a file, not a directory", shown)
+    target = os.path.realpath(path)
+    try:
+        existing = os.stat(target)
+    except FileNotFoundError:
+        return target, None
+    if stat.S_ISDIR(existing.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "save writes a file, not a directory", shown)
+    if not stat.S_ISREG(existing.st_mode):
+        raise ValueError(f"{shown}: is a FIFO, socket or device; save writes regular files only")
+    return target, existing
+
+
+def _new_file_mode() -> int:
+    """0o666 less the umask: the mode open() would give a new file."""
+    try:
+        # Linux 4.7+ reports the umask here, which reads it without changing it.
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # Elsewhere the only way is to set it and put it back; a file another thread creates in
+    # between gets the temporary umask, which is why it is the usual 0o022.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _set_permissions(fd: int, mode: int, replaced) -> None:
+    if replaced is not None:
+        ours = os.fstat(fd)
+        if (ours.st_uid, ours.st_gid) != (replaced.st_uid, replaced.st_gid):
+            # Best effort: only root may give a file away, but an owner may give it to any group
+            # it belongs to.
+            try:
+                os.fchown(fd, replaced.st_uid, replaced.st_gid)
+            except PermissionError:
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, -1, replaced.st_gid)
+    try:
+        os.fchmod(fd, mode)  # after fchown, which may clear the set-id bits
+    except OSError as exc:
+        # Filesystems without Unix modes (FAT, some network shares) refuse; the file keeps
+        # whatever mode they give every file.
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+
+
+def _write_archive(file, meta: bytes, arrays, guard: _SigintGuard) -> None:
+    """The zip archive, with each array streamed into its member rather than copied first.
+
+    Only the array data is written interruptibly: zipfile's own bookkeeping (opening and closing
+    members, the central directory) is never cut in half, so a failed archive can always be
+    closed, which it must be before being dropped (ZipFile.close and __del__ raise while a member
+    is open for writing)."""
+    archive = zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED)
+    member = None
+    try:
+        archive.writestr(META, meta)
+        for name, array in arrays:
+            member = archive.open(name, "w", force_zip64=True)
+            with guard.interruptible():
+                np.lib.format.write_array(member, array, allow_pickle=False)
+            member.close()
+        archive.close()
+    except BaseException:
+        for handle in (member, archive):
+            if handle is not None:
+                # The archive is being thrown away; the caller needs the error that got us here,
+                # not what the half-written archive fails with while closing.
+                with contextlib.suppress(Exception):
+                    handle.close()
         raise
 
 
-def _read_array(archive, name, path, dtype, n):
+def _discard(file, tmp) -> None:
+    if file is not None:
+        with contextlib.suppress(OSError):  # flushing data that is being thrown away
+            file.close()
+    if tmp is not None:
+        # If even this fails (a read-only remount, say), the error that got us here still
+        # matters more to the caller.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _fsync_directory(folder) -> None:
+    """Make the rename itself durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        with archive.open(name) as member:
-            array = np.lib.format.read_array(io.BytesIO(member.read()), allow_pickle=False)
-    except KeyError:
-        raise ValueError(f"{path}: not a complete bpfast file (no {name})") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: {name} is not a plain numeric array ({exc})") from None
-    if array.dtype != dtype or array.shape != (n,):
-        raise ValueError(f"{path}: {name} has dtype {array.dtype} and shape {array.shape}; the "
-                         f"architecture needs {dtype.name} of shape ({n},)")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{path}: {name} contains NaN or infinite values")
-    return array
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems cannot fsync a directory; there the rename is as durable as they make it.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(fd)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+class _Refused(Exception):
+    """Something wrong in a file; load() reports it as a ValueError naming the file."""
 
 
 def load(path) -> Network:
     """Read a network written by :func:`save`. Raises ValueError for any damaged or foreign file."""
     path = os.fspath(path)
+    shown = os.fsdecode(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            return _from_archive(archive, path)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise
-        raise ValueError(f"{path}: not a bpfast file, or it is truncated or corrupted ({exc})") \
-            from None
+        with _open_regular_file(path, shown) as file:
+            with zipfile.ZipFile(file) as archive:
+                return _from_archive(archive, os.fstat(file.fileno()).st_size)
+    except _Refused as exc:
+        raise ValueError(f"{shown}: {exc}") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        # What zipfile raises for damage the checks below cannot see beforehand: a bad checksum,
+        # a mangled central directory, a name that is not UTF-8, a zip version it cannot read...
+        raise ValueError(f"{shown}: not a bpfast file, or it is truncated or corrupted "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
-def _from_archive(archive, path) -> Network:
+def _open_regular_file(path, shown):
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer. It changes nothing for
+    # regular files.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        meta = json.loads(archive.read(META).decode("utf-8"))
+        kind = os.fstat(fd).st_mode
+        if stat.S_ISDIR(kind):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+        if not stat.S_ISREG(kind):
+            raise _Refused("is a FIFO, socket or device, not a bpfast file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _member(archive, name, archive_size) -> zipfile.ZipInfo:
+    """The member `name`, checked to be stored, unencrypted and within the file."""
+    try:
+        info = archive.getinfo(name)
     except KeyError:
-        raise ValueError(f"{path}: not a bpfast file (no {META})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: {META} is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a bpfast network file")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{path}: invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: written in format version {version} by bpfast "
-                         f"{meta.get('bpfast_version')}; this bpfast ({__version__}) reads up to "
-                         f"version {FORMAT_VERSION}. Upgrade bpfast to load it.")
+        raise _Refused(f"not a {'bpfast' if name == META else 'complete bpfast'} file "
+                       f"(no {name})") from None
+    if info.flag_bits & UNREADABLE_FLAGS:
+        raise _Refused(f"{name} is encrypted; bpfast never encrypts its files")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _Refused(f"{name} is compressed (zip method {info.compress_type}); bpfast files "
+                       "store their members uncompressed")
+    if info.file_size != info.compress_size or \
+            info.header_offset + info.compress_size > archive_size:
+        raise _Refused(f"{name} declares {info.file_size:,} bytes, which the file "
+                       f"({archive_size:,} bytes) cannot hold")
+    return info
+
+
+def _invalid(what: str) -> _Refused:
+    return _Refused(f"invalid network description in {META}: {what}")
+
+
+def _from_archive(archive, archive_size) -> Network:
+    meta_info = _member(archive, META, archive_size)
     try:
-        topo = meta["topology"]
-        topology = Topology(topo["inputs"], [Layer(**layer) for layer in topo["layers"]])
-        dtype = np.dtype(DTYPES[meta["dtype"]])
-        if meta["n_params"] != topology.n_params:
-            raise ValueError(f"n_params {meta['n_params']} does not match the architecture's "
-                             f"{topology.n_params}")
-        seed = check_int("seed", meta["seed"], low=0)
-        init_range = check_real("init_range", meta["init_range"], low=0)
-        shuffle_state = int(meta["shuffle_state"])
-        if not 0 <= shuffle_state < 2**64:
-            raise ValueError("shuffle_state out of range")
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng_state"]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"{path}: invalid network description in {META}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    params = _read_array(archive, PARAMS, path, dtype, topology.n_params)
-    velocity = _read_array(archive, VELOCITY, path, dtype, topology.n_params)
+        meta = json.loads(archive.read(meta_info).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError also covers integers longer than Python converts (sys.get_int_max_str_digits).
+        raise _Refused(f"{META} is not valid JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _Refused("not a bpfast network file")
+    version = meta.get("format_version")
+    if type(version) is not int or version < 1:
+        raise _Refused(f"invalid format_version {reprlib.repr(version)}")
+    if version > FORMAT_VERSION:
+        raise _Refused(f"written in format version {reprlib.repr(version)} by bpfast "
+                       f"{reprlib.repr(meta.get('bpfast_version'))}; this bpfast ({__version__}) "
+                       f"reads up to version {FORMAT_VERSION}. Upgrade bpfast to load it.")
+    topology = _topology(meta)
+    dtype_name = meta.get("dtype")
+    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
+        raise _invalid(f"dtype must be one of {sorted(DTYPES)}, got {reprlib.repr(dtype_name)}")
+    dtype = np.dtype(DTYPES[dtype_name])
+    try:
+        n_params = check_int("n_params", _field(meta, "n_params"), low=0)
+        seed = check_int("seed", _field(meta, "seed"), low=0)
+        init_range = check_real("init_range", _field(meta, "init_range"), low=0)
+        shuffle_state = check_int("shuffle_state", _field(meta, "shuffle_state"),
+                                  low=0, high=2**64 - 1)
+    except (TypeError, ValueError) as exc:
+        raise _invalid(str(exc)) from None
+    if n_params != topology.n_params:
+        raise _invalid(f"n_params {n_params} does not match the architecture's "
+                       f"{topology.n_params}")
+    rng_state = _rng_state(meta)
+    params = _read_array(archive, _member(archive, PARAMS, archive_size), dtype, n_params)
+    velocity = _read_array(archive, _member(archive, VELOCITY, archive_size), dtype, n_params)
     net = Network.__new__(Network)
     net.__setstate__({"topology": topology.describe(), "dtype": dtype.name,
-                      "init_range": init_range, "seed": seed,
-                      "rng": rng.bit_generator.state, "params": params, "velocity": velocity,
-                      "shuffle_state": shuffle_state})
+                      "init_range": init_range, "seed": seed, "rng": rng_state,
+                      "params": params, "velocity": velocity, "shuffle_state": shuffle_state})
     return net
+
+
+def _field(meta: dict, key: str):
+    if key not in meta:
+        raise ValueError(f"{key} is missing")
+    return meta[key]
+
+
+def _topology(meta: dict) -> Topology:
+    """The architecture, each field's type checked before Layer and Topology check its value."""
+    topo = meta.get("topology")
+    if not isinstance(topo, dict):
+        raise _invalid(f"topology must be an object, got {reprlib.repr(topo)}")
+    inputs, layers = topo.get("inputs"), topo.get("layers")
+    if not isinstance(inputs, dict) or not all(type(v) is int for v in inputs.values()):
+        raise _invalid(f"topology.inputs must map group names to integer sizes, got "
+                       f"{reprlib.repr(inputs)}")
+    if not isinstance(layers, list):
+        raise _invalid(f"topology.layers must be a list, got {reprlib.repr(layers)}")
+    types = {"name": (str, "a string"), "size": (int, "an integer"), "sources": (list, "a list"),
+             "activation": (str, "a string"), "bias": (bool, "true or false")}
+    specs = []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or sorted(layer) != sorted(LAYER_FIELDS):
+            raise _invalid(f"topology.layers[{i}] must be an object with exactly the fields "
+                           f"{list(LAYER_FIELDS)}, got {reprlib.repr(layer)}")
+        for key, (kind, described) in types.items():
+            if type(layer[key]) is not kind:
+                raise _invalid(f"topology.layers[{i}].{key} must be {described}, got "
+                               f"{reprlib.repr(layer[key])}")
+        if not all(isinstance(source, str) for source in layer["sources"]):
+            raise _invalid(f"topology.layers[{i}].sources must be a list of names, got "
+                           f"{reprlib.repr(layer['sources'])}")
+        try:
+            specs.append(Layer(**layer))
+        except (TypeError, ValueError) as exc:
+            raise _invalid(f"topology.layers[{i}]: {exc}") from None
+    try:
+        return Topology(inputs, specs)
+    except (TypeError, ValueError) as exc:
+        raise _invalid(f"topology: {exc}") from None
+
+
+def _rng_state(meta: dict) -> dict:
+    """The saved state of the network's PCG64 generator, checked field by field (numpy accepts
+    some out-of-range values silently and reports others with an unnamed OverflowError)."""
+    state = meta.get("rng_state")
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64" or \
+            not isinstance(state.get("state"), dict):
+        raise _invalid(f"rng_state must be a numpy PCG64 state, got {reprlib.repr(state)}")
+    try:
+        # Two 128-bit integers, and a buffered 32-bit half of a 64-bit draw.
+        for key in ("state", "inc"):
+            check_int(f"rng_state.state.{key}", _field(state["state"], key),
+                      low=0, high=2**128 - 1)
+        check_int("rng_state.has_uint32", _field(state, "has_uint32"), low=0, high=1)
+        check_int("rng_state.uinteger", _field(state, "uinteger"), low=0, high=2**32 - 1)
+        np.random.PCG64().state = state
+    except (TypeError, ValueError) as exc:
+        raise _invalid(str(exc)) from None
+    return state
+
+
+def _read_array(archive, info, dtype, n) -> np.ndarray:
+    """A (n,) array of `dtype` from a .npy member, refused before anything is allocated unless
+    the header says exactly that and the member holds exactly that many bytes."""
+    name = info.filename
+    with archive.open(info) as member:
+        magic = member.read(np.lib.format.MAGIC_LEN)
+        try:
+            version = np.lib.format.read_magic(io.BytesIO(magic))
+        except ValueError as exc:
+            raise _Refused(f"{name} is not a plain numeric array ({exc})") from None
+        if version not in ((1, 0), (2, 0)):
+            raise _Refused(f"{name} is not a plain numeric array (.npy format {version}, "
+                           "bpfast writes 1.0)")
+        length_field = member.read(2 if version == (1, 0) else 4)
+        header_length = int.from_bytes(length_field, "little")
+        header_end = len(magic) + len(length_field) + header_length
+        if header_length > MAX_NPY_HEADER or header_end > info.file_size:
+            raise _Refused(f"{name} has a damaged header (declared {header_length:,} bytes)")
+        header = io.BytesIO(length_field + member.read(header_length))
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        try:
+            shape, fortran_order, file_dtype = read_header(header)
+        except (ValueError, SyntaxError, RecursionError, MemoryError, tokenize.TokenError) as exc:
+            # The header is a Python literal of at most MAX_NPY_HEADER bytes; Python's parser
+            # reports a pathological one as MemoryError ("parser stack overflowed") or
+            # RecursionError, not from a large allocation.
+            raise _Refused(f"{name} is not a plain numeric array (unreadable header: "
+                           f"{type(exc).__name__}: {reprlib.repr(str(exc))})") from None
+        if file_dtype.hasobject or file_dtype.kind not in "biufc":
+            raise _Refused(f"{name} is not a plain numeric array (dtype {file_dtype})")
+        if fortran_order:
+            raise _Refused(f"{name} is stored in Fortran order; bpfast writes C order")
+        if file_dtype != dtype or shape != (n,):
+            raise _Refused(f"{name} has dtype {file_dtype} and shape {reprlib.repr(shape)}; the "
+                           f"architecture needs {dtype.name} of shape ({n},)")
+        n_bytes = n * dtype.itemsize
+        if info.file_size != header_end + n_bytes:
+            raise _Refused(f"{name} holds {info.file_size - header_end:,} bytes of data; "
+                           f"{n:,} {dtype.name} values need {n_bytes:,}")
+        data = member.read(n_bytes)  # reading to the end checks the member's CRC
+    if len(data) != n_bytes:
+        raise _Refused(f"{name} is truncated")
+    array = np.frombuffer(data, dtype=dtype)
+    if not np.isfinite(array).all():
+        raise _Refused(f"{name} contains NaN or infinite values")
+    return array
