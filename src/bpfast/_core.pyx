@@ -634,7 +634,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                     snapshots.append((done, params_array.copy(), velocity_array.copy(), state))
                     snapshot_time = started
                 threads, stop.deadline = (n_threads, 0.0) if chooser is None else \
-                    chooser.plan(chunk, started)
+                    chooser.plan(chunk, total - done, started)
                 cfg.n_threads = threads
                 log.reserve(done + chunk)
                 errors = log.array
@@ -642,6 +642,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                                    phases[index], chunk, &state, errors, done, True)
                 done += ran
                 remaining -= ran
+                if holder is not None:
+                    holder[0] = state  # a callback sees the generator of the sweeps done
                 finished = monotonic_seconds()
                 elapsed = finished - started
                 cut_short = False

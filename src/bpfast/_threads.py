@@ -120,13 +120,15 @@ class ThreadChooser:
     for as much work (the compiled loop gives up at the deadline and puts back the start of the
     sweep it was in); threads are kept while they are at least 10% faster, and every chunk on
     threads keeps a deadline, so a machine that becomes busy costs at most one chunk's time.
-    Failed trials are repeated after 1 s, doubling up to a minute; one thread is re-measured
-    every 10 s while threads win.
+    A trial is made only when the work left is at least TRIAL_SHARE times the trial's, so that a
+    failed one costs at most a few percent of the run. Failed trials are repeated after 1 s,
+    doubling up to a minute; one thread is re-measured every 10 s while threads win.
     """
 
     DEADLINE_MARGIN = 1.1   # a threaded chunk may take this much of one thread's time ...
     SLACK_SECONDS = 0.002   # ... plus this, for timer noise and the fork/join of the team
     KEEP_SPEEDUP = 0.9      # threads stay only while they take at most this much of it
+    TRIAL_SHARE = 25        # a trial needs this many times its own work still to do
     FIRST_RETRY, MAX_RETRY, REMEASURE = 1.0, 60.0, 10.0
 
     def __init__(self, n: int):
@@ -138,13 +140,15 @@ class ThreadChooser:
         self.next_trial = 0.0
         self.next_serial = 0.0
 
-    def plan(self, units: float, now: float) -> tuple[int, float]:
-        """(threads, deadline) for the next chunk of `units` of work; deadline 0 means none."""
+    def plan(self, units: float, units_left: float, now: float) -> tuple[int, float]:
+        """(threads, deadline) for the next chunk of `units` of work, `units_left` of the call's
+        work (this chunk's included) still to do; deadline 0 means none."""
         if self.n <= 1:
             return 1, 0.0
         if self.serial is None or (self.use_threads and now >= self.next_serial):
             return 1, 0.0
-        if not self.use_threads and now < self.next_trial:
+        if not self.use_threads and (now < self.next_trial or
+                                     units_left < self.TRIAL_SHARE * units):
             return 1, 0.0
         return self.n, now + self.serial * units * self.DEADLINE_MARGIN + self.SLACK_SECONDS
 

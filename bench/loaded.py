@@ -1,0 +1,113 @@
+"""Default threading against one thread, on an idle machine and on a busy one.
+
+Users train inside pipelines whose other processes keep the cores busy. Threads that wait at
+barriers for a core another process holds can make a run hundreds of times slower than one
+thread; the default thread count must never be slower than one thread by more than a few percent.
+
+For each workload and each load (no busy process; one busy process pinned to the last core; one
+busy process per core), this trains the same net from the same weights with n_threads=1 and with
+the default, interleaved, and prints median seconds per sweep and the ratio default / 1 thread
+(< 1: the default is faster). The results are checked to be bitwise equal before anything is
+timed. Busy processes are plain spinning loops started by this script and killed at its end.
+
+    python bench/loaded.py            # about two minutes
+    python bench/loaded.py --quick    # a few seconds (used by the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import bpfast
+
+# (name, sizes, cases, batch_size, sweeps per timed run)
+WORKLOADS = [
+    ("64-32-10, batch 32 (the issue's)", [64, 32, 10], 1024, 32, 100),
+    ("784-256-10, batch 64 (W3)", [784, 256, 10], 512, 64, 40),
+    ("256-512-256-10, full batch of 1024", [256, 512, 256, 10], 1024, None, 40),
+]
+QUICK = [("64-32-10, batch 32", [64, 32, 10], 256, 32, 20),
+         ("784-256-10, batch 64", [784, 256, 10], 128, 64, 10)]
+
+
+def spin(core):
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+    while True:
+        pass
+
+
+def start_load(kind):
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        list(range(os.cpu_count() or 1))
+    pins = {"idle": [], "one busy core": [cores[-1]], "all cores busy": [None] * len(cores)}[kind]
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=spin, args=(core,), daemon=True) for core in pins]
+    for p in procs:
+        p.start()
+    time.sleep(0.3 if procs else 0)
+    return procs
+
+
+def time_fit(sizes, X, T, batch_size, sweeps, n_threads):
+    net = bpfast.Network(sizes, seed=0)
+    started = time.perf_counter()
+    net.fit(X, T, lr=0.001, n_sweeps=sweeps, batch_size=batch_size, n_threads=n_threads)
+    return (time.perf_counter() - started) / sweeps, net.params
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small workloads, 3 repeats")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    workloads = QUICK if args.quick else WORKLOADS
+    repeats = 3 if args.quick else args.repeats
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"{cpu}, {os.cpu_count()} cores, kernels {bpfast.build_info()['simd']}; "
+          f"median of {repeats}, seconds per sweep")
+    print(f"| load | workload | 1 thread | default | default / 1 thread |")
+    print("|---|---|---|---|---|")
+    worst = 0.0
+    for load in ("idle", "one busy core", "all cores busy"):
+        procs = start_load(load)
+        try:
+            for name, sizes, n, batch_size, sweeps in workloads:
+                rng = np.random.default_rng(0)
+                X, T = rng.uniform(size=(n, sizes[0])), rng.uniform(size=(n, sizes[-1]))
+                one, default = [], []
+                _, p1 = time_fit(sizes, X, T, batch_size, 1, 1)
+                _, pd = time_fit(sizes, X, T, batch_size, 1, None)
+                if not np.array_equal(p1, pd):
+                    sys.exit(f"{name}: the default thread count changed the result")
+                for _ in range(repeats):
+                    one.append(time_fit(sizes, X, T, batch_size, sweeps, 1)[0])
+                    default.append(time_fit(sizes, X, T, batch_size, sweeps, None)[0])
+                ratio = statistics.median(default) / statistics.median(one)
+                worst = max(worst, ratio)
+                print(f"| {load} | {name} | {statistics.median(one) * 1e3:.2f} ms | "
+                      f"{statistics.median(default) * 1e3:.2f} ms | {ratio:.2f} |", flush=True)
+        finally:
+            for p in procs:
+                p.kill()
+            for p in procs:
+                p.join()
+    print(f"worst ratio default / 1 thread: {worst:.2f}")
+    return worst
+
+
+if __name__ == "__main__":
+    main()
