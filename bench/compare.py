@@ -99,10 +99,10 @@ WORKLOADS = [
     Workload("W2", "family trees (24→6, 12→6)→12→6→24, 100 cases, full batch", family_trees_net,
              100, None, 0.01),
     Workload("W3", "784-256-10, mini-batch 64, 60,000 cases", chain_net([784, 256, 10]), 60000, 64,
-             0.01, chain=[784, 256, 10], smoke_cases=640),
+             0.01, chain=[784, 256, 10], smoke_cases=128),
     Workload("W4", "1024-1024-1024-10, mini-batch 256, 20,480 cases",
              chain_net([1024, 1024, 1024, 10]), 20480, 256, 0.001, chain=[1024, 1024, 1024, 10],
-             smoke_cases=512),
+             smoke_cases=256),
 ]
 
 

@@ -79,7 +79,7 @@ def main(argv=None):
         pass
     print(f"{cpu}, {os.cpu_count()} cores, kernels {bpfast.build_info()['simd']}; "
           f"median of {repeats}, seconds per sweep")
-    print(f"| load | workload | 1 thread | default | default / 1 thread |")
+    print("| load | workload | 1 thread | default | default / 1 thread |")
     print("|---|---|---|---|---|")
     worst = 0.0
     for load in ("idle", "one busy core", "all cores busy"):

@@ -16,6 +16,14 @@ TOL = {
     "float64": {"rtol": 1e-12},
 }
 
+# A debug build with AddressSanitizer and UBSan (.ci/sanitize). Its instrumented sweeps run many
+# times slower and less evenly, and ASan keeps freed memory in quarantine, so tests of latency and
+# of memory footprint need its own bounds or cannot measure there.
+SANITIZED = "-fsanitize" in bpfast.build_info()["compile_args"]
+# Ctrl-C must stop training within this many seconds (measured: ~25 ms shipped, 0.6-1.7 s
+# instrumented; the interrupted run would otherwise take hours).
+INTERRUPT_LATENCY = 5.0 if SANITIZED else 1.0
+
 # Layer sizes that are not multiples of any SIMD width (plus a few that are).
 ODD_SIZES = [1, 2, 3, 7, 13, 37]
 

@@ -3,7 +3,6 @@ memory guard, threads the system cannot start, fork, busy machines, threadpoolct
 point and inside long sweeps, non-finite numbers, and arguments too large for the C types."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,8 +15,11 @@ import pytest
 
 import bpfast
 from bpfast import _core, _threads, _validation
+from conftest import INTERRUPT_LATENCY, SANITIZED
 
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork and signals")
+# ASan's quarantine and shadow memory change the footprint these tests measure (conftest).
+FOOTPRINT = pytest.mark.skipif(SANITIZED, reason="measures memory footprint; not under ASan")
 
 
 def run_python(code, timeout=120, **kwargs):
@@ -118,6 +120,7 @@ MEMORY_PROBE = """
 """
 
 
+@FOOTPRINT
 @pytest.mark.parametrize("rows, batch_size", [(1, 0), (16, 4)])
 def test_the_guard_budgets_what_fit_really_allocates(rows, batch_size):
     """The issue's Network([1, 2**21, 1]).fit peaked at ~3x its budget (lanes padded to a whole
@@ -144,6 +147,7 @@ def cgroup_v1_memory_available():
 
 
 @POSIX
+@FOOTPRINT
 @pytest.mark.skipif(not cgroup_v1_memory_available(),
                     reason="needs root and a writable cgroup v1 memory hierarchy")
 def test_a_cgroup_limit_gives_memory_error_not_the_oom_killer(tmp_path):
@@ -514,7 +518,7 @@ def test_ctrl_c_inside_one_long_sweep_stops_within_a_second_and_restores_its_sta
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert "caught" in out, err
-    assert float(out.split("caught ")[1].split()[0]) - sent < 1.0, estimate
+    assert float(out.split("caught ")[1].split()[0]) - sent < INTERRUPT_LATENCY, estimate
     # No sweep finished: the network is back at its start (the first mini-batch's update undone).
     assert "restored" in out
 
