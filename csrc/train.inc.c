@@ -103,9 +103,12 @@ static void FN(shuffle_order)(WS *ws, uint64_t *rng_state)
 }
 
 /* One thread decides whether the call stops here, for all (every thread then reads ws->status):
-   on a requested stop (`stop`), else on `bad` (a status) if it is not BP_RUNNING. */
+   on a requested stop (`stop`), else on `bad` (a status) if it is not BP_RUNNING. The barrier
+   first: every thread has read the previous decision before this one may change it (`omp single`
+   waits at its end, not at its start). */
 static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad)
 {
+    OMP_BARRIER
     OMP_SINGLE
     {
         if (bp_stop_requested(stop))

@@ -392,6 +392,45 @@ def test_a_deadline_inside_a_sweep_loses_nothing(monkeypatch, batch_size, dtype,
     assert net._shuffle_state == reference._shuffle_state
 
 
+DEADLINE_STRESS = """
+    import signal, numpy as np, bpfast
+    from bpfast import _core, _threads
+    signal.alarm(40)  # a deadlock between OpenMP threads fails the test instead of hanging it
+    rng = np.random.default_rng(0)
+    X, T = rng.uniform(size=(256, 128)), rng.uniform(size=(256, 10))
+
+    class RandomDeadlines(_threads.ThreadChooser):
+        calls = 0
+
+        def plan(self, units, units_left, now):  # every other chunk is cut somewhere
+            self.calls += 1
+            return (2, now + rng.uniform(0, 0.004)) if self.calls % 2 else (1, 0.0)
+
+        def record(self, *args):
+            pass
+
+    for batch_size in (256, 16):
+        net = bpfast.Network([128, 256, 10], seed=0)
+        _core.run_training(net.topology, net._params, net._velocity, X.astype(np.float32),
+                           T.astype(np.float32), [(100, 0.001, 0.9, 0.0, 0)],
+                           batch_size=batch_size, rng_state=net._shuffle_box, n_threads=2,
+                           chooser=RandomDeadlines(2))
+        alone = bpfast.Network([128, 256, 10], seed=0)
+        alone.fit(X, T, n_sweeps=100, lr=0.001, batch_size=batch_size, n_threads=1)
+        assert np.array_equal(net.params, alone.params), batch_size
+    print("ok")
+"""
+
+
+@POSIX
+def test_threads_stopped_at_random_points_never_deadlock():
+    """Hundreds of threaded chunks cut at random moments by their deadline: every stop decision
+    is taken by one thread for all, so no thread waits at a barrier the others skipped (a race
+    that bench/loaded.py once hit), and the run still ends where one thread ends it."""
+    out = run_python(DEADLINE_STRESS)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
 @pytest.mark.slow
 def test_the_default_is_not_slower_than_one_thread_on_a_busy_machine():
     """bench/loaded.py --quick: idle, one core busy, every core busy. The full figures are in
