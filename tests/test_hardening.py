@@ -402,14 +402,14 @@ DEADLINE_STRESS = """
     class RandomDeadlines(_threads.ThreadChooser):
         calls = 0
 
-        def plan(self, units, units_left, now):  # every other chunk is cut somewhere
+        def plan(self, units, units_left, now):  # most chunks are cut somewhere
             self.calls += 1
-            return (2, now + rng.uniform(0, 0.004)) if self.calls % 2 else (1, 0.0)
+            return (2, now + rng.uniform(0, 0.003)) if self.calls % 4 else (1, 0.0)
 
         def record(self, *args):
             pass
 
-    for batch_size in (256, 16):
+    for batch_size in (256, 8):
         net = bpfast.Network([128, 256, 10], seed=0)
         _core.run_training(net.topology, net._params, net._velocity, X.astype(np.float32),
                            T.astype(np.float32), [(100, 0.001, 0.9, 0.0, 0)],
