@@ -69,4 +69,10 @@ extension = Extension(
     define_macros=[("BPFAST_CFLAGS", '"' + " ".join(compile_args) + '"')],
 )
 
-setup(ext_modules=cythonize([extension], compiler_directives=directives))
+# Debug and release builds are kept apart, the C that Cython generates included: setuptools and
+# Cython reuse what is newer than its sources whatever the flags, so two builds sharing build/
+# would link each other's objects.
+build_base = os.path.join("build", "debug" if debug else "release")
+setup(ext_modules=cythonize([extension], compiler_directives=directives,
+                            build_dir=os.path.join(build_base, "cython")),
+      options={"build": {"build_base": build_base}})

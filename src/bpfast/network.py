@@ -226,8 +226,12 @@ class Network:
             every few tens of milliseconds to notice Ctrl-C, which raises KeyboardInterrupt
             leaving the weights of the last finished sweep).
         n_threads : int, optional
-            Threads to use; default every available core (or OMP_NUM_THREADS). The result does not
-            depend on it. Small batches run on one thread regardless.
+            Threads to use. The default is what the OpenMP runtime would use (the cores this
+            process may run on, OMP_NUM_THREADS, a CPU quota, threadpoolctl limits), and falls
+            back to one thread, chunk by chunk, whenever threads are measured not to pay (a busy
+            machine); an explicit count is used as given (RuntimeError if the system cannot
+            start that many threads). The result does not depend on it. Small batches run on one
+            thread regardless, and so does a process forked after bpfast had used threads.
 
         Returns
         -------
@@ -236,11 +240,17 @@ class Network:
         Raises
         ------
         FloatingPointError
-            If the error becomes NaN or infinite (the learning rate is too large). The network is
-            left with the weights, velocities and shuffling state it had at the start of the last
-            sweep whose error was finite.
+            If the error or a weight becomes NaN or infinite (the learning rate is too large, or
+            the data overflow the dtype). The network is left with the weights, velocities and
+            shuffling state it had at the start of the last sweep whose error and weights were
+            finite.
         KeyboardInterrupt
-            On Ctrl-C, with the weights of the last finished sweep.
+            On Ctrl-C (noticed within a sweep too), with the weights of the last finished sweep.
+        MemoryError
+            Before allocating, if the run's buffers exceed the memory available now.
+        RuntimeError
+            If this network is being trained already (by another thread, or by this fit's own
+            callback).
         """
         decay_biases = check_bool("decay_biases", decay_biases)
         shuffle = check_bool("shuffle", shuffle)
@@ -253,7 +263,7 @@ class Network:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
         callback_every = check_int("callback_every", callback_every, low=1, high=INT64_MAX)
-        requested = _threads.requested_threads(n_threads)  # the argument's errors first
+        _threads.requested_threads(n_threads)  # a bad n_threads is reported before the data
         X = self._inputs(X)
         T = self._targets(T, X.shape[0])
         if loss == "dead_zone":
@@ -278,26 +288,27 @@ class Network:
             callback_every=callback_every, n_threads=threads, chooser=chooser,
             guard=self._guard, memory_check=check_fits)
         if status.startswith("non_finite"):
-            raise FloatingPointError(self._divergence_message(status, done, final_error, phases,
-                                                              requested))
+            raise FloatingPointError(self._divergence_message(status, done, final_error, phases))
         return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
                          final_error=final_error, solved=bool(stop_tol is not None and within))
 
-    def _divergence_message(self, status, done, final_error, phases, requested) -> str:
+    def _divergence_message(self, status, done, final_error, phases) -> str:
         if not np.isfinite(final_error):
             return (f"the error of the starting weights is already NaN or infinite in "
                     f"{self.dtype.name}: the outputs or targets overflow. Scale X and T, or use "
                     f"dtype='float64'; no training was done.")
-        what = "a weight" if status.startswith("non_finite_weights") else "the error"
-        where = done + 1 if status.startswith("non_finite_weights") else done + 2
-        message = (f"training diverged: {what} became NaN or infinite in sweep {where} of this "
-                   f"fit. The network holds the weights from the start of sweep {done + 1}, the "
-                   f"last with a finite error and weights. Try a smaller learning rate (the "
-                   f"phases used lr = {sorted({p[1] for p in phases})}).")
+        advice = (f"Try a smaller learning rate (the phases used lr = "
+                  f"{sorted({p[1] for p in phases})}).")
         if status.endswith("_unverified"):
-            message += (" (Replaying the last sweeps from a snapshot did not reproduce the run, so "
-                        "the network holds the snapshot itself: did X or T change during fit?)")
-        return message
+            return (f"training diverged. Replaying the last sweeps from a snapshot did not "
+                    f"reproduce the run (did X or T change during fit?), so the network holds "
+                    f"the snapshot itself: the weights from the start of sweep {done + 1}. "
+                    + advice)
+        what = "a weight" if status == "non_finite_weights" else "the error"
+        where = done + 1 if status == "non_finite_weights" else done + 2
+        return (f"training diverged: {what} became NaN or infinite in sweep {where} of this fit. "
+                f"The network holds the weights from the start of sweep {done + 1}, the last "
+                f"with a finite error and weights. " + advice)
 
     @staticmethod
     def _check_dead_zone_targets(T) -> None:
