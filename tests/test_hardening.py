@@ -323,13 +323,14 @@ def test_omp_num_threads_sets_the_default():
 
 
 def test_a_cpu_quota_caps_the_default(tmp_path):
+    cpu_quota = _threads._cpu_quota.__wrapped__  # uncached: the files change under one path
     write(tmp_path / "cpu.max", "150000 100000\n")
-    assert _threads._cpu_quota(str(tmp_path)) == 2
+    assert cpu_quota(str(tmp_path)) == 2
     write(tmp_path / "cpu.max", "max 100000\n")
-    assert _threads._cpu_quota(str(tmp_path)) is None
+    assert cpu_quota(str(tmp_path)) is None
     write(tmp_path / "v1/cpu/cpu.cfs_quota_us", "50000\n")
     write(tmp_path / "v1/cpu/cpu.cfs_period_us", "100000\n")
-    assert _threads._cpu_quota(str(tmp_path / "v1")) == 1
+    assert cpu_quota(str(tmp_path / "v1")) == 1
 
 
 class TestThreadChooser:

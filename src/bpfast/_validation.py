@@ -89,6 +89,10 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarra
 
 # Left free by the memory guard, for the interpreter, the caller's own arrays and page tables.
 MEMORY_RESERVE = 64 * 2**20
+# Requests below this are not checked: reading /proc and the cgroup files costs ~0.3 ms, more
+# than many whole fits of a small net, and buffers this small are not what exhausts memory (an
+# allocation that fails outright still raises MemoryError).
+MEMORY_CHECK_THRESHOLD = 16 * 2**20
 
 
 def _read_int(path: str) -> int | None:
@@ -164,6 +168,8 @@ def check_fits(n_bytes: int, what: str) -> None:
     """MemoryError, before allocating, for buffers larger than the memory that is available now
     (with overcommit such an allocation may 'succeed' and the process be killed later when the
     pages are touched)."""
+    if n_bytes < MEMORY_CHECK_THRESHOLD:
+        return
     available = available_memory()
     if available is not None and n_bytes > available - MEMORY_RESERVE:
         raise MemoryError(f"{what} would need {n_bytes / 2**30:,.2f} GiB but only "
