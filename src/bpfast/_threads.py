@@ -23,7 +23,8 @@ MAX_THREADS = 1024
 # Below this many multiply-adds per batch, the work between two barriers is too short to repay
 # them: it runs on one thread. Measured on 2-core AMD EPYC (AVX2 and AVX-512) machines: a
 # 64-32-10 net on batches of 32 (0.23M multiply-adds) gained 1.19x from a second thread on an idle
-# machine, a 784-256-10 net on batches of 64 (39M) 1.8x.
+# machine, a 784-256-10 net on batches of 64 (39M) 1.8x; the bound sits between them, and the
+# ThreadChooser catches what it lets through on a machine where threads do not pay.
 MIN_PARALLEL_WORK = 4_000_000
 
 
