@@ -251,8 +251,9 @@ static void FN(dot_block)(REAL *G, int64_t ldg, const REAL *D, int64_t ldd, cons
 
 static inline int64_t FN(ceil_div)(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* Whether to skip tile `index` of a loop because a stop was requested (ws->stop): polled every 16
- * tiles, remembered in the calling thread's *skip. Threads may notice at different tiles; the
+/* Whether to skip tile (or row) `index` of a loop because a stop was requested (ws->stop): polled
+ * every 16 indexes, remembered in the calling thread's *skip. Never used where skipped work would
+ * outlive the call (binding the batch: bind_all_omp trusts what it bound before). Threads may notice at different tiles; the
  * results of a cut-short call are never used, and the decision to stop is taken once, by one
  * thread, after the loop (train.inc.c; the request never goes away once made). */
 static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
@@ -302,10 +303,14 @@ static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
     const int64_t n = net->size[l], ld = ws->ld, ld_rows = ws->ld_rows[l];
     const REAL *y = ws->y[l];
     REAL *rows = ws->y_rows[l];
+    int skip = 0;
     OMP_FOR
-    for (int64_t b = 0; b < n_rows; b++)
+    for (int64_t b = 0; b < n_rows; b++) {
+        if (FN(skip_tile)(ws, b, &skip))
+            continue;
         for (int64_t u = 0; u < n; u++)
             rows[b * ld_rows + u] = y[u * ld + b];
+    }
 }
 
 static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64_t n_rows,
@@ -441,9 +446,11 @@ static void FN(copy_weight_gradients_omp)(const bp_net *net, WS *ws, REAL *grad,
         const int64_t n_in = net->size[src], ld_rows = ws->ld_rows[src];
         const REAL *scratch = ws->grad_scratch + ws->scratch_offset[e];
         REAL *grad_w = grad + net->w_offset[e];
+        int skip = 0;
         OMP_FOR
         for (int64_t o = 0; o < n_out; o++)
-            memcpy(grad_w + o * n_in, scratch + o * ld_rows, (size_t)n_in * sizeof(REAL));
+            if (!FN(skip_tile)(ws, o, &skip))
+                memcpy(grad_w + o * n_in, scratch + o * ld_rows, (size_t)n_in * sizeof(REAL));
     }
 }
 
@@ -485,13 +492,17 @@ static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, 
     const int activation = net->activation[l];
     if (activation == BP_IDENTITY)
         return;
+    int skip = 0;
     OMP_FOR
-    for (int64_t u = 0; u < n; u++)
+    for (int64_t u = 0; u < n; u++) {
+        if (FN(skip_tile)(ws, u, &skip))
+            continue;
         for (int64_t lane = 0; lane < lanes; lane += VW) {
             REAL *dy = ws->dy[l] + u * ld + lane;
             FN(vstore)(dy, FN(vload)(dy) * FN(vderivative)(FN(vload)(ws->y[l] + u * ld + lane),
                                                           activation));
         }
+    }
 }
 
 /* Forward and backward over the bound batch of n_rows: grad = dE/dparams; ws->error. */
