@@ -252,13 +252,14 @@ static void FN(dot_block)(REAL *G, int64_t ldg, const REAL *D, int64_t ldd, cons
 static inline int64_t FN(ceil_div)(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Whether to skip tile (or row) `index` of a loop because a stop was requested (ws->stop): polled
- * every 16 indexes, remembered in the calling thread's *skip. Never used where skipped work would
+ * every 16 indexes (small loops, as in the paper's nets, cost nothing: the decisions between
+ * batches poll too), remembered in the calling thread's *skip. Never used where skipped work would
  * outlive the call (binding the batch: bind_all_omp trusts what it bound before). Threads may notice at different tiles; the
  * results of a cut-short call are never used, and the decision to stop is taken once, by one
  * thread, after the loop (train.inc.c; the request never goes away once made). */
 static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
 {
-    if (!*skip && (index & 15) == 0 && ws->stop)
+    if (!*skip && (index & 15) == 15 && ws->stop) /* loops of under 16 are never polled */
         *skip = bp_stop_requested(ws->stop);
     return *skip;
 }
