@@ -23,7 +23,6 @@ struct CAT(bp_workspace, SFX) {
     int status;
     int64_t n_done;     /* sweeps finished by the current train call */
     int weights_non_finite; /* set by the momentum update when a weight became NaN or infinite */
-    int stopping;       /* a stop was requested: the remaining tiles of the call are skipped */
     const bp_stop *stop;/* the current call's stop request, or NULL */
     REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */
     uint64_t start_rng; /* ... and its shuffling state */

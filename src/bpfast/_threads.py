@@ -137,7 +137,6 @@ class ThreadChooser:
     def __init__(self, n: int):
         self.n = n
         self.serial = None      # seconds per unit of work on one thread
-        self.threaded = None    # ... on n threads
         self.use_threads = False
         self.retry_after = self.FIRST_RETRY
         self.next_trial = 0.0
@@ -165,7 +164,6 @@ class ThreadChooser:
             self.next_serial = now + self.REMEASURE
             return
         rate = math.inf if cut_short or units <= 0 else seconds / units
-        self.threaded = rate
         if rate <= self.serial * self.KEEP_SPEEDUP:
             self.use_threads = True
             self.retry_after = self.FIRST_RETRY

@@ -130,10 +130,6 @@ class Network:
     def _shuffle_state(self) -> int:
         return int(self._shuffle_box[0])
 
-    @_shuffle_state.setter
-    def _shuffle_state(self, value: int) -> None:
-        self._shuffle_box[0] = value
-
     def weights(self, layer: str, source: str) -> np.ndarray:
         """View of the weights from `source` into `layer`, shape (size(layer), size(source))."""
         offset, shape = self.topology.weight_block(layer, source)
