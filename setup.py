@@ -9,9 +9,11 @@ Environment switches:
 import importlib.util
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,6 +33,9 @@ def flag(name):
 debug = flag("BPFAST_DEBUG")
 compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"] if debug \
     else ["-O3"]
+# The kernels write their fused multiply-adds out (csrc/isa.inc.c); the compiler must not add
+# others of its own, which could differ between the serial and OpenMP copies of a kernel.
+compile_args.append("-ffp-contract=off")
 link_args = ["-fsanitize=address,undefined"] if debug else []
 if flag("BPFAST_NATIVE"):
     compile_args.append("-march=native")
@@ -60,14 +65,36 @@ directives = {
 
 extension = Extension(
     "bpfast._core",
-    sources=["src/bpfast/_core.pyx", "csrc/bpfast.c", "csrc/runtime.c"],
+    # One translation unit per instruction set, compiled in parallel (ParallelBuildExt).
+    sources=["src/bpfast/_core.pyx", "csrc/kernels_avx512.c", "csrc/kernels_avx2.c",
+             "csrc/kernels_baseline.c", "csrc/bpfast.c", "csrc/workspace.c", "csrc/runtime.c"],
     include_dirs=["csrc"],
-    depends=["csrc/bpfast.h", "csrc/kernels.inc.c", "csrc/train.inc.c", "csrc/api.inc.c",
-             "csrc/variant.inc.c", "csrc/instantiate.inc.c", "csrc/workspace.inc.c"],
+    depends=["csrc/bpfast.h", "csrc/internal.h", "csrc/isa.inc.c", "csrc/variant.inc.c",
+             "csrc/kernels.inc.c", "csrc/train.inc.c", "csrc/api.inc.c",
+             "csrc/workspace.inc.c"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,
     define_macros=[("BPFAST_CFLAGS", '"' + " ".join(compile_args) + '"')],
 )
+
+
+
+class ParallelBuildExt(build_ext):
+    """Compiles an extension's sources on every core at once (setuptools compiles them one by
+    one): the per-ISA kernel units take most of the build."""
+
+    def build_extensions(self):
+        compile_one = self.compiler.compile
+
+        def compile_all(sources, *args, **kwargs):
+            workers = max(1, min(len(sources), os.cpu_count() or 1))
+            with ThreadPoolExecutor(workers) as pool:
+                objects = pool.map(lambda source: compile_one([source], *args, **kwargs), sources)
+                return [obj for group in objects for obj in group]
+
+        self.compiler.compile = compile_all
+        super().build_extensions()
+
 
 # Debug and release builds are kept apart, the C that Cython generates included: setuptools and
 # Cython reuse what is newer than its sources whatever the flags, so two builds sharing build/
@@ -75,4 +102,5 @@ extension = Extension(
 build_base = os.path.join("build", "debug" if debug else "release")
 setup(ext_modules=cythonize([extension], compiler_directives=directives,
                             build_dir=os.path.join(build_base, "cython")),
+      cmdclass={"build_ext": ParallelBuildExt},
       options={"build": {"build_base": build_base}})

@@ -1,4 +1,4 @@
-/* api.inc.c: the public entry points of one (REAL, ISA), included by bpfast.c after the serial
+/* api.inc.c: the public entry points of one (REAL, ISA), included by variant.inc.c after the serial
  * (FNS) and parallel (FNP) instantiations of kernels.inc.c and train.inc.c. Each picks the serial
  * code for one thread, else opens one parallel region around the parallel code. */
 

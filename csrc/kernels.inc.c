@@ -1,18 +1,22 @@
 /* kernels.inc.c: the math of one sweep, for one precision, one instruction set and one threading
- * mode. bpfast.c includes it once per (REAL, ISA, PAR); never compiled on its own.
+ * mode. isa.inc.c includes it once per (REAL, PAR) of a variant; never compiled on its own.
  *
  * Layout: every layer's activations are a (units, ld) matrix, "feature-major": row u holds unit
  * u's output for every case of the batch, so the batch runs along SIMD lanes. ld is the batch
- * rounded up to whole vectors (VW lanes); padding lanes hold zero inputs and get zero errors, so
- * they never reach a gradient. With this layout the three products of a dense layer are
+ * rounded up to a 64-byte line; a kernel works on `lanes`, the batch rounded up to its own vector
+ * width VW (<= ld). Padding lanes hold zero inputs and get zero errors, so they never reach a
+ * gradient. With this layout the three products of a dense layer are
  *   forward        Y (O,B)  = W (O,C)  X (C,B)    broadcast W[o,c], FMA into rows of Y
  *   input grad     dX (C,B) = W^T      D (O,B)    broadcast W[o,c], FMA into rows of dX
- *   weight grad    dW (O,C) = D (O,B)  X^T        dot products along the batch lanes
- * computed in register tiles (6 rows x 4 vectors; 4 x 4 dots).
+ *   weight grad    dW (O,C) = D (O,B)  X^T        broadcast D[o,b] over a batch-major copy of X
+ *                                                 (wide sources), or lane dot products (narrow)
+ * computed in register tiles sized for the variant (TILE_ROWS x TILE_VECTORS, DOT_ROWS x DOT_COLS:
+ * see kernels_<isa>.c), in blocks of BLOCK_K terms and BLOCK_LANES lanes that stay in cache.
  *
  * Determinism: every output element is computed by one thread with the same sequence of
- * operations whatever the tiling or the thread count (initial value, then terms in a fixed order;
- * lane sums reduced in a fixed tree), so results are bitwise identical for any n_threads.
+ * operations whatever the blocking or the thread count (initial value, then terms in a fixed
+ * order, a partial sum stored and reloaded exactly between K blocks; lane sums reduced in a fixed
+ * tree), so results are bitwise identical for any n_threads.
  *
  * With PAR = 1 the *_omp functions split work with orphaned `omp for` inside an enclosing parallel
  * region; with PAR = 0 the same code is compiled without OpenMP, so one thread pays nothing for it.
@@ -22,8 +26,16 @@
 
 /* ---- vectors ------------------------------------------------------------------------------ */
 
-static inline VREAL FN(vload)(const REAL *p) { return *(const VREAL *)p; }
-static inline void FN(vstore)(REAL *p, VREAL v) { *(VREAL *)p = v; }
+static inline VREAL FN(vload)(const REAL *p) { return *(const UVREAL *)p; }
+static inline void FN(vstore)(REAL *p, VREAL v) { *(UVREAL *)p = v; }
+/* The first n lanes of v to p (all of them if n >= VW, none if n <= 0). */
+static inline void FN(vstore_first)(REAL *p, VREAL v, int64_t n)
+{
+    if (n >= VW)
+        FN(vstore)(p, v);
+    else if (n > 0)
+        memcpy(p, &v, (size_t)n * sizeof(REAL));
+}
 /* Every lane = s. Written as s - 0, which is exactly s for every s, so the compiler folds it to a
    plain broadcast (`0 + s` is not: 0 + -0.0 is +0.0, so that add would have to stay). */
 static inline VREAL FN(vsplat)(REAL s) { return s - (VREAL){0}; }
@@ -74,27 +86,27 @@ static inline VREAL FN(vexp)(VREAL x)
 #if BP_DOUBLE
     /* Taylor series to r^13: the remainder is below 1e-17 for |r| <= ln2/2. */
     VREAL p = FN(vsplat)(1.0 / 6227020800.0);
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
+    p = VFMA(p, r, FN(vsplat)(1.0 / 479001600.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 39916800.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 3628800.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 362880.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 40320.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 5040.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 720.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 120.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 24.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 6.0));
+    p = VFMA(p, r, FN(vsplat)(0.5));
     p = p * r * r + r + 1.0;
     VINT bits = (n + 1023) << 52;
 #else
     /* Cephes expf's minimax polynomial. */
     VREAL p = FN(vsplat)(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
+    p = VFMA(p, r, FN(vsplat)(1.3981999507e-3f));
+    p = VFMA(p, r, FN(vsplat)(8.3334519073e-3f));
+    p = VFMA(p, r, FN(vsplat)(4.1665795894e-2f));
+    p = VFMA(p, r, FN(vsplat)(1.6666665459e-1f));
+    p = VFMA(p, r, FN(vsplat)(5.0000001201e-1f));
     p = p * r * r + r + 1.0f;
     VINT bits = (n + 127) << 23;
 #endif
@@ -130,15 +142,20 @@ static inline VREAL FN(vderivative)(VREAL y, int activation)
 
 /* ---- register tiles ----------------------------------------------------------------------- */
 
+/* Tiles stay functions of their own: each is one tight loop the compiler allocates registers for
+   alone (and bench/spills.py can check), and a call costs nothing beside K x MR x NV FMAs. */
+#define NOINLINE __attribute__((noinline))
+
 /* C[i, lanes] = start + sum_k A(i,k) B[k, lanes], for MR rows and NV vectors of lanes.
- * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient).
- * start: C itself if `accumulate`, else init[i] (a bias), else 0. If activation >= 0 the result
- * goes through the unit function before it is stored. */
-#define DEFINE_BROADCAST_TILE(MR, NV)                                                            \
-    static inline void FN(tile_##MR##x##NV)(REAL *BP_RESTRICT C, int64_t ldc,                    \
-                                            const REAL *BP_RESTRICT A, int64_t rsa, int64_t csa, \
-                                            const REAL *BP_RESTRICT B, int64_t ldb, int64_t K,   \
-                                            const REAL *init, int accumulate, int activation)    \
+ * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient, D for the weight
+ * gradient). start: C itself if `accumulate` (C then holds whole vectors), else init[i] (a bias),
+ * else 0. If activation >= 0 the result goes through the unit function. Only the first `width`
+ * lanes of each row are stored (a weight-gradient row ends where the weights do). */
+#define DEFINE_BROADCAST_TILE(NAME, MR, NV)                                                      \
+    static NOINLINE void FN(NAME)(REAL *BP_RESTRICT C, int64_t ldc, const REAL *BP_RESTRICT A,   \
+                                int64_t rsa, int64_t csa, const REAL *BP_RESTRICT B,             \
+                                int64_t ldb, int64_t K, const REAL *init, int accumulate,        \
+                                int activation, int64_t width)                                   \
     {                                                                                            \
         VREAL acc[MR][NV];                                                                       \
         for (int i = 0; i < MR; i++)                                                             \
@@ -152,54 +169,82 @@ static inline VREAL FN(vderivative)(VREAL y, int activation)
             for (int i = 0; i < MR; i++) {                                                       \
                 const VREAL a = FN(vsplat)(A[i * rsa + k * csa]);                                \
                 for (int v = 0; v < NV; v++)                                                     \
-                    acc[i][v] += a * b[v];                                                       \
+                    acc[i][v] = VFMA(a, b[v], acc[i][v]);                                        \
             }                                                                                    \
         }                                                                                        \
         for (int i = 0; i < MR; i++)                                                             \
             for (int v = 0; v < NV; v++)                                                         \
-                FN(vstore)(C + i * ldc + v * VW,                                                 \
-                           activation >= 0 ? FN(vactivate)(acc[i][v], activation) : acc[i][v]);  \
+                FN(vstore_first)(C + i * ldc + v * VW,                                           \
+                                 activation >= 0 ? FN(vactivate)(acc[i][v], activation)          \
+                                                 : acc[i][v],                                    \
+                                 width - v * VW);                                                \
     }
-DEFINE_BROADCAST_TILE(6, 4)
-DEFINE_BROADCAST_TILE(6, 3)
-DEFINE_BROADCAST_TILE(6, 2)
-DEFINE_BROADCAST_TILE(6, 1)
-DEFINE_BROADCAST_TILE(1, 4)
-DEFINE_BROADCAST_TILE(1, 3)
-DEFINE_BROADCAST_TILE(1, 2)
-DEFINE_BROADCAST_TILE(1, 1)
+/* Full-height tiles, and 2- and 1-row tiles for the rows left over, of every width up to
+   TILE_VECTORS. */
+#define DEFINE_BROADCAST_TILES(NV)                                                               \
+    DEFINE_BROADCAST_TILE(tile_full_##NV, TILE_ROWS, NV)                                         \
+    DEFINE_BROADCAST_TILE(tile_two_##NV, 2, NV)                                                  \
+    DEFINE_BROADCAST_TILE(tile_one_##NV, 1, NV)
+DEFINE_BROADCAST_TILES(1)
+DEFINE_BROADCAST_TILES(2)
+#if TILE_VECTORS >= 3
+DEFINE_BROADCAST_TILES(3)
+#endif
+#if TILE_VECTORS >= 4
+DEFINE_BROADCAST_TILES(4)
+#endif
+#if TILE_VECTORS > 4
+#error "add the tiles of more than 4 vectors"
+#endif
 
-#define TILE_ROWS 6
-#define TILE_VECTORS 4
+#define TILE_LANES (TILE_VECTORS * VW)
 
-/* One (rows x lanes) block of a broadcast product (rows <= TILE_ROWS, vectors <= TILE_VECTORS),
-   as full-height tiles of the block's width and single rows for the remainder. */
+/* One (rows x vectors) block of a broadcast product (rows <= TILE_ROWS, vectors <=
+   TILE_VECTORS): one full tile, or 2-row and 1-row tiles. */
 static void FN(broadcast_block)(REAL *C, int64_t ldc, const REAL *A, int64_t rsa, int64_t csa,
                                 const REAL *B, int64_t ldb, int64_t K, const REAL *init,
-                                int accumulate, int activation, int64_t rows, int64_t vectors)
+                                int accumulate, int activation, int64_t rows, int64_t vectors,
+                                int64_t width)
 {
 #define TILE_ARGS(i) C + (i) * ldc, ldc, A + (i) * rsa, rsa, csa, B, ldb, K, \
-                     init ? init + (i) : NULL, accumulate, activation
-#define TILE_CASES(MR, i)                                                                        \
+                     init ? init + (i) : NULL, accumulate, activation, width
+#define TILE_WIDTH_CASE(KIND, NV) case NV: FN(tile_##KIND##_##NV)(TILE_ARGS(i)); break;
+#if TILE_VECTORS >= 4
+#define TILE_WIDTH_CASE4(KIND) TILE_WIDTH_CASE(KIND, 4)
+#else
+#define TILE_WIDTH_CASE4(KIND)
+#endif
+#if TILE_VECTORS >= 3
+#define TILE_WIDTH_CASE3(KIND) TILE_WIDTH_CASE(KIND, 3)
+#else
+#define TILE_WIDTH_CASE3(KIND)
+#endif
+#define TILE_CASES(KIND)                                                                         \
     switch (vectors) {                                                                           \
-    case 4: FN(tile_##MR##x4)(TILE_ARGS(i)); break;                                              \
-    case 3: FN(tile_##MR##x3)(TILE_ARGS(i)); break;                                              \
-    case 2: FN(tile_##MR##x2)(TILE_ARGS(i)); break;                                              \
-    default: FN(tile_##MR##x1)(TILE_ARGS(i)); break;                                             \
+    TILE_WIDTH_CASE4(KIND)                                                                       \
+    TILE_WIDTH_CASE3(KIND)                                                                       \
+    TILE_WIDTH_CASE(KIND, 2)                                                                     \
+    default: FN(tile_##KIND##_1)(TILE_ARGS(i)); break;                                           \
     }
+    int64_t i = 0;
     if (rows == TILE_ROWS) {
-        TILE_CASES(6, 0)
-    } else {
-        for (int64_t i = 0; i < rows; i++)
-            TILE_CASES(1, i)
+        TILE_CASES(full)
+        return;
     }
+    for (; i + 2 <= rows; i += 2)
+        TILE_CASES(two)
+    if (i < rows)
+        TILE_CASES(one)
 #undef TILE_CASES
+#undef TILE_WIDTH_CASE3
+#undef TILE_WIDTH_CASE4
+#undef TILE_WIDTH_CASE
 #undef TILE_ARGS
 }
 
 /* G[i*ldg + j] = sum over lanes of D[i, lane] X[j, lane], for MR x NR outputs. */
 #define DEFINE_DOT_TILE(MR, NR)                                                                  \
-    static inline void FN(dots_##MR##x##NR)(REAL *BP_RESTRICT G, int64_t ldg,                    \
+    static NOINLINE void FN(dots_##MR##x##NR)(REAL *BP_RESTRICT G, int64_t ldg,                  \
                                             const REAL *BP_RESTRICT D, int64_t ldd,              \
                                             const REAL *BP_RESTRICT X, int64_t ldx,              \
                                             int64_t lanes)                                       \
@@ -216,31 +261,32 @@ static void FN(broadcast_block)(REAL *C, int64_t ldc, const REAL *A, int64_t rsa
                 x[j] = FN(vload)(X + j * ldx + lane);                                            \
             for (int i = 0; i < MR; i++)                                                         \
                 for (int j = 0; j < NR; j++)                                                     \
-                    acc[i][j] += d[i] * x[j];                                                    \
+                    acc[i][j] = VFMA(d[i], x[j], acc[i][j]);                                     \
         }                                                                                        \
         for (int i = 0; i < MR; i++)                                                             \
             for (int j = 0; j < NR; j++)                                                         \
                 G[i * ldg + j] = FN(hsum)(acc[i][j]);                                            \
     }
-DEFINE_DOT_TILE(4, 4)
-DEFINE_DOT_TILE(4, 1)
-DEFINE_DOT_TILE(1, 4)
+#define DEFINE_DOT_TILE_(MR, NR) DEFINE_DOT_TILE(MR, NR)
+#define DOT_TILE_(MR, NR) FN(dots_##MR##x##NR)
+#define DOT_TILE(MR, NR) DOT_TILE_(MR, NR)
+DEFINE_DOT_TILE_(DOT_ROWS, DOT_COLS)
+DEFINE_DOT_TILE_(DOT_ROWS, 1)
+DEFINE_DOT_TILE_(1, DOT_COLS)
 DEFINE_DOT_TILE(1, 1)
-
-#define DOT_ROWS 4
 
 static void FN(dot_block)(REAL *G, int64_t ldg, const REAL *D, int64_t ldd, const REAL *X,
                           int64_t ldx, int64_t lanes, int64_t rows, int64_t cols)
 {
 #define DOT_ARGS(i, j) G + (i) * ldg + (j), ldg, D + (i) * ldd, ldd, X + (j) * ldx, ldx, lanes
-    if (rows == DOT_ROWS && cols == DOT_ROWS) {
-        FN(dots_4x4)(DOT_ARGS(0, 0));
+    if (rows == DOT_ROWS && cols == DOT_COLS) {
+        DOT_TILE(DOT_ROWS, DOT_COLS)(DOT_ARGS(0, 0));
     } else if (rows == DOT_ROWS) {
         for (int64_t j = 0; j < cols; j++)
-            FN(dots_4x1)(DOT_ARGS(0, j));
-    } else if (cols == DOT_ROWS) {
+            DOT_TILE(DOT_ROWS, 1)(DOT_ARGS(0, j));
+    } else if (cols == DOT_COLS) {
         for (int64_t i = 0; i < rows; i++)
-            FN(dots_1x4)(DOT_ARGS(i, 0));
+            DOT_TILE(1, DOT_COLS)(DOT_ARGS(i, 0));
     } else {
         for (int64_t i = 0; i < rows; i++)
             for (int64_t j = 0; j < cols; j++)
@@ -264,6 +310,46 @@ static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
     return *skip;
 }
 
+/* Blocks for the caches: a tile's B panel (BLOCK_K rows of TILE_LANES) is 16 KiB, for L1; a block
+   of B (BLOCK_K rows of BLOCK_LANES) at most 256 KiB, for L2. */
+#define BLOCK_K ((int64_t)(16384 / (TILE_VECTORS * VBYTES)))
+#define BLOCK_LANES ((int64_t)(262144 / (BLOCK_K * sizeof(REAL))) / TILE_LANES * TILE_LANES)
+
+/* C (M x N lanes) = start + A (M x K) B (K x N), in register tiles, BLOCK_LANES lanes by BLOCK_K
+ * terms at a time. A(i,k) = A[i*rsa + k*csa]; row k of B starts at B + k*ldb; N is whole vectors.
+ * start: C if `accumulate`, else init[i] if init, else 0; the unit function `activation` (if >=
+ * 0) is applied with the last terms. Only the first `width` lanes of each row of C are stored.
+ * A partial sum goes through C between K blocks, exactly, so blocking never changes a result. */
+static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t rsa,
+                            int64_t csa, const REAL *B, int64_t ldb, int64_t M, int64_t N,
+                            int64_t K, const REAL *init, int accumulate, int activation,
+                            int64_t width)
+{
+    const int64_t row_blocks = FN(ceil_div)(M, TILE_ROWS);
+    int skip = 0;
+    for (int64_t n0 = 0; n0 < N; n0 += BLOCK_LANES) {
+        const int64_t lane_blocks = FN(ceil_div)(MIN(BLOCK_LANES, N - n0), TILE_LANES);
+        int64_t k0 = 0;
+        do {
+            const int64_t k_count = MIN(BLOCK_K, K - k0);
+            const int first = k0 == 0, last = k0 + k_count >= K;
+            OMP_FOR_COLLAPSE2
+            for (int64_t rb = 0; rb < row_blocks; rb++)
+                for (int64_t lb = 0; lb < lane_blocks; lb++) {
+                    if (FN(skip_tile)(ws, rb * lane_blocks + lb, &skip))
+                        continue;
+                    const int64_t i = rb * TILE_ROWS, j = n0 + lb * TILE_LANES;
+                    FN(broadcast_block)(C + i * ldc + j, ldc, A + i * rsa + k0 * csa, rsa, csa,
+                                        B + k0 * ldb + j, ldb, k_count,
+                                        first && init ? init + i : NULL, !first || accumulate,
+                                        last ? activation : -1, MIN(TILE_ROWS, M - i),
+                                        MIN(TILE_VECTORS, (N - j) / VW), width - j);
+                }
+            k0 += k_count;
+        } while (k0 < K);
+    }
+}
+
 /* ---- layers ------------------------------------------------------------------------------- */
 
 /* Layer l over `lanes` lanes (the batch rounded up to whole vectors):
@@ -271,30 +357,14 @@ static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
 static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params, int l,
                                   int64_t lanes)
 {
-    const int64_t n_out = net->size[l], ld = ws->ld;
     const REAL *bias = net->bias_offset[l] >= 0 ? params + net->bias_offset[l] : NULL;
-    const int64_t row_blocks = FN(ceil_div)(n_out, TILE_ROWS);
-    const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_VECTORS * VW);
     const int first = net->src_start[l], last = net->src_start[l + 1] - 1;
-    int skip = 0;
-    OMP_FOR_COLLAPSE2
-    for (int64_t rb = 0; rb < row_blocks; rb++) {
-        for (int64_t lb = 0; lb < lane_blocks; lb++) {
-            if (FN(skip_tile)(ws, rb * lane_blocks + lb, &skip))
-                continue;
-            const int64_t o = rb * TILE_ROWS, lane = lb * TILE_VECTORS * VW;
-            const int64_t rows = MIN(TILE_ROWS, n_out - o);
-            const int64_t vectors = MIN(TILE_VECTORS, (lanes - lane) / VW);
-            for (int e = first; e <= last; e++) {
-                const int src = net->src_layer[e];
-                const int64_t n_in = net->size[src];
-                FN(broadcast_block)(ws->y[l] + o * ld + lane, ld,
-                                    params + net->w_offset[e] + o * n_in, n_in, 1,
-                                    ws->y[src] + lane, ld, n_in, bias ? bias + o : NULL,
-                                    e != first, e == last ? net->activation[l] : -1, rows,
-                                    vectors);
-            }
-        }
+    for (int e = first; e <= last; e++) {
+        const int src = net->src_layer[e];
+        const int64_t n_in = net->size[src];
+        FN(product_omp)(ws, ws->y[l], ws->ld, params + net->w_offset[e], n_in, 1, ws->y[src],
+                        ws->ld, net->size[l], lanes, n_in, e == first ? bias : NULL, e != first,
+                        e == last ? net->activation[l] : -1, lanes);
     }
 }
 
@@ -381,8 +451,8 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
 /* Gradients of layer l's weights and bias; dy[l] already holds dE/dx.
  *   forward: y[o,b] = f(... + sum_c W[o,c] x[c,b] + bias[o])
  *   dE/dW[o,c] = sum_b dE/dx[o,b] x[c,b],    dE/dbias[o] = sum_b dE/dx[o,b]
- * Wide sources: dW (O, C) = D (O, B) X_rows (B, C) as broadcast tiles into a padded scratch block
- * (copied out by copy_weight_gradients_omp). Narrow ones: lane dot products straight into grad. */
+ * Wide sources: dW (O, C) = D (O, B) X_rows (B, C) as broadcast tiles over the batch-major copy,
+ * straight into the gradient. Narrow ones: lane dot products. */
 static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad, int l,
                                            int64_t n_rows, int64_t lanes)
 {
@@ -392,35 +462,22 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         const int64_t n_in = net->size[src];
-        if (ws->scratch_offset[e] >= 0) {
-            const int64_t ld_rows = ws->ld_rows[src];
-            REAL *scratch = ws->grad_scratch + ws->scratch_offset[e];
-            const int64_t row_blocks = FN(ceil_div)(n_out, TILE_ROWS);
-            const int64_t col_blocks = FN(ceil_div)(ld_rows, TILE_VECTORS * VW);
-            OMP_FOR_COLLAPSE2_NOWAIT
-            for (int64_t rb = 0; rb < row_blocks; rb++)
-                for (int64_t cb = 0; cb < col_blocks; cb++) {
-                    if (FN(skip_tile)(ws, rb * col_blocks + cb, &skip))
-                        continue;
-                    const int64_t o = rb * TILE_ROWS, c = cb * TILE_VECTORS * VW;
-                    FN(broadcast_block)(scratch + o * ld_rows + c, ld_rows, dx + o * ld, ld, 1,
-                                        ws->y_rows[src] + c, ld_rows, n_rows, NULL, 0, -1,
-                                        MIN(TILE_ROWS, n_out - o),
-                                        MIN(TILE_VECTORS, (ld_rows - c) / VW));
-                }
+        REAL *grad_w = grad + net->w_offset[e];
+        if (ws->y_rows[src]) {
+            FN(product_omp)(ws, grad_w, n_in, dx, ld, 1, ws->y_rows[src], ws->ld_rows[src], n_out,
+                            ws->ld_rows[src], n_rows, NULL, 0, -1, n_in);
         } else {
             const int64_t row_blocks = FN(ceil_div)(n_out, DOT_ROWS);
-            const int64_t col_blocks = FN(ceil_div)(n_in, DOT_ROWS);
-            REAL *grad_w = grad + net->w_offset[e];
+            const int64_t col_blocks = FN(ceil_div)(n_in, DOT_COLS);
             OMP_FOR_COLLAPSE2_NOWAIT
             for (int64_t rb = 0; rb < row_blocks; rb++)
                 for (int64_t cb = 0; cb < col_blocks; cb++) {
                     if (FN(skip_tile)(ws, rb * col_blocks + cb, &skip))
                         continue;
-                    const int64_t o = rb * DOT_ROWS, c = cb * DOT_ROWS;
+                    const int64_t o = rb * DOT_ROWS, c = cb * DOT_COLS;
                     FN(dot_block)(grad_w + o * n_in + c, n_in, dx + o * ld, ld,
                                   ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, n_out - o),
-                                  MIN(DOT_ROWS, n_in - c));
+                                  MIN(DOT_COLS, n_in - c));
                 }
         }
     }
@@ -436,25 +493,6 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
     }
 }
 
-/* The padded scratch blocks of layer l's wide-source edges into the gradient arena. */
-static void FN(copy_weight_gradients_omp)(const bp_net *net, WS *ws, REAL *grad, int l)
-{
-    const int64_t n_out = net->size[l];
-    for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-        if (ws->scratch_offset[e] < 0)
-            continue;
-        const int src = net->src_layer[e];
-        const int64_t n_in = net->size[src], ld_rows = ws->ld_rows[src];
-        const REAL *scratch = ws->grad_scratch + ws->scratch_offset[e];
-        REAL *grad_w = grad + net->w_offset[e];
-        int skip = 0;
-        OMP_FOR
-        for (int64_t o = 0; o < n_out; o++)
-            if (!FN(skip_tile)(ws, o, &skip))
-                memcpy(grad_w + o * n_in, scratch + o * ld_rows, (size_t)n_in * sizeof(REAL));
-    }
-}
-
 /* Gradients flowing down to layer l's computed sources.
  *   dE/dy_src[c, b] (+)= sum_o W[o, c] dE/dx[o, b]
  * The first consumer of a source (the highest layer) writes, the rest add. */
@@ -462,28 +500,15 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
                                           int64_t lanes)
 {
     const int64_t n_out = net->size[l], ld = ws->ld;
-    const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_VECTORS * VW);
-    int skip = 0;
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         if (src < net->n_inputs)
             continue;
         const int64_t n_in = net->size[src];
-        const int64_t row_blocks = FN(ceil_div)(n_in, TILE_ROWS);
-        const REAL *W = params + net->w_offset[e];
-        OMP_FOR_COLLAPSE2_NOWAIT
-        for (int64_t rb = 0; rb < row_blocks; rb++)
-            for (int64_t lb = 0; lb < lane_blocks; lb++) {
-                if (FN(skip_tile)(ws, rb * lane_blocks + lb, &skip))
-                    continue;
-                const int64_t c = rb * TILE_ROWS, lane = lb * TILE_VECTORS * VW;
-                FN(broadcast_block)(ws->dy[src] + c * ld + lane, ld, W + c, 1, n_in,
-                                    ws->dy[l] + lane, ld, n_out, NULL, net->accumulate[e], -1,
-                                    MIN(TILE_ROWS, n_in - c),
-                                    MIN(TILE_VECTORS, (lanes - lane) / VW));
-            }
+        FN(product_omp)(ws, ws->dy[src], ld, params + net->w_offset[e], 1, n_in, ws->dy[l], ld,
+                        n_in, lanes, n_out, NULL, net->accumulate[e], -1, lanes);
     }
-    OMP_BARRIER
+    OMP_BARRIER /* the weight gradients' nowait loops are done too */
 }
 
 /* Turn layer l's dE/dy (complete once every higher layer has run) into dE/dx. */
@@ -518,7 +543,6 @@ static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const R
             FN(layer_activation_backward_omp)(net, ws, l, lanes);
         FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows, lanes);
         FN(layer_backward_inputs_omp)(net, ws, params, l, lanes);
-        FN(copy_weight_gradients_omp)(net, ws, grad, l);
     }
 }
 

@@ -1,4 +1,4 @@
-/* train.inc.c: the training driver for one (REAL, ISA, PAR), included by bpfast.c after
+/* train.inc.c: the training driver for one (REAL, ISA, PAR), included by variant.inc.c after
  * kernels.inc.c.
  *
  * train_body runs many sweeps in one call: no Python and no allocation per sweep. A sweep is one

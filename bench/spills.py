@@ -1,0 +1,65 @@
+"""The inner loops of the register tiles: FMAs (or multiplies), loads and stack accesses.
+
+    gcc -O3 -fopenmp -ffp-contract=off -Icsrc -S csrc/kernels_avx2.c -o /tmp/avx2.s
+    python bench/spills.py /tmp/avx2.s
+
+For every tile function (tile_* and dots_*), the innermost loop with the most FMAs among those that
+load no constants (the k loop of a broadcast tile, the lane loop of a dot tile; the unit function
+after the loop loads its polynomial's constants) and the stack accesses in it: a tile that fits its
+registers has none (it reloads nothing it spilled). Exits 1 if any has one. Used to choose and
+check each variant's tile shape (csrc/kernels_<isa>.c).
+"""
+
+import re
+import sys
+
+ARITH = re.compile(r"\b(vfmadd\w*|vfmla\w*|fmla|mulps|mulpd|fmul|vmulps|vmulpd)\b")
+STACK = re.compile(r"\((%rsp|%rbp)[^)]*\)|\[sp[,\]]|\[x29[,\]]")
+CONSTANT = re.compile(r"%rip|\.LC|:lo12:|div|cvt|\bcall\b|\bbl\b")
+LOAD = re.compile(r"\b(vmovups|vmovaps|vbroadcastss|vbroadcastsd|movups|movaps|movss|movsd|ldr|ld1r|ldp|"
+                  r"vmovupd|movupd|shufps|unpcklps)\b")
+
+
+def loops(lines):
+    labels = {}
+    current = None
+    for i, line in enumerate(lines):
+        m = re.match(r"^([A-Za-z_][\w.]*):", line)
+        if m and not m.group(1).startswith(".L"):
+            current = m.group(1)
+        m = re.match(r"^(\.L\w+):", line)
+        if m:
+            labels[m.group(1)] = i
+        m = re.match(r"^\s+(j\w+|b\.?\w*|cbnz|cbz)\s+(?:\S+,\s*)*(\.L\w+)", line)
+        if m and m.group(2) in labels and labels[m.group(2)] < i:
+            yield current, lines[labels[m.group(2)]:i + 1]
+
+
+def innermost(lines):
+    found = list(loops(lines))
+    spans = [(func, body) for func, body in found]
+    for func, body in spans:
+        if not any(other is not body and other[0] in body[1:-1] for _, other in spans
+                   if len(other) < len(body)):
+            yield func, body
+
+
+def main(path):
+    lines = open(path).read().split("\n")
+    best = {}
+    for func, body in innermost(lines):
+        if not re.match(r"(tile|dots)_", func or ""):
+            continue
+        if any(CONSTANT.search(l) for l in body):
+            continue
+        arith = sum(bool(ARITH.search(l)) for l in body)
+        if arith > best.get(func, (0,))[0]:
+            best[func] = (arith, sum(bool(LOAD.search(l)) for l in body),
+                          sum(bool(STACK.search(l)) for l in body))
+    for func, (arith, loads, stack) in sorted(best.items()):
+        print(f"{func:48s} {arith:3d} FMA/mul {loads:3d} loads {stack:3d} stack")
+    return 1 if not best or any(stack for _, _, stack in best.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,81 @@
+/* internal.h: what the translation units of the core share and the Python side never sees: the
+ * workspace struct (one layout for every instruction set), small helpers, and the kernel tables
+ * each per-ISA translation unit (kernels_<isa>.c) defines. */
+#ifndef BPFAST_INTERNAL_H
+#define BPFAST_INTERNAL_H
+
+#include "bpfast.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BP_RESTRICT __restrict
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+
+/* The x86-64 variants need GCC or clang target pragmas, immintrin.h and __builtin_cpu_supports;
+   everywhere else (aarch64, ...) only the baseline variant is built. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define BP_X86 1
+#else
+#define BP_X86 0
+#endif
+
+/* Activation rows are padded to whole 64-byte lines (16 floats, 8 doubles): the widest vector of
+   any variant, so one workspace layout serves every instruction set. */
+#define BP_PAD_BYTES 64
+
+/* Carve `bytes` from *cursor at the next 64-byte boundary. The cursor is an integer so that the
+   workspace layout can also run as a pure count from 0. */
+static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
+{
+    const uintptr_t start = (*cursor + 63) & ~(uintptr_t)63;
+    *cursor = start + bytes;
+    return (void *)start;
+}
+
+/* The buffers of a training run or a forward pass. */
+#define BP_WORKSPACE_STRUCT(REAL, SFX)                                                            \
+    struct bp_workspace_##SFX {                                                                  \
+        int64_t max_rows;                                                                        \
+        int64_t ld;         /* lanes per row: max_rows rounded up to BP_PAD_BYTES */             \
+        REAL **y;           /* [n_layers] activations (size[l], ld); inputs are rows of x_batch */\
+        REAL **dy;          /* [n_layers] dE/dy, turned into dE/dx in place (computed layers) */ \
+        REAL **y_rows;      /* [n_layers] batch-major copies (max_rows, ld_rows[l]) of the       \
+                               sources wide enough for broadcast weight gradients; else NULL */  \
+        int64_t *ld_rows;   /* [n_layers] the size rounded up to BP_PAD_BYTES */                 \
+        double *row_error;  /* [n_outputs] each output unit's share of E */                      \
+        int *row_within;    /* [n_outputs] whether each output is within stop_tol everywhere */  \
+        REAL *x_batch;      /* [n_input_cols, ld] the bound batch's inputs, feature-major */     \
+        REAL *t_batch;      /* [n_outputs, ld] its targets */                                    \
+        int64_t *order;     /* [n_samples] the case order of the current sweep */                \
+        int64_t n_order;                                                                         \
+        const REAL *bound_x;/* the cases x_batch holds when it holds a whole set, else NULL */   \
+        double error;       /* shared results, written by one thread, read after a barrier */    \
+        int all_within;                                                                          \
+        int status;                                                                              \
+        int64_t n_done;     /* sweeps finished by the current train call */                      \
+        int weights_non_finite; /* set by the momentum update when a weight became non-finite */ \
+        const bp_stop *stop;/* the current call's stop request, or NULL */                       \
+        REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */\
+        uint64_t start_rng; /* ... and its shuffling state */                                    \
+        void *arena;        /* the one allocation the above point into */                        \
+    };
+BP_WORKSPACE_STRUCT(float, f32)
+BP_WORKSPACE_STRUCT(double, f64)
+#undef BP_WORKSPACE_STRUCT
+
+/* Sources at least a padded line wide get their weight gradients as broadcast tiles over a
+   batch-major copy (no horizontal sums); narrower ones as lane dot products. */
+#define BP_WIDE_SOURCE(size, REAL) ((int64_t)(size) * (int64_t)sizeof(REAL) >= BP_PAD_BYTES)
+
+/* The kernel table of each variant, defined by kernels_<isa>.c. */
+extern const bp_kernels bp_kernels_baseline;
+#if BP_X86
+extern const bp_kernels bp_kernels_avx2;
+extern const bp_kernels bp_kernels_avx512;
+#endif
+
+#endif
