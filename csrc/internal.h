@@ -27,6 +27,10 @@
    any variant, so one workspace layout serves every instruction set. */
 #define BP_PAD_BYTES 64
 
+/* The buffer a product packs a block of its B matrix into (kernels.inc.c: BLOCK_K x BLOCK_LANES
+   of every variant fit): sized for a core's L2 cache. */
+#define BP_PACK_BYTES 262144
+
 /* Carve `bytes` from *cursor at the next 64-byte boundary. The cursor is an integer so that the
    workspace layout can also run as a pure count from 0. */
 static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
@@ -49,6 +53,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         double *row_error;  /* [n_outputs] each output unit's share of E */                      \
         int *row_within;    /* [n_outputs] whether each output is within stop_tol everywhere */  \
         REAL *x_batch;      /* [n_input_cols, ld] the bound batch's inputs, feature-major */     \
+        REAL *pack;         /* [BP_PACK_BYTES] a block of a product's B, packed panel by panel */\
         REAL *t_batch;      /* [n_outputs, ld] its targets */                                    \
         int64_t *order;     /* [n_samples] the case order of the current sweep */                \
         int64_t n_order;                                                                         \

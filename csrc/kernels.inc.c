@@ -311,9 +311,26 @@ static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
 }
 
 /* Blocks for the caches: a tile's B panel (BLOCK_K rows of TILE_LANES) is 16 KiB, for L1; a block
-   of B (BLOCK_K rows of BLOCK_LANES) at most 256 KiB, for L2. */
+   of B (BLOCK_K rows of BLOCK_LANES), packed into ws->pack, at most BP_PACK_BYTES, for L2. */
 #define BLOCK_K ((int64_t)(16384 / (TILE_VECTORS * VBYTES)))
-#define BLOCK_LANES ((int64_t)(262144 / (BLOCK_K * sizeof(REAL))) / TILE_LANES * TILE_LANES)
+#define BLOCK_LANES \
+    ((int64_t)(BP_PACK_BYTES / (BLOCK_K * sizeof(REAL))) / TILE_LANES * TILE_LANES)
+/* Products with at least this many row blocks pack B: each panel is then read that many times,
+   and from contiguous memory instead of k_count rows far apart. */
+#define PACK_MIN_ROW_BLOCKS 4
+
+/* Copy the block (k_count rows x lanes) of B starting at row 0, lane n0 into `pack` as panels of
+   TILE_LANES: panel p holds lanes [p TILE_LANES, (p + 1) TILE_LANES), row k at k TILE_LANES. */
+static void FN(pack_block_omp)(REAL *pack, const REAL *B, int64_t ldb, int64_t k_count,
+                               int64_t n0, int64_t lanes)
+{
+    const int64_t panels = FN(ceil_div)(lanes, TILE_LANES);
+    OMP_FOR
+    for (int64_t k = 0; k < k_count; k++)
+        for (int64_t p = 0; p < panels; p++)
+            memcpy(pack + (p * k_count + k) * TILE_LANES, B + k * ldb + n0 + p * TILE_LANES,
+                   (size_t)MIN(TILE_LANES, lanes - p * TILE_LANES) * sizeof(REAL));
+}
 
 /* C (M x N lanes) = start + A (M x K) B (K x N), in register tiles, BLOCK_LANES lanes by BLOCK_K
  * terms at a time. A(i,k) = A[i*rsa + k*csa]; row k of B starts at B + k*ldb; N is whole vectors.
@@ -326,21 +343,27 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
                             int64_t width)
 {
     const int64_t row_blocks = FN(ceil_div)(M, TILE_ROWS);
+    const int packed = row_blocks >= PACK_MIN_ROW_BLOCKS;
     int skip = 0;
     for (int64_t n0 = 0; n0 < N; n0 += BLOCK_LANES) {
-        const int64_t lane_blocks = FN(ceil_div)(MIN(BLOCK_LANES, N - n0), TILE_LANES);
+        const int64_t lanes = MIN(BLOCK_LANES, N - n0);
+        const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_LANES);
         int64_t k0 = 0;
         do {
             const int64_t k_count = MIN(BLOCK_K, K - k0);
             const int first = k0 == 0, last = k0 + k_count >= K;
+            if (packed)
+                FN(pack_block_omp)(ws->pack, B + k0 * ldb, ldb, k_count, n0, lanes);
             OMP_FOR_COLLAPSE2
-            for (int64_t rb = 0; rb < row_blocks; rb++)
-                for (int64_t lb = 0; lb < lane_blocks; lb++) {
-                    if (FN(skip_tile)(ws, rb * lane_blocks + lb, &skip))
+            for (int64_t lb = 0; lb < lane_blocks; lb++)
+                for (int64_t rb = 0; rb < row_blocks; rb++) {
+                    if (FN(skip_tile)(ws, lb * row_blocks + rb, &skip))
                         continue;
                     const int64_t i = rb * TILE_ROWS, j = n0 + lb * TILE_LANES;
                     FN(broadcast_block)(C + i * ldc + j, ldc, A + i * rsa + k0 * csa, rsa, csa,
-                                        B + k0 * ldb + j, ldb, k_count,
+                                        packed ? ws->pack + lb * k_count * TILE_LANES
+                                               : B + k0 * ldb + j,
+                                        packed ? TILE_LANES : ldb, k_count,
                                         first && init ? init + i : NULL, !first || accumulate,
                                         last ? activation : -1, MIN(TILE_ROWS, M - i),
                                         MIN(TILE_VECTORS, (N - j) / VW), width - j);
@@ -349,8 +372,6 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
         } while (k0 < K);
     }
 }
-
-/* ---- layers ------------------------------------------------------------------------------- */
 
 /* Layer l over `lanes` lanes (the batch rounded up to whole vectors):
  *   y[o, b] = f(bias[o] + sum_e sum_c W_e[o, c] x_e[c, b])      W_e (O, C_e), x_e (C_e, ld) */
