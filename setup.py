@@ -70,7 +70,7 @@ extension = Extension(
              "csrc/kernels_baseline.c", "csrc/bpfast.c", "csrc/workspace.c", "csrc/runtime.c"],
     include_dirs=["csrc"],
     depends=["csrc/bpfast.h", "csrc/internal.h", "csrc/isa.inc.c", "csrc/variant.inc.c",
-             "csrc/kernels.inc.c", "csrc/train.inc.c", "csrc/api.inc.c",
+             "csrc/kernels.inc.c", "csrc/small_nets.inc.c", "csrc/train.inc.c", "csrc/api.inc.c",
              "csrc/workspace.inc.c"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,

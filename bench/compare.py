@@ -1,7 +1,8 @@
 """bpfast against NumPy, PyTorch and scikit-learn on the same networks, data, weights and update.
 
-    python bench/compare.py            # the full table (a few minutes)
-    python bench/compare.py --smoke    # tiny sizes, seconds: checks the script and every tool
+    python bench/compare.py              # the full table (a few minutes)
+    python bench/compare.py --isa all    # every kernel variant this CPU runs, side by side
+    python bench/compare.py --smoke      # tiny sizes, seconds: checks the script and every tool
 
 Workloads (float32): W1 symmetry 6-2-1, 64 cases, full batch (µs/sweep); W2 family trees
 (24->6, 12->6)->12->6->24, 100 cases, full batch (µs/sweep); W3 784-256-10, mini-batch 64, 60,000
@@ -9,8 +10,10 @@ cases (samples/s); W4 1024-1024-1024-10, mini-batch 256, 20,480 cases (samples/s
 logistic, trained by plain SGD with momentum on the summed squared error, and the data are
 synthetic (timing does not depend on the values).
 
-Tools: bpfast; "reference", bpfast.reference (NumPy float64, the oracle); "numpy", a float32 NumPy
-implementation of the same chain training (W3/W4 only); "torch", PyTorch eager on the CPU (nn.Linear,
+Tools: bpfast (one column per kernel variant with --isa: "bpfast avx2", ...); "reference",
+bpfast.reference (NumPy float64: the oracle every tool is verified against, not timed); "numpy", a
+float32 NumPy implementation of the same training (any topology: matmul per edge, in-place ufuncs);
+"torch", PyTorch eager on the CPU (nn.Linear,
 sigmoid, torch.optim.SGD with momentum, which is exactly the paper's update); "sklearn",
 MLPRegressor(solver="sgd") - it cannot do exactly the same: its output units are linear and it
 averages the gradient over a mini-batch, so it trains the same net with linear outputs at
@@ -20,7 +23,11 @@ are skipped.
 Before timing anything, every tool trains a short run from the same initial weights; the error of
 its final weights (evaluated by the reference) must match the reference's own run within float32
 tolerance, or the tool is not reported. Runs are interleaved (A, B, C, A, B, C, ...), warmed up,
-repeated, and reported as median (min-max).
+repeated, and reported as median (min-max). Each row also gives bpfast's rate in GFLOP/s (2 flops
+per multiply-add of the forward pass, the weight gradients and the input gradients), beside the
+single- and two-thread sgemm rate NumPy's BLAS reaches on this CPU, and checks the speed targets of
+issue 9. A kernel variant slower than the baseline variant on the same row is a bug: it is printed
+as one and the script exits with status 2 (not in --smoke mode, whose sizes are too small to time).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import bpfast
-from bpfast import Layer, reference
+from bpfast import Layer, _core, reference
 
 
 # ---- workloads ----------------------------------------------------------------------------------
@@ -139,12 +146,18 @@ class Tool:
 
 
 class BpfastTool(Tool):
-    name = "bpfast"
+    """bpfast with one kernel variant (isa) or the one it picks by itself (isa None)."""
+
+    def __init__(self, isa=None):
+        self.isa = isa
+        self.name = "bpfast" if isa is None else f"bpfast {isa}"
 
     def setup(self, net, workload, n_threads):
         self.net, self.workload, self.n_threads = net, workload, n_threads
 
     def run(self, X, T, n_units):
+        if self.isa is not None:
+            _core.set_isa(self.isa)  # each call reads the variant once, at its start
         w = self.workload
         if w.per_sample:
             self.net.fit(X, T, lr=w.lr, momentum=w.momentum, n_sweeps=1, batch_size=w.batch_size,
@@ -177,53 +190,71 @@ class ReferenceTool(Tool):
 
 
 class NumpyTool(Tool):
-    """Float32 NumPy, written for speed: preallocated buffers, in-place ufuncs, BLAS products."""
+    """Float32 NumPy, written for speed: BLAS products per edge, in-place ufuncs. Any topology of
+    logistic layers (several input groups, skip connections), like bpfast's."""
     name = "numpy"
-    chain_only = True
-
-    def supports(self, workload):
-        return workload.per_sample
 
     def setup(self, net, workload, n_threads):
-        self.workload, self.n_threads = workload, n_threads
-        self.layers = [(W.copy(), b.copy()) for W, b in chain_blocks(net)]
-        self.velocity = [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.layers]
+        self.workload, self.n_threads, self.topology = workload, n_threads, net.topology
+        topo = net.topology
+        self.edges = [(layer.name, src) for layer in topo.layers for src in layer.sources]
+        self.W = {e: net.weights(*e).copy() for e in self.edges}
+        self.b = {layer.name: net.bias(layer.name).copy() for layer in topo.layers if layer.bias}
+        self.vW = {e: np.zeros_like(W) for e, W in self.W.items()}
+        self.vb = {name: np.zeros_like(b) for name, b in self.b.items()}
+
+    def update(self, param, velocity, grad):
+        w = self.workload
+        velocity *= w.momentum
+        grad *= w.lr
+        velocity -= grad
+        param += velocity
 
     def step(self, x, t):
-        w = self.workload
-        ys = [x]
-        for W, b in self.layers:
-            z = ys[-1] @ W.T
-            z += b
+        topo = self.topology
+        acts = {name: x[:, topo.input_col[i]:topo.input_col[i] + topo.size[i]]
+                for i, name in enumerate(topo.input_names)}
+        for layer in topo.layers:
+            z = None
+            for src in layer.sources:
+                product = acts[src] @ self.W[(layer.name, src)].T
+                z = product if z is None else np.add(z, product, out=z)
+            if layer.bias:
+                z += self.b[layer.name]
             np.negative(z, out=z)
             np.exp(z, out=z)
             z += 1
             np.reciprocal(z, out=z)
-            ys.append(z)
-        delta = ys[-1] - t
-        for i in range(len(self.layers) - 1, -1, -1):
-            y = ys[i + 1]
+            acts[layer.name] = z
+        deltas = {topo.layers[-1].name: acts[topo.layers[-1].name] - t}
+        for layer in reversed(topo.layers):
+            y, delta = acts[layer.name], deltas.pop(layer.name)
             delta *= y * (1 - y)
-            W, b = self.layers[i]
-            gW, gb = delta.T @ ys[i], delta.sum(0)
-            if i:
-                next_delta = delta @ W
-            for param, vel, grad in ((W, self.velocity[i][0], gW), (b, self.velocity[i][1], gb)):
-                vel *= w.momentum
-                vel -= w.lr * grad
-                param += vel
-            if i:
-                delta = next_delta
+            for src in layer.sources:
+                W = self.W[(layer.name, src)]
+                if src not in topo.input_names:  # the gradient flowing down, with the old W
+                    down = delta @ W
+                    deltas[src] = down if src not in deltas else np.add(deltas[src], down,
+                                                                        out=deltas[src])
+                self.update(W, self.vW[(layer.name, src)], delta.T @ acts[src])
+            if layer.bias:
+                self.update(self.b[layer.name], self.vb[layer.name], delta.sum(0))
 
     def run(self, X, T, n_units):
-        bs = self.workload.batch_size
+        w = self.workload
         with thread_limit(self.n_threads):
-            for start in range(0, len(X), bs):
-                self.step(X[start:start + bs], T[start:start + bs])
+            if w.per_sample:
+                for start in range(0, len(X), w.batch_size):
+                    self.step(X[start:start + w.batch_size], T[start:start + w.batch_size])
+            else:
+                for _ in range(n_units):
+                    self.step(X, T)
 
     def params(self):
-        return np.concatenate([W.ravel() for W, _ in self.layers] +
-                              [b for _, b in self.layers]).astype(np.float64)
+        topo = self.topology
+        return np.concatenate([self.W[e].ravel() for e in self.edges] +
+                              [self.b[layer.name] for layer in topo.layers if layer.bias]
+                              ).astype(np.float64)
 
 
 class TorchTool(Tool):
@@ -319,7 +350,51 @@ class SklearnTool(Tool):
                               list(self.est.intercepts_)).astype(np.float64)
 
 
-TOOLS = [BpfastTool(), ReferenceTool(), NumpyTool(), TorchTool(), SklearnTool()]
+COMPARISONS = [NumpyTool(), TorchTool(), SklearnTool()]
+
+# Issue 9's targets: bpfast's speed over each tool, per workload (and thread count where they
+# differ), for every kernel variant.
+TARGETS = {
+    "W1": {1: {"numpy": 150, "torch": 1000}, 2: {"numpy": 150, "torch": 1000}},
+    "W2": {1: {"numpy": 8, "torch": 40}, 2: {"numpy": 8, "torch": 40}},
+    "W3": {1: {"numpy": 1.2, "torch": 1.5}, 2: {"numpy": 1.2}},
+    "W4": {1: {"numpy": 1.1, "torch": 1.1}, 2: {"numpy": 1.1, "torch": 1.1}},
+}
+
+
+def flops_per_case(topology):
+    """2 flops per multiply-add of one case's forward pass, weight gradients and input gradients."""
+    macs = 0
+    for layer in topology.layers:
+        for src in layer.sources:
+            edge = layer.size * int(topology.size[topology.index[src]])
+            macs += 2 * edge + (edge if src not in topology.input_names else 0)
+    return 2 * macs
+
+
+def sgemm_rate(n_threads, n=1024, repeats=5):
+    """GFLOP/s of NumPy's float32 matmul of two n x n matrices on n_threads (the best of a few)."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    best = float("inf")
+    with thread_limit(n_threads):
+        np.matmul(a, a, out=out)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            np.matmul(a, a, out=out)
+            best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 # ---- verification and timing --------------------------------------------------------------------
@@ -397,35 +472,56 @@ def speedup(bp, other, per_sample):
     return a / b if per_sample else b / a
 
 
+def gflops(values, workload, n_cases, per_case):
+    """bpfast's median rate in GFLOP/s: values are samples/s or seconds per sweep."""
+    med = statistics.median(values)
+    return (med * per_case if workload.per_sample else n_cases * per_case / med) / 1e9
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="bpfast vs NumPy, PyTorch and scikit-learn")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per tool (default 7)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--workloads", nargs="+", default=[w.key for w in WORKLOADS])
+    parser.add_argument("--isa", nargs="+", default=None,
+                        help="kernel variants to time side by side: names, or 'all' for every "
+                             f"one this CPU runs ({', '.join(_core.available_isas())}); default: "
+                             "the one bpfast picks")
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.smoke else 7)
+    if args.isa is None:
+        variants = [BpfastTool()]
+    else:
+        names = _core.available_isas() if args.isa == ["all"] else args.isa
+        unknown = [n for n in names if n not in _core.available_isas()]
+        if unknown:
+            parser.error(f"this CPU does not run {unknown}; it runs {_core.available_isas()}")
+        variants = [BpfastTool(n) for n in names]
     info = bpfast.build_info()
-    versions = [f"bpfast {bpfast.__version__} ({info['simd']}, OpenMP {info['openmp']})",
+    versions = [f"bpfast {bpfast.__version__} (OpenMP {info['openmp']}; variants "
+                f"{', '.join(v.isa or info['simd'] for v in variants)})",
                 f"numpy {np.__version__}", f"Python {platform.python_version()}"]
-    tools = [t for t in TOOLS if t.available()]
-    for t in tools:
+    comparisons = [t for t in COMPARISONS if t.available()]
+    for t in comparisons:
         if t.name == "torch":
             import torch
             versions.append(f"torch {torch.__version__}")
         if t.name == "sklearn":
             import sklearn
             versions.append(f"scikit-learn {sklearn.__version__}")
-    print(f"{platform.machine()}, {os.cpu_count()} cores; " + ", ".join(versions))
+    print(f"{cpu_name()} ({platform.machine()}, {os.cpu_count()} cores); " + ", ".join(versions))
+    rates = {n: sgemm_rate(n, n=256 if args.smoke else 1024) for n in args.threads}
+    print("NumPy sgemm on this CPU: " + ", ".join(f"{rate:.1f} GFLOP/s on {n} thread{'s' * (n > 1)}"
+                                                   for n, rate in rates.items()))
     print(f"medians of {repeats} interleaved runs (min–max); W1/W2 in µs per sweep (lower is "
           "better), W3/W4 in samples per second (higher is better); float32\n")
-    failed = False
+    failed, bugs, missed = False, [], []
     for workload in [w for w in WORKLOADS if w.key in args.workloads]:
-        usable = [t for t in tools if t.supports(workload)]
         checked = []
         n = (workload.smoke_cases if args.smoke else None) or workload.n_cases
         Xv, Tv = make_data(workload, min(n, 4 * (workload.batch_size or n)))
-        for tool in usable:
+        for tool in variants + [t for t in comparisons if t.supports(workload)]:
             ok, e_tool, e_ref = verify(tool, workload, Xv, Tv)
             if ok:
                 checked.append(tool)
@@ -433,22 +529,47 @@ def main(argv=None):
                 failed = True
                 print(f"{workload.key}: {tool.name} DISAGREES with the reference "
                       f"(E {e_tool:.6g} vs {e_ref:.6g}); not reported", file=sys.stderr)
-        others = [t.name for t in checked if t.name != "bpfast"]
+        mine = [t for t in checked if isinstance(t, BpfastTool)]
+        others = [t.name for t in checked if not isinstance(t, BpfastTool)]
+        per_case = flops_per_case(workload.make_net().topology)
         print(f"### {workload.key}: {workload.title}\n")
-        print("| threads | " + " | ".join(t.name for t in checked) + " | " +
-              " | ".join(f"bpfast vs {o}" for o in others) + " |")
-        print("|" + "---|" * (1 + len(checked) + len(others)))
+        print("| threads | variant | bpfast | GFLOP/s | " + " | ".join(others) + " | " +
+              " | ".join(f"vs {o}" for o in others) + " | targets |")
+        print("|" + "---|" * (5 + 2 * len(others)))
         for n_threads in args.threads:
             res = measure(workload, checked, n_threads, repeats, args.smoke)
-            row = [fmt(res[t.name], workload.per_sample) for t in checked]
-            ratios = [f"{speedup(res['bpfast'], res[o], workload.per_sample):.1f}×" for o in others]
-            print(f"| {n_threads} | " + " | ".join(row) + " | " + " | ".join(ratios) + " |")
+            targets = TARGETS.get(workload.key, {}).get(n_threads, {})
+            base = next((t for t in mine if t.isa == "baseline"), None)
+            for tool in mine:
+                ratios = {o: speedup(res[tool.name], res[o], workload.per_sample) for o in others}
+                misses = [f"{o} {ratios[o]:.2g}× < {goal}×" for o, goal in targets.items()
+                          if o in ratios and ratios[o] < goal]
+                verdict = "met" if not misses else "MISSED: " + "; ".join(misses)
+                if misses:
+                    missed.append(f"{workload.key} {tool.name} {n_threads}T: " + "; ".join(misses))
+                print(f"| {n_threads} | {tool.isa or info['simd']} | "
+                      f"{fmt(res[tool.name], workload.per_sample)} | "
+                      f"{gflops(res[tool.name], workload, n, per_case):.1f} | " +
+                      " | ".join(fmt(res[o], workload.per_sample) for o in others) + " | " +
+                      " | ".join(f"{ratios[o]:.1f}×" for o in others) + f" | {verdict} |")
+                if base is not None and tool is not base and \
+                        speedup(res[tool.name], res[base.name], workload.per_sample) < 1:
+                    bugs.append(f"{workload.key}, {n_threads} thread(s): {tool.isa} is slower "
+                                f"than baseline ({fmt(res[tool.name], workload.per_sample)} vs "
+                                f"{fmt(res[base.name], workload.per_sample)})")
         print()
-    if any(t.name == "sklearn" for t in tools):
+    if any(t.name == "sklearn" for t in comparisons):
         print("sklearn trains the same nets with linear output units (it has no logistic output) "
               "at lr / 10 × batch size (it averages gradients; linear outputs diverge at the "
               "logistic nets' rate); it was checked against the reference doing exactly that.")
-    return 1 if failed else 0
+    for line in missed:
+        print(f"target missed: {line}")
+    for line in bugs:
+        print(f"BUG: a kernel variant slower than the baseline on its own CPU: {line}",
+              file=sys.stderr)
+    if failed:
+        return 1
+    return 2 if bugs and not args.smoke else 0
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ typedef struct {
     double stop_tol;           /* > 0: stop when every output is within stop_tol of its target */
     int n_threads;             /* threads for this run, already resolved and thresholded */
     const bp_stop *stop;       /* NULL: run to the end */
+    int small_nets;            /* 1: tiny nets take one whole-net loop (same results, faster);
+                                  0: always the layer-by-layer kernels (tests compare the two) */
 } bp_train_config;
 
 /* One phase of a schedule, applied for a number of sweeps. */
@@ -113,7 +115,8 @@ BP_DECLARE(double, f64)
  *                     sweeps whose update was applied, *status why it stopped early
  *   evaluate:         E and the stop test of the current weights over every case (NaN if
  *                     cfg->stop cut it short)
- *   logistic:         the vectorised logistic, in place (for tests of its accuracy) */
+ *   logistic:         the vectorised logistic, in place (for tests of its accuracy)
+ *   small_net:        whether cfg->small_nets would send this net through the whole-net loop */
 #define BP_KERNEL_FIELDS(REAL, SFX)                                                              \
     int (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,         \
                          const REAL *X, int64_t n_rows, int n_threads, const bp_stop *stop);    \
@@ -129,7 +132,8 @@ BP_DECLARE(double, f64)
     double (*evaluate_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,     \
                              const REAL *X, const REAL *T, const bp_train_config *cfg,          \
                              int *all_within);                                                  \
-    void (*logistic_##SFX)(REAL *x, int64_t n);
+    void (*logistic_##SFX)(REAL *x, int64_t n);                                                  \
+    int (*small_net_##SFX)(const bp_net *net);
 
 typedef struct {
     const char *name; /* "baseline", "avx2" (AVX2 + FMA) or "avx512" */

@@ -63,6 +63,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         int status;                                                                              \
         int64_t n_done;     /* sweeps finished by the current train call */                      \
         int weights_non_finite; /* set by the momentum update when a weight became non-finite */ \
+        int small_net;      /* the current call runs small_nets.inc.c's whole-net loop */       \
         const bp_stop *stop;/* the current call's stop request, or NULL */                       \
         REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */\
         uint64_t start_rng; /* ... and its shuffling state */                                    \
@@ -72,9 +73,10 @@ BP_WORKSPACE_STRUCT(float, f32)
 BP_WORKSPACE_STRUCT(double, f64)
 #undef BP_WORKSPACE_STRUCT
 
-/* Sources at least a padded line wide get their weight gradients as broadcast tiles over a
-   batch-major copy (no horizontal sums); narrower ones as lane dot products. */
-#define BP_WIDE_SOURCE(size, REAL) ((int64_t)(size) * (int64_t)sizeof(REAL) >= BP_PAD_BYTES)
+/* Sources of at least 16 units (a 64-byte line of floats) get their weight gradients as broadcast
+   tiles over a batch-major copy (no horizontal sums); narrower ones as lane dot products. The same
+   for both precisions, so that a net takes the same paths in either. */
+#define BP_WIDE_SOURCE(size) ((size) >= 16)
 
 /* The kernel table of each variant, defined by kernels_<isa>.c. */
 extern const bp_kernels bp_kernels_baseline;

@@ -8,6 +8,19 @@
  * thread and read by all after a barrier, so every thread runs the same loop.
  */
 
+/* grad, ws->error and ws->all_within over the bound batch: by the whole-net loop of
+   small_nets.inc.c on one thread where the call chose it (ws->small_net), else layer by layer. */
+static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
+                                   int64_t n_rows, const bp_train_config *cfg)
+{
+    if (ws->small_net) {
+        OMP_SINGLE
+        FN(loss_gradient_small)(net, ws, grad, params, n_rows, cfg);
+    } else {
+        FN(loss_gradient_omp)(net, ws, grad, params, n_rows, cfg);
+    }
+}
+
 /* Bind rows [start, start + n_rows) of the cases (through ws->order if `ordered`) as the batch:
  * copied feature-major into x_batch / t_batch, the padding lanes up to a whole vector zeroed. */
 static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const REAL *T,
@@ -151,7 +164,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
         }
         if (full_batch) {
             FN(bind_all_omp)(net, ws, X, T, cfg->n_samples);
-            FN(loss_gradient_omp)(net, ws, grad, params, cfg->n_samples, cfg);
+            FN(batch_gradient_omp)(net, ws, grad, params, cfg->n_samples, cfg);
             OMP_SINGLE
             errors[sweep] = ws->error;
             FN(decide_omp)(ws, ws->stop, !isfinite(ws->error) ? BP_NON_FINITE
@@ -188,7 +201,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                         break;
                 }
                 FN(bind_rows_omp)(net, ws, X, T, start, n_rows, shuffled);
-                FN(loss_gradient_omp)(net, ws, grad, params, n_rows, cfg);
+                FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 OMP_SINGLE
                 errors[sweep] += ws->error;
                 FN(decide_omp)(ws, ws->stop, isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE);
@@ -226,5 +239,5 @@ static void FN(loss_gradient_body)(const bp_net *net, WS *ws, REAL *grad, const 
                                    const bp_train_config *cfg)
 {
     FN(bind_rows_omp)(net, ws, X, T, 0, n_rows, 0);
-    FN(loss_gradient_omp)(net, ws, grad, params, n_rows, cfg);
+    FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
 }

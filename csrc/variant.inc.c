@@ -10,6 +10,7 @@
 #define OMP_BARRIER
 #define OMP_ATOMIC_WRITE
 #include "kernels.inc.c"
+#include "small_nets.inc.c"
 #include "train.inc.c"
 #undef PARNAME
 #undef OMP_FOR
@@ -29,6 +30,7 @@
 #define OMP_BARRIER _Pragma("omp barrier")
 #define OMP_ATOMIC_WRITE _Pragma("omp atomic write")
 #include "kernels.inc.c"
+#include "small_nets.inc.c"
 #include "train.inc.c"
 #undef PARNAME
 #undef OMP_FOR

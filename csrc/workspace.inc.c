@@ -35,7 +35,7 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     ws->n_order = n_samples;
     ws->x_batch = TAKE(REAL, ld * net->n_input_cols);
     ws->t_batch = TAKE(REAL, ld * n_out);
-    ws->pack = TAKE(char, BP_PACK_BYTES);
+    ws->pack = (REAL *)TAKE(char, BP_PACK_BYTES);
     for (int l = 0; l < net->n_inputs; l++)
         if (arena)
             ws->y[l] = ws->x_batch + (int64_t)net->input_col[l] * ld;
@@ -51,7 +51,7 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     ws->y_rows = TAKE(REAL *, n_ptr);
     ws->ld_rows = TAKE(int64_t, n_ptr);
     for (int l = 0; l < net->n_layers - 1; l++) {
-        REAL *rows = for_training && BP_WIDE_SOURCE(net->size[l], REAL)
+        REAL *rows = for_training && BP_WIDE_SOURCE(net->size[l])
                          ? TAKE(REAL, max_rows * PAD(net->size[l])) : NULL;
         if (arena) {
             ws->ld_rows[l] = PAD(net->size[l]);

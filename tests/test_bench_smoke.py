@@ -6,20 +6,26 @@ import sys
 
 import pytest
 
+from bpfast import _core
+
 BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "compare.py")
 
 
-def test_compare_smoke_runs_and_verifies_every_tool():
+def test_compare_smoke_runs_and_verifies_every_tool_and_variant():
     # One thread count keeps this at a few seconds; the two-thread path of the same code is
     # timed by the full run (python bench/compare.py) and by pytest -m slow below.
-    out = subprocess.run([sys.executable, BENCH, "--smoke", "--threads", "1"], capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run([sys.executable, BENCH, "--smoke", "--threads", "1", "--isa", "all"],
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "DISAGREES" not in out.stderr
+    assert "sgemm" in out.stdout
     for key in ("W1", "W2", "W3", "W4"):
         assert f"### {key}" in out.stdout
-    # bpfast and the reference are always there, with a ratio between them.
-    assert "bpfast vs reference" in out.stdout
+        table = out.stdout.split(f"### {key}")[1].split("###")[0]
+        # a row per variant, each with a rate and a ratio to NumPy (always installed)
+        for isa in _core.available_isas():
+            row = next(line for line in table.splitlines() if line.startswith(f"| 1 | {isa} |"))
+            assert row.count("×") >= 1
 
 
 @pytest.mark.slow

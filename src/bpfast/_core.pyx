@@ -46,6 +46,7 @@ cdef extern from "bpfast.h" nogil:
         double stop_tol
         int n_threads
         const bp_stop *stop
+        int small_nets
 
     ctypedef struct bp_phase:
         double lr
@@ -105,7 +106,9 @@ cdef extern from "bpfast.h" nogil:
                                const double *X, const double *T, const bp_train_config *cfg,
                                int *all_within) noexcept nogil
         void (*logistic_f32)(float *x, int64_t n) noexcept nogil
+        int (*small_net_f32)(const bp_net *net) noexcept nogil
         void (*logistic_f64)(double *x, int64_t n) noexcept nogil
+        int (*small_net_f64)(const bp_net *net) noexcept nogil
 
     const bp_kernels *bp_kernels_named(const char *name)
     int bp_openmp_enabled()
@@ -294,6 +297,11 @@ def workspace_bytes(topology, dtype, int64_t max_rows, int64_t n_samples, int fe
     return int(bp_workspace_bytes_f64(&compiled.net, max_rows, n_samples, features))
 
 
+# Whether tiny nets train through the whole-net loop of csrc/small_nets.inc.c (the same bits as the
+# layer-by-layer kernels, faster). A switch for the tests that compare the two.
+SMALL_NETS = True
+
+
 cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle, str loss,
                              dead_zone, stop_tol, int n_threads) except *:
     cdef bp_train_config cfg
@@ -306,6 +314,7 @@ cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle
     cfg.stop_tol = stop_tol if stop_tol is not None else 0.0
     cfg.n_threads = n_threads
     cfg.stop = NULL
+    cfg.small_nets = SMALL_NETS
     return cfg
 
 
@@ -785,6 +794,14 @@ def logistic(x):
         out64 = out.reshape(-1)
         KERNELS.logistic_f64(&out64[0], out64.shape[0])
     return out
+
+
+def small_net(topology, dtype):
+    """Whether training `topology` in `dtype` takes the whole-net loop (when SMALL_NETS is on)."""
+    cdef CompiledTopology compiled = _compiled(topology)
+    if np.dtype(dtype) == np.float32:
+        return bool(KERNELS.small_net_f32(&compiled.net))
+    return bool(KERNELS.small_net_f64(&compiled.net))
 
 
 set_isa(os.environ.get("BPFAST_ISA", ""))
