@@ -439,11 +439,17 @@ def measure(workload, tools, n_threads, repeats, smoke):
                    for_tool(tool, workload), n_threads)
 
     for tool in tools:
-        fresh(tool)
-        start = time.perf_counter()
-        tool.run(X, T, 1)  # warm-up, and a first estimate of the cost of one unit
-        once = time.perf_counter() - start
-        units = 1 if workload.per_sample else max(1, int(target / max(once, 1e-7)))
+        units = 1
+        while True:  # warm-up, and the cost of a unit from a run long enough to hide the call's
+            fresh(tool)
+            start = time.perf_counter()
+            tool.run(X, T, units)
+            elapsed = time.perf_counter() - start
+            if workload.per_sample or elapsed >= target / 4:
+                break
+            units *= 8
+        if not workload.per_sample:
+            units = max(1, int(units * target / elapsed))
         runners[tool.name] = (tool, units)
         results[tool.name] = []
     for _ in range(repeats):
@@ -470,6 +476,10 @@ def fmt(values, per_sample):
 def speedup(bp, other, per_sample):
     a, b = statistics.median(bp), statistics.median(other)
     return a / b if per_sample else b / a
+
+
+def ratio(r):
+    return f"{r:.1f}×" if r < 100 else f"{r:,.0f}×"
 
 
 def gflops(values, workload, n_cases, per_case):
@@ -542,7 +552,7 @@ def main(argv=None):
             base = next((t for t in mine if t.isa == "baseline"), None)
             for tool in mine:
                 ratios = {o: speedup(res[tool.name], res[o], workload.per_sample) for o in others}
-                misses = [f"{o} {ratios[o]:.2g}× < {goal}×" for o, goal in targets.items()
+                misses = [f"{o} {ratio(ratios[o])} < {goal}×" for o, goal in targets.items()
                           if o in ratios and ratios[o] < goal]
                 verdict = "met" if not misses else "MISSED: " + "; ".join(misses)
                 if misses:
@@ -551,7 +561,7 @@ def main(argv=None):
                       f"{fmt(res[tool.name], workload.per_sample)} | "
                       f"{gflops(res[tool.name], workload, n, per_case):.1f} | " +
                       " | ".join(fmt(res[o], workload.per_sample) for o in others) + " | " +
-                      " | ".join(f"{ratios[o]:.1f}×" for o in others) + f" | {verdict} |")
+                      " | ".join(ratio(ratios[o]) for o in others) + f" | {verdict} |")
                 if base is not None and tool is not base and \
                         speedup(res[tool.name], res[base.name], workload.per_sample) < 1:
                     bugs.append(f"{workload.key}, {n_threads} thread(s): {tool.isa} is slower "

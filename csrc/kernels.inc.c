@@ -311,10 +311,14 @@ static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
 }
 
 /* Blocks for the caches: a tile's B panel (BLOCK_K rows of TILE_LANES) is 16 KiB, for L1; a block
-   of B (BLOCK_K rows of BLOCK_LANES), packed into ws->pack, at most BP_PACK_BYTES, for L2. */
+   of B (BLOCK_K rows of BLOCK_LANES), packed into ws->pack, at most BP_PACK_BYTES, and a block of
+   A (BLOCK_ROWS rows of BLOCK_K) at most 128 KiB, for L2. A B panel stays in L1 while the tiles
+   of a block of A's rows use it in turn. */
+#define BLOCK_A_BYTES 131072
 #define BLOCK_K ((int64_t)(16384 / (TILE_VECTORS * VBYTES)))
 #define BLOCK_LANES \
     ((int64_t)(BP_PACK_BYTES / (BLOCK_K * sizeof(REAL))) / TILE_LANES * TILE_LANES)
+#define BLOCK_ROW_TILES ((int64_t)(BLOCK_A_BYTES / (BLOCK_K * sizeof(REAL))) / TILE_ROWS)
 /* Products with at least this many row blocks pack B: each panel is then read that many times,
    and from contiguous memory instead of k_count rows far apart. */
 #define PACK_MIN_ROW_BLOCKS 4
@@ -354,20 +358,24 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
             const int first = k0 == 0, last = k0 + k_count >= K;
             if (packed)
                 FN(pack_block_omp)(ws->pack, B + k0 * ldb, ldb, k_count, n0, lanes);
-            OMP_FOR_COLLAPSE2
-            for (int64_t lb = 0; lb < lane_blocks; lb++)
-                for (int64_t rb = 0; rb < row_blocks; rb++) {
-                    if (FN(skip_tile)(ws, lb * row_blocks + rb, &skip))
-                        continue;
-                    const int64_t i = rb * TILE_ROWS, j = n0 + lb * TILE_LANES;
-                    FN(broadcast_block)(C + i * ldc + j, ldc, A + i * rsa + k0 * csa, rsa, csa,
-                                        packed ? ws->pack + lb * k_count * TILE_LANES
-                                               : B + k0 * ldb + j,
-                                        packed ? TILE_LANES : ldb, k_count,
-                                        first && init ? init + i : NULL, !first || accumulate,
-                                        last ? activation : -1, MIN(TILE_ROWS, M - i),
-                                        MIN(TILE_VECTORS, (N - j) / VW), width - j);
-                }
+            for (int64_t rb0 = 0; rb0 < row_blocks; rb0 += BLOCK_ROW_TILES) {
+                const int64_t row_tiles = MIN(BLOCK_ROW_TILES, row_blocks - rb0);
+                OMP_FOR_COLLAPSE2
+                for (int64_t lb = 0; lb < lane_blocks; lb++)
+                    for (int64_t r = 0; r < row_tiles; r++) {
+                        if (FN(skip_tile)(ws, lb * row_tiles + r, &skip))
+                            continue;
+                        const int64_t i = (rb0 + r) * TILE_ROWS, j = n0 + lb * TILE_LANES;
+                        FN(broadcast_block)(C + i * ldc + j, ldc, A + i * rsa + k0 * csa, rsa,
+                                            csa, packed ? ws->pack + lb * k_count * TILE_LANES
+                                                        : B + k0 * ldb + j,
+                                            packed ? TILE_LANES : ldb, k_count,
+                                            first && init ? init + i : NULL,
+                                            !first || accumulate, last ? activation : -1,
+                                            MIN(TILE_ROWS, M - i),
+                                            MIN(TILE_VECTORS, (N - j) / VW), width - j);
+                    }
+            }
             k0 += k_count;
         } while (k0 < K);
     }
