@@ -54,12 +54,10 @@ static inline VREAL FN(vselect)(VINT mask, VREAL a, VREAL b)
 /* Sum of the lanes in a fixed pairwise order. */
 static inline REAL FN(hsum)(VREAL v)
 {
-    REAL lane[VW];
-    memcpy(lane, &v, sizeof lane);
     for (int width = VW / 2; width >= 1; width /= 2)
         for (int i = 0; i < width; i++)
-            lane[i] += lane[i + width];
-    return lane[0];
+            v[i] += v[i + width];
+    return v[0];
 }
 
 /* exp(x), vectorised: x = n ln2 + r with |r| <= ln2/2, exp(r) by a polynomial, 2^n through the
