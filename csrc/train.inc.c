@@ -21,6 +21,28 @@ static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const 
     }
 }
 
+/* dst[c * ld + r] = the c-th of n_cols values of case r (row `order[r]`, or `start + r`, of src,
+ * whose rows are `stride` long), for r < n_rows; zeros up to `lanes`. A block of columns at a
+ * time, so that each case's cache line of src is read once for all of the block's columns. */
+static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64_t stride,
+                                   int64_t n_cols, int64_t start, int64_t n_rows,
+                                   const int64_t *order, int64_t lanes)
+{
+    enum { BLOCK_COLS = 16 };
+    OMP_FOR
+    for (int64_t c0 = 0; c0 < n_cols; c0 += BLOCK_COLS) {
+        const int64_t width = MIN(BLOCK_COLS, n_cols - c0);
+        for (int64_t r = 0; r < n_rows; r++) {
+            const REAL *case_row = src + (order ? order[r] : start + r) * stride + c0;
+            for (int64_t c = 0; c < width; c++)
+                dst[(c0 + c) * ld + r] = case_row[c];
+        }
+        for (int64_t c = 0; c < width; c++)
+            for (int64_t r = n_rows; r < lanes; r++)
+                dst[(c0 + c) * ld + r] = 0;
+    }
+}
+
 /* Bind rows [start, start + n_rows) of the cases (through ws->order if `ordered`) as the batch:
  * copied feature-major into x_batch / t_batch, the padding lanes up to a whole vector zeroed. */
 static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const REAL *T,
@@ -29,18 +51,9 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const RE
     const int64_t n_cols = net->n_input_cols, n_out = net->size[net->n_layers - 1];
     const int64_t ld = ws->ld, lanes = FN(ceil_div)(n_rows, VW) * VW;
     const int64_t *order = ordered ? ws->order + start : NULL;
-    const int64_t n_bound = n_cols + (T ? n_out : 0);  /* a forward pass has no targets */
-    OMP_FOR
-    for (int64_t c = 0; c < n_bound; c++) {
-        const int from_x = c < n_cols;
-        const REAL *source = from_x ? X + c : T + (c - n_cols);
-        const int64_t stride = from_x ? n_cols : n_out;
-        REAL *row = from_x ? ws->x_batch + c * ld : ws->t_batch + (c - n_cols) * ld;
-        for (int64_t r = 0; r < n_rows; r++)
-            row[r] = source[(order ? order[r] : start + r) * stride];
-        for (int64_t r = n_rows; r < lanes; r++)
-            row[r] = 0;
-    }
+    FN(transpose_rows_omp)(ws->x_batch, ld, X, n_cols, n_cols, start, n_rows, order, lanes);
+    if (T) /* a forward pass has no targets */
+        FN(transpose_rows_omp)(ws->t_batch, ld, T, n_out, n_out, start, n_rows, order, lanes);
     /* batch-major copies of the wide input groups, for weight gradients */
     OMP_FOR
     for (int64_t r = 0; r < n_rows; r++) {
