@@ -211,6 +211,37 @@ def test_errors_are_the_sweep_errors_and_final_error_is_exact():
     assert result.final_error == pytest.approx(net.error(X, T), rel=1e-12)
 
 
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_evaluate_false_skips_only_the_final_evaluation(batch_size):
+    X, T = bpfast.datasets.symmetry()
+    nets = [bpfast.Network([6, 2, 1], seed=1, dtype="float64") for _ in range(2)]
+    full, skipped = (net.fit(X, T, n_sweeps=30, batch_size=batch_size, evaluate=flag)
+                     for net, flag in zip(nets, (True, False)))
+    np.testing.assert_array_equal(full.errors, skipped.errors)
+    np.testing.assert_array_equal(nets[0].params, nets[1].params)
+    np.testing.assert_array_equal(nets[0].velocity, nets[1].velocity)
+    assert np.isfinite(full.final_error) and np.isnan(skipped.final_error)
+    assert not skipped.solved and skipped.stop_reason == full.stop_reason == "max_sweeps"
+
+
+def test_evaluate_false_still_reports_a_solved_run():
+    X, T = bpfast.datasets.xor()
+    net = bpfast.Network([2, 2, 1], seed=3, dtype="float64")
+    result = net.fit(X, T, lr=0.5, n_sweeps=20000, stop_tol=0.4, evaluate=False)
+    assert result.stop_reason == "solved" and result.solved
+    assert np.all(np.abs(net.predict(X) - T) < 0.4)
+
+
+def test_evaluate_false_still_explains_a_divergence():
+    rng = np.random.default_rng(0)
+    net = bpfast.Network([4, 8, 2], seed=0, activation="identity", dtype="float32")
+    X = rng.normal(size=(50, 4)) * 100
+    with pytest.raises(FloatingPointError, match="smaller learning rate"):
+        net.fit(X, rng.normal(size=(50, 2)), lr=10.0, n_sweeps=1000, evaluate=False)
+    with pytest.raises(TypeError, match="evaluate"):
+        net.fit(X, rng.normal(size=(50, 2)), evaluate="no")
+
+
 def test_divergence_raises_floating_point_error():
     rng = np.random.default_rng(0)
     net = bpfast.Network([4, 8, 2], seed=0, activation="identity", dtype="float32")

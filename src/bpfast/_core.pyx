@@ -536,13 +536,15 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
 
 def run_training(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
                  loss="sse", dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None,
-                 callback_every=0, n_threads=1, chooser=None, guard=None, memory_check=None):
+                 callback_every=0, n_threads=1, chooser=None, guard=None, memory_check=None,
+                 evaluate=True):
     """`train`, with what Network.fit adds: a ThreadChooser that may run chunks on one thread
-    instead of n_threads, a TrainingGuard held for the whole call, and memory_check(n_bytes,
-    what), called before each allocation of the run with its size."""
+    instead of n_threads, a TrainingGuard held for the whole call, memory_check(n_bytes, what),
+    called before each allocation of the run with its size, and `evaluate`: False skips the
+    final pass over every case (final_error NaN, all_within False) unless training diverged."""
     return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
                   stop_tol, rng_state, callback, callback_every, n_threads, chooser, guard,
-                  memory_check)
+                  memory_check, evaluate)
 
 
 cdef class _ErrorLog:
@@ -575,7 +577,7 @@ cdef class _ErrorLog:
 def _train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
            const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
            dead_zone, stop_tol, rng_state, callback, int64_t callback_every, int n_threads,
-           chooser, TrainingGuard guard, memory_check):
+           chooser, TrainingGuard guard, memory_check, bint evaluate):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
@@ -703,7 +705,10 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                 state = snap_state
                 replay_failed, target = True, snap_done
             done = target
-        final_error = _evaluate_in(kernels, net, ws, params, X, T, &cfg, &all_within)
+        if evaluate or status == BP_NON_FINITE or status == BP_NON_FINITE_WEIGHTS:
+            final_error = _evaluate_in(kernels, net, ws, params, X, T, &cfg, &all_within)
+        else:
+            final_error, all_within = float("nan"), 0
     finally:
         if armed:
             bp_interrupt_uninstall()
