@@ -22,24 +22,29 @@ static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const 
 }
 
 /* dst[c * ld + r] = the c-th of n_cols values of case r (row `order[r]`, or `start + r`, of src,
- * whose rows are `stride` long), for r < n_rows; zeros up to `lanes`. A block of columns at a
- * time, so that each case's cache line of src is read once for all of the block's columns. */
+ * whose rows are `stride` long), for r < n_rows; zeros up to `lanes`. Sixteen cases at a time:
+ * their rows are read front to back together (sixteen streams a prefetcher follows), and each
+ * column's sixteen values fill one cache line of dst. */
 static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64_t stride,
                                    int64_t n_cols, int64_t start, int64_t n_rows,
                                    const int64_t *order, int64_t lanes)
 {
-    enum { BLOCK_COLS = 16 };
+    enum { BLOCK_ROWS = 16 };
     OMP_FOR
-    for (int64_t c0 = 0; c0 < n_cols; c0 += BLOCK_COLS) {
-        const int64_t width = MIN(BLOCK_COLS, n_cols - c0);
-        for (int64_t r = 0; r < n_rows; r++) {
-            const REAL *case_row = src + (order ? order[r] : start + r) * stride + c0;
-            for (int64_t c = 0; c < width; c++)
-                dst[(c0 + c) * ld + r] = case_row[c];
-        }
-        for (int64_t c = 0; c < width; c++)
+    for (int64_t r0 = 0; r0 < n_rows; r0 += BLOCK_ROWS) {
+        const int64_t rows = MIN(BLOCK_ROWS, n_rows - r0);
+        const REAL *case_row[BLOCK_ROWS];
+        for (int64_t r = 0; r < rows; r++)
+            case_row[r] = src + (order ? order[r0 + r] : start + r0 + r) * stride;
+        for (int64_t c = 0; c < n_cols; c++)
+            for (int64_t r = 0; r < rows; r++)
+                dst[c * ld + r0 + r] = case_row[r][c];
+    }
+    if (lanes > n_rows) {
+        OMP_FOR
+        for (int64_t c = 0; c < n_cols; c++)
             for (int64_t r = n_rows; r < lanes; r++)
-                dst[(c0 + c) * ld + r] = 0;
+                dst[c * ld + r] = 0;
     }
 }
 
