@@ -368,18 +368,24 @@ def test_a_deadline_inside_a_sweep_loses_nothing(monkeypatch, batch_size, dtype,
     """Threaded chunks of one sweep get a deadline a fraction of a sweep away (the chooser's trial
     on a busy machine), so they stop inside the sweep or just before; the sweep is redone on one
     thread and the run ends bitwise where one thread alone ends it."""
+    net, X, T = mid_sized(dtype=dtype)
+    # a tenth of a sweep on one thread: every threaded chunk is cut well inside its sweep
+    probe = mid_sized(dtype=dtype)[0]
+    start = time.perf_counter()
+    probe.fit(X, T, n_sweeps=3, lr=0.001, batch_size=batch_size, n_threads=1, evaluate=False)
+    late = (time.perf_counter() - start) / 30
+
     class AlwaysLate(_threads.ThreadChooser):
         trials = cut = 0
 
         def plan(self, units, units_left, now):
             self.trials += 1
-            return (2, now + 0.002) if self.trials % 2 else (1, 0.0)
+            return (2, now + late) if self.trials % 2 else (1, 0.0)
 
         def record(self, threads, units, seconds, cut_short, now):
             self.cut += cut_short
 
     monkeypatch.setattr(_core, "MAX_CHUNK_SWEEPS", 1)
-    net, X, T = mid_sized(dtype=dtype)
     reference, _, _ = mid_sized(dtype=dtype)
     chooser = AlwaysLate(2)
     result = _core.run_training(net.topology, net._params, net._velocity, X.astype(dtype),
