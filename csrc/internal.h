@@ -12,6 +12,7 @@
 
 #define BP_RESTRICT __restrict
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 

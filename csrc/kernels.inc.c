@@ -350,9 +350,11 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
     for (int64_t n0 = 0; n0 < N; n0 += BLOCK_LANES) {
         const int64_t lanes = MIN(BLOCK_LANES, N - n0);
         const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_LANES);
+        /* K in equal blocks of at most BLOCK_K: no short last block paying a tile's set-up */
+        const int64_t k_block = FN(ceil_div)(K, MAX(FN(ceil_div)(K, BLOCK_K), 1));
         int64_t k0 = 0;
         do {
-            const int64_t k_count = MIN(BLOCK_K, K - k0);
+            const int64_t k_count = MIN(k_block, K - k0);
             const int first = k0 == 0, last = k0 + k_count >= K;
             if (packed)
                 FN(pack_block_omp)(ws->pack, B + k0 * ldb, ldb, k_count, n0, lanes);
