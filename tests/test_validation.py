@@ -217,3 +217,20 @@ def test_error_checks_dead_zone_targets(data):
     with pytest.raises(ValueError, match="0 or 1"):
         net.error(X, T * 0.5, loss="dead_zone")
     assert net.error(X, T, loss="dead_zone") <= net.error(X, T)
+
+
+def test_all_finite_is_exact_where_the_sum_overflows_or_cancels():
+    from bpfast._validation import all_finite
+    x = np.ones((50, 7), dtype=np.float32)
+    assert all_finite(x)
+    x[3, 2] = 3e38  # two of these overflow the sum, yet every value is finite
+    x[4, 2] = 3e38
+    assert all_finite(x)
+    for bad in (np.inf, -np.inf, np.nan):
+        y = x.copy()
+        y[10, 5] = bad
+        assert not all_finite(y)
+    y = np.ones(9)
+    y[[2, 6]] = [np.inf, -np.inf]  # the sum is NaN
+    assert not all_finite(y)
+    assert all_finite(np.arange(10))
