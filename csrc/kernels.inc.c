@@ -358,23 +358,24 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
             const int first = k0 == 0, last = k0 + k_count >= K;
             if (packed)
                 FN(pack_block_omp)(ws->pack, B + k0 * ldb, ldb, k_count, n0, lanes);
-            for (int64_t rb0 = 0; rb0 < row_blocks; rb0 += BLOCK_ROW_TILES) {
+            /* tile t: a block of BLOCK_ROW_TILES row tiles, then a lane panel, then a row tile
+               in it: one loop for the threads to share (one barrier), in cache order */
+            OMP_FOR
+            for (int64_t t = 0; t < row_blocks * lane_blocks; t++) {
+                if (FN(skip_tile)(ws, t, &skip))
+                    continue;
+                const int64_t rb0 = t / (BLOCK_ROW_TILES * lane_blocks) * BLOCK_ROW_TILES;
                 const int64_t row_tiles = MIN(BLOCK_ROW_TILES, row_blocks - rb0);
-                OMP_FOR_COLLAPSE2
-                for (int64_t lb = 0; lb < lane_blocks; lb++)
-                    for (int64_t r = 0; r < row_tiles; r++) {
-                        if (FN(skip_tile)(ws, lb * row_tiles + r, &skip))
-                            continue;
-                        const int64_t i = (rb0 + r) * TILE_ROWS, j = n0 + lb * TILE_LANES;
-                        FN(broadcast_block)(C + i * ldc + j, ldc, A + i * rsa + k0 * csa, rsa,
-                                            csa, packed ? ws->pack + lb * k_count * TILE_LANES
-                                                        : B + k0 * ldb + j,
-                                            packed ? TILE_LANES : ldb, k_count,
-                                            first && init ? init + i : NULL,
-                                            !first || accumulate, last ? activation : -1,
-                                            MIN(TILE_ROWS, M - i),
-                                            MIN(TILE_VECTORS, (N - j) / VW), width - j);
-                    }
+                const int64_t in_block = t - rb0 * lane_blocks;
+                const int64_t lb = in_block / row_tiles, rb = rb0 + in_block % row_tiles;
+                const int64_t i = rb * TILE_ROWS, j = n0 + lb * TILE_LANES;
+                FN(broadcast_block)(C + i * ldc + j, ldc, A + i * rsa + k0 * csa, rsa, csa,
+                                    packed ? ws->pack + lb * k_count * TILE_LANES
+                                           : B + k0 * ldb + j,
+                                    packed ? TILE_LANES : ldb, k_count,
+                                    first && init ? init + i : NULL, !first || accumulate,
+                                    last ? activation : -1, MIN(TILE_ROWS, M - i),
+                                    MIN(TILE_VECTORS, (N - j) / VW), width - j);
             }
             k0 += k_count;
         } while (k0 < K);

@@ -15,7 +15,6 @@
 #undef PARNAME
 #undef OMP_FOR
 #undef OMP_FOR_NOWAIT
-#undef OMP_FOR_COLLAPSE2
 #undef OMP_FOR_COLLAPSE2_NOWAIT
 #undef OMP_SINGLE
 #undef OMP_BARRIER
@@ -24,7 +23,6 @@
 #define PARNAME p
 #define OMP_FOR _Pragma("omp for schedule(static)")
 #define OMP_FOR_NOWAIT _Pragma("omp for schedule(static) nowait")
-#define OMP_FOR_COLLAPSE2 _Pragma("omp for collapse(2) schedule(static)")
 #define OMP_FOR_COLLAPSE2_NOWAIT _Pragma("omp for collapse(2) schedule(static) nowait")
 #define OMP_SINGLE _Pragma("omp single")
 #define OMP_BARRIER _Pragma("omp barrier")
@@ -35,7 +33,6 @@
 #undef PARNAME
 #undef OMP_FOR
 #undef OMP_FOR_NOWAIT
-#undef OMP_FOR_COLLAPSE2
 #undef OMP_FOR_COLLAPSE2_NOWAIT
 #undef OMP_SINGLE
 #undef OMP_BARRIER
