@@ -4,7 +4,6 @@
 #define PARNAME s
 #define OMP_FOR
 #define OMP_FOR_NOWAIT
-#define OMP_FOR_COLLAPSE2
 #define OMP_FOR_COLLAPSE2_NOWAIT
 #define OMP_SINGLE
 #define OMP_BARRIER
