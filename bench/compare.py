@@ -555,7 +555,7 @@ def main(argv=None):
             base = next((t for t in mine if t.isa == "baseline"), None)
             for tool in mine:
                 ratios = {o: speedup(res[tool.name], res[o], workload.per_sample) for o in others}
-                misses = [f"{o} {ratio(ratios[o])} < {goal}×" for o, goal in targets.items()
+                misses = [f"{o} {ratios[o]:.3g}× < {goal}×" for o, goal in targets.items()
                           if o in ratios and ratios[o] < goal]
                 verdict = "met" if not misses else "MISSED: " + "; ".join(misses)
                 if misses:
