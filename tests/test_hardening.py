@@ -363,6 +363,29 @@ class TestThreadChooser:
         assert chooser.plan(1, 100, now=0.3)[0] == 2
 
 
+def test_a_short_run_whose_chunks_grew_still_tries_threads_on_one_sweep():
+    """Chunks double while sweeps are fast, and a chunk is tried on threads only with 25 times its
+    work left; a run of 30 sweeps must still try one sweep on threads. (Whether the trial then
+    wins depends on the machine; that it is made does not.)"""
+    class Recorder(_threads.ThreadChooser):
+        def __init__(self, n):
+            super().__init__(n)
+            self.plans = []
+
+        def plan(self, units, units_left, now):
+            threads, deadline = super().plan(units, units_left, now)
+            self.plans.append((units, threads))
+            return threads, deadline
+
+    net, X, T = mid_sized()
+    chooser = Recorder(2)
+    _core.run_training(net.topology, net._params, net._velocity, X.astype(np.float32),
+                       T.astype(np.float32), [(30, 0.001, 0.9, 0.0, 0)], batch_size=64,
+                       rng_state=net._shuffle_box, n_threads=2, chooser=chooser)
+    first_trial = next(i for i, (_, threads) in enumerate(chooser.plans) if threads == 2)
+    assert chooser.plans[first_trial][0] == 1, chooser.plans
+
+
 @pytest.mark.parametrize("batch_size", [None, 64])
 def test_a_deadline_inside_a_sweep_loses_nothing(monkeypatch, batch_size, dtype, isa):
     """Threaded chunks of one sweep get a deadline a fraction of a sweep away (the chooser's trial

@@ -644,8 +644,16 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                     del snapshots[:-1]  # before copying: never three copies at once
                     snapshots.append((done, params_array.copy(), velocity_array.copy(), state))
                     snapshot_time = started
-                threads, stop.deadline = (n_threads, 0.0) if chooser is None else \
-                    chooser.plan(chunk, total - done, started)
+                if chooser is None:
+                    threads, stop.deadline = n_threads, 0.0
+                else:
+                    threads, stop.deadline = chooser.plan(chunk, total - done, started)
+                    if threads == 1 and chunk > 1 and not chooser.use_threads:
+                        # Too little work left to risk this chunk on a trial: one sweep may be
+                        # tried instead (the chunks grow as the sweeps get faster).
+                        threads, stop.deadline = chooser.plan(1, total - done, started)
+                        if threads > 1:
+                            chunk = 1
                 cfg.n_threads = threads
                 log.reserve(done + chunk)
                 errors = log.array
