@@ -512,8 +512,8 @@ def main(argv=None):
             parser.error(f"this CPU does not run {unknown}; it runs {_core.available_isas()}")
         variants = [BpfastTool(n) for n in names]
     info = bpfast.build_info()
-    versions = [f"bpfast {bpfast.__version__} (OpenMP {info['openmp']}; variants "
-                f"{', '.join(v.isa or info['simd'] for v in variants)})",
+    names = ", ".join(v.isa or info["simd"] for v in variants)
+    versions = [f"bpfast {bpfast.__version__} (OpenMP {info['openmp']}; variants {names})",
                 f"numpy {np.__version__}", f"Python {platform.python_version()}"]
     comparisons = [t for t in COMPARISONS if t.available()]
     for t in comparisons:

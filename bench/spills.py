@@ -45,7 +45,8 @@ def innermost(lines):
 
 
 def main(path):
-    lines = open(path).read().split("\n")
+    with open(path) as listing:
+        lines = listing.read().split("\n")
     best = {}
     for func, body in innermost(lines):
         if not re.match(r"(tile|dots)_", func or ""):
