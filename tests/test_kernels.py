@@ -56,6 +56,28 @@ def test_chain_sizes_that_are_not_simd_multiples(n_in, n_hidden, n_out, dtype, i
     assert_close(grad, grad_ref, dtype)
 
 
+def test_products_across_every_cache_block_match_reference(dtype, isa):
+    """Shapes past every blocking of a product on every variant (csrc/kernels.inc.c): 700 inputs
+    is several K blocks of the forward pass, 300 outputs of the input gradient's, 270 cases of
+    the weight gradient's; 140 rows is several blocks of rows; 270 cases (forward) and 700
+    columns (weight gradient) are several blocks of lanes. Then one sweep on 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    net = bpfast.Network([700, 140, 300], seed=2, dtype=dtype, init_range=0.05)
+    X, T = data(rng, net, 270)
+    E, grad = _core.loss_gradient(net.topology, net.params, X, T)
+    E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T)
+    assert_close(E, E_ref, dtype)
+    assert_close(grad, grad_ref, dtype)
+    runs = []
+    for n_threads in (1, 2):
+        params, velocity = net.params.copy(), net.velocity.copy()
+        _core.train(net.topology, params, velocity, X, T, [(2, 1e-4, 0.9, 0.0, 0)],
+                    batch_size=135, n_threads=n_threads)
+        runs.append(params)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], net.params)
+
+
 @pytest.mark.parametrize("case", range(10))
 def test_gradients_match_central_finite_differences(case, isa):
     rng = np.random.default_rng(100 + case)
