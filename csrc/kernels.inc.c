@@ -28,6 +28,16 @@
 
 static inline VREAL FN(vload)(const REAL *p) { return *(const UVREAL *)p; }
 static inline void FN(vstore)(REAL *p, VREAL v) { *(UVREAL *)p = v; }
+/* The first n lanes at p (all of them if n >= VW), the rest zero: a row that ends mid-vector. */
+static inline VREAL FN(vload_first)(const REAL *p, int64_t n)
+{
+    if (n >= VW)
+        return FN(vload)(p);
+    VREAL v = {0};
+    if (n > 0)
+        memcpy(&v, p, (size_t)n * sizeof(REAL));
+    return v;
+}
 /* The first n lanes of v to p (all of them if n >= VW, none if n <= 0). */
 static inline void FN(vstore_first)(REAL *p, VREAL v, int64_t n)
 {
@@ -146,9 +156,9 @@ static inline VREAL FN(vderivative)(VREAL y, int activation)
 
 /* C[i, lanes] = start + sum_k A(i,k) B[k, lanes], for MR rows and NV vectors of lanes.
  * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient, D for the weight
- * gradient). start: C itself if `accumulate` (C then holds whole vectors), else init[i] (a bias),
- * else 0. If activation >= 0 the result goes through the unit function. Only the first `width`
- * lanes of each row are stored (a weight-gradient row ends where the weights do). */
+ * gradient). start: C itself if `accumulate`, else init[i] (a bias), else 0. If activation >= 0
+ * the result goes through the unit function. Only the first `width` lanes of each row are read
+ * and stored (a weight-gradient row ends where the weights do). */
 #define DEFINE_BROADCAST_TILE(NAME, MR, NV)                                                      \
     static NOINLINE void FN(NAME)(REAL *BP_RESTRICT C, int64_t ldc, const REAL *BP_RESTRICT A,   \
                                 int64_t rsa, int64_t csa, const REAL *BP_RESTRICT B,             \
@@ -158,7 +168,7 @@ static inline VREAL FN(vderivative)(VREAL y, int activation)
         VREAL acc[MR][NV];                                                                       \
         for (int i = 0; i < MR; i++)                                                             \
             for (int v = 0; v < NV; v++)                                                         \
-                acc[i][v] = accumulate ? FN(vload)(C + i * ldc + v * VW)                         \
+                acc[i][v] = accumulate ? FN(vload_first)(C + i * ldc + v * VW, width - v * VW)  \
                                        : FN(vsplat)(init ? init[i] : (REAL)0);                   \
         for (int64_t k = 0; k < K; k++) {                                                        \
             VREAL b[NV];                                                                         \
