@@ -386,6 +386,16 @@ def test_a_short_run_whose_chunks_grew_still_tries_threads_on_one_sweep():
     assert chooser.plans[first_trial][0] == 1, chooser.plans
 
 
+def test_a_trial_shrinks_the_chunk_only_when_that_makes_it_affordable():
+    chooser = _threads.ThreadChooser(2)
+    assert chooser.chunk_size(8, 100, now=0.0) == 8  # nothing measured yet
+    chooser.record(1, 1, 0.01, False, now=0.01)
+    assert chooser.chunk_size(8, 30, now=0.01) == 1   # 8 sweeps need 200 left, one needs 25
+    assert chooser.chunk_size(8, 300, now=0.01) == 8  # the whole chunk may be tried
+    assert chooser.chunk_size(8, 20, now=0.01) == 8   # not even one sweep may
+    assert chooser.chunk_size(1, 30, now=0.01) == 1
+
+
 @pytest.mark.parametrize("batch_size", [None, 64])
 def test_a_deadline_inside_a_sweep_loses_nothing(monkeypatch, batch_size, dtype, isa):
     """Threaded chunks of one sweep get a deadline a fraction of a sweep away (the chooser's trial

@@ -647,13 +647,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                 if chooser is None:
                     threads, stop.deadline = n_threads, 0.0
                 else:
+                    chunk = chooser.chunk_size(chunk, total - done, started)
                     threads, stop.deadline = chooser.plan(chunk, total - done, started)
-                    if threads == 1 and chunk > 1 and not chooser.use_threads:
-                        # Too little work left to risk this chunk on a trial: one sweep may be
-                        # tried instead (the chunks grow as the sweeps get faster).
-                        threads, stop.deadline = chooser.plan(1, total - done, started)
-                        if threads > 1:
-                            chunk = 1
                 cfg.n_threads = threads
                 log.reserve(done + chunk)
                 errors = log.array

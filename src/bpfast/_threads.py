@@ -142,6 +142,15 @@ class ThreadChooser:
         self.next_trial = 0.0
         self.next_serial = 0.0
 
+    def chunk_size(self, units: int, units_left: float, now: float) -> int:
+        """The sweeps of the next chunk: `units`, or one when a trial is due that a chunk this
+        big may not risk (TRIAL_SHARE) but one sweep may (chunks grow as sweeps get faster)."""
+        if (self.n > 1 and self.serial is not None and not self.use_threads
+                and now >= self.next_trial and units > 1
+                and self.TRIAL_SHARE <= units_left < self.TRIAL_SHARE * units):
+            return 1
+        return units
+
     def plan(self, units: float, units_left: float, now: float) -> tuple[int, float]:
         """(threads, deadline) for the next chunk of `units` of work, `units_left` of the call's
         work (this chunk's included) still to do; deadline 0 means none."""
