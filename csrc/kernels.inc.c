@@ -435,6 +435,28 @@ static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64
     }
 }
 
+/* The error y - d of one vector of cases, zero in the lanes past the first n_cases (padding) and,
+ * for the dead-zone loss, where no error is counted; *outside gets the real lanes whose output is
+ * not within cfg->stop_tol of its target. */
+static inline VREAL FN(error_vector)(VREAL yv, VREAL dv, int64_t n_cases,
+                                     const bp_train_config *cfg, VINT *outside)
+{
+    VINT lane_index;
+    for (int i = 0; i < VW; i++)
+        lane_index[i] = i;
+    /* lanes of real cases (counted in 64 bits: ITYPE is 32-bit for float) */
+    const VINT valid = lane_index < (ITYPE)MIN(n_cases, (int64_t)VW);
+    const VREAL e = yv - dv;
+    const VREAL abs_e = FN(vselect)(e < 0, -e, e);
+    *outside |= valid & ~(abs_e < (REAL)cfg->stop_tol);
+    VINT keep = valid;
+    if (cfg->loss == BP_DEAD_ZONE) {
+        const REAL off = (REAL)cfg->dead_zone_off, on = (REAL)cfg->dead_zone_on;
+        keep &= ~(((dv >= (REAL)0.5) & (yv > on)) | ((dv < (REAL)0.5) & (yv < off)));
+    }
+    return FN(vselect)(keep, e, FN(vsplat)(0));
+}
+
 /* The output layer's error, for the first n_rows of the lanes:
  *   E = 1/2 sum (y - d)^2 with y - d set to 0 inside the dead zone and in padding lanes;
  *   dy = (y - d) f'(y). Sets ws->error (summed over output units in order) and ws->all_within. */
@@ -443,12 +465,7 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
 {
     const int out = net->n_layers - 1;
     const int64_t n_out = net->size[out], ld = ws->ld;
-    const int dead_zone = cfg->loss == BP_DEAD_ZONE, activation = net->activation[out];
-    const REAL off = (REAL)cfg->dead_zone_off, on = (REAL)cfg->dead_zone_on;
-    const REAL tol = (REAL)cfg->stop_tol;
-    VINT lane_index;
-    for (int i = 0; i < VW; i++)
-        lane_index[i] = i;
+    const int activation = net->activation[out];
     OMP_FOR
     for (int64_t o = 0; o < n_out; o++) {
         const REAL *y = ws->y[out] + o * ld, *d = ws->t_batch + o * ld;
@@ -456,16 +473,9 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
         VREAL sum = FN(vsplat)(0);
         VINT outside = {0};
         for (int64_t lane = 0; lane < lanes; lane += VW) {
-            const VREAL yv = FN(vload)(y + lane), dv = FN(vload)(d + lane);
-            VREAL e = yv - dv;
-            /* lanes of real cases (counted in 64 bits: ITYPE is 32-bit for float) */
-            const VINT valid = lane_index < (ITYPE)MIN(n_rows - lane, (int64_t)VW);
-            const VREAL abs_e = FN(vselect)(e < 0, -e, e);
-            outside |= valid & ~(abs_e < tol);
-            VINT keep = valid;
-            if (dead_zone)
-                keep &= ~(((dv >= (REAL)0.5) & (yv > on)) | ((dv < (REAL)0.5) & (yv < off)));
-            e = FN(vselect)(keep, e, FN(vsplat)(0));
+            const VREAL yv = FN(vload)(y + lane);
+            const VREAL e = FN(error_vector)(yv, FN(vload)(d + lane), n_rows - lane, cfg,
+                                             &outside);
             sum += e * e;
             FN(vstore)(dy + lane, e * FN(vderivative)(yv, activation));
         }

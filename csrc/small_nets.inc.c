@@ -62,12 +62,8 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
         gacc[p] = FN(vsplat)(0);
     for (int64_t o = 0; o < n_out; o++)
         err_sum[o] = FN(vsplat)(0);
-    const int dead_zone = cfg->loss == BP_DEAD_ZONE, out_activation = net->activation[out];
-    const REAL off = (REAL)cfg->dead_zone_off, on = (REAL)cfg->dead_zone_on;
-    const REAL tol = (REAL)cfg->stop_tol;
-    VINT lane_index, outside = {0};
-    for (int i = 0; i < VW; i++)
-        lane_index[i] = i;
+    const int out_activation = net->activation[out];
+    VINT outside = {0};
 #define ACT(u) (act + (u) * SPAN_VECTORS)
 #define DELTA(u) (delta + (u) * SPAN_VECTORS)
 
@@ -107,17 +103,10 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
             VREAL sum = err_sum[o];
             for (int64_t j = 0; j < span; j++) {
                 const int64_t lane = lane0 + j * VW;
-                const VINT valid = lane_index < (ITYPE)MIN(n_rows - lane, (int64_t)VW);
-                const VREAL yv = y[j], dv = FN(vload)(ws->t_batch + o * ld + lane);
-                VREAL e = yv - dv;
-                const VREAL abs_e = FN(vselect)(e < 0, -e, e);
-                outside |= valid & ~(abs_e < tol);
-                VINT keep = valid;
-                if (dead_zone)
-                    keep &= ~(((dv >= (REAL)0.5) & (yv > on)) | ((dv < (REAL)0.5) & (yv < off)));
-                e = FN(vselect)(keep, e, FN(vsplat)(0));
+                const VREAL e = FN(error_vector)(y[j], FN(vload)(ws->t_batch + o * ld + lane),
+                                                 n_rows - lane, cfg, &outside);
                 sum += e * e;
-                d[j] = e * FN(vderivative)(yv, out_activation);
+                d[j] = e * FN(vderivative)(y[j], out_activation);
             }
             err_sum[o] = sum;
         }
