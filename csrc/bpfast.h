@@ -29,7 +29,7 @@ enum bp_status {
 
 /* Workspace features (bp_workspace_create's `features`). */
 enum bp_workspace_feature {
-    BP_WS_TRAINING = 1,    /* gradient buffers, batch-major copies, gradient scratch */
+    BP_WS_TRAINING = 1,    /* gradient buffers and batch-major copies */
     BP_WS_SWEEP_START = 2, /* a copy of params and velocity at each mini-batch sweep's start, so a
                               stop inside a sweep can restore it */
 };
