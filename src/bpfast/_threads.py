@@ -142,24 +142,28 @@ class ThreadChooser:
         self.next_trial = 0.0
         self.next_serial = 0.0
 
+    def _trial_allowed(self, units: float, units_left: float, now: float) -> bool:
+        """Whether a chunk of `units` may be tried on threads now: one thread has been measured,
+        no failed trial is backing off, and the work left is TRIAL_SHARE times the chunk's."""
+        return (self.n > 1 and self.serial is not None and now >= self.next_trial
+                and units_left >= self.TRIAL_SHARE * units)
+
     def chunk_size(self, units: int, units_left: float, now: float) -> int:
         """The sweeps of the next chunk: `units`, or one when a trial is due that a chunk this
-        big may not risk (TRIAL_SHARE) but one sweep may (chunks grow as sweeps get faster)."""
-        if (self.n > 1 and self.serial is not None and not self.use_threads
-                and now >= self.next_trial and units > 1
-                and self.TRIAL_SHARE <= units_left < self.TRIAL_SHARE * units):
+        big may not risk but one sweep may (chunks grow as sweeps get faster)."""
+        if (not self.use_threads and units > 1 and not self._trial_allowed(units, units_left, now)
+                and self._trial_allowed(1, units_left, now)):
             return 1
         return units
 
     def plan(self, units: float, units_left: float, now: float) -> tuple[int, float]:
         """(threads, deadline) for the next chunk of `units` of work, `units_left` of the call's
         work (this chunk's included) still to do; deadline 0 means none."""
-        if self.n <= 1:
+        if self.n <= 1 or self.serial is None:
             return 1, 0.0
-        if self.serial is None or (self.use_threads and now >= self.next_serial):
+        if self.use_threads and now >= self.next_serial:
             return 1, 0.0
-        if not self.use_threads and (now < self.next_trial or
-                                     units_left < self.TRIAL_SHARE * units):
+        if not self.use_threads and not self._trial_allowed(units, units_left, now):
             return 1, 0.0
         return self.n, now + self.serial * units * self.DEADLINE_MARGIN + self.SLACK_SECONDS
 
