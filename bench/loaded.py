@@ -7,10 +7,16 @@ thread; the default thread count must never be slower than one thread by more th
 For each workload and each load (no busy process; one busy process pinned to the last core; one
 busy process per core), this trains the same net from the same weights with n_threads=1 and with
 the default, interleaved, and prints median seconds per sweep and the ratio default / 1 thread
-(< 1: the default is faster). The results are checked to be bitwise equal before anything is
-timed. Busy processes are plain spinning loops started by this script and killed at its end.
+(< 1: the default is faster), and the ratio of the best runs. The results are checked to be
+bitwise equal before anything is timed. Busy processes are plain spinning loops started by this
+script and killed at its end.
 
-    python bench/loaded.py            # about two minutes
+On a shared machine the medians of a few runs swing by tens of percent between runs of this script
+(other tenants add time to either arm at random); the ratio of the best runs is the stable one,
+since noise only ever adds time while a slowdown of the default itself (threads waiting at
+barriers) is in every run. The --quick check uses that ratio.
+
+    python bench/loaded.py            # about a minute
     python bench/loaded.py --quick    # a few seconds (used by the tests)
 """
 
@@ -30,14 +36,17 @@ import bpfast
 
 # (name, sizes, cases, batch_size, sweeps per timed run)
 WORKLOADS = [
-    ("64-32-10, batch 32 (the issue's)", [64, 32, 10], 1024, 32, 100),
+    ("64-32-10, batch 32 (the issue's)", [64, 32, 10], 1024, 32, 300),
     ("784-256-10, batch 64 (W3)", [784, 256, 10], 512, 64, 30),
-    ("256-512-256-10, full batch of 1024", [256, 512, 256, 10], 1024, None, 15),
+    ("256-512-256-10, full batch of 1024", [256, 512, 256, 10], 1024, None, 30),
 ]
 # Each timed run lasts ~0.1 s or more: with every core busy the scheduler's time slices (several
 # ms) would otherwise decide the ratio.
-QUICK = [("64-32-10, batch 32", [64, 32, 10], 1024, 32, 50),
-         ("784-256-10, batch 64", [784, 256, 10], 512, 64, 12)]
+# The 784-256-10 run is long enough in sweeps (40, ~4 ms each) for the default's ThreadChooser to
+# try threads (a trial needs 25 times its own work still to do), so the check covers a trial on
+# a busy machine, not only the one-thread path.
+QUICK = [("64-32-10, batch 32", [64, 32, 10], 1024, 32, 200),
+         ("784-256-10, batch 64", [784, 256, 10], 256, 64, 40)]
 
 
 def spin(core):
@@ -68,11 +77,11 @@ def time_fit(sizes, X, T, batch_size, sweeps, n_threads):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small workloads, 3 repeats")
+    parser.add_argument("--quick", action="store_true", help="small workloads, 7 repeats")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     workloads = QUICK if args.quick else WORKLOADS
-    repeats = 3 if args.quick else args.repeats
+    repeats = 7 if args.quick else args.repeats
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -80,9 +89,9 @@ def main(argv=None):
     except (OSError, StopIteration):
         pass
     print(f"{cpu}, {os.cpu_count()} cores, kernels {bpfast.build_info()['simd']}; "
-          f"median of {repeats}, seconds per sweep")
-    print("| load | workload | 1 thread | default | default / 1 thread |")
-    print("|---|---|---|---|---|")
+          f"median of {repeats}, ms per sweep")
+    print("| load | workload | 1 thread | default | default / 1 thread | best / best |")
+    print("|---|---|---|---|---|---|")
     worst = 0.0
     for load in ("idle", "one busy core", "all cores busy"):
         procs = start_load(load)
@@ -99,15 +108,17 @@ def main(argv=None):
                     one.append(time_fit(sizes, X, T, batch_size, sweeps, 1)[0])
                     default.append(time_fit(sizes, X, T, batch_size, sweeps, None)[0])
                 ratio = statistics.median(default) / statistics.median(one)
-                worst = max(worst, ratio)
-                print(f"| {load} | {name} | {statistics.median(one) * 1e3:.2f} ms | "
-                      f"{statistics.median(default) * 1e3:.2f} ms | {ratio:.2f} |", flush=True)
+                best_ratio = min(default) / min(one)
+                worst = max(worst, best_ratio)
+                print(f"| {load} | {name} | {statistics.median(one) * 1e3:.2f} | "
+                      f"{statistics.median(default) * 1e3:.2f} | {ratio:.2f} | {best_ratio:.2f} |",
+                      flush=True)
         finally:
             for p in procs:
                 p.kill()
             for p in procs:
                 p.join()
-    print(f"worst ratio default / 1 thread: {worst:.2f}")
+    print(f"worst ratio of the best runs, default / 1 thread: {worst:.2f}")
     return worst
 
 

@@ -333,18 +333,22 @@ def test_a_cpu_quota_caps_the_default(tmp_path):
     assert cpu_quota(str(tmp_path / "v1")) == 1
 
 
+def idle_machine():
+    return 0  # no other process's thread is runnable
+
+
 class TestThreadChooser:
-    """The policy, on made-up timings (the kernels' part is tested below on real runs)."""
+    """The policy, on made-up timings and loads (the kernels' part is tested below on real runs)."""
 
     def test_one_thread_first_then_a_trial_with_a_deadline(self):
-        chooser = _threads.ThreadChooser(2)
+        chooser = _threads.ThreadChooser(2, idle_machine, cpus=2)
         assert chooser.plan(1, 1000, now=0.0) == (1, 0.0)
         chooser.record(1, 1, 0.010, False, now=0.01)
         threads, deadline = chooser.plan(1, 999, now=0.01)
         assert threads == 2 and deadline == pytest.approx(0.01 + 0.011 + 0.002)
 
     def test_threads_that_win_are_kept_and_threads_that_lose_are_retried_later(self):
-        chooser = _threads.ThreadChooser(2)
+        chooser = _threads.ThreadChooser(2, idle_machine, cpus=2)
         chooser.record(1, 10, 0.100, False, now=0.1)
         chooser.record(2, 10, 0.060, False, now=0.2)     # 1.7x faster: kept
         assert chooser.plan(10, 1000, now=0.3)[0] == 2
@@ -356,11 +360,57 @@ class TestThreadChooser:
         assert chooser.plan(10, 1000, now=3.6)[0] == 2
 
     def test_no_trial_when_a_failed_one_would_cost_more_than_a_few_percent(self):
-        chooser = _threads.ThreadChooser(2)
+        chooser = _threads.ThreadChooser(2, idle_machine, cpus=2)
         chooser.record(1, 1, 0.3, False, now=0.3)
         assert chooser.plan(1, 1, now=0.3) == (1, 0.0)   # a two-sweep run stays on one thread
         assert chooser.plan(1, 10, now=0.3) == (1, 0.0)
         assert chooser.plan(1, 100, now=0.3)[0] == 2
+
+    def test_no_trial_while_no_core_is_idle_and_a_new_look_after_a_second(self):
+        load = [2]
+        chooser = _threads.ThreadChooser(2, lambda: load[0], cpus=4)
+        chooser.record(1, 1, 0.01, False, now=0.01)
+        assert chooser.plan(1, 1000, now=0.01)[0] == 2   # 2 busy + 2 threads fit on 4 CPUs
+        chooser.record(2, 1, 0.0, True, now=0.02)        # (a failed trial, backing off 1 s)
+        load[0] = 3
+        assert chooser.plan(1, 1000, now=1.1) == (1, 0.0)  # 3 + 2 > 4: not even tried
+        load[0] = 0
+        assert chooser.plan(1, 1000, now=1.5) == (1, 0.0)  # the next look is a second later
+        assert chooser.plan(1, 1000, now=2.2)[0] == 2
+        chooser.record(2, 1, 0.005, False, now=2.21)     # threads won and are kept ...
+        load[0] = 8
+        assert chooser.plan(1, 1000, now=2.3)[0] == 2    # ... under their deadline, as before
+
+    def test_an_unknown_load_does_not_stop_trials(self):
+        chooser = _threads.ThreadChooser(2, lambda: None, cpus=2)
+        chooser.record(1, 1, 0.01, False, now=0.01)
+        assert chooser.plan(1, 1000, now=0.01)[0] == 2
+
+
+def test_the_load_is_read_from_the_system():
+    """On Linux other_runnable_tasks counts other processes' runnable threads, not the caller's:
+    the least of many looks is 0 with nothing else to run (pytest's own thread is running while it
+    looks), and 2 or more while two child processes spin."""
+    if not os.path.exists("/proc/loadavg"):
+        assert _threads.other_runnable_tasks() is None
+        return
+
+    def least_of_looks():
+        looks = []
+        for _ in range(100):
+            looks.append(_threads.other_runnable_tasks())
+            time.sleep(0.005)
+        return min(looks)
+
+    assert least_of_looks() == 0
+    children = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)  # started and spinning
+        assert least_of_looks() >= 2
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
 
 
 def test_a_short_run_whose_chunks_grew_still_tries_threads_on_one_sweep():
@@ -369,7 +419,7 @@ def test_a_short_run_whose_chunks_grew_still_tries_threads_on_one_sweep():
     wins depends on the machine; that it is made does not.)"""
     class Recorder(_threads.ThreadChooser):
         def __init__(self, n):
-            super().__init__(n)
+            super().__init__(n, idle_machine, cpus=n)
             self.plans = []
 
         def plan(self, units, units_left, now):
@@ -387,7 +437,7 @@ def test_a_short_run_whose_chunks_grew_still_tries_threads_on_one_sweep():
 
 
 def test_a_trial_shrinks_the_chunk_only_when_that_makes_it_affordable():
-    chooser = _threads.ThreadChooser(2)
+    chooser = _threads.ThreadChooser(2, idle_machine, cpus=2)
     assert chooser.chunk_size(8, 100, now=0.0) == 8  # nothing measured yet
     chooser.record(1, 1, 0.01, False, now=0.01)
     assert chooser.chunk_size(8, 30, now=0.01) == 1   # 8 sweeps need 200 left, one needs 25
@@ -474,7 +524,10 @@ def test_threads_stopped_at_random_points_never_deadlock():
 @pytest.mark.slow
 def test_the_default_is_not_slower_than_one_thread_on_a_busy_machine():
     """bench/loaded.py --quick: idle, one core busy, every core busy. The full figures are in
-    the README; here a loose bound (1.3) that a hang or the old 270x slowdown would break."""
+    the README. The check is on the ratio of the best of 7 runs of each arm: on a shared VM the
+    medians swing by up to 40% even where both arms run the same one-thread code (a CI run saw
+    1.56), while the failures this is for are in every run: a trial of threads on a busy machine
+    (1.3-1.5x here before the chooser looked at the load first), the old 270x barrier waits."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
     import loaded
     assert loaded.main(["--quick"]) < 1.3

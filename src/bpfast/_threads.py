@@ -114,6 +114,25 @@ def threads_for(n_threads, work_per_batch: int) -> int:
     return usable_threads(n, explicit)
 
 
+def other_runnable_tasks() -> int | None:
+    """Threads of other processes running or waiting for a CPU at this moment: the kernel's count
+    of runnable tasks (Linux, /proc/loadavg) less this process's own running threads (OpenMP
+    workers spin for a while after a parallel region). None where the system does not say."""
+    try:
+        with open("/proc/loadavg") as f:
+            runnable = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    own += f.read().rpartition(")")[2].split()[0] == "R"
+            except (OSError, IndexError):
+                continue  # the thread ended while we looked
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(runnable - own, 0)
+
+
 class ThreadChooser:
     """Chooses, chunk by chunk of a long call, between `n` threads and one, from measured speed.
 
@@ -126,6 +145,13 @@ class ThreadChooser:
     A trial is made only when the work left is at least TRIAL_SHARE times the trial's, so that a
     failed one costs at most a few percent of the run. Failed trials are repeated after 1 s,
     doubling up to a minute; one thread is re-measured every 10 s while threads win.
+
+    The deadline is checked between batches (a stop inside one only skips work: the threads still
+    meet at every barrier of the batch), and with every core busy each barrier can wait a whole
+    scheduler time slice for a descheduled thread: a trial of a 4 ms sweep was measured to take
+    150-190 ms on a 2-core machine running two busy processes. So no trial is made while the
+    machine has no idle core for the extra threads (other processes' runnable threads plus `n`
+    exceed the CPUs); that is asked again after FIRST_RETRY seconds.
     """
 
     DEADLINE_MARGIN = 1.1   # a threaded chunk may take this much of one thread's time ...
@@ -134,8 +160,10 @@ class ThreadChooser:
     TRIAL_SHARE = 25        # a trial needs this many times its own work still to do
     FIRST_RETRY, MAX_RETRY, REMEASURE = 1.0, 60.0, 10.0
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, others_runnable=other_runnable_tasks, cpus: int | None = None):
         self.n = n
+        self.others_runnable = others_runnable  # () -> int or None (unknown: trials are made)
+        self.cpus = cpus or os.cpu_count() or 1
         self.serial = None      # seconds per unit of work on one thread
         self.use_threads = False
         self.retry_after = self.FIRST_RETRY
@@ -163,8 +191,13 @@ class ThreadChooser:
             return 1, 0.0
         if self.use_threads and now >= self.next_serial:
             return 1, 0.0
-        if not self.use_threads and not self._trial_allowed(units, units_left, now):
-            return 1, 0.0
+        if not self.use_threads:
+            if not self._trial_allowed(units, units_left, now):
+                return 1, 0.0
+            others = self.others_runnable()
+            if others is not None and others + self.n > self.cpus:
+                self.next_trial = now + self.FIRST_RETRY  # no idle core: ask again later
+                return 1, 0.0
         return self.n, now + self.serial * units * self.DEADLINE_MARGIN + self.SLACK_SECONDS
 
     def record(self, threads: int, units: float, seconds: float, cut_short: bool,
