@@ -28,7 +28,7 @@ MAX_THREADS = 1024
 MIN_PARALLEL_WORK = 4_000_000
 
 
-@functools.lru_cache(maxsize=None)  # read once: a quota is set when a container starts
+@functools.cache  # read once: a quota is set when a container starts
 def _cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
     """CPUs granted by a cgroup CPU quota (containers started with --cpus), rounded up; None if
     there is no quota. cgroup v2 (cpu.max) and v1 (cpu.cfs_quota_us / cpu.cfs_period_us)."""
