@@ -31,6 +31,9 @@
 /* The buffer a product packs a block of its B matrix into (kernels.inc.c: BLOCK_K x BLOCK_LANES
    of every variant fit): sized for a core's L2 cache. */
 #define BP_PACK_BYTES 262144
+/* ... and the one it packs rows of a transposed A into: a few of kernels.inc.c's 128 KiB blocks
+   of A's rows. */
+#define BP_PACK_A_BYTES 524288
 
 /* Carve `bytes` from *cursor at the next 64-byte boundary. The cursor is an integer so that the
    workspace layout can also run as a pure count from 0. */
@@ -55,6 +58,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         int *row_within;    /* [n_outputs] whether each output is within stop_tol everywhere */  \
         REAL *x_batch;      /* [n_input_cols, ld] the bound batch's inputs, feature-major */     \
         REAL *pack;         /* [BP_PACK_BYTES] a block of a product's B, packed panel by panel */\
+        REAL *pack_a;       /* [BP_PACK_A_BYTES] rows of a transposed A, packed tile by tile */  \
         REAL *t_batch;      /* [n_outputs, ld] its targets */                                    \
         int64_t *order;     /* [n_samples] the case order of the current sweep */                \
         int64_t n_order;                                                                         \

@@ -36,6 +36,7 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     ws->x_batch = TAKE(REAL, ld * net->n_input_cols);
     ws->t_batch = TAKE(REAL, ld * n_out);
     ws->pack = (REAL *)TAKE(char, BP_PACK_BYTES);
+    ws->pack_a = (REAL *)TAKE(char, BP_PACK_A_BYTES);
     for (int l = 0; l < net->n_inputs; l++)
         if (arena)
             ws->y[l] = ws->x_batch + (int64_t)net->input_col[l] * ld;

@@ -78,6 +78,27 @@ def test_products_across_every_cache_block_match_reference(dtype, isa):
     assert not np.array_equal(runs[0], net.params)
 
 
+def test_input_gradient_packed_in_groups_of_rows_matches_reference(dtype, isa):
+    """The input gradient's W^T is packed a group of rows at a time (kernels.inc.c,
+    PACK_A_ROW_BLOCKS): 2,100 hidden units are several groups on every variant (the largest,
+    avx512 float32, packs 2,040 rows at a time), and 70 cases several lane panels, which is what
+    makes it pack. Then one sweep on 1 and 2 threads."""
+    rng = np.random.default_rng(6)
+    net = bpfast.Network([8, 2100, 20], seed=3, dtype=dtype, init_range=0.05)
+    X, T = data(rng, net, 70)
+    E, grad = _core.loss_gradient(net.topology, net.params, X, T)
+    E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T)
+    assert_close(E, E_ref, dtype)
+    assert_close(grad, grad_ref, dtype)
+    runs = []
+    for n_threads in (1, 2):
+        params, velocity = net.params.copy(), net.velocity.copy()
+        _core.train(net.topology, params, velocity, X, T, [(2, 1e-3, 0.9, 0.0, 0)],
+                    batch_size=70, n_threads=n_threads)
+        runs.append(params)
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 @pytest.mark.parametrize("case", range(10))
 def test_gradients_match_central_finite_differences(case, isa):
     rng = np.random.default_rng(100 + case)
