@@ -70,6 +70,12 @@ def test_the_modified_family_trees_recipe_learns_and_the_literal_one_does_not():
     (["run", "symmetry", "--threads", "0"], "n_threads must be >= 1"),
     (["frobnicate"], "invalid choice"),
     (["run", "xor", "--seeds", "1", "--plot", "x.png"], "no figure for xor"),
+    (["run", "symetry"], "did you mean 'symmetry'?"),
+    (["run", "symmetry", "--se", "3"], "unrecognized arguments: --se"),  # no abbreviations
+    (["run", "symmetry", "--seed", "1", "--seeds", "2"], "not allowed with argument"),
+    (["run", "symmetry", "--seed", "-1"], "--seed must be 0 or more"),
+    (["run", "symmetry", "--json", "/nonexistent-directory/x.json"], "does not exist"),
+    (["run", "symmetry", "--json", "."], "is a directory"),
 ])
 def test_errors_are_one_line_and_exit_2(args, message):
     out = bpfast(*args)
@@ -137,3 +143,63 @@ def test_progress_bar_shows_on_a_terminal():
         os.close(leader)
     assert out.returncode == 0
     assert b"run 1, sweep 100" in shown and b"[#" in shown
+
+
+def test_version_and_the_presets_in_help():
+    from bpfast import __version__
+    assert bpfast("--version").stdout.strip() == f"bpfast {__version__}"
+    help_text = bpfast("run", "--help").stdout
+    for name in EXPERIMENTS:
+        assert name in help_text
+
+
+def test_seed_runs_one_seed_and_says_where_it_wrote(tmp_path, capsys):
+    path = tmp_path / "one.json"
+    assert main(["run", "xor", "--seed", "3", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    record = json.loads(path.read_text())
+    assert record["seeds"] == [3] and [r["seed"] for r in record["runs"]] == [3]
+    assert f"wrote the results to {path}" in out
+    assert path.stat().st_mode & 0o044  # readable by others as a file open() makes (umask 022)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.json"]  # no temporary left
+
+
+def test_an_error_while_writing_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "keep.json"
+    path.write_text("old")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(json, "dump", fail)
+    assert main(["run", "xor", "--seed", "0", "--json", str(path)]) == 2
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`bpfast run ... | head -1`: the reader goes away after one line."""
+    child = subprocess.Popen([sys.executable, "-m", "bpfast", "run", "xor", "--seeds", "30"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.readline()
+    child.stdout.close()
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 141, err
+    assert err == b""
+
+
+def test_the_demo_reports_a_solved_run_first():
+    out = bpfast().stdout.splitlines()
+    assert out[2].startswith("seed ") and "solved in" in out[2] and "not solved" not in out[2]
+
+
+def test_plots_are_titled_with_the_run(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from bpfast import plots
+    titles = []
+    real = plots.symmetry_figure
+    monkeypatch.setattr(plots, "symmetry_figure",
+                        lambda net, errors, path, title=None: titles.append(title)
+                        or real(net, errors, path, title=title))
+    assert main(["run", "symmetry", "--seeds", "2", "--plot", str(tmp_path / "s.png")]) == 0
+    assert titles == ["bpfast run symmetry: seed 1, the lowest final E of 2 runs "
+                      f"(E = {EXPERIMENTS['symmetry'].run(seed=1).result.final_error:.3g})"]

@@ -195,8 +195,10 @@ def test_family_trees_net_is_a_dag_not_a_masked_dense_layer():
     assert net.weights("relation_code", "relation").shape == (6, 12)
     assert net.weights("central", "person_code").shape == (12, 6)
     assert net.weights("central", "relation_code").shape == (12, 6)
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="its sources are"):
         net.weights("person_code", "relation")
+    with pytest.raises(ValueError, match="not a computed layer"):
+        net.weights("person", "relation")
     n_weights = 24 * 6 + 12 * 6 + 12 * 12 + 12 * 6 + 6 * 24
     assert net.topology.n_weights == n_weights
     assert net.topology.n_params == n_weights + 6 + 6 + 12 + 6 + 24

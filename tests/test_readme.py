@@ -15,3 +15,6 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     assert namespace["result"].solved
     assert (namespace["same"].params == namespace["net"].params).all()
+    # the family-trees lines: the paper's two phases run, and the net learns the facts
+    assert namespace["fit"].n_sweeps == 1500
+    assert namespace["fit"].errors[-1] < namespace["fit"].errors[0] / 2

@@ -234,3 +234,53 @@ def test_all_finite_is_exact_where_the_sum_overflows_or_cancels():
     y[[2, 6]] = [np.inf, -np.inf]  # the sum is NaN
     assert not all_finite(y)
     assert all_finite(np.arange(10))
+
+
+@pytest.mark.parametrize("spec,expected", [("f4", np.float32), ("single", np.float32),
+                                           (np.float32, np.float32), ("double", np.float64),
+                                           ("f8", np.float64), (float, np.float64)])
+def test_dtype_accepts_what_numpy_reads_as_float32_or_float64(spec, expected):
+    assert bpfast.Network([6, 2, 1], dtype=spec).params.dtype == expected
+
+
+@pytest.mark.parametrize("spec", ["int32", "f2", "nonsense", np.int64])
+def test_other_dtypes_are_refused(spec):
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        bpfast.Network([6, 2, 1], dtype=spec)
+
+
+def test_fit_result_repr_is_one_line(net, data):
+    result = net.fit(*data, n_sweeps=50)
+    text = repr(result)
+    assert "\n" not in text and "n_sweeps=50" in text and "<50 values>" in text
+
+
+@pytest.mark.parametrize("output,T,ok", [
+    ("logistic", [[0.0], [1.0]], True), ("logistic", [[0.0], [2.0]], False),
+    ("logistic", [[-0.5], [1.0]], False), ("tanh", [[-1.0], [1.0]], True),
+    ("tanh", [[-1.0], [1.5]], False), ("identity", [[-7.0], [40.0]], True)])
+def test_targets_an_output_unit_cannot_reach_are_refused(output, T, ok):
+    net = bpfast.Network([6, 2, 1], seed=0, output_activation=output)
+    X = np.zeros((2, 6))
+    if ok:
+        net.fit(X, T, n_sweeps=1)
+    else:
+        before = net.params.copy()
+        with pytest.raises(ValueError, match="cannot reach.*output_activation='identity'"):
+            net.fit(X, T, n_sweeps=1)
+        np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 2, 1, 2]), [0, 2, 1, 2], np.array([0., 2, 1, 2])])
+def test_class_labels_for_several_outputs_get_the_one_hot_recipe(labels):
+    net = bpfast.Network([6, 2, 3], seed=0)
+    with pytest.raises(ValueError, match=r"class labels 0..2, one-hot encode them, "
+                                         r"T = np.eye\(3\)\[labels\]"):
+        net.fit(np.zeros((4, 6)), labels, n_sweeps=1)
+
+
+def test_predict_before_fit_gives_the_initial_weights_outputs():
+    net = bpfast.Network([6, 2, 1], seed=0, dtype="float64")
+    X = np.random.default_rng(0).uniform(size=(5, 6))
+    np.testing.assert_allclose(net.predict(X),
+                               bpfast.reference.forward(net.topology, net.params, X), rtol=1e-12)

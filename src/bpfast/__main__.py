@@ -2,15 +2,22 @@
 
     bpfast                      the symmetry demo with the paper's settings
     bpfast list                 the experiments, one line each
-    bpfast run EXPERIMENT [--seeds N] [--threads T] [--plot FILE.png] [--json FILE]
+    bpfast run EXPERIMENT [--seeds N | --seed S] [--threads T] [--plot FILE.png] [--json FILE]
+    bpfast --version
+
+Output cut short by a closed pipe (`bpfast run symmetry | head`) ends the command quietly, with
+exit status 141 (as a process killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -30,22 +37,26 @@ def demo() -> int:
     print("eps=0.1, alpha=0.9, weights U(+-0.3), full-batch sweeps, stop when every output is "
           "within 0.2 of its target.")
     # About one seed in ten sits on the E = 4 plateau (the paper's replications agree); the default
-    # seed 0 is one of them, so the demo says so and goes on to the next seed that solves.
+    # seed 0 is one of them. The demo trains seeds in order until one solves, reports that run
+    # first, then the seeds before it that did not solve.
+    unsolved = []
     for seed in range(MAX_DEMO_SEEDS):
         started = time.perf_counter()
         net, result = symmetry.run(seed=seed)
         elapsed = time.perf_counter() - started
         if result.solved:
-            status = f"solved in {result.n_sweeps} sweeps"
-        else:
-            status = f"not solved in {result.n_sweeps} sweeps"
-            if abs(result.final_error - 4.0) < 0.1:
-                status += " (on the E = 4 plateau: every pattern reads 'not symmetric')"
-        print(f"seed {seed}: {status}; final E = {result.final_error:.3f}; "
-              f"{elapsed * 1e6 / max(result.n_sweeps, 1):.1f} us per sweep ({elapsed:.2f} s); "
-              f"every output on the right side of 0.5: {symmetry.right_side_of_half(net)}")
-        if result.solved:
             break
+        status = f"seed {seed}: not solved in {result.n_sweeps} sweeps, final E = {result.final_error:.3f}"
+        if abs(result.final_error - 4.0) < 0.1:
+            status += " (on the E = 4 plateau: every pattern reads 'not symmetric')"
+        unsolved.append(status)
+    outcome = (f"solved in {result.n_sweeps} sweeps" if result.solved
+               else f"not solved in {result.n_sweeps} sweeps")
+    print(f"seed {seed}: {outcome}; final E = {result.final_error:.3f}; "
+          f"{elapsed * 1e6 / max(result.n_sweeps, 1):.1f} us per sweep ({elapsed:.2f} s); "
+          f"every output on the right side of 0.5: {symmetry.right_side_of_half(net)}")
+    for line in unsolved:
+        print(f"  before it, {line}")
     s = symmetry.describe_solution(net)
     print(f"paper:  solved in {symmetry.PAPER_SWEEPS} sweeps (one run); replications: ~90% of seeds "
           "solve, median ~2,200-2,700 sweeps")
@@ -98,12 +109,14 @@ class Progress:
 
 def run_experiment(args) -> int:
     experiment = EXPERIMENTS[args.experiment]
-    n_seeds = args.seeds or experiment.default_seeds
+    seeds = ([args.seed] if args.seed is not None
+             else list(range(args.seeds or experiment.default_seeds)))
+    n_seeds = len(seeds)
     progress = Progress(n_seeds, experiment.n_sweeps)
     started = time.perf_counter()
     outcomes = []
     try:
-        for seed in range(n_seeds):
+        for seed in seeds:
             outcomes.append(experiment.run(seed=seed, n_threads=args.threads,
                                            callback=progress.callback, callback_every=100))
             progress.next_run()
@@ -126,7 +139,8 @@ def run_experiment(args) -> int:
 
     print(f"{experiment.name}: {experiment.summary}")
     if experiment.held_out:
-        print(f"{n_seeds} runs, each on its own seeded random split: {experiment.held_out} "
+        print(f"{n_seeds} run{'s' * (n_seeds > 1)}, each on its own seeded random split: "
+              f"{experiment.held_out} "
               "queries held out (our splits; the paper does not say which four it held out)")
         print(f"{'seed':>4}  {'final E':>8}  {'train acc':>9}  {'held out':>8}")
         for r in runs:
@@ -151,22 +165,63 @@ def run_experiment(args) -> int:
 
     if args.json:
         record = {"experiment": experiment.name, "summary_line": experiment.summary,
-                  "bpfast_version": __version__, "seeds": list(range(n_seeds)),
+                  "bpfast_version": __version__, "seeds": seeds,
                   "schedule": [vars(p) for p in experiment.schedule], "loss": experiment.loss,
                   "stop_tol": experiment.stop_tol, "paper": experiment.paper,
                   "runs": runs, "summary": summary}
         if experiment.notes:
             record["notes"] = experiment.notes
-        with open(args.json, "w") as f:
+        with _replacing(args.json) as temporary, open(temporary, "w") as f:
             json.dump(record, f, indent=1)
+        print(f"wrote the results to {args.json}")
     if args.plot:
         from . import plots
         best = min(outcomes, key=lambda o: o.result.final_error)
-        if experiment.name == "symmetry":
-            plots.symmetry_figure(best.network, best.result.errors, args.plot)
-        else:
-            plots.family_trees_figure(best.network, args.plot)
+        title = (f"bpfast run {experiment.name}: seed {best.seed}"
+                 + (f", the lowest final E of {n_seeds} runs" if n_seeds > 1 else "")
+                 + f" (E = {best.result.final_error:.3g})")
+        with _replacing(args.plot) as temporary:
+            if experiment.name == "symmetry":
+                plots.symmetry_figure(best.network, best.result.errors, temporary, title=title)
+            else:
+                plots.family_trees_figure(best.network, temporary, title=title)
+        print(f"wrote the figure to {args.plot}")
     return 0
+
+
+class _replacing:
+    """A temporary path beside `path` that replaces it only once completely written, so an error
+    or Ctrl-C never leaves a half-written file (or none where there was one)."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+
+    def __enter__(self) -> str:
+        fd, self.temporary = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".bpfast-",
+                                              suffix=os.path.splitext(self.path)[1])
+        os.close(fd)
+        return self.temporary
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.temporary, 0o666 & ~umask)  # as open() would have made it
+            os.replace(self.temporary, self.path)
+        else:
+            os.unlink(self.temporary)
+        return False
+
+
+def check_writable(option: str, path: str) -> None:
+    """Refuse, before any training, an output path that could not be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CommandError(f"{option} {path}: is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise CommandError(f"{option} {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"{option} {path}: cannot write in {folder}")
 
 
 def has_figure(experiment) -> bool:
@@ -184,14 +239,21 @@ class Parser(argparse.ArgumentParser):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = Parser(prog="bpfast", description="Back-propagation experiments from Rumelhart, "
-                    "Hinton & Williams (1986). With no command: the symmetry demo.")
+    parser = Parser(prog="bpfast", allow_abbrev=False,
+                    description="Back-propagation experiments from Rumelhart, Hinton & Williams "
+                    "(1986). With no command: the symmetry demo.")
+    parser.add_argument("--version", action="version", version=f"bpfast {__version__}")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("list", help="the experiments, one line each")
-    run = commands.add_parser("run", help="run an experiment over several seeds")
-    run.add_argument("experiment")
-    run.add_argument("--seeds", type=int, help="runs, one per seed 0..N-1 (default: 10, "
-                                               "family trees 20)")
+    commands.add_parser("list", help="the experiments, one line each", allow_abbrev=False)
+    run = commands.add_parser("run", help="run an experiment over several seeds",
+                              allow_abbrev=False)
+    run.add_argument("experiment", metavar="EXPERIMENT",
+                     help="one of: " + ", ".join(EXPERIMENTS) + " (`bpfast list` says what "
+                          "each is)")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--seeds", type=int, metavar="N",
+                       help="runs, one per seed 0..N-1 (default: 10, family trees 20)")
+    which.add_argument("--seed", type=int, metavar="S", help="one run, with seed S")
     run.add_argument("--threads", type=int, help="threads per run (default: all cores)")
     run.add_argument("--plot", metavar="FILE.png", help="draw the learned weights")
     run.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -202,9 +264,17 @@ def main(argv=None) -> int:
         if args.command == "list":
             return list_experiments()
         if args.experiment not in EXPERIMENTS:
-            raise CommandError(f"unknown experiment {args.experiment!r}; `bpfast list` shows them")
+            close = difflib.get_close_matches(args.experiment, EXPERIMENTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CommandError(f"unknown experiment {args.experiment!r}{hint} `bpfast list` "
+                               "shows them")
         if args.seeds is not None and args.seeds < 1:
             raise CommandError("--seeds must be at least 1")
+        if args.seed is not None and args.seed < 0:
+            raise CommandError("--seed must be 0 or more")
+        for option, path in (("--json", args.json), ("--plot", args.plot)):
+            if path:
+                check_writable(option, path)
         if args.plot:
             if not has_figure(EXPERIMENTS[args.experiment]):
                 raise CommandError(f"--plot has no figure for {args.experiment}; it draws "
@@ -213,8 +283,19 @@ def main(argv=None) -> int:
             plots._pyplot()  # fail now, not after the runs, if matplotlib is missing
         return run_experiment(args)
     except (CommandError, ImportError, ValueError, TypeError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _closed_pipe()
         print(f"bpfast: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`| head`): stop quietly. stdout is pointed at /dev/null so
+    that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":

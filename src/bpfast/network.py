@@ -13,6 +13,8 @@ from .schedule import Phase
 from .topology import Layer, Topology
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+# Targets an output unit can reach, by its activation (identity units reach any).
+OUTPUT_RANGES = {"logistic": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 DEFAULT_LR, DEFAULT_MOMENTUM, DEFAULT_N_SWEEPS = 0.1, 0.9, 1000
 
@@ -44,6 +46,11 @@ class FitResult:
     stop_reason: str
     final_error: float
     solved: bool
+
+    def __repr__(self) -> str:  # one line: the errors are summarised, not printed
+        return (f"FitResult(n_sweeps={self.n_sweeps}, stop_reason={self.stop_reason!r}, "
+                f"final_error={self.final_error:.6g}, solved={self.solved}, "
+                f"errors=<{len(self.errors)} values>)")
 
 
 class Network:
@@ -86,12 +93,13 @@ class Network:
         else:
             raise ValueError("describe the network: Network([6, 2, 1]) for a chain, or "
                              "Network(inputs={...}, layers=[Layer(...), ...]) for a DAG")
-        try:
-            dtype_name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
-        except TypeError:
+        try:  # whatever NumPy reads as a dtype: np.float32, "float32", "f4", "double", ...
+            dtype_name = np.dtype(dtype).name
+        except (TypeError, ValueError):
             dtype_name = None
         if dtype_name not in DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            raise ValueError(f"dtype must be float32 or float64 (or a name NumPy reads as one, "
+                             f"such as 'f4' or 'double'), got {dtype!r}")
         self.dtype = np.dtype(DTYPES[dtype_name])
         self.init_range = check_real("init_range", init_range, low=0,
                                      high=float(np.finfo(self.dtype).max))
@@ -178,9 +186,32 @@ class Network:
         return as_matrix("X", X, self.dtype, topo.n_input_cols, "inputs")
 
     def _targets(self, T, n_rows: int) -> np.ndarray:
-        T = as_matrix("T", T, self.dtype, self.topology.n_outputs, "output units")
+        n_out = self.topology.n_outputs
+        labels = T if isinstance(T, np.ndarray) else None
+        if labels is None and isinstance(T, (list, tuple)):
+            try:
+                labels = np.asarray(T)
+            except Exception:  # as_matrix reports what is wrong with it
+                labels = None
+        if (n_out > 1 and labels is not None and labels.ndim == 1
+                and labels.dtype.kind in "biuf" and labels.size and np.all(labels == np.round(labels))):
+            raise ValueError(f"T is one column of whole numbers but the network has {n_out} "
+                             f"output units: if these are class labels 0..{n_out - 1}, one-hot "
+                             f"encode them, T = np.eye({n_out})[labels]")
+        T = as_matrix("T", T, self.dtype, n_out, "output units")
         if T.shape[0] != n_rows:
             raise ValueError(f"X has {n_rows} rows but T has {T.shape[0]}; they must match")
+        activation = self.topology.layers[-1].activation
+        reach = OUTPUT_RANGES.get(activation)
+        if reach is not None:
+            low, high = float(T.min()), float(T.max())
+            if low < reach[0] or high > reach[1]:
+                raise ValueError(
+                    f"T has values from {low:g} to {high:g}, but the output units are "
+                    f"{activation}, whose outputs lie between {reach[0]:g} and {reach[1]:g}: "
+                    f"training would chase targets it cannot reach. Scale the targets into "
+                    f"[{reach[0]:g}, {reach[1]:g}] (for classes: one-hot 0/1 targets), or make "
+                    f"the outputs linear with output_activation='identity'")
         return T
 
     # -- training -----------------------------------------------------------------------------
@@ -362,7 +393,9 @@ class Network:
     # -- inference ----------------------------------------------------------------------------
 
     def predict(self, X, *, n_threads: int | None = None) -> np.ndarray:
-        """The output layer's activations, shape (n_samples, n_outputs), in the net's dtype."""
+        """The output layer's activations, shape (n_samples, n_outputs), in the net's dtype.
+
+        Allowed before any `fit`: it gives the outputs of the initial random weights."""
         _threads.requested_threads(n_threads)
         X = self._inputs(X)
         self._check_forward_memory(X.shape[0], self.topology.n_outputs)

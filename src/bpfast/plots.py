@@ -51,7 +51,7 @@ def hinton(ax, W, max_weight: float | None = None, title: str | None = None):
         ax.set_title(title, fontsize=9)
 
 
-def symmetry_figure(net, errors, path) -> None:
+def symmetry_figure(net, errors, path, title: str | None = None) -> None:
     """Nature Fig. 1 style: each hidden unit's 6 input weights and bias, the hidden-to-output
     weights and output bias, and the error curve."""
     plt = _pyplot()
@@ -67,12 +67,14 @@ def symmetry_figure(net, errors, path) -> None:
     axes[3].set_xlabel("sweep")
     axes[3].set_ylabel("E")
     axes[3].set_title("error", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def family_trees_figure(net, path) -> None:
+def family_trees_figure(net, path, title: str | None = None) -> None:
     """Nature Fig. 4 style: for each of the 6 units fed by the person inputs, its 24 weights as an
     English row (Christopher ... Charlotte) above the isomorphic Italian row."""
     plt = _pyplot()
@@ -81,6 +83,8 @@ def family_trees_figure(net, path) -> None:
     fig, axes = plt.subplots(len(W), 1, figsize=(6, 1.1 * len(W)))
     for unit, ax in enumerate(np.atleast_1d(axes)):
         hinton(ax, W[unit].reshape(2, 12), scale, f"unit {unit + 1}: English (top), Italian")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

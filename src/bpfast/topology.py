@@ -227,13 +227,13 @@ class Topology:
         for e in range(self.src_start[l], self.src_start[l + 1]):
             if self.src_layer[e] == s:
                 return e
-        raise KeyError(f"layer {layer!r} is not fed by {source!r}; its sources are "
+        raise ValueError(f"layer {layer!r} is not fed by {source!r}; its sources are "
                        f"{list(self.layers[l - self.n_inputs].sources)}")
 
     def _layer_index(self, layer: str) -> int:
         l = self.index.get(layer)
         if l is None or l < self.n_inputs:
-            raise KeyError(f"{layer!r} is not a computed layer; layers: "
+            raise ValueError(f"{layer!r} is not a computed layer; layers: "
                            f"{list(self.names[self.n_inputs:])}")
         return l
 
