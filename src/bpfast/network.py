@@ -191,7 +191,7 @@ class Network:
         if labels is None and isinstance(T, (list, tuple)):
             try:
                 labels = np.asarray(T)
-            except Exception:  # as_matrix reports what is wrong with it
+            except (ValueError, TypeError):  # as_matrix reports what is wrong with it
                 labels = None
         if (n_out > 1 and labels is not None and labels.ndim == 1
                 and labels.dtype.kind in "biuf" and labels.size and np.all(labels == np.round(labels))):
