@@ -151,7 +151,7 @@ def test_worked_example_one_logistic_unit():
     ∂E/∂w = ∂E/∂x * 2 = -0.1057541856,  ∂E/∂b = ∂E/∂x * 1 = -0.0528770928
     With lr=0.1, momentum=0.9 from rest: Δw = +0.0105754186, Δb = +0.0052877093."""
     net = bpfast.Network([1, 1], seed=0, dtype="float64")
-    net.set_params([0.5, 0.0])
+    net.assign_params([0.5, 0.0])
     E, grad = _core.loss_gradient(net.topology, net.params, np.array([[2.0]]), np.array([[1.0]]))
     y = 1 / (1 + np.exp(-1.0))
     assert E == pytest.approx(0.5 * (y - 1) ** 2, rel=1e-14)
@@ -178,7 +178,7 @@ def test_momentum_update_matches_reference(n_params, decay, dtype, isa):
 
 def test_dead_zone_counts_no_error_inside_the_zone():
     net = bpfast.Network([1, 1], seed=0, dtype="float64", activation="identity")
-    net.set_params([1.0, 0.0])  # y = x
+    net.assign_params([1.0, 0.0])  # y = x
     X = np.array([[0.9], [0.7], [0.1], [0.3]])
     T = np.array([[1.0], [1.0], [0.0], [0.0]])
     E, grad = _core.loss_gradient(net.topology, net.params, X, T, loss="dead_zone")

@@ -179,11 +179,15 @@ def test_forward_returns_every_layer_by_name(net, data):
     assert acts["hidden1"].shape == (64, 2)
 
 
-def test_set_params_validates(net):
+def test_the_weight_setter_does_not_take_scikit_learns_name(net):
+    assert not hasattr(net, "set_params") and not hasattr(net, "get_params")
+
+
+def test_assign_params_validates(net):
     with pytest.raises(ValueError, match="shape"):
-        net.set_params(np.zeros(3))
+        net.assign_params(np.zeros(3))
     with pytest.raises(ValueError, match="NaN"):
-        net.set_params(np.full(net.topology.n_params, np.nan))
+        net.assign_params(np.full(net.topology.n_params, np.nan))
 
 
 def test_topology_tables_are_read_only():

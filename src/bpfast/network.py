@@ -148,8 +148,9 @@ class Network:
         block = self.topology.bias_block(layer)
         return None if block is None else self._params[block[0]: block[0] + block[1]]
 
-    def set_params(self, values) -> None:
-        """Copy `values` (shape (n_params,), finite) into the arena."""
+    def assign_params(self, values) -> None:
+        """Copy `values` (shape (n_params,), finite) into the arena. (Not `set_params`: that name
+        is scikit-learn's setter of hyper-parameters.)"""
         values = np.asarray(values)
         if values.shape != self._params.shape:
             raise ValueError(f"params must have shape {self._params.shape}, got {values.shape}")
@@ -309,7 +310,7 @@ class Network:
         if not (np.isfinite(self._params).all() and np.isfinite(self._velocity).all()):
             raise ValueError("the network's params or velocity contain NaN or infinite values "
                              "(written through net.params or a weights() view?); set finite "
-                             "values with set_params() or call reset_velocity()")
+                             "values with assign_params() or call reset_velocity()")
         threads = _threads.threads_for(n_threads, 3 * batch_size * self.topology.n_weights)
         # The default may fall back to one thread chunk by chunk when threads do not pay (a busy
         # machine); an explicit n_threads is used as given.
