@@ -41,3 +41,10 @@ def test_the_best_variant_is_used_unless_one_is_asked_for():
         assert bpfast.build_info()["simd"] == _core.available_isas()[0]
     with pytest.raises(ValueError, match="unknown or not supported"):
         _core.set_isa("sse9")
+
+
+def test_the_distribution_says_its_license_and_that_it_is_typed():
+    import importlib.metadata
+    meta = importlib.metadata.metadata("bpfast")
+    assert meta.get("License-Expression") == "MIT" and "LICENSE" in meta.get_all("License-File")
+    assert "Typing :: Typed" in meta.get_all("Classifier")

@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ def run_experiment(args) -> int:
              "sweeps": o.result.n_sweeps, "final_error": o.result.final_error, **o.measures}
             for o in outcomes]
     solved = [r["sweeps"] for r in runs if r["solved"]]
-    summary = {"runs": len(runs), "seconds": round(elapsed, 3)}
+    summary: dict[str, Any] = {"runs": len(runs), "seconds": round(elapsed, 3)}
     if experiment.stop_tol is not None:
         summary["solved_fraction"] = len(solved) / len(runs)
         summary["median_sweeps_when_solved"] = statistics.median(solved) if solved else None

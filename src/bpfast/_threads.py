@@ -114,17 +114,18 @@ def threads_for(n_threads, work_per_batch: int) -> int:
     return usable_threads(n, explicit)
 
 
-def other_runnable_tasks() -> int | None:
+def other_runnable_tasks(proc: str = "/proc") -> int | None:
     """Threads of other processes running or waiting for a CPU at this moment: the kernel's count
     of runnable tasks (Linux, /proc/loadavg) less this process's own running threads (OpenMP
     workers spin for a while after a parallel region). None where the system does not say."""
     try:
-        with open("/proc/loadavg") as f:
+        with open(os.path.join(proc, "loadavg")) as f:
             runnable = int(f.read().split()[3].split("/")[0])
         own = 0
-        for task in os.listdir("/proc/self/task"):
+        tasks = os.path.join(proc, "self", "task")
+        for task in os.listdir(tasks):
             try:
-                with open(f"/proc/self/task/{task}/stat") as f:
+                with open(os.path.join(tasks, task, "stat")) as f:
                     own += f.read().rpartition(")")[2].split()[0] == "R"
             except (OSError, IndexError):
                 continue  # the thread ended while we looked
@@ -164,7 +165,7 @@ class ThreadChooser:
         self.n = n
         self.others_runnable = others_runnable  # () -> int or None (unknown: trials are made)
         self.cpus = cpus or os.cpu_count() or 1
-        self.serial = None      # seconds per unit of work on one thread
+        self.serial: float | None = None  # seconds per unit of work on one thread
         self.use_threads = False
         self.retry_after = self.FIRST_RETRY
         self.next_trial = 0.0
@@ -210,7 +211,7 @@ class ThreadChooser:
             self.next_serial = now + self.REMEASURE
             return
         rate = math.inf if cut_short or units <= 0 else seconds / units
-        if rate <= self.serial * self.KEEP_SPEEDUP:
+        if self.serial is not None and rate <= self.serial * self.KEEP_SPEEDUP:
             self.use_threads = True
             self.retry_after = self.FIRST_RETRY
         else:

@@ -9,7 +9,7 @@ targets. ``run(seed)`` trains one net and measures what the task measures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 
 from . import datasets
@@ -37,7 +37,7 @@ class Experiment:
     name: str
     summary: str
     make_network: Callable[[int, str], Network]
-    data: Callable[[], tuple]
+    data: Callable[[], Any]  # (X, T), or datasets.FamilyTrees where cases are held out
     schedule: tuple
     loss: str = "sse"
     decay_biases: bool = False
@@ -63,7 +63,7 @@ class Experiment:
         result = net.fit(X, T, schedule=list(self.schedule), loss=self.loss,
                          decay_biases=self.decay_biases, stop_tol=self.stop_tol,
                          n_threads=n_threads, callback=callback, callback_every=callback_every)
-        measures = {}
+        measures: dict[str, Any] = {}
         if self.held_out:
             measures["train_accuracy"] = float(trees.correct(net.predict(X), T).mean())
             measures["held_out_correct"] = int(

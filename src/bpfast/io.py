@@ -37,6 +37,7 @@ import reprlib
 import signal
 import stat
 import tempfile
+from typing import Any
 import threading
 import tokenize
 import zipfile
@@ -87,8 +88,8 @@ def save(net: Network, path) -> None:
     target, replaced = _resolve_target(path)
     mode = _new_file_mode() if replaced is None else stat.S_IMODE(replaced.st_mode)
     folder = os.path.dirname(target)
-    prefix, suffix = (TMP_PREFIX, TMP_SUFFIX) if isinstance(folder, str) else \
-        (os.fsencode(TMP_PREFIX), os.fsencode(TMP_SUFFIX))
+    prefix: Any = TMP_PREFIX if isinstance(folder, str) else os.fsencode(TMP_PREFIX)
+    suffix: Any = TMP_SUFFIX if isinstance(folder, str) else os.fsencode(TMP_SUFFIX)
 
     with _SigintGuard() as guard:
         tmp = file = None
@@ -426,7 +427,7 @@ def _rng_state(meta: dict) -> dict:
                       low=0, high=2**128 - 1)
         check_int("rng_state.has_uint32", _field(state, "has_uint32"), low=0, high=1)
         check_int("rng_state.uinteger", _field(state, "uinteger"), low=0, high=2**32 - 1)
-        np.random.PCG64().state = state
+        np.random.PCG64().state = state  # type: ignore[assignment]  # checked field by field above
     except (TypeError, ValueError) as exc:
         raise _invalid(str(exc)) from None
     return state

@@ -13,6 +13,7 @@ from .schedule import Phase
 from .topology import Layer, Topology
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+FLOAT_MAX = {"float32": float(np.finfo(np.float32).max), "float64": float(np.finfo(np.float64).max)}
 # Targets an output unit can reach, by its activation (identity units reach any).
 OUTPUT_RANGES = {"logistic": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
@@ -102,9 +103,9 @@ class Network:
                              f"such as 'f4' or 'double'), got {dtype!r}")
         self.dtype = np.dtype(DTYPES[dtype_name])
         self.init_range = check_real("init_range", init_range, low=0,
-                                     high=float(np.finfo(self.dtype).max))
+                                     high=float(FLOAT_MAX[dtype_name]))
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy)
+            seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]  # an int when drawn
         self.seed = check_int("seed", seed, low=0)
         n_params = self.topology.n_params
         # the float64 draw, then params and velocities (fit checks what training adds)

@@ -44,15 +44,22 @@ def run(seed: int = 0, dtype: str = "float32", n_threads: int | None = None):
 MAX_SWEEPS = EXPERIMENTS["symmetry"].n_sweeps
 
 
+def _bias(net: Network, layer: str) -> np.ndarray:
+    bias = net.bias(layer)
+    if bias is None:
+        raise ValueError(f"describe_solution needs the symmetry net's biases; {layer} has none")
+    return bias.astype(np.float64)
+
+
 def describe_solution(net: Network) -> Solution:
     W = net.weights("hidden1", "input").astype(np.float64)
     mirror_sum = np.abs(W + W[:, ::-1]).max()
     halves = np.sort(np.abs(W[:, :3]), axis=1)
     return Solution(
         hidden_weights=W,
-        hidden_bias=net.bias("hidden1").astype(np.float64),
+        hidden_bias=_bias(net, "hidden1"),
         output_weights=net.weights("output", "hidden1")[0].astype(np.float64),
-        output_bias=float(net.bias("output")[0]),
+        output_bias=float(_bias(net, "output")[0]),
         antisymmetry=float(mirror_sum / np.abs(W).max()),
         magnitude_ratios=halves / halves[:, :1],
     )

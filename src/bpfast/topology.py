@@ -87,9 +87,10 @@ def _check_sources(layer: str, sources) -> tuple:
 def _check_size(what: str, size) -> int:
     if isinstance(size, bool) or not isinstance(size, numbers.Integral):
         raise TypeError(f"{what} must be a positive integer, got {size!r}")
+    size = int(size)
     if not 1 <= size <= MAX_LAYER_SIZE:
         raise ValueError(f"{what} must be between 1 and {MAX_LAYER_SIZE}, got {size}")
-    return int(size)
+    return size
 
 
 def _check_name(what: str, name) -> str:
