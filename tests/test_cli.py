@@ -202,5 +202,5 @@ def test_plots_are_titled_with_the_run(tmp_path, monkeypatch):
                         or real(net, errors, path, title=title))
     assert main(["run", "symmetry", "--seeds", "2", "--plot", str(tmp_path / "s.png")]) == 0
     best_error = EXPERIMENTS["symmetry"].run(seed=1).result.final_error
-    assert titles == [f"bpfast run symmetry: seed 1, the lowest final E of 2 runs "
-                      f"(E = {best_error:.3g})"]
+    expected = f"bpfast run symmetry: seed 1, the lowest final E of 2 runs (E = {best_error:.3g})"
+    assert titles == [expected]
