@@ -11,9 +11,14 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.sdist import sdist
+
+try:
+    from Cython.Build import cythonize
+except ImportError:  # building an sdist's shipped C (_build_backend/backend.py)
+    cythonize = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -65,10 +70,12 @@ directives = {
     "embedsignature": True,
 }
 
+PYX, GENERATED = "src/bpfast/_core.pyx", "src/bpfast/_core.c"
+
 extension = Extension(
     "bpfast._core",
     # One translation unit per instruction set, compiled in parallel (ParallelBuildExt).
-    sources=["src/bpfast/_core.pyx", "csrc/kernels_avx512.c", "csrc/kernels_avx2.c",
+    sources=[PYX if cythonize else GENERATED, "csrc/kernels_avx512.c", "csrc/kernels_avx2.c",
              "csrc/kernels_baseline.c", "csrc/bpfast.c", "csrc/workspace.c", "csrc/runtime.c"],
     include_dirs=["csrc"],
     depends=["csrc/bpfast.h", "csrc/internal.h", "csrc/isa.inc.c", "csrc/variant.inc.c",
@@ -86,6 +93,15 @@ class ParallelBuildExt(build_ext):
     one): the per-ISA kernel units take most of the build."""
 
     def build_extensions(self):
+        # Without Cython, only an sdist's shipped C can be built (and only as a release build);
+        # said here, not when setup.py is read: the build backend reads it before installing
+        # Cython to learn what else it needs.
+        if cythonize is None:
+            if not os.path.exists(os.path.join(HERE, GENERATED)):
+                sys.exit("error: building bpfast from a checkout needs Cython (pip install cython)")
+            if debug:
+                sys.exit("error: BPFAST_DEBUG=1 builds need Cython (pip install cython): the C "
+                         "an sdist ships has the release directives")
         compile_one = self.compiler.compile
 
         def compile_all(sources, *args, **kwargs):
@@ -98,11 +114,25 @@ class ParallelBuildExt(build_ext):
         super().build_extensions()
 
 
+class SdistWithC(sdist):
+    """An sdist that ships the C Cython generates from _core.pyx (release directives), freshly
+    made, so that building it needs no Cython."""
+
+    def run(self):
+        if cythonize is None:
+            sys.exit("error: making an sdist needs Cython (pip install cython)")
+        release = dict(directives, boundscheck=False, initializedcheck=False)
+        cythonize([Extension("bpfast._core", [PYX])], compiler_directives=release, force=True)
+        super().run()
+
+
 # Debug and release builds are kept apart, the C that Cython generates included: setuptools and
 # Cython reuse what is newer than its sources whatever the flags, so two builds sharing build/
-# would link each other's objects.
+# would link each other's objects. (The C an sdist ships sits beside the .pyx instead.)
 build_base = os.path.join("build", "debug" if debug else "release")
-setup(ext_modules=cythonize([extension], compiler_directives=directives,
-                            build_dir=os.path.join(build_base, "cython")),
-      cmdclass={"build_ext": ParallelBuildExt},
+extensions = [extension] if cythonize is None else \
+    cythonize([extension], compiler_directives=directives,
+              build_dir=os.path.join(build_base, "cython"))
+setup(ext_modules=extensions,
+      cmdclass={"build_ext": ParallelBuildExt, "sdist": SdistWithC},
       options={"build": {"build_base": build_base}})

@@ -48,3 +48,48 @@ def test_the_distribution_says_its_license_and_that_it_is_typed():
     meta = importlib.metadata.metadata("bpfast")
     assert meta.get("License-Expression") == "MIT" and "LICENSE" in meta.get_all("License-File")
     assert "Typing :: Typed" in meta.get_all("Classifier")
+
+
+@pytest.mark.slow
+def test_the_sdist_ships_its_c_and_builds_without_cython(tmp_path):
+    """`python setup.py sdist` (from a copy of the checkout) ships the C Cython generated; the
+    build backend then asks for no Cython, and pip builds a working wheel from the sdist in an
+    isolated environment that has none."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    import zipfile
+
+    root = os.path.join(os.path.dirname(__file__), os.pardir)
+    checkout = tmp_path / "checkout"
+    shutil.copytree(root, checkout, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "*.so", "_core.c", ".pytest_cache", "__pycache__",
+        ".mypy_cache", ".benchmarks", ".venv"))
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
+                   cwd=checkout, check=True, capture_output=True)
+    (sdist,) = (tmp_path / "dist").glob("bpfast-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
+        tar.extractall(tmp_path / "unpacked", **safe)
+    top = sdist.name[:-len(".tar.gz")]
+    for shipped in ("src/bpfast/_core.c", "src/bpfast/_core.pyx", "LICENSE",
+                    "_build_backend/backend.py", "src/bpfast/py.typed"):
+        assert f"{top}/{shipped}" in names, shipped
+    requires = subprocess.run(
+        [sys.executable, "-c", "import backend; print(backend.get_requires_for_build_wheel())"],
+        cwd=tmp_path / "unpacked" / top, env={**os.environ, "PYTHONPATH": "_build_backend"},
+        check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    assert "cython" not in requires.lower(), requires  # (the lines before: setup.py's own output)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w",
+                    str(tmp_path / "wheels"), str(sdist)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheels").glob("bpfast-*.whl")
+    with zipfile.ZipFile(wheel) as whl:
+        whl.extractall(tmp_path / "installed")
+    trained = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import bpfast; "
+         "X, T = bpfast.datasets.symmetry(); assert bpfast.__file__.startswith(sys.argv[1]); "
+         "print(bpfast.Network([6, 2, 1], seed=1).fit(X, T, n_sweeps=3000, stop_tol=0.2).solved)",
+         str(tmp_path / "installed")], cwd=tmp_path, check=True, capture_output=True, text=True)
+    assert trained.stdout.strip() == "True"
