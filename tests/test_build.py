@@ -87,9 +87,10 @@ def test_the_sdist_ships_its_c_and_builds_without_cython(tmp_path):
     (wheel,) = (tmp_path / "wheels").glob("bpfast-*.whl")
     with zipfile.ZipFile(wheel) as whl:
         whl.extractall(tmp_path / "installed")
-    trained = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import bpfast; "
-         "X, T = bpfast.datasets.symmetry(); assert bpfast.__file__.startswith(sys.argv[1]); "
-         "print(bpfast.Network([6, 2, 1], seed=1).fit(X, T, n_sweeps=3000, stop_tol=0.2).solved)",
-         str(tmp_path / "installed")], cwd=tmp_path, check=True, capture_output=True, text=True)
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import bpfast; "
+              "X, T = bpfast.datasets.symmetry(); assert bpfast.__file__.startswith(sys.argv[1]); "
+              "print(bpfast.Network([6, 2, 1], seed=1).fit(X, T, n_sweeps=3000, "
+              "stop_tol=0.2).solved)")
+    trained = subprocess.run([sys.executable, "-c", script, str(tmp_path / "installed")],
+                             cwd=tmp_path, check=True, capture_output=True, text=True)
     assert trained.stdout.strip() == "True"
