@@ -8,7 +8,7 @@ the sdist with a C compiler alone. Every other hook is setuptools' own.
 import os
 
 from setuptools import build_meta as _setuptools
-from setuptools.build_meta import *  # noqa: F403  (the hooks not changed here)
+from setuptools.build_meta import *  # the hooks not changed here
 
 CYTHON = "Cython>=3.0"
 PYX = os.path.join("src", "bpfast", "_core.pyx")
