@@ -52,9 +52,9 @@ def test_the_distribution_says_its_license_and_that_it_is_typed():
 
 @pytest.mark.slow
 def test_the_sdist_ships_its_c_and_builds_without_cython(tmp_path):
-    """`python setup.py sdist` (from a copy of the checkout) ships the C Cython generated; the
-    build backend then asks for no Cython, and pip builds a working wheel from the sdist in an
-    isolated environment that has none."""
+    """`python -m build --sdist` (from a copy of the checkout, in the isolated environment the
+    backend asks for) ships the C Cython generated; the backend then asks for no Cython, and pip
+    builds a working wheel from the sdist in an isolated environment that has none."""
     import shutil
     import subprocess
     import sys
@@ -66,8 +66,9 @@ def test_the_sdist_ships_its_c_and_builds_without_cython(tmp_path):
     shutil.copytree(root, checkout, ignore=shutil.ignore_patterns(
         ".git", "build", "dist", "*.egg-info", "*.so", "_core.c", ".pytest_cache", "__pycache__",
         ".mypy_cache", ".benchmarks", ".venv"))
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
-                   cwd=checkout, check=True, capture_output=True)
+    made = subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir",
+                           str(tmp_path / "dist"), str(checkout)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
     (sdist,) = (tmp_path / "dist").glob("bpfast-*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
