@@ -56,6 +56,24 @@ def test_chain_sizes_that_are_not_simd_multiples(n_in, n_hidden, n_out, dtype, i
     assert_close(grad, grad_ref, dtype)
 
 
+def check_gradient_and_threads(net, X, T, lr, batch_size):
+    """The gradient against the reference, then two sweeps giving the same bits on 1 and 2
+    threads and changing the weights."""
+    dtype = net.dtype.name
+    E, grad = _core.loss_gradient(net.topology, net.params, X, T)
+    E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T)
+    assert_close(E, E_ref, dtype)
+    assert_close(grad, grad_ref, dtype)
+    runs = []
+    for n_threads in (1, 2):
+        params, velocity = net.params.copy(), net.velocity.copy()
+        _core.train(net.topology, params, velocity, X, T, [(2, lr, 0.9, 0.0, 0)],
+                    batch_size=batch_size, n_threads=n_threads)
+        runs.append(params)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], net.params)
+
+
 def test_products_across_every_cache_block_match_reference(dtype, isa):
     """Shapes past every blocking of a product on every variant (csrc/kernels.inc.c): 700 inputs
     is several K blocks of the forward pass, 300 outputs of the input gradient's, 270 cases of
@@ -64,18 +82,7 @@ def test_products_across_every_cache_block_match_reference(dtype, isa):
     rng = np.random.default_rng(5)
     net = bpfast.Network([700, 140, 300], seed=2, dtype=dtype, init_range=0.05)
     X, T = data(rng, net, 270)
-    E, grad = _core.loss_gradient(net.topology, net.params, X, T)
-    E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T)
-    assert_close(E, E_ref, dtype)
-    assert_close(grad, grad_ref, dtype)
-    runs = []
-    for n_threads in (1, 2):
-        params, velocity = net.params.copy(), net.velocity.copy()
-        _core.train(net.topology, params, velocity, X, T, [(2, 1e-4, 0.9, 0.0, 0)],
-                    batch_size=135, n_threads=n_threads)
-        runs.append(params)
-    np.testing.assert_array_equal(runs[0], runs[1])
-    assert not np.array_equal(runs[0], net.params)
+    check_gradient_and_threads(net, X, T, lr=1e-4, batch_size=135)
 
 
 def test_input_gradient_packed_in_groups_of_rows_matches_reference(dtype, isa):
@@ -86,17 +93,7 @@ def test_input_gradient_packed_in_groups_of_rows_matches_reference(dtype, isa):
     rng = np.random.default_rng(6)
     net = bpfast.Network([8, 2100, 20], seed=3, dtype=dtype, init_range=0.05)
     X, T = data(rng, net, 70)
-    E, grad = _core.loss_gradient(net.topology, net.params, X, T)
-    E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T)
-    assert_close(E, E_ref, dtype)
-    assert_close(grad, grad_ref, dtype)
-    runs = []
-    for n_threads in (1, 2):
-        params, velocity = net.params.copy(), net.velocity.copy()
-        _core.train(net.topology, params, velocity, X, T, [(2, 1e-3, 0.9, 0.0, 0)],
-                    batch_size=70, n_threads=n_threads)
-        runs.append(params)
-    np.testing.assert_array_equal(runs[0], runs[1])
+    check_gradient_and_threads(net, X, T, lr=1e-3, batch_size=70)
 
 
 @pytest.mark.parametrize("case", range(10))
