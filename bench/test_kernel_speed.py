@@ -45,17 +45,17 @@ def test_dense_forward_backward(benchmark, dtype):
     benchmark(_core.loss_gradient, net.topology, net.params, X, T)
 
 
-def test_momentum_update(benchmark, dtype):
+def test_update(benchmark, dtype):
     rng = np.random.default_rng(0)
     p, v, g = (rng.normal(size=1_000_000).astype(dtype) for _ in range(3))
     p_ref, v_ref = p.astype(np.float64), v.astype(np.float64)
     kwargs = dict(lr=1e-3, momentum=0.9, weight_decay=2e-3, n_decayed=500_000)
-    _core.momentum_update(p, v, g, **kwargs)
-    reference.momentum_update(p_ref, v_ref, g.astype(np.float64), **kwargs)
+    _core.update(p, v, g, **kwargs)
+    reference.update(p_ref, v_ref, g.astype(np.float64), **kwargs)
     # Elementwise within rtol of the largest value, as in tests/conftest.py: where w + dw cancels,
     # float32's rounding of the operands dominates a tiny result.
     np.testing.assert_allclose(p, p_ref, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(p_ref).max())
-    benchmark(_core.momentum_update, p, v, g, **kwargs)
+    benchmark(_core.update, p, v, g, **kwargs)
 
 
 def test_symmetry_sweeps(benchmark, dtype):

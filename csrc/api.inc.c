@@ -34,17 +34,20 @@ static double API(loss_gradient)(const bp_net *net, WS *ws, REAL *grad, const RE
     return ws->error;
 }
 
-static int API(momentum_update)(REAL *params, REAL *velocity, const REAL *grad,
-                                int64_t n_params, const bp_phase *phase, int n_threads)
+static int API(update)(REAL *params, REAL *state, const REAL *grad, int64_t n_params,
+                       const bp_phase *phase, int n_threads)
 {
     int non_finite = 0;
+    const REAL gscale = phase->clip_norm > 0 ? FNS(clip_scale)(grad, n_params, phase->clip_norm)
+                                             : (REAL)1;
     n_threads = bp_parallel_threads(n_threads);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
-        FNP(momentum_update_omp)(params, velocity, grad, n_params, phase, &non_finite);
+        FNP(update_params_omp)(params, state, grad, n_params, phase, gscale, &non_finite);
     } else {
-        FNS(momentum_update_omp)(params, velocity, grad, n_params, phase, &non_finite);
+        FNS(update_params_omp)(params, state, grad, n_params, phase, gscale, &non_finite);
     }
+    FNS(count_update)(state, n_params, phase);
     return non_finite;
 }
 
@@ -89,14 +92,15 @@ static double API(evaluate)(const bp_net *net, WS *ws, const REAL *params, const
     return ws->error;
 }
 
-/* The vectorised logistic on n values in place: exposed so tests can bound its error. */
-static void API(logistic)(REAL *x, int64_t n)
+/* A unit function (an activation's number; softmax is not one), or ln for BP_N_ACTIVATIONS, on
+   n values in place: exposed so tests can bound the vector math's error. */
+static void API(unit_function)(REAL *x, int64_t n, int function)
 {
     for (int64_t i = 0; i < n; i += VW) {
         VREAL v = {0};
         const int64_t count = MIN(VW, n - i);
         memcpy(&v, x + i, (size_t)count * sizeof(REAL));
-        v = FNS(vactivate)(v, BP_LOGISTIC);
+        v = function == BP_N_ACTIVATIONS ? FNS(vlog)(v) : FNS(vactivate)(v, function);
         memcpy(x + i, &v, (size_t)count * sizeof(REAL));
     }
 }

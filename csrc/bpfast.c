@@ -58,3 +58,15 @@ int bp_openmp_max_threads(void)
     return 1;
 #endif
 }
+
+#define BP_NAME_ITEM(id, name) #name,
+static const char *const activation_names[] = {BP_ACTIVATIONS(BP_NAME_ITEM)};
+static const char *const loss_names[] = {BP_LOSSES(BP_NAME_ITEM)};
+#undef BP_NAME_ITEM
+
+const char *bp_activation_name(int i)
+{
+    return i >= 0 && i < BP_N_ACTIVATIONS ? activation_names[i] : NULL;
+}
+
+const char *bp_loss_name(int i) { return i >= 0 && i < BP_N_LOSSES ? loss_names[i] : NULL; }

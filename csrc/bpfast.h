@@ -16,8 +16,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum bp_activation { BP_LOGISTIC = 0, BP_TANH = 1, BP_IDENTITY = 2 };
-enum bp_loss { BP_SSE = 0, BP_DEAD_ZONE = 1 };
+/* The unit functions and the losses. Each list is the one place in C that names them (their math:
+ * units.inc.c); the Python side (bpfast/units.py) lists the same names in the same order, and a
+ * test compares the two through bp_activation_name / bp_loss_name.
+ *   softmax: output layers only, and only with cross_entropy (its dE/dx is then y - d).
+ *   cross_entropy: -sum d ln y (softmax outputs) or -sum [d ln y + (1-d) ln(1-y)] (logistic
+ *   outputs), y clipped to [eps, 1 - eps] in the error (not the gradient) as scikit-learn does. */
+#define BP_ACTIVATIONS(X)                                                                        \
+    X(BP_LOGISTIC, logistic) X(BP_TANH, tanh) X(BP_IDENTITY, identity) X(BP_RELU, relu)        \
+    X(BP_LEAKY_RELU, leaky_relu) X(BP_SOFTMAX, softmax)
+#define BP_LOSSES(X) X(BP_SSE, sse) X(BP_DEAD_ZONE, dead_zone) X(BP_CROSS_ENTROPY, cross_entropy)
+#define BP_ENUM_ITEM(id, name) id,
+enum bp_activation { BP_ACTIVATIONS(BP_ENUM_ITEM) BP_N_ACTIVATIONS };
+enum bp_loss { BP_LOSSES(BP_ENUM_ITEM) BP_N_LOSSES };
+#undef BP_ENUM_ITEM
+/* leaky_relu's slope below zero (PyTorch's default). */
+#define BP_LEAKY_SLOPE 0.01
+/* The name of activation / loss i, or NULL past the last. */
+const char *bp_activation_name(int i);
+const char *bp_loss_name(int i);
 /* Why a training call returned before its last sweep. BP_NON_FINITE: the error of a sweep was NaN
    or infinite (the weights it was measured at are the culprit's result); BP_NON_FINITE_WEIGHTS:
    an update made a weight or velocity NaN or infinite; BP_STOPPED: a stop was requested (Ctrl-C
@@ -32,7 +49,14 @@ enum bp_workspace_feature {
     BP_WS_TRAINING = 1,    /* gradient buffers and batch-major copies */
     BP_WS_SWEEP_START = 2, /* a copy of params and velocity at each mini-batch sweep's start, so a
                               stop inside a sweep can restore it */
+    BP_WS_ADAM = 4,        /* ... where the velocity is Adam's state (BP_STATE_LENGTH) */
 };
+
+/* How a phase changes the weights. The optimiser's state (the "velocity" argument) is Δw(t-1) for
+   momentum (n_params values), and [m | v | t] for Adam: first and second moments, then the count
+   of updates made (2 n_params + 1). */
+enum bp_rule { BP_MOMENTUM = 0, BP_ADAM = 1 };
+#define BP_STATE_LENGTH(rule, n_params) ((rule) == BP_ADAM ? 2 * (n_params) + 1 : (n_params))
 
 /* When a compiled call should give up early: on a SIGINT counted by bp_interrupt_count() after
    `interrupts_seen` (if `interruptible`), or once the monotonic clock passes `deadline` seconds
@@ -68,6 +92,11 @@ typedef struct {
     int loss;                  /* enum bp_loss */
     double dead_zone_off;      /* BP_DEAD_ZONE: no error for an off target (d < 0.5) below this */
     double dead_zone_on;       /* ... and for an on target (d >= 0.5) above this */
+    int mean;                  /* 1: gradients are of E / (cases in the batch); 0: of E (the paper).
+                                  The error reported is E either way. */
+    int weighted;              /* 1: T has one more column, each case's weight w >= 0: E sums
+                                  w times each case's error; cases of weight 0 are also left out
+                                  of the stop test */
     double stop_tol;           /* > 0: stop when every output is within stop_tol of its target */
     int n_threads;             /* threads for this run, already resolved and thresholded */
     const bp_stop *stop;       /* NULL: run to the end */
@@ -78,9 +107,13 @@ typedef struct {
 /* One phase of a schedule, applied for a number of sweeps. */
 typedef struct {
     double lr;                 /* epsilon */
-    double momentum;           /* alpha */
+    double momentum;           /* alpha; Adam's beta1 */
     double weight_decay;       /* lambda: w <- (1 - lambda) w after every update */
     int64_t n_decayed;         /* decay params [0, n_decayed): the weights, or weights + biases */
+    int rule;                  /* enum bp_rule */
+    double beta2, epsilon;     /* Adam's second-moment decay and the guard of its denominator */
+    double clip_norm;          /* > 0: the gradient is scaled down to this norm (the Euclidean norm
+                                  of all of it) before an update whose gradient is longer */
 } bp_phase;
 
 #define BP_DECLARE(REAL, SFX)                                                                   \
@@ -102,20 +135,21 @@ BP_DECLARE(double, f64)
 #undef BP_DECLARE
 
 /* The compute entry points of one instruction set. Cases arrive row-major: X (n_rows,
- * n_input_cols), T (n_rows, n_outputs), C-contiguous.
+ * n_input_cols), T (n_rows, n_outputs + cfg->weighted), C-contiguous.
  *   forward:          activations of every layer for n_rows cases (read them from the workspace);
  *                     returns 0, or BP_STOPPED if `stop` cut it short (the activations are then
  *                     incomplete)
  *   loss_gradient:    grad = dE/dparams summed over the cases; returns E; *all_within: whether
  *                     every output is within cfg->stop_tol of its target
- *   momentum_update:  v = momentum v - lr grad; w += v; w *= 1 - decay for w[:n_decayed];
- *                     returns 1 if a weight became NaN or infinite, else 0
+ *   update:           one update of the phase's rule (kernels.inc.c: update_params_omp) to w
+ *                     and its state; returns 1 if a weight became NaN or infinite, else 0
  *   train:            up to n_sweeps sweeps of one phase; errors[k] gets sweep k's error;
  *                     rng_state (the shuffling generator) is carried between calls; returns the
  *                     sweeps whose update was applied, *status why it stopped early
  *   evaluate:         E and the stop test of the current weights over every case (NaN if
  *                     cfg->stop cut it short)
- *   logistic:         the vectorised logistic, in place (for tests of its accuracy)
+ *   unit_function:    activation `function` (softmax excepted), or ln if it is BP_N_ACTIVATIONS,
+ *                     vectorised, in place (for tests of its accuracy)
  *   small_net:        whether cfg->small_nets would send this net through the whole-net loop */
 #define BP_KERNEL_FIELDS(REAL, SFX)                                                              \
     int (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,         \
@@ -123,8 +157,8 @@ BP_DECLARE(double, f64)
     double (*loss_gradient_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, REAL *grad,        \
                                   const REAL *params, const REAL *X, const REAL *T,             \
                                   int64_t n_rows, const bp_train_config *cfg, int *all_within); \
-    int (*momentum_update_##SFX)(REAL *params, REAL *velocity, const REAL *grad,                \
-                                 int64_t n_params, const bp_phase *phase, int n_threads);       \
+    int (*update_##SFX)(REAL *params, REAL *velocity, const REAL *grad, int64_t n_params,        \
+                        const bp_phase *phase, int n_threads);                                   \
     int64_t (*train_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, REAL *params,             \
                            REAL *velocity, REAL *grad, const REAL *X, const REAL *T,            \
                            const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps, \
@@ -132,7 +166,7 @@ BP_DECLARE(double, f64)
     double (*evaluate_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,     \
                              const REAL *X, const REAL *T, const bp_train_config *cfg,          \
                              int *all_within);                                                  \
-    void (*logistic_##SFX)(REAL *x, int64_t n);                                                  \
+    void (*unit_function_##SFX)(REAL *x, int64_t n, int function);                              \
     int (*small_net_##SFX)(const bp_net *net);
 
 typedef struct {

@@ -59,7 +59,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         REAL *x_batch;      /* [n_input_cols, ld] the bound batch's inputs, feature-major */     \
         REAL *pack;         /* [BP_PACK_BYTES] a block of a product's B, packed panel by panel */\
         REAL *pack_a;       /* [BP_PACK_A_BYTES] rows of a transposed A, packed tile by tile */  \
-        REAL *t_batch;      /* [n_outputs, ld] its targets */                                    \
+        REAL *t_batch;      /* [n_outputs + 1, ld] its targets, then its case weights */        \
         int64_t *order;     /* [n_samples] the case order of the current sweep */                \
         int64_t n_order;                                                                         \
         const REAL *bound_x;/* the cases x_batch holds when it holds a whole set, else NULL */   \
@@ -67,7 +67,8 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         int all_within;                                                                          \
         int status;                                                                              \
         int64_t n_done;     /* sweeps finished by the current train call */                      \
-        int weights_non_finite; /* set by the momentum update when a weight became non-finite */ \
+        int weights_non_finite; /* set by the update when a weight became non-finite */          \
+        double grad_scale;  /* the current update's clipping factor */                           \
         int small_net;      /* the current call runs small_nets.inc.c's whole-net loop */       \
         const bp_stop *stop;/* the current call's stop request, or NULL */                       \
         REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */\

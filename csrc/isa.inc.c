@@ -40,7 +40,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VW (VBYTES / 4)
 #define VFMA VFMA_F32
 #define BP_DOUBLE 0
-#define TANH tanhf
+#define SQRT sqrtf
 #include "variant.inc.c"
 #undef REAL
 #undef SFX
@@ -51,7 +51,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #undef VW
 #undef VFMA
 #undef BP_DOUBLE
-#undef TANH
+#undef SQRT
 
 #define REAL double
 #define SFX f64
@@ -62,16 +62,16 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VW (VBYTES / 8)
 #define VFMA VFMA_F64
 #define BP_DOUBLE 1
-#define TANH tanh
+#define SQRT sqrt
 #include "variant.inc.c"
 
 #define KERNEL_TABLE(ISA_ID)                                                                     \
     const bp_kernels CAT(bp_kernels, ISA_ID) = {                                                 \
         #ISA_ID,                                                                                 \
-        forward_f32_##ISA_ID, loss_gradient_f32_##ISA_ID, momentum_update_f32_##ISA_ID,          \
-        train_f32_##ISA_ID, evaluate_f32_##ISA_ID, logistic_f32_##ISA_ID, small_net_f32_##ISA_ID, \
-        forward_f64_##ISA_ID, loss_gradient_f64_##ISA_ID, momentum_update_f64_##ISA_ID,          \
-        train_f64_##ISA_ID, evaluate_f64_##ISA_ID, logistic_f64_##ISA_ID, small_net_f64_##ISA_ID, \
+        forward_f32_##ISA_ID, loss_gradient_f32_##ISA_ID, update_f32_##ISA_ID,          \
+        train_f32_##ISA_ID, evaluate_f32_##ISA_ID, unit_function_f32_##ISA_ID, small_net_f32_##ISA_ID, \
+        forward_f64_##ISA_ID, loss_gradient_f64_##ISA_ID, update_f64_##ISA_ID,          \
+        train_f64_##ISA_ID, evaluate_f64_##ISA_ID, unit_function_f64_##ISA_ID, small_net_f64_##ISA_ID, \
     };
 #define KERNEL_TABLE_OF(ISA_ID) KERNEL_TABLE(ISA_ID)
 KERNEL_TABLE_OF(ISA)

@@ -70,83 +70,8 @@ static inline REAL FN(hsum)(VREAL v)
     return v[0];
 }
 
-/* exp(x), vectorised: x = n ln2 + r with |r| <= ln2/2, exp(r) by a polynomial, 2^n through the
- * exponent bits. Inputs are clamped to the range where 2^n is a normal number. Error: a few ulp
- * (tested against libm in tests/test_kernels.py). */
-static inline VREAL FN(vexp)(VREAL x)
-{
-#if BP_DOUBLE
-    const REAL hi = 708.0, lo = -708.0;
-    const REAL ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
-#else
-    const REAL hi = 88.0f, lo = -87.0f;
-    const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-#endif
-    x = FN(vselect)(x > hi, FN(vsplat)(hi), x);
-    x = FN(vselect)(x < lo, FN(vsplat)(lo), x);
-    VREAL t = x * (REAL)1.44269504088896341 + (REAL)0.5;
-    VINT n = __builtin_convertvector(t, VINT);  /* truncates toward zero ... */
-    VREAL fn = __builtin_convertvector(n, VREAL);
-    VINT above = fn > t;                         /* ... so step down where that rounded up */
-    n += above;                                  /* (comparisons give -1 for true) */
-    fn = __builtin_convertvector(n, VREAL);
-    VREAL r = x - fn * ln2_hi - fn * ln2_lo;
-#if BP_DOUBLE
-    /* Taylor series to r^13: the remainder is below 1e-17 for |r| <= ln2/2. */
-    VREAL p = FN(vsplat)(1.0 / 6227020800.0);
-    p = VFMA(p, r, FN(vsplat)(1.0 / 479001600.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 39916800.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 3628800.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 362880.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 40320.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 5040.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 720.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 120.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 24.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 6.0));
-    p = VFMA(p, r, FN(vsplat)(0.5));
-    p = p * r * r + r + 1.0;
-    VINT bits = (n + 1023) << 52;
-#else
-    /* Cephes expf's minimax polynomial. */
-    VREAL p = FN(vsplat)(1.9875691500e-4f);
-    p = VFMA(p, r, FN(vsplat)(1.3981999507e-3f));
-    p = VFMA(p, r, FN(vsplat)(8.3334519073e-3f));
-    p = VFMA(p, r, FN(vsplat)(4.1665795894e-2f));
-    p = VFMA(p, r, FN(vsplat)(1.6666665459e-1f));
-    p = VFMA(p, r, FN(vsplat)(5.0000001201e-1f));
-    p = p * r * r + r + 1.0f;
-    VINT bits = (n + 127) << 23;
-#endif
-    VREAL scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* The unit's output function on one vector of total inputs. */
-static inline VREAL FN(vactivate)(VREAL x, int activation)
-{
-    if (activation == BP_LOGISTIC)
-        return (REAL)1 / ((REAL)1 + FN(vexp)(-x));
-    if (activation == BP_TANH) {
-        REAL lane[VW];
-        memcpy(lane, &x, sizeof lane);
-        for (int i = 0; i < VW; i++)
-            lane[i] = TANH(lane[i]);
-        memcpy(&x, lane, sizeof lane);
-    }
-    return x;
-}
-
-/* dE/dx = dE/dy f'(x), f' in terms of the saved output y. */
-static inline VREAL FN(vderivative)(VREAL y, int activation)
-{
-    if (activation == BP_LOGISTIC) /* y = 1/(1+exp(-x)): dy/dx = y(1-y) */
-        return y * ((REAL)1 - y);
-    if (activation == BP_TANH)     /* y = tanh(x): dy/dx = 1 - y^2 */
-        return (REAL)1 - y * y;
-    return FN(vsplat)(1);
-}
+/* The unit functions, their derivatives and the output losses. */
+#include "units.inc.c"
 
 /* ---- register tiles ----------------------------------------------------------------------- */
 
@@ -432,19 +357,23 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
 }
 
 /* Layer l over `lanes` lanes (the batch rounded up to whole vectors):
- *   y[o, b] = f(bias[o] + sum_e sum_c W_e[o, c] x_e[c, b])      W_e (O, C_e), x_e (C_e, ld) */
+ *   y[o, b] = f(bias[o] + sum_e sum_c W_e[o, c] x_e[c, b])      W_e (O, C_e), x_e (C_e, ld)
+ * (softmax: the sums, then softmax_omp over the layer once the products' barriers are passed) */
 static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params, int l,
                                   int64_t lanes)
 {
     const REAL *bias = net->bias_offset[l] >= 0 ? params + net->bias_offset[l] : NULL;
     const int first = net->src_start[l], last = net->src_start[l + 1] - 1;
+    const int softmax = net->activation[l] == BP_SOFTMAX; /* a function of the whole layer */
     for (int e = first; e <= last; e++) {
         const int src = net->src_layer[e];
         const int64_t n_in = net->size[src];
         FN(product_omp)(ws, ws->y[l], ws->ld, params + net->w_offset[e], n_in, 1, ws->y[src],
                         ws->ld, net->size[l], lanes, n_in, e == first ? bias : NULL, e != first,
-                        e == last ? net->activation[l] : -1, lanes);
+                        e == last && !softmax ? net->activation[l] : -1, lanes);
     }
+    if (softmax)
+        FN(softmax_omp)(ws->y[l], ws->ld, net->size[l], lanes);
 }
 
 /* y_rows[l][b, u] = y[l][u, b] for the first n_rows cases (padding columns stay zero). Sixteen
@@ -479,37 +408,17 @@ static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64
     }
 }
 
-/* The error y - d of one vector of cases, zero in the lanes past the first n_cases (padding) and,
- * for the dead-zone loss, where no error is counted; *outside gets the real lanes whose output is
- * not within cfg->stop_tol of its target. */
-static inline VREAL FN(error_vector)(VREAL yv, VREAL dv, int64_t n_cases,
-                                     const bp_train_config *cfg, VINT *outside)
-{
-    VINT lane_index;
-    for (int i = 0; i < VW; i++)
-        lane_index[i] = i;
-    /* lanes of real cases (counted in 64 bits: ITYPE is 32-bit for float) */
-    const VINT valid = lane_index < (ITYPE)MIN(n_cases, (int64_t)VW);
-    const VREAL e = yv - dv;
-    const VREAL abs_e = FN(vselect)(e < 0, -e, e);
-    *outside |= valid & ~(abs_e < (REAL)cfg->stop_tol);
-    VINT keep = valid;
-    if (cfg->loss == BP_DEAD_ZONE) {
-        const REAL off = (REAL)cfg->dead_zone_off, on = (REAL)cfg->dead_zone_on;
-        keep &= ~(((dv >= (REAL)0.5) & (yv > on)) | ((dv < (REAL)0.5) & (yv < off)));
-    }
-    return FN(vselect)(keep, e, FN(vsplat)(0));
-}
-
-/* The output layer's error, for the first n_rows of the lanes:
- *   E = 1/2 sum (y - d)^2 with y - d set to 0 inside the dead zone and in padding lanes;
- *   dy = (y - d) f'(y). Sets ws->error (summed over output units in order) and ws->all_within. */
+/* The output layer's error over the first n_rows of the lanes (output_delta, unit by unit):
+ * dy = dE/dx at the outputs; ws->error = E (summed over output units in order) and
+ * ws->all_within. */
 static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int64_t lanes,
                                  const bp_train_config *cfg)
 {
     const int out = net->n_layers - 1;
     const int64_t n_out = net->size[out], ld = ws->ld;
     const int activation = net->activation[out];
+    const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ld : NULL;
+    const REAL scale = FN(gradient_scale)(weights, n_rows, cfg);
     OMP_FOR
     for (int64_t o = 0; o < n_out; o++) {
         const REAL *y = ws->y[out] + o * ld, *d = ws->t_batch + o * ld;
@@ -517,16 +426,15 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
         VREAL sum = FN(vsplat)(0);
         VINT outside = {0};
         for (int64_t lane = 0; lane < lanes; lane += VW) {
-            const VREAL yv = FN(vload)(y + lane);
-            const VREAL e = FN(error_vector)(yv, FN(vload)(d + lane), n_rows - lane, cfg,
-                                             &outside);
-            sum += e * e;
-            FN(vstore)(dy + lane, e * FN(vderivative)(yv, activation));
+            const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
+            FN(vstore)(dy + lane, FN(output_delta)(FN(vload)(y + lane), FN(vload)(d + lane), w,
+                                                   n_rows - lane, cfg, activation, scale, &sum,
+                                                   &outside));
         }
         int within = 1;
         for (int i = 0; i < VW; i++)
             within &= outside[i] == 0;
-        ws->row_error[o] = 0.5 * (double)FN(hsum)(sum);
+        ws->row_error[o] = LOSS_FACTOR(cfg->loss) * (double)FN(hsum)(sum);
         ws->row_within[o] = within;
     }
     OMP_SINGLE
@@ -640,36 +548,90 @@ static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const R
     }
 }
 
-/* The paper's eq. 9 and the family-trees decay:
- *   dw(t) = -lr dE/dw + momentum dw(t-1);  w += dw(t);  w *= (1 - weight_decay) for decayed params
+/* What the gradient is multiplied by for clipping: clip_norm / |grad| if that is below 1, else
+   1. One thread, in a fixed order. */
+static REAL FN(clip_scale)(const REAL *grad, int64_t n, double clip_norm)
+{
+    VREAL acc[4] = {0};
+    int64_t i = 0;
+    for (; i + 4 * VW <= n; i += 4 * VW)
+        for (int a = 0; a < 4; a++) {
+            const VREAL g = FN(vload)(grad + i + a * VW);
+            acc[a] += g * g;
+        }
+    double sum = (double)FN(hsum)((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    for (; i < n; i++)
+        sum += (double)grad[i] * grad[i];
+    const double norm = sqrt(sum);
+    return norm > clip_norm ? (REAL)(clip_norm / norm) : (REAL)1;
+}
+
+/* One update of the phase's rule with the gradient g = gscale grad (gscale: clipping, else 1):
+ *   momentum, the paper's eq. 9:  dw(t) = -lr g + momentum dw(t-1);  w += dw(t)
+ *   adam, as scikit-learn writes it, with t the updates made before this one plus 1:
+ *     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+ *     w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)
+ * then the family-trees decay w *= (1 - weight_decay) for w[:n_decayed]. Adam's count t is not
+ * advanced here (every thread reads it first): the caller calls count_update after a barrier.
  * Sets *non_finite if a weight became NaN or infinite (w - w is 0 exactly for finite w); the
  * caller needs a barrier before reading it. */
-static void FN(momentum_update_omp)(REAL *BP_RESTRICT params, REAL *BP_RESTRICT velocity,
-                                    const REAL *BP_RESTRICT grad, int64_t n_params,
-                                    const bp_phase *phase, int *non_finite)
+static void FN(update_params_omp)(REAL *BP_RESTRICT params, REAL *BP_RESTRICT state,
+                                  const REAL *BP_RESTRICT grad, int64_t n_params,
+                                  const bp_phase *phase, REAL gscale, int *non_finite)
 {
     const REAL lr = (REAL)phase->lr, momentum = (REAL)phase->momentum;
     const REAL keep = (REAL)(1.0 - phase->weight_decay);
     const int64_t n_decayed = phase->weight_decay != 0 ? phase->n_decayed : 0;
     int bad = 0;
-    OMP_FOR_NOWAIT
-    for (int64_t i = 0; i < n_decayed; i++) {
-        const REAL v = momentum * velocity[i] - lr * grad[i];
-        const REAL w = (params[i] + v) * keep;
-        velocity[i] = v;
-        params[i] = w;
-        bad |= !(w - w == 0);
-    }
-    OMP_FOR_NOWAIT
-    for (int64_t i = n_decayed; i < n_params; i++) {
-        const REAL v = momentum * velocity[i] - lr * grad[i];
-        const REAL w = params[i] + v;
-        velocity[i] = v;
-        params[i] = w;
-        bad |= !(w - w == 0);
+    if (phase->rule == BP_ADAM) {
+        REAL *BP_RESTRICT m = state, *BP_RESTRICT v = state + n_params;
+        const double t = (double)state[2 * n_params] + 1;
+        const REAL step = (REAL)(phase->lr * sqrt(1 - pow(phase->beta2, t)) /
+                                 (1 - pow(phase->momentum, t)));
+        const REAL b2 = (REAL)phase->beta2, eps = (REAL)phase->epsilon;
+        const REAL m_rate = (REAL)(1 - phase->momentum), v_rate = (REAL)(1 - phase->beta2);
+        OMP_FOR_NOWAIT
+        for (int64_t i = 0; i < n_params; i++) {
+            const REAL g = gscale * grad[i];
+            const REAL mi = momentum * m[i] + m_rate * g;
+            const REAL vi = b2 * v[i] + v_rate * (g * g);
+            REAL w = params[i] - step * mi / (SQRT(vi) + eps);
+            if (i < n_decayed)
+                w *= keep;
+            m[i] = mi;
+            v[i] = vi;
+            params[i] = w;
+            bad |= !(w - w == 0);
+        }
+    } else {
+        REAL *BP_RESTRICT velocity = state;
+        OMP_FOR_NOWAIT
+        for (int64_t i = 0; i < n_decayed; i++) {
+            const REAL v = momentum * velocity[i] - lr * (gscale * grad[i]);
+            const REAL w = (params[i] + v) * keep;
+            velocity[i] = v;
+            params[i] = w;
+            bad |= !(w - w == 0);
+        }
+        OMP_FOR_NOWAIT
+        for (int64_t i = n_decayed; i < n_params; i++) {
+            const REAL v = momentum * velocity[i] - lr * (gscale * grad[i]);
+            const REAL w = params[i] + v;
+            velocity[i] = v;
+            params[i] = w;
+            bad |= !(w - w == 0);
+        }
     }
     if (bad) {
         OMP_ATOMIC_WRITE
         *non_finite = 1;
     }
+}
+
+/* After every thread's update_params_omp: Adam counts the update (a count past 2^24 stops
+   growing in float, where b^t is long zero). */
+static inline void FN(count_update)(REAL *state, int64_t n_params, const bp_phase *phase)
+{
+    if (phase->rule == BP_ADAM)
+        state[2 * n_params] += 1;
 }

@@ -22,10 +22,12 @@
    function (a chain of ~20 operations), few enough for the pass to stay in L1. */
 #define SPAN_VECTORS 16
 
-/* Whether `net` takes this path: few parameters, units and layers, and every source narrow. */
+/* Whether `net` takes this path: few parameters, units and layers, every source narrow, and
+   every unit a function of its own total input (no softmax). */
 static inline int FN(small_net_fits)(const bp_net *net)
 {
-    if (net->n_params > SMALL_MAX_PARAMS || net->n_layers > SMALL_MAX_LAYERS)
+    if (net->n_params > SMALL_MAX_PARAMS || net->n_layers > SMALL_MAX_LAYERS ||
+        net->activation[net->n_layers - 1] == BP_SOFTMAX)
         return 0;
     int64_t units = 0;
     for (int l = 0; l < net->n_layers; l++) {
@@ -63,6 +65,8 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
     for (int64_t o = 0; o < n_out; o++)
         err_sum[o] = FN(vsplat)(0);
     const int out_activation = net->activation[out];
+    const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ld : NULL;
+    const REAL scale = FN(gradient_scale)(weights, n_rows, cfg);
     VINT outside = {0};
 #define ACT(u) (act + (u) * SPAN_VECTORS)
 #define DELTA(u) (delta + (u) * SPAN_VECTORS)
@@ -103,10 +107,10 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
             VREAL sum = err_sum[o];
             for (int64_t j = 0; j < span; j++) {
                 const int64_t lane = lane0 + j * VW;
-                const VREAL e = FN(error_vector)(y[j], FN(vload)(ws->t_batch + o * ld + lane),
-                                                 n_rows - lane, cfg, &outside);
-                sum += e * e;
-                d[j] = e * FN(vderivative)(y[j], out_activation);
+                const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
+                d[j] = FN(output_delta)(y[j], FN(vload)(ws->t_batch + o * ld + lane), w,
+                                        n_rows - lane, cfg, out_activation, scale, &sum,
+                                        &outside);
             }
             err_sum[o] = sum;
         }
@@ -169,7 +173,7 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
         grad[p] = FN(hsum)(gacc[p]);
     double error = 0;
     for (int64_t o = 0; o < n_out; o++)
-        error += 0.5 * (double)FN(hsum)(err_sum[o]);
+        error += LOSS_FACTOR(cfg->loss) * (double)FN(hsum)(err_sum[o]);
     int within = 1;
     for (int i = 0; i < VW; i++)
         within &= outside[i] == 0;

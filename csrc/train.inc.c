@@ -78,16 +78,17 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
 }
 
 /* Bind rows [start, start + n_rows) of the cases (through ws->order if `ordered`) as the batch:
- * copied feature-major into x_batch / t_batch, the padding lanes up to a whole vector zeroed. */
+ * copied feature-major into x_batch / t_batch (T's rows end with a case weight if `weighted`),
+ * the padding lanes up to a whole vector zeroed. */
 static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const REAL *T,
-                              int64_t start, int64_t n_rows, int ordered)
+                              int weighted, int64_t start, int64_t n_rows, int ordered)
 {
-    const int64_t n_cols = net->n_input_cols, n_out = net->size[net->n_layers - 1];
+    const int64_t n_cols = net->n_input_cols, t_cols = net->size[net->n_layers - 1] + weighted;
     const int64_t ld = ws->ld, lanes = FN(ceil_div)(n_rows, VW) * VW;
     const int64_t *order = ordered ? ws->order + start : NULL;
     FN(transpose_rows_omp)(ws->x_batch, ld, X, n_cols, n_cols, start, n_rows, order, lanes);
     if (T) /* a forward pass has no targets */
-        FN(transpose_rows_omp)(ws->t_batch, ld, T, n_out, n_out, start, n_rows, order, lanes);
+        FN(transpose_rows_omp)(ws->t_batch, ld, T, t_cols, t_cols, start, n_rows, order, lanes);
     /* batch-major copies of the wide input groups, for weight gradients */
     OMP_FOR
     for (int64_t r = 0; r < n_rows; r++) {
@@ -103,11 +104,11 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const RE
 
 /* Bind every case at once (the workspace holds them all), unless they are bound already. */
 static void FN(bind_all_omp)(const bp_net *net, WS *ws, const REAL *X, const REAL *T,
-                             int64_t n_samples)
+                             int weighted, int64_t n_samples)
 {
     if (ws->bound_x == X)
         return;
-    FN(bind_rows_omp)(net, ws, X, T, 0, n_samples, 0);
+    FN(bind_rows_omp)(net, ws, X, T, weighted, 0, n_samples, 0);
     OMP_SINGLE
     ws->bound_x = X;
 }
@@ -122,9 +123,9 @@ static void FN(evaluate_omp)(const bp_net *net, WS *ws, const REAL *params, cons
     for (int64_t start = 0; start < cfg->n_samples; start += ws->max_rows) {
         const int64_t n_rows = MIN(ws->max_rows, cfg->n_samples - start);
         if (n_rows == cfg->n_samples)
-            FN(bind_all_omp)(net, ws, X, T, n_rows);
+            FN(bind_all_omp)(net, ws, X, T, cfg->weighted, n_rows);
         else
-            FN(bind_rows_omp)(net, ws, X, T, start, n_rows, 0);
+            FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, start, n_rows, 0);
         FN(forward_omp)(net, ws, params, n_rows, 0);
         FN(output_error_omp)(net, ws, n_rows, FN(ceil_div)(n_rows, VW) * VW, cfg);
         error += ws->error;
@@ -178,16 +179,25 @@ static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad)
     }
 }
 
-/* The momentum update, then one decision on whether it made a weight non-finite. */
-static void FN(update_omp)(const bp_net *net, WS *ws, REAL *params, REAL *velocity,
+/* The phase's update (clipped if it asks), then one decision on whether it made a weight
+   non-finite. */
+static void FN(update_omp)(const bp_net *net, WS *ws, REAL *params, REAL *state,
                            const REAL *grad, const bp_phase *phase)
 {
-    FN(momentum_update_omp)(params, velocity, grad, net->n_params, phase,
-                            &ws->weights_non_finite);
-    OMP_BARRIER /* every thread's flag is written before one thread reads it */
+    if (phase->clip_norm > 0) {
+        OMP_SINGLE /* its closing barrier publishes the scale */
+        ws->grad_scale = FN(clip_scale)(grad, net->n_params, phase->clip_norm);
+    }
+    FN(update_params_omp)(params, state, grad, net->n_params, phase,
+                          phase->clip_norm > 0 ? (REAL)ws->grad_scale : (REAL)1,
+                          &ws->weights_non_finite);
+    OMP_BARRIER /* every thread's flag is written, and Adam's count read, before one thread goes on */
     OMP_SINGLE
-    if (ws->weights_non_finite)
-        ws->status = BP_NON_FINITE_WEIGHTS;
+    {
+        FN(count_update)(state, net->n_params, phase);
+        if (ws->weights_non_finite)
+            ws->status = BP_NON_FINITE_WEIGHTS;
+    }
 }
 
 /* Up to n_sweeps sweeps of one phase; ws->n_done and ws->status say how it went.
@@ -203,6 +213,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
     const int shuffled = !full_batch && cfg->shuffle;
     const int stop_rule = cfg->stop_tol > 0;
     const size_t arena_bytes = (size_t)net->n_params * sizeof(REAL);
+    const size_t state_bytes = (size_t)BP_STATE_LENGTH(phase->rule, net->n_params) * sizeof(REAL);
     for (int64_t sweep = 0; sweep < n_sweeps; sweep++) {
         if (cfg->stop) {
             FN(decide_omp)(ws, cfg->stop, BP_RUNNING);
@@ -210,7 +221,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 break;
         }
         if (full_batch) {
-            FN(bind_all_omp)(net, ws, X, T, cfg->n_samples);
+            FN(bind_all_omp)(net, ws, X, T, cfg->weighted, cfg->n_samples);
             FN(batch_gradient_omp)(net, ws, grad, params, cfg->n_samples, cfg);
             OMP_SINGLE
             errors[sweep] = ws->error;
@@ -233,7 +244,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
             {
                 if (saved) {
                     memcpy(ws->start_params, params, arena_bytes);
-                    memcpy(ws->start_velocity, velocity, arena_bytes);
+                    memcpy(ws->start_velocity, velocity, state_bytes);
                     ws->start_rng = *rng_state;
                 }
                 if (shuffled)
@@ -247,7 +258,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                     if (ws->status != BP_RUNNING)
                         break;
                 }
-                FN(bind_rows_omp)(net, ws, X, T, start, n_rows, shuffled);
+                FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, start, n_rows, shuffled);
                 FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 OMP_SINGLE
                 errors[sweep] += ws->error;
@@ -262,7 +273,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 OMP_SINGLE
                 {
                     memcpy(params, ws->start_params, arena_bytes);
-                    memcpy(velocity, ws->start_velocity, arena_bytes);
+                    memcpy(velocity, ws->start_velocity, state_bytes);
                     *rng_state = ws->start_rng;
                 }
             }
@@ -277,7 +288,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
 static void FN(forward_body)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
                              int64_t n_rows)
 {
-    FN(bind_rows_omp)(net, ws, X, NULL, 0, n_rows, 0);
+    FN(bind_rows_omp)(net, ws, X, NULL, 0, 0, n_rows, 0);
     FN(forward_omp)(net, ws, params, n_rows, 0);
 }
 
@@ -285,6 +296,6 @@ static void FN(loss_gradient_body)(const bp_net *net, WS *ws, REAL *grad, const 
                                    const REAL *X, const REAL *T, int64_t n_rows,
                                    const bp_train_config *cfg)
 {
-    FN(bind_rows_omp)(net, ws, X, T, 0, n_rows, 0);
+    FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, 0, n_rows, 0);
     FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
 }

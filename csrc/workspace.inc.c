@@ -34,7 +34,7 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     ws->order = TAKE(int64_t, n_samples);
     ws->n_order = n_samples;
     ws->x_batch = TAKE(REAL, ld * net->n_input_cols);
-    ws->t_batch = TAKE(REAL, ld * n_out);
+    ws->t_batch = TAKE(REAL, ld * (n_out + 1)); /* targets, then the case weights if any */
     ws->pack = (REAL *)TAKE(char, BP_PACK_BYTES);
     ws->pack_a = (REAL *)TAKE(char, BP_PACK_A_BYTES);
     for (int l = 0; l < net->n_inputs; l++)
@@ -60,7 +60,10 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
         }
     }
     ws->start_params = sweep_start ? TAKE(REAL, net->n_params) : NULL;
-    ws->start_velocity = sweep_start ? TAKE(REAL, net->n_params) : NULL;
+    ws->start_velocity =
+        sweep_start ? TAKE(REAL, BP_STATE_LENGTH(features & BP_WS_ADAM ? BP_ADAM : BP_MOMENTUM,
+                                                 net->n_params))
+                    : NULL;
 #undef TAKE
     return (size_t)(p - (uintptr_t)arena) + 64; /* + 64: the first take aligns the arena's start */
 }

@@ -37,9 +37,15 @@ def assert_close(actual, expected, dtype, factor=1.0):
                                atol=rtol * scale)
 
 
-def random_dag(rng, dtype="float64", seed=0, max_layers=4):
+HIDDEN_ACTIVATIONS = [name for name, a in bpfast.units.ACTIVATIONS.items() if a.hidden]
+
+
+SMOOTH_ACTIVATIONS = ["logistic", "tanh", "identity"]
+
+
+def random_dag(rng, dtype="float64", seed=0, max_layers=4, activations=None):
     """A random layered DAG: 1-3 input groups, 1-max_layers computed layers, skips, odd sizes,
-    all three activations, biases on and off. Every group and layer feeds something above it."""
+    every hidden activation (or those given), biases on and off. Every group and layer feeds something above it."""
     n_inputs = int(rng.integers(1, 4))
     inputs = {f"in{i}": int(rng.choice(ODD_SIZES)) for i in range(n_inputs)}
     names = list(inputs)
@@ -54,7 +60,7 @@ def random_dag(rng, dtype="float64", seed=0, max_layers=4):
         if last:
             sources |= unused
         layers.append(Layer(name, int(rng.choice(ODD_SIZES)), sorted(sources),
-                            activation=str(rng.choice(["logistic", "tanh", "identity"])),
+                            activation=str(rng.choice(activations or HIDDEN_ACTIVATIONS)),
                             bias=bool(rng.integers(0, 2))))
         unused -= sources
         unused.add(name)

@@ -48,7 +48,7 @@ def test_arrays_handed_out_cannot_be_resized_and_fit_still_works():
 
 
 @pytest.mark.parametrize("call", ["forward", "loss_gradient", "evaluate", "train",
-                                  "momentum_update"])
+                                  "update"])
 def test_the_compiled_boundary_checks_lengths_whatever_the_caller_did(call):
     net = bpfast.Network([6, 2, 1], seed=0)
     X, T = (a.astype(np.float32) for a in bpfast.datasets.symmetry())
@@ -59,7 +59,7 @@ def test_the_compiled_boundary_checks_lengths_whatever_the_caller_did(call):
         "evaluate": lambda: _core.evaluate(net.topology, short, X, T),
         "train": lambda: _core.train(net.topology, net.params, short, X, T,
                                      [(1, 0.1, 0.9, 0.0, 0)], batch_size=64),
-        "momentum_update": lambda: _core.momentum_update(net.params, short, net.params,
+        "update": lambda: _core.update(net.params, short, net.params,
                                                          lr=0.1, momentum=0.9),
     }
     with pytest.raises(ValueError, match="values|length"):

@@ -27,7 +27,7 @@ from bpfast import Layer, Topology
     ({"sources": ["a", b"b"]}, TypeError, "layer 'h': sources must be names \\(strings\\)"),
     ({"sources": []}, ValueError, "layer 'h' has no sources"),
     ({"sources": ["a", "a"]}, ValueError, "layer 'h' lists a source twice"),
-    ({"activation": "relu"}, ValueError, "layer 'h': unknown activation 'relu'"),
+    ({"activation": "swish"}, ValueError, "layer 'h': unknown activation 'swish'"),
     ({"activation": 3}, TypeError, "layer 'h': activation must be one of"),
     ({"activation": ["tanh"]}, TypeError, "layer 'h': activation must be one of"),
     ({"activation": None}, TypeError, "layer 'h': activation must be one of"),

@@ -113,7 +113,7 @@ def test_a_failed_fit_changes_nothing(net, data):
     ({"n_sweeps": -1}, ValueError, "n_sweeps must be >= 0"),
     ({"n_sweeps": 2.5}, TypeError, "n_sweeps must be an integer"),
     ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
-    ({"loss": "mse"}, ValueError, "loss must be 'sse' or 'dead_zone'"),
+    ({"loss": "mse"}, ValueError, "loss must be one of"),
     ({"dead_zone": (0.8, 0.2)}, ValueError, "off < on"),
     ({"dead_zone": 0.2}, ValueError, "dead_zone must be a pair"),
     ({"stop_tol": 0}, ValueError, "stop_tol must be > 0"),
@@ -151,8 +151,8 @@ def test_bad_hyper_parameters_raise(net, data, kwargs, error, match):
      "source twice"),
     (lambda: bpfast.Network(inputs={"a": 2}, layers=[Layer("h", 2, [])]), ValueError,
      "no sources"),
-    (lambda: bpfast.Network(inputs={"a": 2}, layers=[Layer("h", 2, ["a"], activation="relu")]),
-     ValueError, "unknown activation 'relu'"),
+    (lambda: bpfast.Network(inputs={"a": 2}, layers=[Layer("h", 2, ["a"], activation="swish")]),
+     ValueError, "unknown activation 'swish'"),
 ])
 def test_bad_architectures_raise(make, error, match):
     with pytest.raises(error, match=match):

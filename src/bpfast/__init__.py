@@ -9,7 +9,7 @@ multi-threaded core.
 
 __version__ = "0.1.0"  # before the imports: bpfast.io records it in saved files
 
-from . import datasets, reference
+from . import datasets, reference, units
 from ._build import build_info
 from .io import load
 from .network import FitResult, Network

@@ -5,6 +5,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 LOSSES: dict[str, int]
+RULES: dict[str, int]
+ACTIVATION_NAMES: tuple[str, ...]
+LOSS_NAMES: tuple[str, ...]
+PHASE_DEFAULTS: tuple[str, float, float, float]
 STATUS_NAMES: dict[int, str]
 FORWARD_CHUNK_ROWS: int
 MAX_CHUNK_SWEEPS: int
@@ -12,7 +16,7 @@ SNAPSHOT_SECONDS: float
 SMALL_NETS: bool
 ISA_NAMES: tuple[str, ...]
 
-Phases = Sequence[tuple[int, float, float, float, int]]
+Phases = Sequence[tuple[Any, ...]]  # (n_sweeps, lr, momentum, weight_decay, n_decayed[, ...])
 
 class TrainingGuard: ...
 
@@ -26,22 +30,26 @@ def workspace_bytes(topology: Any, dtype: Any, max_rows: int, n_samples: int,
 def forward(topology: Any, params: np.ndarray, X: np.ndarray, *, all_layers: bool = ...,
             n_threads: int = ...) -> Any: ...
 def loss_gradient(topology: Any, params: np.ndarray, X: np.ndarray, T: np.ndarray, *,
-                  loss: str = ..., dead_zone: tuple[float, float] = ...,
+                  loss: str = ..., dead_zone: tuple[float, float] = ..., reduction: str = ...,
+                  sample_weight: np.ndarray | None = ...,
                   n_threads: int = ...) -> tuple[float, np.ndarray]: ...
 def evaluate(topology: Any, params: np.ndarray, X: np.ndarray, T: np.ndarray, *, loss: str = ...,
              dead_zone: tuple[float, float] = ..., stop_tol: float | None = ...,
-             n_threads: int = ...) -> tuple[float, bool]: ...
-def momentum_update(params: np.ndarray, velocity: np.ndarray, grad: np.ndarray, *, lr: float,
-                    momentum: float, weight_decay: float = ..., n_decayed: int = ...,
-                    n_threads: int = ...) -> bool: ...
+             sample_weight: np.ndarray | None = ..., n_threads: int = ...) -> tuple[float, bool]: ...
+def update(params: np.ndarray, state: np.ndarray, grad: np.ndarray, *, lr: float,
+           momentum: float, weight_decay: float = ..., n_decayed: int = ..., rule: str = ...,
+           beta2: float = ..., epsilon: float = ..., clip_norm: float = ...,
+           n_threads: int = ...) -> bool: ...
 def train(topology: Any, params: np.ndarray, velocity: np.ndarray, X: np.ndarray,
           T: np.ndarray, phases: Phases, *, batch_size: int, shuffle: bool = ..., loss: str = ...,
-          dead_zone: tuple[float, float] = ..., stop_tol: float | None = ..., rng_state: Any = ...,
+          dead_zone: tuple[float, float] = ..., reduction: str = ...,
+          sample_weight: np.ndarray | None = ..., stop_tol: float | None = ..., rng_state: Any = ...,
           callback: Callable[[int, float], Any] | None = ..., callback_every: int = ...,
           n_threads: int = ...) -> tuple[np.ndarray, int, str, float, bool, int]: ...
 def run_training(topology: Any, params: np.ndarray, velocity: np.ndarray, X: np.ndarray,
                  T: np.ndarray, phases: Phases, *, batch_size: int, shuffle: bool = ...,
-                 loss: str = ..., dead_zone: tuple[float, float] = ...,
+                 loss: str = ..., dead_zone: tuple[float, float] = ..., reduction: str = ...,
+                 sample_weight: np.ndarray | None = ...,
                  stop_tol: float | None = ..., rng_state: Any = ...,
                  callback: Callable[[int, float], Any] | None = ..., callback_every: int = ...,
                  n_threads: int = ..., chooser: Any = ..., guard: TrainingGuard | None = ...,
@@ -50,5 +58,5 @@ def run_training(topology: Any, params: np.ndarray, velocity: np.ndarray, X: np.
 def build_facts() -> dict[str, Any]: ...
 def available_isas() -> list[str]: ...
 def set_isa(name: str) -> None: ...
-def logistic(x: np.ndarray) -> np.ndarray: ...
+def unit_function(x: np.ndarray, name: str) -> np.ndarray: ...
 def small_net(topology: Any, dtype: Any) -> bool: ...

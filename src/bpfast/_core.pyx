@@ -41,6 +41,8 @@ cdef extern from "bpfast.h" nogil:
         int64_t batch_size
         int shuffle
         int loss
+        int mean
+        int weighted
         double dead_zone_off
         double dead_zone_on
         double stop_tol
@@ -53,10 +55,16 @@ cdef extern from "bpfast.h" nogil:
         double momentum
         double weight_decay
         int64_t n_decayed
+        int rule
+        double beta2
+        double epsilon
+        double clip_norm
 
-    enum: BP_SSE, BP_DEAD_ZONE
+    enum: BP_MOMENTUM, BP_ADAM
     enum: BP_RUNNING, BP_SOLVED, BP_NON_FINITE, BP_NON_FINITE_WEIGHTS, BP_STOPPED
-    enum: BP_WS_TRAINING, BP_WS_SWEEP_START
+    enum: BP_WS_TRAINING, BP_WS_SWEEP_START, BP_WS_ADAM
+    const char *bp_activation_name(int i)
+    const char *bp_loss_name(int i)
 
     ctypedef struct bp_workspace_f32
     ctypedef struct bp_workspace_f64
@@ -87,10 +95,10 @@ cdef extern from "bpfast.h" nogil:
         double (*loss_gradient_f64)(const bp_net *net, bp_workspace_f64 *ws, double *grad,
                                     const double *params, const double *X, const double *T,
                                     int64_t n_rows, const bp_train_config *cfg, int *all_within) noexcept nogil
-        int (*momentum_update_f32)(float *params, float *velocity, const float *grad,
-                                   int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
-        int (*momentum_update_f64)(double *params, double *velocity, const double *grad,
-                                   int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
+        int (*update_f32)(float *params, float *velocity, const float *grad,
+                          int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
+        int (*update_f64)(double *params, double *velocity, const double *grad,
+                          int64_t n_params, const bp_phase *phase, int n_threads) noexcept nogil
         int64_t (*train_f32)(const bp_net *net, bp_workspace_f32 *ws, float *params,
                              float *velocity, float *grad, const float *X, const float *T,
                              const bp_train_config *cfg, const bp_phase *phase, int64_t n_sweeps,
@@ -105,9 +113,9 @@ cdef extern from "bpfast.h" nogil:
         double (*evaluate_f64)(const bp_net *net, bp_workspace_f64 *ws, const double *params,
                                const double *X, const double *T, const bp_train_config *cfg,
                                int *all_within) noexcept nogil
-        void (*logistic_f32)(float *x, int64_t n) noexcept nogil
+        void (*unit_function_f32)(float *x, int64_t n, int function) noexcept nogil
         int (*small_net_f32)(const bp_net *net) noexcept nogil
-        void (*logistic_f64)(double *x, int64_t n) noexcept nogil
+        void (*unit_function_f64)(double *x, int64_t n, int function) noexcept nogil
         int (*small_net_f64)(const bp_net *net) noexcept nogil
 
     const bp_kernels *bp_kernels_named(const char *name)
@@ -137,7 +145,24 @@ cdef const bp_kernels *KERNELS = bp_kernels_named(NULL)
 
 bp_runtime_init()
 
-LOSSES = {"sse": BP_SSE, "dead_zone": BP_DEAD_ZONE}
+RULES = {"momentum": BP_MOMENTUM, "adam": BP_ADAM}
+
+
+cdef tuple _names(bint losses):
+    cdef const char *name
+    names, i = [], 0
+    while True:
+        name = bp_loss_name(i) if losses else bp_activation_name(i)
+        if name == NULL:
+            return tuple(names)
+        names.append(name.decode())
+        i += 1
+
+
+# The C core's lists (csrc/bpfast.h), in enum order: bpfast.units lists the same (a test checks).
+ACTIVATION_NAMES = _names(False)
+LOSS_NAMES = _names(True)
+LOSSES = {name: i for i, name in enumerate(LOSS_NAMES)}
 STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "non_finite",
                 BP_NON_FINITE_WEIGHTS: "non_finite_weights"}
 
@@ -276,16 +301,16 @@ cdef CompiledTopology _compiled(topology):
 
 
 cdef int _check_arrays(topology, int64_t n_params, int64_t n_velocity, int64_t n_grad,
-                       int64_t x_cols, int64_t t_cols) except -1:
+                       int64_t x_cols, int64_t t_cols, bint weighted=False) except -1:
     """The lengths the C code will index by, checked at the boundary whatever the caller did (a
     resized or replaced array must never reach it). -1: not passed."""
-    if n_params != topology.n_params or n_velocity not in (-1, n_params) or \
-            n_grad not in (-1, n_params):
+    if n_params != topology.n_params or n_grad not in (-1, n_params) or \
+            n_velocity not in (-1, n_params, 2 * n_params + 1):
         raise ValueError(f"the parameter arrays must each have {topology.n_params} values (got "
                          f"{n_params}, {n_velocity}, {n_grad}); was net.params resized?")
-    if x_cols != topology.n_input_cols or t_cols not in (-1, topology.n_outputs):
+    if x_cols != topology.n_input_cols or t_cols not in (-1, topology.n_outputs + weighted):
         raise ValueError(f"X must have {topology.n_input_cols} columns and T "
-                         f"{topology.n_outputs}, got {x_cols} and {t_cols}")
+                         f"{topology.n_outputs}, got {x_cols} and {t_cols - weighted}")
     return 0
 
 
@@ -303,12 +328,17 @@ SMALL_NETS = True
 
 
 cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle, str loss,
-                             dead_zone, stop_tol, int n_threads) except *:
+                             dead_zone, stop_tol, int n_threads, str reduction="sum",
+                             bint weighted=False) except *:
     cdef bp_train_config cfg
     cfg.n_samples = n_samples
     cfg.batch_size = batch_size
     cfg.shuffle = shuffle
     cfg.loss = LOSSES[loss]
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    cfg.mean = reduction == "mean"
+    cfg.weighted = weighted
     cfg.dead_zone_off = dead_zone[0]
     cfg.dead_zone_on = dead_zone[1]
     cfg.stop_tol = stop_tol if stop_tol is not None else 0.0
@@ -399,19 +429,32 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
     return [Xa[:, cols[i]:cols[i] + topology.size[i]] for i in range(topology.n_inputs)] + outs
 
 
-def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), n_threads=1):
-    """(E, dE/dparams) over all rows of X: E = 1/2 sum (y - d)^2, the gradient summed over rows."""
-    return _loss_gradient(topology, params, X, T, loss, dead_zone, n_threads)
+def _weighted_targets(T, sample_weight):
+    """T with each case's weight as one more column (what the C core reads when cfg.weighted)."""
+    if sample_weight is None:
+        return T
+    T = np.asarray(T)
+    return np.ascontiguousarray(np.column_stack([T, np.asarray(sample_weight, dtype=T.dtype)]))
+
+
+def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), reduction="sum",
+                  sample_weight=None, n_threads=1):
+    """(E, gradient) over all rows of X: E = sum over cases of the loss (times each case's
+    weight), the gradient of E, or of E / (the cases, or their total weight) for 'mean'."""
+    return _loss_gradient(topology, params, X, _weighted_targets(T, sample_weight), loss,
+                          dead_zone, reduction, sample_weight is not None, n_threads)
 
 
 def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] X,
-                   const floating[:, ::1] T, str loss, dead_zone, int n_threads):
+                   const floating[:, ::1] T, str loss, dead_zone, str reduction, bint weighted,
+                   int n_threads):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
-    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], T.shape[1])
-    cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, None, n_threads)
+    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], T.shape[1], weighted)
+    cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, None, n_threads, reduction,
+                                       weighted)
     cdef floating *kind = NULL
     cdef int all_within
     cdef double error
@@ -432,18 +475,22 @@ def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] 
 
 
 def evaluate(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), stop_tol=None,
-             n_threads=1):
-    """(E, all_within) of the weights over every row of X, without gradients: E = 1/2 sum
-    (y - d)^2, all_within whether every output is within stop_tol of its target."""
-    return _evaluate(topology, params, X, T, loss, dead_zone, stop_tol, n_threads)
+             sample_weight=None, n_threads=1):
+    """(E, all_within) of the weights over every row of X, without gradients: E the summed loss
+    (times each case's weight), all_within whether every output of a case of non-zero weight is
+    within stop_tol of its target."""
+    return _evaluate(topology, params, X, _weighted_targets(T, sample_weight), loss, dead_zone,
+                     stop_tol, sample_weight is not None, n_threads)
 
 
 def _evaluate(topology, const floating[::1] params, const floating[:, ::1] X,
-              const floating[:, ::1] T, str loss, dead_zone, stop_tol, int n_threads):
+              const floating[:, ::1] T, str loss, dead_zone, stop_tol, bint weighted,
+              int n_threads):
     cdef CompiledTopology compiled = _compiled(topology)
     cdef int64_t n = X.shape[0]
-    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], T.shape[1])
-    cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, stop_tol, n_threads)
+    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], T.shape[1], weighted)
+    cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, stop_tol, n_threads, "sum",
+                                       weighted)
     cdef floating *kind = NULL
     cdef int all_within
     cdef double error
@@ -479,44 +526,71 @@ cdef double _evaluate_in(const bp_kernels *kernels, const bp_net *net, void *ws,
         _interrupted(<bp_stop *>cfg.stop)
 
 
-def momentum_update(params, velocity, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
-                    n_threads=1):
-    """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed].
-    Returns whether a weight became NaN or infinite."""
-    return _momentum_update(params, velocity, grad, lr, momentum, weight_decay, n_decayed,
-                            n_threads)
+def update(params, state, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
+           rule="momentum", beta2=0.999, epsilon=1e-8, clip_norm=0.0, n_threads=1):
+    """One update in place, of the rule's state: momentum (state = the velocity v):
+    v = momentum v - lr g; w += v. Adam (state = [m | v | t]): see csrc/kernels.inc.c. Then
+    w *= 1 - weight_decay for w[:n_decayed]. g is the gradient, scaled down to the norm clip_norm
+    if it is longer (clip_norm > 0). Returns whether a weight became NaN or infinite."""
+    return _update(params, state, grad, _phase_struct((1, lr, momentum, weight_decay, n_decayed,
+                                                       rule, beta2, epsilon, clip_norm)),
+                   n_threads)
 
 
-def _momentum_update(floating[::1] params, floating[::1] velocity, const floating[::1] grad,
-                     double lr, double momentum, double weight_decay, int64_t n_decayed,
-                     int n_threads):
-    cdef bp_phase phase
+PHASE_DEFAULTS = ("momentum", 0.999, 1e-8, 0.0)  # rule, beta2, epsilon, clip_norm
+
+
+def _full_phase(phase):
+    """(n_sweeps, lr, momentum, weight_decay, n_decayed, rule, beta2, epsilon, clip_norm): a
+    phase of 5 to 9 values, the rest from PHASE_DEFAULTS."""
+    phase = tuple(phase)
+    if not 5 <= len(phase) <= 9:
+        raise ValueError(f"a phase is (n_sweeps, lr, momentum, weight_decay, n_decayed[, rule, "
+                         f"beta2, epsilon, clip_norm]), got {phase!r}")
+    return phase + PHASE_DEFAULTS[len(phase) - 5:]
+
+
+cdef bp_phase _phase_struct(phase) except *:
+    """A phase tuple (see _full_phase) as the C struct."""
+    cdef bp_phase ph
+    phase = _full_phase(phase)
+    ph.lr, ph.momentum, ph.weight_decay, ph.n_decayed = phase[1:5]
+    if phase[5] not in RULES:
+        raise ValueError(f"rule must be one of {sorted(RULES)}, got {phase[5]!r}")
+    ph.rule = RULES[phase[5]]
+    ph.beta2, ph.epsilon, ph.clip_norm = phase[6:9]
+    return ph
+
+
+def _update(floating[::1] params, floating[::1] state, const floating[::1] grad, bp_phase phase,
+            int n_threads):
     cdef int non_finite
-    if velocity.shape[0] != params.shape[0] or grad.shape[0] != params.shape[0] or \
-            not 0 <= n_decayed <= params.shape[0]:
-        raise ValueError(f"params, velocity and grad must have one length and n_decayed fit "
-                         f"in it, got {params.shape[0]}, {velocity.shape[0]}, {grad.shape[0]} "
-                         f"and {n_decayed}")
-    phase.lr, phase.momentum, phase.weight_decay, phase.n_decayed = lr, momentum, weight_decay, n_decayed
+    cdef int64_t n = params.shape[0]
+    cdef int64_t n_state = 2 * n + 1 if phase.rule == BP_ADAM else n
+    if state.shape[0] != n_state or grad.shape[0] != n or not 0 <= phase.n_decayed <= n:
+        raise ValueError(f"params and grad must have one length, the state {n_state} values for "
+                         f"this rule, and n_decayed fit in it; got {n}, {grad.shape[0]}, "
+                         f"{state.shape[0]} and {phase.n_decayed}")
     with nogil:
         if floating is float:
-            non_finite = KERNELS.momentum_update_f32(&params[0], &velocity[0], &grad[0],
-                                                     params.shape[0], &phase, n_threads)
+            non_finite = KERNELS.update_f32(&params[0], &state[0], &grad[0], n, &phase, n_threads)
         else:
-            non_finite = KERNELS.momentum_update_f64(&params[0], &velocity[0], &grad[0],
-                                                     params.shape[0], &phase, n_threads)
+            non_finite = KERNELS.update_f64(&params[0], &state[0], &grad[0], n, &phase, n_threads)
     return bool(non_finite)
 
 
 # -- training -----------------------------------------------------------------------------------
 
 def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
-          dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None, callback_every=0,
-          n_threads=1):
+          dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None, stop_tol=None, rng_state=0,
+          callback=None, callback_every=0, n_threads=1):
     """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
     rng_state).
 
-    `phases` is a sequence of (n_sweeps, lr, momentum, weight_decay, n_decayed). The sweeps run in
+    `phases` is a sequence of (n_sweeps, lr, momentum, weight_decay, n_decayed, rule, beta2,
+    epsilon, clip_norm) (see `update`); `velocity` is the state of the phases' rule (momentum and
+    Adam do not mix in one call). The errors are of E summed over the cases (times their
+    weights), whatever the reduction of the gradient. The sweeps run in
     compiled code with the GIL released, in chunks: between chunks Python checks for signals
     (Ctrl-C raises KeyboardInterrupt with the weights of the last finished sweep; inside a long
     sweep the compiled loop notices it too and puts back the sweep's start) and, every
@@ -529,20 +603,22 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
     final state even when training is interrupted.
     """
     return run_training(topology, params, velocity, X, T, phases, batch_size=batch_size,
-                        shuffle=shuffle, loss=loss, dead_zone=dead_zone, stop_tol=stop_tol,
+                        shuffle=shuffle, loss=loss, dead_zone=dead_zone, reduction=reduction,
+                        sample_weight=sample_weight, stop_tol=stop_tol,
                         rng_state=rng_state, callback=callback, callback_every=callback_every,
                         n_threads=n_threads)
 
 
 def run_training(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
-                 loss="sse", dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None,
-                 callback_every=0, n_threads=1, chooser=None, guard=None, memory_check=None,
-                 evaluate=True):
+                 loss="sse", dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None,
+                 stop_tol=None, rng_state=0, callback=None, callback_every=0, n_threads=1,
+                 chooser=None, guard=None, memory_check=None, evaluate=True):
     """`train`, with what Network.fit adds: a ThreadChooser that may run chunks on one thread
     instead of n_threads, a TrainingGuard held for the whole call, memory_check(n_bytes, what),
     called before each allocation of the run with its size, and `evaluate`: False skips the
     final pass over every case (final_error NaN, all_within False) unless training diverged."""
-    return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
+    return _train(topology, params, velocity, X, _weighted_targets(T, sample_weight), phases,
+                  batch_size, shuffle, loss, dead_zone, reduction, sample_weight is not None,
                   stop_tol, rng_state, callback, callback_every, n_threads, chooser, guard,
                   memory_check, evaluate)
 
@@ -576,18 +652,28 @@ cdef class _ErrorLog:
 
 def _train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
            const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
-           dead_zone, stop_tol, rng_state, callback, int64_t callback_every, int n_threads,
-           chooser, TrainingGuard guard, memory_check, bint evaluate):
+           dead_zone, str reduction, bint weighted, stop_tol, rng_state, callback,
+           int64_t callback_every, int n_threads, chooser, TrainingGuard guard, memory_check,
+           bint evaluate):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
-    _check_arrays(topology, params.shape[0], velocity.shape[0], -1, X.shape[1], T.shape[1])
+    _check_arrays(topology, params.shape[0], velocity.shape[0], -1, X.shape[1], T.shape[1],
+                  weighted)
+    phases = [_full_phase(phase) for phase in phases]
+    rules = {phase[5] for phase in phases}
+    adam = rules == {"adam"}
+    if len(rules) > 1 or velocity.shape[0] != (2 * params.shape[0] + 1 if adam else
+                                               params.shape[0]):
+        raise ValueError(f"the phases' rules {sorted(rules)} need one state of "
+                         f"{'2 n_params + 1' if adam else 'n_params'} values, got "
+                         f"{velocity.shape[0]} for {params.shape[0]} params")
     if T.shape[0] != n or n == 0:
         raise ValueError(f"X and T must have the same, non-zero number of rows, got {n} and "
                          f"{T.shape[0]}")
     cdef bp_train_config cfg = _config(n, min(batch_size, n), shuffle, loss, dead_zone, stop_tol,
-                                       n_threads)
+                                       n_threads, reduction, weighted)
     cdef floating *kind = NULL
     cdef int64_t total = 0
     for p in phases:
@@ -616,7 +702,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
         armed = _arm_interrupts(&stop)
         # A stop inside a mini-batch sweep needs that sweep's start kept (2 copies of the arena).
         features = BP_WS_TRAINING | (BP_WS_SWEEP_START if mini_batch and
-                                     (armed or chooser is not None) else 0)
+                                     (armed or chooser is not None) else 0) | \
+            (BP_WS_ADAM if adam else 0)
         ws_rows = workspace_rows(cfg.batch_size, n)
         ws_samples = n if shuffle and mini_batch else 0
         if memory_check is not None:
@@ -737,12 +824,11 @@ cdef tuple _run(const bp_kernels *kernels, const bp_net *net, void *ws, floating
                 uint64_t *state, double[::1] errors, int64_t offset, bint stoppable):
     """`count` sweeps of `phase` from the current state; errors[offset:] gets theirs.
     Returns (sweeps run, status)."""
-    cdef bp_phase ph
+    cdef bp_phase ph = _phase_struct(phase)
     cdef int64_t ran
     cdef int status = BP_RUNNING
     cdef floating[::1] grad = grad_array
     cdef const bp_stop *saved = cfg.stop
-    ph.lr, ph.momentum, ph.weight_decay, ph.n_decayed = phase[1:]
     if not stoppable:
         cfg.stop = NULL
     with nogil:
@@ -790,17 +876,26 @@ def set_isa(name):
     KERNELS = chosen
 
 
-def logistic(x):
-    """The kernels' vectorised logistic 1/(1+exp(-x)) of a float32 or float64 array (a copy)."""
+def unit_function(x, name):
+    """The kernels' vectorised unit function `name` (an activation other than softmax, or "log")
+    of a float32 or float64 array (a copy)."""
+    if name == "log":
+        function = len(ACTIVATION_NAMES)
+    elif name in ACTIVATION_NAMES and name != "softmax":
+        function = ACTIVATION_NAMES.index(name)
+    else:
+        raise ValueError(f"no vector function {name!r}")
     out = np.array(x, copy=True, order="C")
     cdef float[::1] out32
     cdef double[::1] out64
+    if out.size == 0:
+        return out
     if out.dtype == np.float32:
         out32 = out.reshape(-1)
-        KERNELS.logistic_f32(&out32[0], out32.shape[0])
+        KERNELS.unit_function_f32(&out32[0], out32.shape[0], function)
     else:
         out64 = out.reshape(-1)
-        KERNELS.logistic_f64(&out64[0], out64.shape[0])
+        KERNELS.unit_function_f64(&out64[0], out64.shape[0], function)
     return out
 
 

@@ -6,10 +6,14 @@ A bpfast file is a zip archive (stored, not compressed) of three members:
     ``{"format": "bpfast-network", "format_version": 1, "bpfast_version": ...,
     "topology": {"inputs": {name: size}, "layers": [{name, size, sources, activation, bias}]},
     "dtype": "float32" | "float64", "init_range": float, "seed": int,
-    "rng_state": <numpy PCG64 state>, "shuffle_state": int, "n_params": int}``
+    "rng_state": <numpy PCG64 state>, "shuffle_state": int, "n_params": int,
+    "optimizer": "momentum" | "adam"}``
+    ("optimizer" from format version 2 on; version 1 files are "momentum". A network saved with
+    momentum's state is written as version 1, so older bpfast reads it.)
 ``params.npy``, ``velocity.npy``
-    The flat parameter arena and the momentum velocities (NumPy .npy, format 1.0 or 2.0,
-    shape (n_params,)). These members may carry zip64 extra fields; readers need not care.
+    The flat parameter arena and the optimiser's state (NumPy .npy, format 1.0 or 2.0): the
+    momentum velocities, shape (n_params,), or Adam's moments and count, shape
+    (2 n_params + 1,). These members may carry zip64 extra fields; readers need not care.
 
 Loading reads JSON and .npy with ``allow_pickle=False``: nothing in a file is ever executed. Every
 problem with a file (not a zip, truncated, a failed checksum, missing, compressed or encrypted
@@ -46,11 +50,11 @@ import numpy as np
 
 from . import __version__
 from ._validation import check_int, check_real
-from .network import DTYPES, Network
+from .network import DTYPES, OPTIMIZERS, Network, state_length
 from .topology import Layer, Topology
 
 FORMAT = "bpfast-network"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this bpfast reads and writes (see the module docstring)
 META, PARAMS, VELOCITY = "bpfast.json", "params.npy", "velocity.npy"
 LAYER_FIELDS = ("name", "size", "sources", "activation", "bias")
 
@@ -77,7 +81,8 @@ def save(net: Network, path) -> None:
         raise TypeError(f"save() needs a bpfast.Network, got {type(net).__name__}")
     path = os.fspath(path)
     meta = json.dumps({
-        "format": FORMAT, "format_version": FORMAT_VERSION, "bpfast_version": __version__,
+        "format": FORMAT, "format_version": 1 if net.optimizer == "momentum" else 2,
+        "bpfast_version": __version__, "optimizer": net.optimizer,
         "topology": net.topology.describe(), "dtype": net.dtype.name,
         "init_range": net.init_range, "seed": net.seed,
         "rng_state": net._rng.bit_generator.state, "shuffle_state": net._shuffle_state,
@@ -362,13 +367,19 @@ def _from_archive(archive, archive_size) -> Network:
     if n_params != topology.n_params:
         raise _invalid(f"n_params {n_params} does not match the architecture's "
                        f"{topology.n_params}")
+    optimizer = meta.get("optimizer", "momentum") if version >= 2 else "momentum"
+    if optimizer not in OPTIMIZERS:
+        raise _invalid(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
+                       f"{reprlib.repr(optimizer)}")
     rng_state = _rng_state(meta)
     params = _read_array(archive, _member(archive, PARAMS, archive_size), dtype, n_params)
-    velocity = _read_array(archive, _member(archive, VELOCITY, archive_size), dtype, n_params)
+    velocity = _read_array(archive, _member(archive, VELOCITY, archive_size), dtype,
+                           state_length(optimizer, n_params))
     net = Network.__new__(Network)
     net.__setstate__({"topology": topology.describe(), "dtype": dtype.name,
                       "init_range": init_range, "seed": seed, "rng": rng_state,
-                      "params": params, "velocity": velocity, "shuffle_state": shuffle_state})
+                      "params": params, "velocity": velocity, "shuffle_state": shuffle_state,
+                      "optimizer": optimizer})
     return net
 
 

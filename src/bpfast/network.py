@@ -11,13 +11,17 @@ from . import _core, _threads
 from ._validation import INT64_MAX, as_matrix, check_bool, check_fits, check_int, check_real
 from .schedule import Phase
 from .topology import Layer, Topology
+from .units import ACTIVATIONS, LOSSES, REDUCTIONS, check_pairing
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 FLOAT_MAX = {"float32": float(np.finfo(np.float32).max), "float64": float(np.finfo(np.float64).max)}
-# Targets an output unit can reach, by its activation (identity units reach any).
-OUTPUT_RANGES = {"logistic": (0.0, 1.0), "tanh": (-1.0, 1.0)}
-
 DEFAULT_LR, DEFAULT_MOMENTUM, DEFAULT_N_SWEEPS = 0.1, 0.9, 1000
+OPTIMIZERS = ("momentum", "adam")
+
+
+def state_length(optimizer: str, n_params: int) -> int:
+    """Values of an optimiser's state: momentum's velocities, or Adam's [m | v | t]."""
+    return 2 * n_params + 1 if optimizer == "adam" else n_params
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class Network:
         self._params = self._rng.uniform(-self.init_range, self.init_range,
                                          self.topology.n_params).astype(self.dtype)
         self._velocity = np.zeros_like(self._params)
+        self.optimizer = "momentum"  # the rule self._velocity is the state of
         # The shuffling generator's state, in a box the compiled core writes back into even when
         # a fit is interrupted.
         self._shuffle_box = np.array([self._rng.integers(0, 2**63)], dtype=np.uint64)
@@ -132,7 +137,9 @@ class Network:
 
     @property
     def velocity(self) -> np.ndarray:
-        """The momentum velocities Δw(t-1), laid out like :attr:`params`."""
+        """The optimiser's state (a writable view): with ``optimizer="momentum"`` (the paper) the
+        velocities Δw(t-1), laid out like :attr:`params`; after a fit with ``optimizer="adam"``,
+        Adam's first moments, second moments and update count, ``2 n_params + 1`` values."""
         return self._velocity.view()
 
     @property
@@ -163,7 +170,8 @@ class Network:
         self._params[...] = converted
 
     def reset_velocity(self) -> None:
-        """Forget the momentum: the next sweep starts from Δw(0) = 0."""
+        """Forget the optimiser's state: the next sweep starts from Δw(0) = 0 (Adam: from zero
+        moments, at update 1)."""
         self._velocity[...] = 0
 
     # -- data ---------------------------------------------------------------------------------
@@ -204,7 +212,7 @@ class Network:
         if T.shape[0] != n_rows:
             raise ValueError(f"X has {n_rows} rows but T has {T.shape[0]}; they must match")
         activation = self.topology.layers[-1].activation
-        reach = OUTPUT_RANGES.get(activation)
+        reach = ACTIVATIONS[activation].output_range
         if reach is not None:
             low, high = float(T.min()), float(T.max())
             if low < reach[0] or high > reach[1]:
@@ -222,7 +230,10 @@ class Network:
             n_sweeps: int | None = None, weight_decay: float | None = None,
             schedule: Sequence[Phase] | None = None, decay_biases: bool = False,
             batch_size: int | None = None, shuffle: bool = True, loss: str = "sse",
-            dead_zone: tuple[float, float] = (0.2, 0.8), stop_tol: float | None = None,
+            dead_zone: tuple[float, float] = (0.2, 0.8), reduction: str = "sum",
+            sample_weight=None, optimizer: str = "momentum", beta2: float = 0.999,
+            epsilon: float = 1e-8, clip_norm: float | None = None,
+            stop_tol: float | None = None,
             callback: Callable[[int, float], bool | None] | None = None,
             callback_every: int = 100, n_threads: int | None = None,
             evaluate: bool = True) -> FitResult:
@@ -245,9 +256,27 @@ class Network:
             averaged: E is a sum over cases and lr multiplies the summed gradient.
         shuffle : bool, default True
             With mini-batches, present the cases in a fresh seeded random order every sweep.
-        loss : {"sse", "dead_zone"}
+        loss : {"sse", "dead_zone", "cross_entropy"}
             ``E = ½ Σ (y - d)²``; "dead_zone" counts no error for an on target (d = 1) whose output
-            is above ``dead_zone[1]`` or an off target (d = 0) whose output is below ``dead_zone[0]``.
+            is above ``dead_zone[1]`` or an off target (d = 0) whose output is below ``dead_zone[0]``;
+            "cross_entropy" is ``-Σ d ln y`` for softmax outputs (each row of T a distribution,
+            e.g. one-hot) and ``-Σ [d ln y + (1 - d) ln(1 - y)]`` for logistic ones.
+        reduction : {"sum", "mean"}
+            "sum" (the paper): the gradient of E, summed over the cases of a batch, so lr must
+            shrink as batches grow. "mean": the gradient of E divided by the batch's cases (or
+            their total weight), as modern libraries do. The errors reported follow it: E, or E
+            per case (per unit of weight).
+        sample_weight : array-like of shape (n_samples,), optional
+            Each case's weight w >= 0 (not all zero): E sums w times each case's loss. Cases of
+            weight 0 take no part in training or in the `stop_tol` test (held-out cases).
+        optimizer : {"momentum", "adam"}
+            "momentum" is the paper's rule above. "adam" (Kingma & Ba 2015, as scikit-learn's
+            MLP writes it) uses `lr` as its step size, `momentum` as β1, `beta2` and `epsilon`;
+            weight decay then shrinks the weights after each step (decoupled, as in AdamW).
+            Switching rule between fits starts the new rule's state from zero.
+        clip_norm : float, optional
+            Before each update, scale the gradient down to this Euclidean norm (of all of it)
+            if it is longer.
         stop_tol : float, optional
             Stop before a sweep once every output is within `stop_tol` of its target.
         callback : callable(sweep, error) -> bool, optional
@@ -289,9 +318,14 @@ class Network:
         """
         decay_biases = check_bool("decay_biases", decay_biases)
         shuffle = check_bool("shuffle", shuffle)
-        phases = self._phases(lr, momentum, n_sweeps, weight_decay, schedule, decay_biases)
-        if loss not in ("sse", "dead_zone"):
-            raise ValueError(f"loss must be 'sse' or 'dead_zone', got {loss!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+        rule = (optimizer, check_real("beta2", beta2, low=0, high=1, high_open=True),
+                check_real("epsilon", epsilon, low=0, low_open=True),
+                0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0,
+                                                         low_open=True))
+        phases = self._phases(lr, momentum, n_sweeps, weight_decay, schedule, decay_biases, rule)
+        self._check_loss(loss, reduction)
         dead_zone = self._dead_zone(dead_zone)
         if stop_tol is not None:
             stop_tol = check_real("stop_tol", stop_tol, low=0, low_open=True)
@@ -302,8 +336,8 @@ class Network:
         _threads.requested_threads(n_threads)  # a bad n_threads is reported before the data
         X = self._inputs(X)
         T = self._targets(T, X.shape[0])
-        if loss == "dead_zone":
-            self._check_dead_zone_targets(T)
+        self._check_targets_for(loss, T)
+        weights = self._sample_weight(sample_weight, X.shape[0])
         n = X.shape[0]
         batch_size = n if batch_size is None else check_int("batch_size", batch_size, low=1,
                                                             high=INT64_MAX)
@@ -312,6 +346,9 @@ class Network:
             raise ValueError("the network's params or velocity contain NaN or infinite values "
                              "(written through net.params or a weights() view?); set finite "
                              "values with assign_params() or call reset_velocity()")
+        if optimizer != self.optimizer:
+            self._velocity = np.zeros(state_length(optimizer, self.topology.n_params), self.dtype)
+            self.optimizer = optimizer
         threads = _threads.threads_for(n_threads, 3 * batch_size * self.topology.n_weights)
         # The default may fall back to one thread chunk by chunk when threads do not pay (a busy
         # machine); an explicit n_threads is used as given.
@@ -320,11 +357,15 @@ class Network:
         errors, done, status, final_error, within, _ = _core.run_training(
             self.topology, self._params, self._velocity, X, T, phases,
             batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
+            reduction=reduction, sample_weight=weights,
             stop_tol=stop_tol, rng_state=self._shuffle_box, callback=callback,
             callback_every=callback_every, n_threads=threads, chooser=chooser,
             guard=self._guard, memory_check=check_fits, evaluate=evaluate)
         if status.startswith("non_finite"):
             raise FloatingPointError(self._divergence_message(status, done, final_error, phases))
+        if reduction == "mean":
+            per = n if weights is None else float(weights.sum(dtype=np.float64))
+            errors, final_error = errors / per, final_error / per
         return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
                          final_error=final_error,
                          solved=stop_tol is not None and (bool(within) or status == "solved"))
@@ -347,13 +388,42 @@ class Network:
                 f"The network holds the weights from the start of sweep {done + 1}, the last "
                 f"with a finite error and weights. " + advice)
 
-    @staticmethod
-    def _check_dead_zone_targets(T) -> None:
-        if not np.isin(T, (0, 1)).all():
+    def _check_loss(self, loss, reduction) -> None:
+        if not isinstance(loss, str) or loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+        if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+        check_pairing(self.topology.layers[-1].activation, loss)
+
+    def _check_targets_for(self, loss, T) -> None:
+        if loss == "dead_zone" and not np.isin(T, (0, 1)).all():
             raise ValueError("loss='dead_zone' needs targets that are 0 or 1 (the paper's rule "
                              "says which are 'on' and which 'off'); use loss='sse' otherwise")
+        if self.topology.layers[-1].activation == "softmax":
+            sums = T.sum(axis=1, dtype=np.float64)
+            if not np.allclose(sums, 1, rtol=0, atol=1e-4 if self.dtype == np.float32 else 1e-10):
+                raise ValueError(f"softmax outputs need each row of T to be a distribution that "
+                                 f"sums to 1 (e.g. one-hot); row sums range from {sums.min():g} "
+                                 f"to {sums.max():g}")
 
-    def _phases(self, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases):
+    def _sample_weight(self, sample_weight, n_rows):
+        """None, or the weights as a float64 array of n_rows finite values >= 0, not all 0."""
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight)
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be numbers, got dtype {w.dtype}")
+        w = w.astype(np.float64)
+        if w.shape != (n_rows,):
+            raise ValueError(f"sample_weight must have one value per case, shape ({n_rows},); "
+                             f"got shape {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
+            raise ValueError("sample_weight must be finite, >= 0 and not all 0")
+        if not np.isfinite(w.astype(self.dtype)).all():
+            raise ValueError(f"sample_weight overflows {self.dtype.name}")
+        return w
+
+    def _phases(self, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases, rule):
         n_decayed = self.topology.n_params if decay_biases else self.topology.n_weights
         if schedule is not None:
             if any(v is not None for v in (lr, momentum, n_sweeps, weight_decay)):
@@ -378,7 +448,10 @@ class Network:
             if p.lr > largest:
                 raise ValueError(f"lr = {p.lr} is infinite in {self.dtype.name} (at most "
                                  f"{largest:.3g}); use a smaller learning rate")
-        return [(p.n_sweeps, p.lr, p.momentum, p.weight_decay, n_decayed) for p in schedule]
+        if rule[0] == "adam" and any(not p.momentum < 1 for p in schedule):
+            raise ValueError("Adam's beta1 (the momentum) must be below 1")
+        return [(p.n_sweeps, p.lr, p.momentum, p.weight_decay, n_decayed) + rule
+                for p in schedule]
 
     @staticmethod
     def _dead_zone(dead_zone):
@@ -420,21 +493,23 @@ class Network:
                    _core.workspace_bytes(self.topology, self.dtype, rows, 0, 0),
                    f"the outputs for {n_rows:,} cases")
 
-    def error(self, X, T, *, loss: str = "sse", dead_zone=(0.2, 0.8),
-              n_threads: int | None = None) -> float:
-        """E = ½ Σ (y - d)² of the current weights over the given cases (no gradients)."""
-        if loss not in ("sse", "dead_zone"):
-            raise ValueError(f"loss must be 'sse' or 'dead_zone', got {loss!r}")
+    def error(self, X, T, *, loss: str = "sse", dead_zone=(0.2, 0.8), reduction: str = "sum",
+              sample_weight=None, n_threads: int | None = None) -> float:
+        """E of the current weights over the given cases (no gradients), as `fit` measures it:
+        the loss summed over the cases (times their weights), or per case for 'mean'."""
+        self._check_loss(loss, reduction)
         dead_zone = self._dead_zone(dead_zone)
         _threads.requested_threads(n_threads)
         X = self._inputs(X)
         T = self._targets(T, X.shape[0])
-        if loss == "dead_zone":
-            self._check_dead_zone_targets(T)
+        self._check_targets_for(loss, T)
+        weights = self._sample_weight(sample_weight, X.shape[0])
         self._check_forward_memory(X.shape[0], 0)
         error, _ = _core.evaluate(self.topology, self._params, X, T, loss=loss,
-                                  dead_zone=dead_zone,
+                                  dead_zone=dead_zone, sample_weight=weights,
                                   n_threads=self._forward_threads(n_threads, X.shape[0]))
+        if reduction == "mean":
+            error /= X.shape[0] if weights is None else weights.sum()
         return float(error)
 
     def _forward_threads(self, n_threads, n_rows):
@@ -453,7 +528,8 @@ class Network:
         return {"topology": self.topology.describe(), "dtype": self.dtype.name,
                 "init_range": self.init_range, "seed": self.seed,
                 "rng": self._rng.bit_generator.state, "params": self._params.copy(),
-                "velocity": self._velocity.copy(), "shuffle_state": self._shuffle_state}
+                "velocity": self._velocity.copy(), "shuffle_state": self._shuffle_state,
+                "optimizer": self.optimizer}
 
     def __setstate__(self, state):
         self.topology = Topology(state["topology"]["inputs"],
@@ -464,10 +540,17 @@ class Network:
         self._rng.bit_generator.state = state["rng"]
         self._params = np.array(state["params"], dtype=self.dtype, order="C")
         self._velocity = np.array(state["velocity"], dtype=self.dtype, order="C")
-        for name, array in (("params", self._params), ("velocity", self._velocity)):
-            if array.shape != (self.topology.n_params,) or not np.isfinite(array).all():
-                raise ValueError(f"a pickled network's {name} must be {self.topology.n_params} "
-                                 f"finite values, got shape {array.shape}")
+        self.optimizer = state.get("optimizer", "momentum")  # older pickles: the paper's rule
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"a pickled network's optimizer must be one of {list(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+        n_params = self.topology.n_params
+        for name, array, length in (("params", self._params, n_params),
+                                    ("velocity", self._velocity,
+                                     state_length(self.optimizer, n_params))):
+            if array.shape != (length,) or not np.isfinite(array).all():
+                raise ValueError(f"a pickled network's {name} must be {length} finite values, "
+                                 f"got shape {array.shape}")
         self._shuffle_box = np.array([state["shuffle_state"]], dtype=np.uint64)
         self._guard = _core.TrainingGuard()
 

@@ -17,24 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .units import ACTIVATIONS, LOSSES
+
 _MASK64 = (1 << 64) - 1
 
 
+_ACTIVATION_LIST = list(ACTIVATIONS.values())  # by the core's numbers
+
+
 def _f(x, activation):
-    if activation == 0:
-        with np.errstate(over="ignore"):  # exp(-x) = inf for x < -709, and 1/(1+inf) = 0 exactly
-            return 1.0 / (1.0 + np.exp(-x))
-    if activation == 1:
-        return np.tanh(x)
-    return x
+    return _ACTIVATION_LIST[activation].f(x)
 
 
 def _f_prime_from_output(y, activation):
-    if activation == 0:
-        return y * (1.0 - y)
-    if activation == 1:
-        return 1.0 - y * y
-    return np.ones_like(y)
+    return _ACTIVATION_LIST[activation].derivative(y)
 
 
 def _layer_edges(topology, l):
@@ -61,26 +57,34 @@ def forward(topology, params, X, *, all_layers=False, n_threads=1):
     return ys if all_layers else ys[-1]
 
 
-def _output_error(y, T, loss, dead_zone):
-    """∂E/∂y at the outputs, and E. Inside the dead zone the error is zero."""
-    e = y - T
-    if loss == "dead_zone":
-        off, on = dead_zone
-        e = np.where(((T >= 0.5) & (y > on)) | ((T < 0.5) & (y < off)), 0.0, e)
-    return e, 0.5 * float(np.sum(e * e))
+def _output_error(topology, y, T, loss, dead_zone, reduction="sum", sample_weight=None):
+    """dE/dx at the outputs (of E / the cases or their total weight for 'mean'), and E.
+    Inside the dead zone, and for cases of weight 0, the error is zero."""
+    activation = list(ACTIVATIONS)[int(topology.activation[-1])]
+    terms, delta = LOSSES[loss].terms(y, T, activation, dead_zone)
+    weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    terms, delta = terms * weights[:, None], delta * weights[:, None]
+    if reduction == "mean":
+        total = weights.sum()
+        delta = delta / total if total > 0 else 0 * delta
+    return delta, float(np.sum(terms))
 
 
-def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), n_threads=1):
-    """(E, dE/dparams) over all rows of X: E = 1/2 sum (y - d)^2, the gradient summed over rows."""
+def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), reduction="sum",
+                  sample_weight=None, n_threads=1):
+    """(E, gradient) over all rows of X: E = sum over cases of the loss (times each case's
+    weight), the gradient of E, or of E / (the cases, or their total weight) for 'mean'."""
     params = np.asarray(params, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     ys = forward(topology, params, X, all_layers=True)
     grad = np.zeros(topology.n_params)
     dE_dy = [None] * topology.n_layers
     out = topology.n_layers - 1
-    dE_dy[out], error = _output_error(ys[out], T, loss, dead_zone)
+    dE_dx_out, error = _output_error(topology, ys[out], T, loss, dead_zone, reduction,
+                                     sample_weight)
     for l in range(out, topology.n_inputs - 1, -1):
-        dE_dx = dE_dy[l] * _f_prime_from_output(ys[l], int(topology.activation[l]))
+        dE_dx = dE_dx_out if l == out else \
+            dE_dy[l] * _f_prime_from_output(ys[l], int(topology.activation[l]))
         if topology.bias_offset[l] >= 0:
             grad[topology.bias_offset[l]: topology.bias_offset[l] + topology.size[l]] = dE_dx.sum(0)
         for src, block, shape in _layer_edges(topology, l):
@@ -91,22 +95,50 @@ def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), n
     return error, grad
 
 
+def _within(y, T, stop_tol, sample_weight):
+    if stop_tol is None:
+        return False
+    close = np.abs(y - T) < stop_tol
+    if sample_weight is not None:
+        close |= (np.asarray(sample_weight) == 0)[:, None]
+    return bool(np.all(close))
+
+
 def evaluate(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), stop_tol=None,
-             n_threads=1):
-    """(E, all_within) of the weights over every row of X, without gradients."""
+             sample_weight=None, n_threads=1):
+    """(E, all_within) of the weights over every row of X, without gradients: E the summed loss
+    (times each case's weight), all_within whether every output of a case of non-zero weight is
+    within stop_tol of its target."""
     y = forward(topology, params, X)
     T = np.asarray(T, dtype=np.float64)
-    _, error = _output_error(y, T, loss, dead_zone)
-    return error, stop_tol is not None and bool(np.all(np.abs(y - T) < stop_tol))
+    _, error = _output_error(topology, y, T, loss, dead_zone, "sum", sample_weight)
+    return error, _within(y, T, stop_tol, sample_weight)
 
 
-def momentum_update(params, velocity, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0,
-                    n_threads=1):
-    """In place: v = momentum v - lr grad; w += v; w *= 1 - weight_decay for w[:n_decayed]."""
-    velocity[...] = momentum * velocity - lr * grad
-    params += velocity
+def update(params, state, grad, *, lr, momentum, weight_decay=0.0, n_decayed=0, rule="momentum",
+           beta2=0.999, epsilon=1e-8, clip_norm=0.0, n_threads=1):
+    """One update in place, of the rule's state: momentum (state = the velocity v):
+    v = momentum v - lr g; w += v. Adam (state = [m | v | t]): see csrc/kernels.inc.c. Then
+    w *= 1 - weight_decay for w[:n_decayed]. g is the gradient, scaled down to the norm clip_norm
+    if it is longer (clip_norm > 0). Returns whether a weight became NaN or infinite."""
+    g = np.asarray(grad, dtype=np.float64)
+    norm = float(np.sqrt(np.sum(g * g)))
+    if clip_norm > 0 and norm > clip_norm:
+        g = g * (clip_norm / norm)
+    n = len(params)
+    if rule == "adam":
+        m, v = state[:n], state[n: 2 * n]
+        t = state[2 * n] + 1
+        m[...] = momentum * m + (1 - momentum) * g
+        v[...] = beta2 * v + (1 - beta2) * g * g
+        params -= lr * np.sqrt(1 - beta2 ** t) / (1 - momentum ** t) * m / (np.sqrt(v) + epsilon)
+        state[2 * n] = t
+    else:
+        state[...] = momentum * state - lr * g
+        params += state
     if weight_decay:
         params[:n_decayed] *= 1.0 - weight_decay
+    return not np.isfinite(params).all()
 
 
 def _splitmix64(state):
@@ -127,54 +159,58 @@ def _shuffled_order(n, state):
     return np.array(order), state
 
 
-def _all_within(topology, params, X, T, stop_tol):
+def _all_within(topology, params, X, T, stop_tol, sample_weight):
     if stop_tol is None:
         return False
-    return bool(np.all(np.abs(forward(topology, params, X) - T) < stop_tol))
+    return _within(forward(topology, params, X), T, stop_tol, sample_weight)
 
 
 def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
-          dead_zone=(0.2, 0.8), stop_tol=None, rng_state=0, callback=None, callback_every=0,
-          n_threads=1):
+          dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None, stop_tol=None, rng_state=0,
+          callback=None, callback_every=0, n_threads=1):
     """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
     rng_state). Same semantics as bpfast._core.train, one sweep at a time; `rng_state` may be a
     1-element uint64 array, which then receives the final state even if training is interrupted."""
     holder = rng_state if isinstance(rng_state, np.ndarray) else None
     box = [int(holder[0]) if holder is not None else rng_state]  # the state as it advances
+    options = {"loss": loss, "dead_zone": dead_zone, "reduction": reduction}
     try:
-        return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss,
-                      dead_zone, stop_tol, box, callback, callback_every)
+        return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, options,
+                      sample_weight, stop_tol, box, callback, callback_every)
     finally:
         if holder is not None:
             holder[0] = box[0]
 
 
-def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, dead_zone,
+def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, options, sample_weight,
            stop_tol, box, callback, callback_every):
     X = np.asarray(X, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     n = X.shape[0]
     batch_size = min(batch_size, n)
     full_batch = batch_size >= n
     errors, status, state = [], "max_sweeps", box[0]
     # The states at the start of the last two sweeps, to go back to if the numbers blow up.
     starts = [(params.copy(), velocity.copy(), state)] * 2
-    for n_sweeps, lr, momentum, weight_decay, n_decayed in phases:
+    for n_sweeps, lr, momentum, weight_decay, n_decayed, *rule in phases:
+        rule_options = dict(zip(("rule", "beta2", "epsilon", "clip_norm"), rule))
+        step = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, n_decayed=n_decayed,
+                    **rule_options)
         for _ in range(n_sweeps):
             starts = [starts[1], (params.copy(), velocity.copy(), state)]
             if full_batch:
-                error, grad = loss_gradient(topology, params, X, T, loss=loss, dead_zone=dead_zone)
+                error, grad = loss_gradient(topology, params, X, T, sample_weight=w, **options)
                 if not np.isfinite(error):
                     status = "non_finite"
-                elif _all_within(topology, params, X, T, stop_tol):
+                elif _all_within(topology, params, X, T, stop_tol, w):
                     status = "solved"
                 if status != "max_sweeps":
                     break
                 errors.append(error)
-                momentum_update(params, velocity, grad, lr=lr, momentum=momentum,
-                                weight_decay=weight_decay, n_decayed=n_decayed)
+                update(params, velocity, grad, **step)
             else:
-                if _all_within(topology, params, X, T, stop_tol):
+                if _all_within(topology, params, X, T, stop_tol, w):
                     status = "solved"
                     break
                 if shuffle:
@@ -185,14 +221,14 @@ def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, 
                 sweep_error = 0.0
                 for start in range(0, n, batch_size):
                     rows = order[start: start + batch_size]
-                    error, grad = loss_gradient(topology, params, X[rows], T[rows], loss=loss,
-                                                dead_zone=dead_zone)
+                    error, grad = loss_gradient(topology, params, X[rows], T[rows],
+                                                sample_weight=None if w is None else w[rows],
+                                                **options)
                     sweep_error += error
                     if not np.isfinite(error):
                         status = "non_finite"
                         break
-                    momentum_update(params, velocity, grad, lr=lr, momentum=momentum,
-                                    weight_decay=weight_decay, n_decayed=n_decayed)
+                    update(params, velocity, grad, **step)
                 if status != "max_sweeps":
                     break
                 errors.append(sweep_error)
@@ -207,7 +243,7 @@ def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, loss, 
         params[...], velocity[...], state = starts[0] if errors else starts[1]
         box[0] = state
         errors = errors[:-1]
-    y = forward(topology, params, X)
-    _, final_error = _output_error(y, T, loss, dead_zone)
-    within = stop_tol is not None and bool(np.all(np.abs(y - T) < stop_tol))
+    final_error, within = evaluate(topology, params, X, T, loss=options["loss"],
+                                   dead_zone=options["dead_zone"], stop_tol=stop_tol,
+                                   sample_weight=w)
     return np.array(errors), len(errors), status, final_error, within, state

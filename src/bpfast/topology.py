@@ -17,8 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ._validation import check_bool
-
-ACTIVATIONS = {"logistic": 0, "tanh": 1, "identity": 2}
+from .units import ACTIVATION_NUMBERS, ACTIVATIONS
 
 # The C kernels index units with `int`; larger layers could not be addressed.
 MAX_LAYER_SIZE = 2**31 - 1
@@ -37,8 +36,9 @@ class Layer:
     sources : str or iterable of str
         Names of the input groups or earlier layers that feed this one, each through its own
         dense weight block. Listing a layer below the previous one gives a skip connection.
-    activation : {"logistic", "tanh", "identity"}
-        The unit's output function; "logistic" is the paper's ``1 / (1 + exp(-x))``.
+    activation : {"logistic", "tanh", "identity", "relu", "leaky_relu", "softmax"}
+        The unit's output function; "logistic" is the paper's ``1 / (1 + exp(-x))``. "softmax"
+        (outputs only, with ``loss="cross_entropy"``) normalises the layer to a distribution.
     bias : bool
         Whether the layer has a learned bias (a weight from a unit that is always 1).
 
@@ -139,11 +139,15 @@ class Topology:
         self.n_layers = len(self.names)
 
         sizes = [_check_size(f"the size of input group {n!r}", inputs[n]) for n in self.input_names]
-        activations = [ACTIVATIONS["identity"]] * self.n_inputs
+        for layer in layers[:-1]:
+            if not ACTIVATIONS[layer.activation].hidden:
+                raise ValueError(f"layer {layer.name!r}: {layer.activation} is for output layers "
+                                 f"only (the last layer)")
+        activations = [ACTIVATION_NUMBERS["identity"]] * self.n_inputs
         src_start, src_layer = [0] * (self.n_inputs + 1), []
         for i, layer in enumerate(layers):
             sizes.append(layer.size)
-            activations.append(ACTIVATIONS[layer.activation])
+            activations.append(ACTIVATION_NUMBERS[layer.activation])
             for src in layer.sources:
                 j = self.index.get(src)
                 if j is None or j >= self.n_inputs + i:

@@ -114,7 +114,13 @@ static double plain_error(const topology *t, const double *p, const double *X, c
 
 static bp_train_config config(int n_threads, int small_nets)
 {
-    bp_train_config cfg = {N_ROWS, N_ROWS, 0, BP_SSE, 0.2, 0.8, 0, n_threads, NULL, small_nets};
+    bp_train_config cfg = {0};
+    cfg.n_samples = cfg.batch_size = N_ROWS;
+    cfg.loss = BP_SSE;
+    cfg.dead_zone_off = 0.2;
+    cfg.dead_zone_on = 0.8;
+    cfg.n_threads = n_threads;
+    cfg.small_nets = small_nets;
     return cfg;
 }
 
@@ -170,7 +176,7 @@ static void check_variant(const topology *t, const bp_kernels *k)
     check(worst < 1e-5, "float32 gradient = float64 gradient", t->name, k->name, worst);
 
     /* 300 sweeps three ways: 1 thread with and without the whole-net loop, and 2 threads */
-    const bp_phase phase = {0.3, 0.9, 0.0, 0};
+    const bp_phase phase = {.lr = 0.3, .momentum = 0.9, .rule = BP_MOMENTUM};
     float *runs[3];
     double errors[300];
     for (int run = 0; run < 3; run++) {

@@ -1,0 +1,240 @@
+/* units.inc.c: the unit functions, their derivatives and the output losses on vectors, for one
+ * (REAL, ISA); included by kernels.inc.c. Adding an activation or a loss: its name in the list in
+ * bpfast.h, its math here, its name and NumPy reference in bpfast/units.py. */
+
+/* exp(x), vectorised: x = n ln2 + r with |r| <= ln2/2, exp(r) by a polynomial, 2^n through the
+ * exponent bits. Inputs are clamped to the range where 2^n is a normal number. Error: a few ulp
+ * (tested against libm in tests/test_kernels.py). */
+static inline VREAL FN(vexp)(VREAL x)
+{
+#if BP_DOUBLE
+    const REAL hi = 708.0, lo = -708.0;
+    const REAL ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+#else
+    const REAL hi = 88.0f, lo = -87.0f;
+    const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+#endif
+    x = FN(vselect)(x > hi, FN(vsplat)(hi), x);
+    x = FN(vselect)(x < lo, FN(vsplat)(lo), x);
+    VREAL t = x * (REAL)1.44269504088896341 + (REAL)0.5;
+    VINT n = __builtin_convertvector(t, VINT);  /* truncates toward zero ... */
+    VREAL fn = __builtin_convertvector(n, VREAL);
+    VINT above = fn > t;                         /* ... so step down where that rounded up */
+    n += above;                                  /* (comparisons give -1 for true) */
+    fn = __builtin_convertvector(n, VREAL);
+    VREAL r = x - fn * ln2_hi - fn * ln2_lo;
+#if BP_DOUBLE
+    /* Taylor series to r^13: the remainder is below 1e-17 for |r| <= ln2/2. */
+    VREAL p = FN(vsplat)(1.0 / 6227020800.0);
+    p = VFMA(p, r, FN(vsplat)(1.0 / 479001600.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 39916800.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 3628800.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 362880.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 40320.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 5040.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 720.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 120.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 24.0));
+    p = VFMA(p, r, FN(vsplat)(1.0 / 6.0));
+    p = VFMA(p, r, FN(vsplat)(0.5));
+    p = p * r * r + r + 1.0;
+    VINT bits = (n + 1023) << 52;
+#else
+    /* Cephes expf's minimax polynomial. */
+    VREAL p = FN(vsplat)(1.9875691500e-4f);
+    p = VFMA(p, r, FN(vsplat)(1.3981999507e-3f));
+    p = VFMA(p, r, FN(vsplat)(8.3334519073e-3f));
+    p = VFMA(p, r, FN(vsplat)(4.1665795894e-2f));
+    p = VFMA(p, r, FN(vsplat)(1.6666665459e-1f));
+    p = VFMA(p, r, FN(vsplat)(5.0000001201e-1f));
+    p = p * r * r + r + 1.0f;
+    VINT bits = (n + 127) << 23;
+#endif
+    VREAL scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* ln(x) for positive normal x, vectorised: x = 2^k m with m in [sqrt(1/2), sqrt(2)), and
+ * ln m = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...), s = (m - 1)/(m + 1), |s| < 0.172, to the term
+ * below the precision's ulp. Only the cross-entropy error uses it (never a gradient). */
+static inline VREAL FN(vlog)(VREAL x)
+{
+#if BP_DOUBLE
+    enum { MANTISSA = 52, BIAS = 1023, TERMS = 11 };
+    const REAL ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+#else
+    enum { MANTISSA = 23, BIAS = 127, TERMS = 5 };
+    const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+#endif
+    VINT bits;
+    memcpy(&bits, &x, sizeof bits);
+    VINT k = (bits >> MANTISSA) - BIAS;
+    const VINT m_bits = (bits & (((ITYPE)1 << MANTISSA) - 1)) | ((ITYPE)BIAS << MANTISSA);
+    VREAL m;
+    memcpy(&m, &m_bits, sizeof m);                       /* in [1, 2) */
+    const VINT high = m > (REAL)1.41421356237309504880;  /* -1 where m >= sqrt(2) */
+    m = FN(vselect)(high, m * (REAL)0.5, m);
+    k -= high;
+    const VREAL s = (m - (REAL)1) / (m + (REAL)1), s2 = s * s;
+    VREAL p = FN(vsplat)((REAL)1 / (2 * TERMS + 1));
+    for (int i = TERMS - 1; i >= 0; i--)
+        p = p * s2 + (REAL)1 / (REAL)(2 * i + 1);
+    const VREAL kf = __builtin_convertvector(k, VREAL);
+    return kf * ln2_hi + (kf * ln2_lo + (REAL)2 * s * p);
+}
+
+/* tanh(x), vectorised (Cephes): an odd polynomial (float) or rational function (double) of x for
+ * |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1) with the sign of x. Error: a few ulp. */
+static inline VREAL FN(vtanh)(VREAL x)
+{
+    const VREAL ax = FN(vselect)(x < 0, -x, x);
+    const VREAL z = x * x;
+#if BP_DOUBLE
+    VREAL num = FN(vsplat)(-9.64399179425052238628e-1);
+    num = num * z + -9.92877231001918586564e1;
+    num = num * z + -1.61468768441708447952e3;
+    VREAL den = z + 1.12811678491632931402e2;
+    den = den * z + 2.23548839060100448583e3;
+    den = den * z + 4.84406305325125486048e3;
+    const VREAL small = x + x * z * (num / den);
+#else
+    VREAL p = FN(vsplat)(-5.70498872745e-3f);
+    p = p * z + 2.06390887954e-2f;
+    p = p * z + -5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z + -3.33332819422e-1f;
+    const VREAL small = p * z * x + x;
+#endif
+    const VREAL big = (REAL)1 - (REAL)2 / (FN(vexp)(ax + ax) + (REAL)1);
+    return FN(vselect)(ax < (REAL)0.625, small, FN(vselect)(x < 0, -big, big));
+}
+
+/* The unit's output function on one vector of total inputs (softmax: see softmax_omp). */
+static inline VREAL FN(vactivate)(VREAL x, int activation)
+{
+    switch (activation) {
+    case BP_LOGISTIC:
+        return (REAL)1 / ((REAL)1 + FN(vexp)(-x));
+    case BP_TANH:
+        return FN(vtanh)(x);
+    case BP_RELU: /* x < 0, not x > 0: a NaN passes through (and is noticed) */
+        return FN(vselect)(x < 0, FN(vsplat)(0), x);
+    case BP_LEAKY_RELU:
+        return FN(vselect)(x < 0, x * (REAL)BP_LEAKY_SLOPE, x);
+    default:
+        return x;
+    }
+}
+
+/* dy/dx of the unit, in terms of its saved output y. */
+static inline VREAL FN(vderivative)(VREAL y, int activation)
+{
+    switch (activation) {
+    case BP_LOGISTIC: /* y = 1/(1+exp(-x)): y(1-y) */
+        return y * ((REAL)1 - y);
+    case BP_TANH:     /* y = tanh(x): 1 - y^2 */
+        return (REAL)1 - y * y;
+    case BP_RELU:
+        return FN(vselect)(y > 0, FN(vsplat)(1), FN(vsplat)(0));
+    case BP_LEAKY_RELU:
+        return FN(vselect)(y > 0, FN(vsplat)(1), FN(vsplat)((REAL)BP_LEAKY_SLOPE));
+    default:
+        return FN(vsplat)(1);
+    }
+}
+
+/* Softmax over the n units of a layer whose rows (ld apart) hold total inputs, case by case
+ * (lane by lane): y_u = exp(x_u - max x) / sum_v exp(x_v - max x), over `lanes` lanes. */
+static void FN(softmax_omp)(REAL *y, int64_t ld, int64_t n, int64_t lanes)
+{
+    OMP_FOR
+    for (int64_t lane = 0; lane < lanes; lane += VW) {
+        VREAL top = FN(vload)(y + lane);
+        for (int64_t u = 1; u < n; u++) {
+            const VREAL x = FN(vload)(y + u * ld + lane);
+            top = FN(vselect)(x > top, x, top);
+        }
+        VREAL sum = FN(vsplat)(0);
+        for (int64_t u = 0; u < n; u++) {
+            const VREAL e = FN(vexp)(FN(vload)(y + u * ld + lane) - top);
+            FN(vstore)(y + u * ld + lane, e);
+            sum += e;
+        }
+        for (int64_t u = 0; u < n; u++)
+            FN(vstore)(y + u * ld + lane, FN(vload)(y + u * ld + lane) / sum);
+    }
+}
+
+/* What multiplies dE/dx at the outputs (1, or 1 / the batch's cases or weights for a mean). The
+   same value on every thread: each sums the batch's weights in one fixed order. */
+static inline REAL FN(gradient_scale)(const REAL *weights, int64_t n_rows,
+                                      const bp_train_config *cfg)
+{
+    if (!cfg->mean)
+        return 1;
+    double total = (double)n_rows;
+    if (weights) {
+        total = 0;
+        for (int64_t r = 0; r < n_rows; r++)
+            total += weights[r];
+    }
+    return total > 0 ? (REAL)(1.0 / total) : (REAL)0;
+}
+
+/* E = LOSS_FACTOR(loss) * the sum of output_delta's lane-wise terms. */
+#define LOSS_FACTOR(loss) ((loss) == BP_CROSS_ENTROPY ? 1.0 : 0.5)
+
+/* One output unit over one vector of cases: adds the lanes' loss terms to *loss, marks in
+ * *outside the real lanes whose output is not within cfg->stop_tol of its target, and returns
+ * dE/dx (times `scale`). Lanes past the first n_cases (padding), lanes of weight 0, and for the
+ * dead-zone loss the lanes inside the zone count nothing. w: the lanes' case weights (ignored
+ * unless cfg->weighted). The small-nets loop and the layer kernels both call this, so they agree
+ * bit for bit. */
+static inline VREAL FN(output_delta)(VREAL yv, VREAL dv, VREAL w, int64_t n_cases,
+                                     const bp_train_config *cfg, int activation, REAL scale,
+                                     VREAL *loss, VINT *outside)
+{
+    VINT lane_index;
+    for (int i = 0; i < VW; i++)
+        lane_index[i] = i;
+    /* lanes of real cases (counted in 64 bits: ITYPE is 32-bit for float) */
+    VINT valid = lane_index < (ITYPE)MIN(n_cases, (int64_t)VW);
+    if (cfg->weighted)
+        valid &= w != 0;
+    const VREAL e = yv - dv;
+    const VREAL abs_e = FN(vselect)(e < 0, -e, e);
+    *outside |= valid & ~(abs_e < (REAL)cfg->stop_tol);
+    VINT keep = valid;
+    if (cfg->loss == BP_DEAD_ZONE) {
+        const REAL off = (REAL)cfg->dead_zone_off, on = (REAL)cfg->dead_zone_on;
+        keep &= ~(((dv >= (REAL)0.5) & (yv > on)) | ((dv < (REAL)0.5) & (yv < off)));
+    }
+    const VREAL zero = FN(vsplat)(0);
+    const VREAL err = FN(vselect)(keep, e, zero);
+    VREAL term, delta;
+    if (cfg->loss == BP_CROSS_ENTROPY) {
+        /* dE/dx = y - d for softmax and for logistic outputs alike */
+#if BP_DOUBLE
+        const REAL eps = 2.220446049250313e-16;
+#else
+        const REAL eps = 1.1920929e-07f;
+#endif
+        VREAL y = FN(vselect)(yv < eps, FN(vsplat)(eps), yv);
+        y = FN(vselect)(y > (REAL)1 - eps, FN(vsplat)((REAL)1 - eps), y);
+        term = dv * FN(vlog)(y);
+        if (activation != BP_SOFTMAX)
+            term += ((REAL)1 - dv) * FN(vlog)((REAL)1 - y);
+        term = FN(vselect)(keep, (yv - yv) - term, zero); /* y - y: a NaN output stays NaN */
+        delta = err;
+    } else {
+        term = err * err;
+        delta = err * FN(vderivative)(yv, activation);
+    }
+    if (cfg->weighted) {
+        term *= w;
+        delta *= w;
+    }
+    *loss += term;
+    return cfg->mean ? delta * scale : delta;
+}
