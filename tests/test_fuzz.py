@@ -26,6 +26,9 @@ DTYPES = [np.int8, np.int64, np.uint16, np.bool_, np.float16, np.float32, np.flo
 ODD_VALUES = [0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 1e300, -1e300, 5e-324, 1e-40, 3.0e38]
 
 
+HIDDEN_ACTIVATIONS = [name for name, a in bpfast.units.ACTIVATIONS.items() if a.hidden]
+
+
 @st.composite
 def architectures(draw):
     n_inputs = draw(st.integers(1, 3))
@@ -37,7 +40,9 @@ def architectures(draw):
         if k == n_layers - 1:
             sources |= unused
         layers.append(Layer(f"l{k}", draw(st.integers(1, 9)), sorted(sources),
-                            activation=draw(st.sampled_from(["logistic", "tanh", "identity"])),
+                            activation=draw(st.sampled_from(
+                                list(bpfast.units.ACTIVATIONS) if k == n_layers - 1
+                                else HIDDEN_ACTIVATIONS)),
                             bias=draw(st.booleans())))
         unused = (unused - sources) | {f"l{k}"}
         names.append(f"l{k}")
@@ -79,6 +84,10 @@ def check_error(exc, names):
 @given(arch=architectures(), data=st.data(), dtype=st.sampled_from(["float32", "float64"]))
 def test_fit_and_predict_work_or_raise_a_named_error(arch, data, dtype):
     inputs, layers = arch
+    if layers[-1].activation == "softmax" and layers[-1].size == 1:
+        with pytest.raises(ValueError, match="softmax over one unit"):
+            bpfast.Network(inputs=inputs, layers=layers, seed=0, dtype=dtype)
+        return
     net = bpfast.Network(inputs=inputs, layers=layers, seed=0, dtype=dtype)
     n_in, n_out = net.topology.n_input_cols, net.topology.n_outputs
     X = data.draw(arrays(n_in), label="X")
@@ -90,7 +99,10 @@ def test_fit_and_predict_work_or_raise_a_named_error(arch, data, dtype):
         "batch_size": st.sampled_from([1, 2, 0, -3, 10**9]),
         "weight_decay": st.sampled_from([0.0, 0.01, 1.0, -0.1]),
         "n_threads": st.sampled_from([1, 2, 4, 0, -1, 10**9, "2"]),
-        "loss": st.sampled_from(["sse", "dead_zone", "mse"]),
+        "loss": st.sampled_from(["sse", "dead_zone", "mse", "cross_entropy"]),
+        "reduction": st.sampled_from(["sum", "mean", "max"]),
+        "optimizer": st.sampled_from(["momentum", "adam", "sgd"]),
+        "clip_norm": st.sampled_from([None, 1.0, 0.0, -1.0, np.inf]),
         "stop_tol": st.sampled_from([None, 0.2, 0.0, -1.0]),
     }), label="kwargs")
     before = net.params.copy()
@@ -99,7 +111,7 @@ def test_fit_and_predict_work_or_raise_a_named_error(arch, data, dtype):
     except FloatingPointError:
         assert np.isfinite(net.params).all()  # diverged: restored to finite weights
     except (ValueError, TypeError) as exc:
-        check_error(exc, ["X", "T", "n_threads"] + list(kwargs))
+        check_error(exc, ["X", "T", "n_threads", "loss"] + list(kwargs))  # loss: softmax needs one
         np.testing.assert_array_equal(net.params, before)  # a refused call changes nothing
     else:
         assert result.n_sweeps >= 0 and np.isfinite(net.params).all()

@@ -7,8 +7,9 @@ A bpfast file is a zip archive (stored, not compressed) of three members:
     "topology": {"inputs": {name: size}, "layers": [{name, size, sources, activation, bias}]},
     "dtype": "float32" | "float64", "init_range": float, "seed": int,
     "rng_state": <numpy PCG64 state>, "shuffle_state": int, "n_params": int,
-    "optimizer": "momentum" | "adam"}``
-    ("optimizer" from format version 2 on; version 1 files are "momentum". A network saved with
+    "optimizer": "momentum" | "adam", "init": "uniform" | "glorot" | "he"}``
+    ("init", optional, says how the weights were first drawn; "uniform" if absent.
+    "optimizer" from format version 2 on; version 1 files are "momentum". A network saved with
     momentum's state is written as version 1, so older bpfast reads it.)
 ``params.npy``, ``velocity.npy``
     The flat parameter arena and the optimiser's state (NumPy .npy, format 1.0 or 2.0): the
@@ -50,7 +51,7 @@ import numpy as np
 
 from . import __version__
 from ._validation import check_int, check_real
-from .network import DTYPES, OPTIMIZERS, Network, state_length
+from .network import DTYPES, INITS, OPTIMIZERS, Network, state_length
 from .topology import Layer, Topology
 
 FORMAT = "bpfast-network"
@@ -84,7 +85,7 @@ def save(net: Network, path) -> None:
         "format": FORMAT, "format_version": 1 if net.optimizer == "momentum" else 2,
         "bpfast_version": __version__, "optimizer": net.optimizer,
         "topology": net.topology.describe(), "dtype": net.dtype.name,
-        "init_range": net.init_range, "seed": net.seed,
+        "init_range": net.init_range, "init": net.init, "seed": net.seed,
         "rng_state": net._rng.bit_generator.state, "shuffle_state": net._shuffle_state,
         "n_params": int(net.topology.n_params),
     }, indent=1).encode("utf-8")
@@ -371,6 +372,9 @@ def _from_archive(archive, archive_size) -> Network:
     if optimizer not in OPTIMIZERS:
         raise _invalid(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                        f"{reprlib.repr(optimizer)}")
+    init = meta.get("init", "uniform")
+    if init not in INITS:
+        raise _invalid(f"init must be one of {sorted(INITS)}, got {reprlib.repr(init)}")
     rng_state = _rng_state(meta)
     params = _read_array(archive, _member(archive, PARAMS, archive_size), dtype, n_params)
     velocity = _read_array(archive, _member(archive, VELOCITY, archive_size), dtype,
@@ -379,7 +383,7 @@ def _from_archive(archive, archive_size) -> Network:
     net.__setstate__({"topology": topology.describe(), "dtype": dtype.name,
                       "init_range": init_range, "seed": seed, "rng": rng_state,
                       "params": params, "velocity": velocity, "shuffle_state": shuffle_state,
-                      "optimizer": optimizer})
+                      "optimizer": optimizer, "init": init})
     return net
 
 

@@ -17,6 +17,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 FLOAT_MAX = {"float32": float(np.finfo(np.float32).max), "float64": float(np.finfo(np.float64).max)}
 DEFAULT_LR, DEFAULT_MOMENTUM, DEFAULT_N_SWEEPS = 0.1, 0.9, 1000
 OPTIMIZERS = ("momentum", "adam")
+INITS = ("uniform", "glorot", "he")
 
 
 def state_length(optimizer: str, n_params: int) -> int:
@@ -76,7 +77,15 @@ class Network:
         For the `sizes` shorthand only: the hidden units' activation, the output units'
         (default: the same) and whether layers have biases.
     init_range : float, default 0.3
-        Weights and biases start uniform in (-init_range, init_range) (the paper's 0.3).
+        With ``init="uniform"``: weights and biases start uniform in (-init_range, init_range)
+        (the paper's 0.3).
+    init : {"uniform", "glorot", "he"}, default "uniform"
+        How the starting weights are drawn. "glorot" (Glorot & Bengio 2010, scikit-learn's MLP):
+        each layer's weights and biases uniform in ±sqrt(6 / (fan_in + fan_out)), fan_in the
+        units feeding the layer (over all its sources) and fan_out its size; suits logistic
+        and tanh units. "he" (He et al. 2015): ±sqrt(6 / fan_in), for ReLU units. Either way
+        one uniform draw of every parameter, scaled per layer, so float32 and float64 nets of
+        one seed start alike.
     seed : int or None, default 0
         Seeds the network's own random generator (initial weights, case shuffling).
         None draws fresh entropy; the seed used is kept in ``self.seed``.
@@ -87,8 +96,8 @@ class Network:
     def __init__(self, sizes: Sequence[int] | None = None, *,
                  inputs: Mapping[str, int] | None = None, layers: Sequence[Layer] | None = None,
                  activation: str = "logistic", output_activation: str | None = None,
-                 bias: bool = True, init_range: float = 0.3, seed: int | None = 0,
-                 dtype="float32"):
+                 bias: bool = True, init_range: float = 0.3, init: str = "uniform",
+                 seed: int | None = 0, dtype="float32"):
         if sizes is not None:
             if inputs is not None or layers is not None:
                 raise ValueError("give either sizes (a chain) or inputs and layers (a DAG), not both")
@@ -108,6 +117,9 @@ class Network:
         self.dtype = np.dtype(DTYPES[dtype_name])
         self.init_range = check_real("init_range", init_range, low=0,
                                      high=float(FLOAT_MAX[dtype_name]))
+        if not isinstance(init, str) or init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
+        self.init = init
         if seed is None:
             seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]  # an int when drawn
         self.seed = check_int("seed", seed, low=0)
@@ -116,14 +128,34 @@ class Network:
         check_fits(n_params * (8 + 2 * self.dtype.itemsize), f"a network of {n_params:,} parameters")
         self._rng = np.random.default_rng(self.seed)
         # Drawn in float64 and rounded, so float32 and float64 nets of one seed start alike.
-        self._params = self._rng.uniform(-self.init_range, self.init_range,
-                                         self.topology.n_params).astype(self.dtype)
+        if init == "uniform":
+            self._params = self._rng.uniform(-self.init_range, self.init_range,
+                                             self.topology.n_params).astype(self.dtype)
+        else:
+            self._params = (self._rng.uniform(-1.0, 1.0, n_params) *
+                            self._init_bounds(init)).astype(self.dtype)
         self._velocity = np.zeros_like(self._params)
         self.optimizer = "momentum"  # the rule self._velocity is the state of
         # The shuffling generator's state, in a box the compiled core writes back into even when
         # a fit is interrupted.
         self._shuffle_box = np.array([self._rng.integers(0, 2**63)], dtype=np.uint64)
         self._guard = _core.TrainingGuard()
+
+    def _init_bounds(self, init: str) -> np.ndarray:
+        """Each parameter's bound for the "glorot" or "he" draw (see the class docstring)."""
+        topo = self.topology
+        bounds = np.empty(topo.n_params)
+        for l in range(topo.n_inputs, topo.n_layers):
+            edges = range(topo.src_start[l], topo.src_start[l + 1])
+            fan_in = sum(int(topo.size[topo.src_layer[e]]) for e in edges)
+            fan_out = int(topo.size[l])
+            bound = np.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
+            for e in edges:
+                start = int(topo.w_offset[e])
+                bounds[start: start + fan_out * int(topo.size[topo.src_layer[e]])] = bound
+            if topo.bias_offset[l] >= 0:
+                bounds[topo.bias_offset[l]: topo.bias_offset[l] + fan_out] = bound
+        return bounds
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -448,8 +480,6 @@ class Network:
             if p.lr > largest:
                 raise ValueError(f"lr = {p.lr} is infinite in {self.dtype.name} (at most "
                                  f"{largest:.3g}); use a smaller learning rate")
-        if rule[0] == "adam" and any(not p.momentum < 1 for p in schedule):
-            raise ValueError("Adam's beta1 (the momentum) must be below 1")
         return [(p.n_sweeps, p.lr, p.momentum, p.weight_decay, n_decayed) + rule
                 for p in schedule]
 
@@ -526,7 +556,7 @@ class Network:
 
     def __getstate__(self):
         return {"topology": self.topology.describe(), "dtype": self.dtype.name,
-                "init_range": self.init_range, "seed": self.seed,
+                "init_range": self.init_range, "init": self.init, "seed": self.seed,
                 "rng": self._rng.bit_generator.state, "params": self._params.copy(),
                 "velocity": self._velocity.copy(), "shuffle_state": self._shuffle_state,
                 "optimizer": self.optimizer}
@@ -536,6 +566,7 @@ class Network:
                                  [Layer(**d) for d in state["topology"]["layers"]])
         self.dtype = np.dtype(state["dtype"])
         self.init_range, self.seed = state["init_range"], state["seed"]
+        self.init = state.get("init", "uniform")  # how it started; older pickles: the paper's
         self._rng = np.random.default_rng()
         self._rng.bit_generator.state = state["rng"]
         self._params = np.array(state["params"], dtype=self.dtype, order="C")

@@ -143,6 +143,9 @@ class Topology:
             if not ACTIVATIONS[layer.activation].hidden:
                 raise ValueError(f"layer {layer.name!r}: {layer.activation} is for output layers "
                                  f"only (the last layer)")
+        if layers[-1].activation == "softmax" and layers[-1].size == 1:
+            raise ValueError(f"layer {layers[-1].name!r}: a softmax over one unit is always 1; "
+                             f"use activation='logistic' for one output")
         activations = [ACTIVATION_NUMBERS["identity"]] * self.n_inputs
         src_start, src_layer = [0] * (self.n_inputs + 1), []
         for i, layer in enumerate(layers):
