@@ -17,4 +17,4 @@ from .schedule import Phase
 from .topology import Layer, Topology
 
 __all__ = ["Network", "Layer", "Phase", "FitResult", "Topology", "build_info", "load", "datasets",
-           "reference", "__version__"]
+           "reference", "units", "__version__"]

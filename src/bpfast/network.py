@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable
 
 import numpy as np
 
 from . import _core, _threads
-from ._validation import INT64_MAX, as_matrix, check_bool, check_fits, check_int, check_real
+from ._validation import (
+    INT64_MAX,
+    as_matrix,
+    check_bool,
+    check_fits,
+    check_int,
+    check_real,
+)
 from .schedule import Phase
 from .topology import Layer, Topology
 from .units import ACTIVATIONS, LOSSES, REDUCTIONS, check_pairing

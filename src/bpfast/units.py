@@ -9,7 +9,7 @@ unit or a loss is one entry here and one there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -29,8 +29,8 @@ class Activation:
 
     name: str
     f: Callable[[np.ndarray], np.ndarray]
-    derivative: Optional[Callable[[np.ndarray], np.ndarray]]
-    output_range: Optional[tuple[float, float]]
+    derivative: Callable[[np.ndarray], np.ndarray] | None
+    output_range: tuple[float, float] | None
     hidden: bool = True
 
 
@@ -64,7 +64,7 @@ class Loss:
 
     name: str
     terms: Callable[..., tuple[np.ndarray, np.ndarray]]
-    outputs: Optional[tuple[str, ...]]  # the output activations it may follow (None: any but softmax)
+    outputs: tuple[str, ...] | None  # the output activations it may follow (None: any but softmax)
 
 
 def _squared(y, T, activation, dead_zone, zone=False):

@@ -1,0 +1,412 @@
+"""scikit-learn estimators over bpfast networks: :class:`BPClassifier` and :class:`BPRegressor`.
+
+They take the parameters of scikit-learn's ``MLPClassifier`` / ``MLPRegressor`` (the same names,
+defaults and meaning where bpfast does the same thing) and train with the compiled core, so they
+drop into ``Pipeline``, ``GridSearchCV``, ``cross_val_score``, ``clone``, pickle and joblib.
+
+Unlike :meth:`bpfast.Network.fit`, which keeps the paper's summed gradient (E is a sum over
+cases, and the learning rate multiplies the summed gradient, so it must shrink as batches grow),
+the estimators average the gradient over each mini-batch as every modern library does, so one
+learning rate suits any batch size.
+
+Where they differ from scikit-learn's MLP:
+
+- ``alpha`` (the L2 penalty) is applied as decoupled weight decay: after each update the weights
+  (not the biases) shrink by ``learning_rate_init * alpha / batch_size``, which for plain SGD is
+  the same first-order step as scikit-learn's penalty gradient; with Adam it is AdamW's decay.
+  ``loss_curve_`` holds the data loss without the penalty term.
+- ``solver="sgd"`` is the 1986 momentum rule (no Nesterov momentum); the learning rate is
+  constant (no ``learning_rate`` schedules). ``solver="lbfgs"`` does not exist.
+- The networks compute in float32 by default (``dtype="float64"`` for the exact mode).
+
+scikit-learn is an optional dependency (``pip install 'bpfast[sklearn]'``); nothing else in
+bpfast imports this module.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
+    )
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError("bpfast.estimators needs scikit-learn (>= 1.6): "
+                      "pip install 'bpfast[sklearn]'") from exc
+
+from .network import Network
+from .units import ACTIVATIONS
+
+__all__ = ["BPClassifier", "BPRegressor"]
+
+HIDDEN_ACTIVATIONS = tuple(name for name, a in ACTIVATIONS.items() if a.hidden)
+SOLVERS = {"adam": "adam", "sgd": "momentum"}
+
+
+class _BPBase(BaseEstimator):
+    """What the classifier and the regressor share: parameters, the training loop, predict."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, clip_norm=None,
+                 n_threads=None, dtype="float32"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.clip_norm = clip_norm
+        self.n_threads = n_threads
+        self.dtype = dtype
+
+    # -- what the subclasses define -------------------------------------------------------------
+
+    def _encode_targets(self, y, first: bool):  # pragma: no cover - abstract
+        """(T for the network, y as the validation score wants it); sets the output spec."""
+        raise NotImplementedError
+
+    def _validation_score(self, X, y) -> float:
+        return self.score(X, y)
+
+    # -- parameters -----------------------------------------------------------------------------
+
+    def _hidden_sizes(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+            sizes = [sizes]
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, got "
+                             f"{self.hidden_layer_sizes!r}") from None
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and int(s) > 0
+                   for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got "
+                             f"{self.hidden_layer_sizes!r}")
+        return [int(s) for s in sizes]
+
+    def _check_params(self) -> None:
+        def number(name, low, high=None, low_open=False, high_open=False, integer=False):
+            value = getattr(self, name)
+            kind = numbers.Integral if integer else numbers.Real
+            ok = isinstance(value, kind) and not isinstance(value, bool) and np.isfinite(value)
+            ok = ok and (value > low if low_open else value >= low)
+            if high is not None:
+                ok = ok and (value < high if high_open else value <= high)
+            if not ok:
+                span = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}" \
+                       f"{')' if high_open or high is None else ']'}"
+                raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in "
+                                 f"{span}, got {value!r}")
+
+        self._hidden_sizes()
+        if self.activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(HIDDEN_ACTIVATIONS)}, got "
+                             f"{self.activation!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {list(SOLVERS)}, got {self.solver!r}")
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
+                                              and not isinstance(self.batch_size, bool)
+                                              and int(self.batch_size) >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got "
+                             f"{self.batch_size!r}")
+        number("alpha", 0)
+        number("learning_rate_init", 0, low_open=True)
+        number("max_iter", 1, integer=True)
+        number("tol", 0)
+        number("momentum", 0, 1)
+        number("validation_fraction", 0, 1, low_open=True, high_open=True)
+        number("beta_1", 0, 1, high_open=True)
+        number("beta_2", 0, 1, high_open=True)
+        number("epsilon", 0, low_open=True)
+        number("n_iter_no_change", 1, integer=True)
+        if self.clip_norm is not None:
+            number("clip_norm", 0, low_open=True)
+
+    def _batch(self, n_samples: int) -> int:
+        return min(200, n_samples) if self.batch_size == "auto" else min(self.batch_size,
+                                                                        n_samples)
+
+    def _seed(self, random_state) -> int:
+        """A seed for a new network from `random_state` (as scikit-learn accepts it, or a NumPy
+        Generator)."""
+        if isinstance(random_state, np.random.Generator):
+            return int(random_state.integers(0, 2**63))
+        return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+    def _fit_options(self, batch_size: int, sample_weight) -> dict:
+        # The decay per update stands for alpha * w / (the batch's weight): with case weights,
+        # a batch weighs batch_size times the mean weight.
+        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+        return {"lr": self.learning_rate_init, "batch_size": batch_size, "shuffle": self.shuffle,
+                "loss": self._loss, "reduction": "mean", "optimizer": SOLVERS[self.solver],
+                "momentum": self.beta_1 if self.solver == "adam" else self.momentum,
+                "beta2": self.beta_2, "epsilon": self.epsilon, "clip_norm": self.clip_norm,
+                "weight_decay": self.learning_rate_init * self.alpha / (batch_size * mean_weight),
+                "n_threads": self.n_threads}
+
+    # -- fitting --------------------------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on (X, y) for up to `max_iter` epochs; returns self."""
+        self._check_params()
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental: bool, classes=None):
+        first = not (incremental or self.warm_start) or not hasattr(self, "network_")
+        X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
+                             multi_output=True, y_numeric=not isinstance(self, ClassifierMixin))
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if first and classes is not None:
+            self._declared_classes = classes
+        T, y_score = self._encode_targets(y, first)
+        if first:
+            state = self.random_state
+            if isinstance(state, np.random.Generator):  # clone() shares it: draw, never reset
+                self._random = state
+            else:
+                self._random = check_random_state(state)
+            self.network_ = Network([X.shape[1], *self._hidden_sizes(), self._n_outputs],
+                                    activation=self.activation,
+                                    output_activation=self._output_activation, init="glorot",
+                                    seed=self._seed(self._random), dtype=self.dtype)
+            self.n_iter_, self.t_ = 0, 0
+            self.loss_curve_: list[float] = []
+            self.best_loss_ = np.inf
+            self._no_improvement_count = 0
+        X = X.astype(self.network_.dtype, copy=False)
+        early_stopping = self.early_stopping and not incremental
+        X_val = y_val = None
+        if early_stopping:
+            stratify = y_score if isinstance(self, ClassifierMixin) and y_score.ndim == 1 \
+                else None
+            split = train_test_split(X, T, y_score, *([] if sample_weight is None
+                                                      else [sample_weight]),
+                                     random_state=self._seed(self._random),
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, T, _, _, y_val = split[:6]
+            if sample_weight is not None:
+                sample_weight = split[6]
+            if X_val.shape[0] < 2:
+                raise ValueError(f"validation_fraction={self.validation_fraction} leaves "
+                                 f"{X_val.shape[0]} case(s) for validation: too few; use more "
+                                 f"data, a larger fraction, or early_stopping=False")
+        if sample_weight is not None and not (sample_weight > 0).any():
+            raise ValueError("sample_weight must have at least one positive value")
+        batch_size = self._batch(X.shape[0])
+        n_epochs = 1 if incremental else self.max_iter
+        scores: list[float] = []
+        best_score = -np.inf
+        best_params: np.ndarray | None = None
+
+        def after_epoch(_epoch: int, loss: float) -> bool:
+            """Record the epoch; True stops training (no improvement for n_iter_no_change)."""
+            nonlocal best_score, best_params
+            self.n_iter_ += 1
+            self.t_ += -(-X.shape[0] // batch_size)
+            self.loss_curve_.append(float(loss))
+            if early_stopping:
+                score = float(self._validation_score(X_val, y_val))
+                scores.append(score)
+                improved = score >= best_score + self.tol
+                if score > best_score:
+                    best_score, best_params = score, self.network_.params.copy()
+            else:
+                improved = loss <= self.best_loss_ - self.tol
+                self.best_loss_ = min(self.best_loss_, loss)
+            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}" +
+                      (f", validation score = {score:.6f}" if early_stopping else ""))
+            return self._no_improvement_count > self.n_iter_no_change and not incremental
+
+        result = self.network_.fit(X, T, n_sweeps=n_epochs, sample_weight=sample_weight,
+                                   callback=after_epoch, callback_every=1, evaluate=False,
+                                   **self._fit_options(batch_size, sample_weight))
+        # as MLPClassifier: None without early stopping
+        self.validation_scores_: list[float] | None = scores if early_stopping else None
+        self.best_validation_score_: float | None = best_score if early_stopping else None
+        if best_params is not None:
+            self.network_.assign_params(best_params)
+        if not incremental:
+            if result.stop_reason == "stopped":
+                if self.verbose:
+                    print(f"{'Validation score' if early_stopping else 'Training loss'} did not "
+                          f"improve more than tol={self.tol} for {self.n_iter_no_change} "
+                          f"consecutive epochs. Stopping.")
+            else:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                              f"reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning)
+        return self
+
+    def _outputs(self, X) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return self.network_.predict(X.astype(self.network_.dtype, copy=False),
+                                     n_threads=self.n_threads).astype(np.float64)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class BPClassifier(ClassifierMixin, _BPBase):
+    """A multilayer network classifier trained by back-propagation in bpfast's compiled core.
+
+    The parameters are those of ``sklearn.neural_network.MLPClassifier`` (see this module's
+    docstring for where they differ), plus:
+
+    clip_norm : float, optional
+        Scale each mini-batch's gradient down to this Euclidean norm if it is longer.
+    n_threads : int, optional
+        Threads for training and prediction (default: bpfast's choice, which keeps to the
+        limits of threadpoolctl, OMP_NUM_THREADS and joblib's workers).
+    dtype : {"float32", "float64"}, default "float32"
+
+    Binary problems get one logistic output unit, multiclass ones softmax outputs, multilabel
+    ones (y an indicator matrix) a logistic unit per label, all trained on cross-entropy with
+    the gradient averaged over each mini-batch.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, n_outputs_, loss_curve_, best_loss_,
+    validation_scores_, best_validation_score_, n_iter_, t_ : as in MLPClassifier.
+    network_ : bpfast.Network
+        The trained network (its ``weights(...)``, ``save``, Hinton diagrams and so on).
+    """
+
+    _loss = "cross_entropy"
+
+    def _encode_targets(self, y, first):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if first:
+            self._binarizer = LabelBinarizer()
+            classes = getattr(self, "_declared_classes", None)
+            self._binarizer.fit(y if classes is None else classes)
+            self.classes_ = self._binarizer.classes_
+            self._multilabel = type_of_target(y) == "multilabel-indicator"
+            if len(self.classes_) < 2:
+                raise ValueError(f"BPClassifier needs samples of at least 2 classes; the data "
+                                 f"has 1 class: {self.classes_[0]!r}")
+            T = self._binarizer.transform(y)
+            self.n_outputs_ = T.shape[1]
+            self._n_outputs = T.shape[1]
+            self._output_activation = "softmax" if T.shape[1] > 1 and not self._multilabel \
+                else "logistic"
+        else:
+            unseen = np.setdiff1d(np.unique(y) if not self._multilabel else [], self.classes_)
+            if unseen.size:
+                raise ValueError(f"y has classes {unseen.tolist()} that are not in classes_ "
+                                 f"{self.classes_.tolist()}")
+            T = self._binarizer.transform(y)
+        return T.astype(np.float64), y
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y), from the network so far; `classes` (every class y may ever
+        hold) is required on the first call. Returns self."""
+        self._check_params()
+        first = not hasattr(self, "network_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if not first and classes is not None and not np.array_equal(
+                np.unique(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} is not the same as on the first call "
+                             f"({self.classes_.tolist()})")
+        return self._fit(X, y, sample_weight, incremental=True,
+                         classes=np.unique(classes) if first else None)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes) (multilabel: (n_samples, n_labels),
+        each label's probability)."""
+        p = self._outputs(X)
+        if p.shape[1] == 1 and not self._multilabel:
+            return np.hstack([1 - p, p])
+        return p
+
+    def predict_log_proba(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """The most probable class of each sample (multilabel: every label above 0.5)."""
+        p = self._outputs(X)
+        if self._multilabel:
+            return (p > 0.5).astype(int)
+        if p.shape[1] == 1:
+            return self.classes_[(p[:, 0] > 0.5).astype(int)]
+        return self.classes_[np.argmax(p, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class BPRegressor(RegressorMixin, _BPBase):
+    """A multilayer network regressor trained by back-propagation in bpfast's compiled core:
+    linear output units, the squared error ``½ Σ (y - d)²`` averaged over each mini-batch. The
+    parameters and attributes are those of ``sklearn.neural_network.MLPRegressor`` and of
+    :class:`BPClassifier` (see this module's docstring for where they differ)."""
+
+    _loss = "sse"
+    _output_activation = "identity"
+
+    def _encode_targets(self, y, first):
+        y = np.asarray(y, dtype=np.float64)
+        T = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first:
+            self._one_column = y.ndim == 1
+            self.n_outputs_ = self._n_outputs = T.shape[1]
+        elif T.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {T.shape[1]} outputs but the network was fitted with "
+                             f"{self.n_outputs_}")
+        return T, y
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), from the network so far. Returns self."""
+        self._check_params()
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        y = self._outputs(X)
+        return y[:, 0] if self._one_column else y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags

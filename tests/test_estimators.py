@@ -1,0 +1,230 @@
+"""bpfast.estimators against scikit-learn's own checks, in its tools, and on real data."""
+
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from bpfast.estimators import BPClassifier, BPRegressor  # noqa: E402
+
+FLOAT32_ROUNDING = (
+    "float32: a case of weight 2 and the same case twice are the same sums taken in another "
+    "order, which round differently in float32 (measured: up to 7e-4 relative in the probabilities, against "
+    "the check's rtol of 1e-7); the float64 estimators pass this check")
+
+
+def expected_failures(estimator):
+    """The checks expected to fail for `estimator`, each with why."""
+    if estimator.dtype == "float32":
+        return {"check_sample_weight_equivalence_on_dense_data": FLOAT32_ROUNDING}
+    return {}
+
+
+# sklearn skips two checks itself: the array-API input check (the estimators compute with NumPy
+# through bpfast's C core, which is not array-API code; the check runs only with
+# SCIPY_ARRAY_API=1 and an array-API library) and the decision_function checks (the classifier,
+# like MLPClassifier, has none).
+@parametrize_with_checks([BPClassifier(random_state=0), BPRegressor(random_state=0),
+                          BPClassifier(random_state=0, dtype="float64"),
+                          BPRegressor(random_state=0, dtype="float64")],
+                         expected_failed_checks=expected_failures)
+def test_scikit_learn_checks(estimator, check):
+    check(estimator)
+
+
+# -- in scikit-learn's tools ---------------------------------------------------------------------
+
+import pickle  # noqa: E402
+import warnings  # noqa: E402
+
+import joblib  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_digits, make_classification, make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import (GridSearchCV, cross_val_score,  # noqa: E402
+                                     train_test_split)
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+import bpfast  # noqa: E402
+from bpfast import _threads  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, random_state=0)
+
+
+def test_default_settings_classify_digits_as_well_as_mlpclassifier(digits):
+    """The issue's bar: >= 0.97 test accuracy on digits with every setting left at its default.
+    Over random_state 0..9 on this split, measured: MLPClassifier 0.972 on average (0.958 to
+    0.982), BPClassifier 0.974 (0.964 to 0.980). One seed can miss 0.97 for either, so the bar
+    is on the mean of the ten, and the worst seed must stay within MLPClassifier's spread."""
+    X_train, X_test, y_train, y_test = digits
+    scores = []
+    for seed in range(10):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = BPClassifier(random_state=seed).fit(X_train, y_train)
+        scores.append(clf.score(X_test, y_test))
+        assert clf.n_iter_ == len(clf.loss_curve_) >= 1
+        assert clf.loss_curve_[-1] < 0.1 * clf.loss_curve_[0]
+    assert np.mean(scores) >= 0.97
+    assert min(scores) >= 0.955
+
+
+def test_pipeline_grid_search_cross_validation_clone_pickle_and_joblib(digits, tmp_path):
+    X_train, X_test, y_train, y_test = digits
+    pipe = make_pipeline(StandardScaler(), BPClassifier(max_iter=30, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = GridSearchCV(pipe, {"bpclassifier__hidden_layer_sizes": [(20,), (40,)],
+                                     "bpclassifier__alpha": [1e-4, 1e-2]}, cv=3, n_jobs=2)
+        search.fit(X_train, y_train)
+        scores = cross_val_score(clone(pipe), X_train, y_train, cv=3)
+    assert search.best_score_ > 0.9 and scores.min() > 0.9
+    best = search.best_estimator_
+    expected = best.predict_proba(X_test)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(best)).predict_proba(X_test),
+                                  expected)
+    joblib.dump(best, tmp_path / "model.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "model.joblib").predict_proba(X_test),
+                                  expected)
+    fresh = clone(best)
+    assert not hasattr(fresh[-1], "network_")
+    assert fresh.get_params()["bpclassifier__hidden_layer_sizes"] == \
+        best.get_params()["bpclassifier__hidden_layer_sizes"]
+
+
+def test_joblib_workers_train_on_one_thread_each():
+    """No oversubscription in GridSearchCV(n_jobs=2): joblib limits each worker's OpenMP pool
+    (cores // n_jobs), and bpfast's default keeps to that limit."""
+    in_workers = joblib.Parallel(n_jobs=2)(joblib.delayed(_threads.default_threads)()
+                                           for _ in range(4))
+    assert in_workers == [max(1, _threads.default_threads() // 2)] * 4
+
+
+def test_random_state_as_scikit_learn_accepts_it():
+    X, y = make_classification(n_samples=80, n_features=5, random_state=0)
+    fit = dict(X=X, y=y)
+
+    def probs(state):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return BPClassifier(hidden_layer_sizes=(5,), max_iter=5,
+                                random_state=state).fit(**fit).predict_proba(X)
+
+    np.testing.assert_array_equal(probs(3), probs(3))
+    np.testing.assert_array_equal(probs(np.random.RandomState(3)),
+                                  probs(np.random.RandomState(3)))
+    np.testing.assert_array_equal(probs(np.random.default_rng(3)),
+                                  probs(np.random.default_rng(3)))
+    assert not np.array_equal(probs(3), probs(4))
+    assert probs(None).shape == (80, 2)
+
+
+def test_binary_multiclass_and_multilabel_targets():
+    X, y = make_classification(n_samples=200, n_features=8, n_informative=5, n_classes=3,
+                               random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = np.array(["cat", "dog", "eel"])[y]
+        clf = BPClassifier(random_state=0, learning_rate_init=0.01).fit(X, labels)
+        assert list(clf.classes_) == ["cat", "dog", "eel"]
+        assert clf.network_.topology.layers[-1].activation == "softmax"
+        np.testing.assert_allclose(clf.predict_proba(X).sum(axis=1), 1, rtol=1e-6)
+        assert clf.score(X, labels) > 0.9
+
+        binary = BPClassifier(random_state=0, learning_rate_init=0.01).fit(X, y == 1)
+        assert binary.network_.topology.n_outputs == 1 and binary.predict_proba(X).shape == (200, 2)
+        assert binary.score(X, y == 1) > 0.9
+
+        Y = np.stack([y == 0, y == 1, (X[:, 0] > 0)], axis=1).astype(int)
+        multi = BPClassifier(random_state=0, learning_rate_init=0.01).fit(X, Y)
+        assert multi.predict(X).shape == (200, 3) and set(np.unique(multi.predict(X))) <= {0, 1}
+        assert multi.network_.topology.layers[-1].activation == "logistic"
+        assert (multi.predict(X) == Y).mean() > 0.85
+
+
+def test_sample_weights_steer_the_fit():
+    """Weight 0 on one class: the classifier never learns to predict it."""
+    X, y = make_classification(n_samples=300, n_features=6, n_classes=3, n_informative=4,
+                               random_state=2)
+    w = (y != 2).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = BPClassifier(random_state=0, learning_rate_init=0.01).fit(X, y, sample_weight=w)
+    assert (clf.predict(X) != 2).all()
+
+
+def test_partial_fit_warm_start_and_early_stopping():
+    X, y = make_classification(n_samples=400, n_features=10, random_state=3)
+    clf = BPClassifier(hidden_layer_sizes=(16,), random_state=0, learning_rate_init=0.01)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    for _ in range(5):
+        clf.partial_fit(X, y, classes=[0, 1])
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 5
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+
+    warm = BPClassifier(hidden_layer_sizes=(16,), random_state=0, max_iter=3, warm_start=True,
+                        learning_rate_init=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm.fit(X, y)
+        first = warm.network_.params.copy()
+        warm.fit(X, y)
+    assert warm.n_iter_ == 6 and not np.array_equal(first, warm.network_.params)
+
+    early = BPClassifier(hidden_layer_sizes=(16,), random_state=0, early_stopping=True,
+                         n_iter_no_change=3, max_iter=500, learning_rate_init=0.05)
+    early.fit(X, y)
+    assert early.n_iter_ < 500 and len(early.validation_scores_) == early.n_iter_
+    assert early.best_validation_score_ == max(early.validation_scores_)
+
+
+def test_convergence_warning_and_verbose_output(capsys):
+    X, y = make_regression(n_samples=60, n_features=4, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        BPRegressor(max_iter=2, verbose=True, random_state=0).fit(X, y)
+    assert "Iteration 2, loss = " in capsys.readouterr().out
+
+
+def test_regressor_single_and_multiple_outputs():
+    X, y = make_regression(n_samples=300, n_features=6, n_targets=2, noise=1, random_state=4)
+    X = StandardScaler().fit_transform(X)
+    y = y / y.std()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        two = BPRegressor(random_state=0, learning_rate_init=0.01).fit(X, y)
+        one = BPRegressor(random_state=0, learning_rate_init=0.01).fit(X, y[:, 0])
+    assert two.predict(X).shape == (300, 2) and one.predict(X).shape == (300,)
+    assert two.score(X, y) > 0.95 and one.score(X, y[:, 0]) > 0.95
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"hidden_layer_sizes": (10, 0)}, "positive integers"),
+    ({"activation": "softmax"}, "activation must be one of"),
+    ({"solver": "lbfgs"}, "solver must be one of"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"learning_rate_init": 0}, "learning_rate_init"),
+    ({"momentum": 1.5}, "momentum"),
+    ({"validation_fraction": 1.0}, "validation_fraction"),
+    ({"max_iter": 0}, "max_iter"),
+])
+def test_bad_parameters_are_refused_at_fit_naming_the_parameter(params, match):
+    with pytest.raises(ValueError, match=match):
+        BPClassifier(**params).fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_the_core_never_imports_scikit_learn():
+    import subprocess
+    import sys
+    code = ("import sys, bpfast, bpfast.__main__; "
+            "assert not any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert bpfast.estimators.BPClassifier is BPClassifier
