@@ -23,7 +23,7 @@ static double API(loss_gradient)(const bp_net *net, WS *ws, REAL *grad, const RE
 {
     const int n_threads = bp_parallel_threads(cfg->n_threads);
     ws->stop = NULL;
-    ws->small_net = cfg->small_nets && FNS(small_net_fits)(net);
+    ws->small_net = cfg->small_nets && cfg->dropout == 0 && FNS(small_net_fits)(net);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
         FNP(loss_gradient_body)(net, ws, grad, params, X, T, n_rows, cfg);
@@ -60,7 +60,7 @@ static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocit
     ws->n_done = 0;
     ws->status = BP_RUNNING;
     ws->weights_non_finite = 0;
-    ws->small_net = cfg->small_nets && FNS(small_net_fits)(net);
+    ws->small_net = cfg->small_nets && cfg->dropout == 0 && FNS(small_net_fits)(net);
     /* Stops inside a sweep only where nothing is lost (see train_body). */
     ws->stop = cfg->batch_size >= cfg->n_samples || ws->start_params ? cfg->stop : NULL;
     if (n_threads > 1) {

@@ -102,6 +102,15 @@ typedef struct {
     const bp_stop *stop;       /* NULL: run to the end */
     int small_nets;            /* 1: tiny nets take one whole-net loop (same results, faster);
                                   0: always the layer-by-layer kernels (tests compare the two) */
+    double dropout;            /* in [0, 1): while training, each hidden unit's output is dropped
+                                  (set to 0) for a case with this probability, and kept ones are
+                                  scaled by 1 / (1 - dropout) ("inverted" dropout); never in
+                                  evaluate or forward */
+    uint64_t dropout_key;      /* loss_gradient: the key of its dropout masks (train draws a key
+                                  per batch from its rng_state instead). The mask of hidden unit
+                                  u of layer l for the batch's b-th case is a hash of (key, l, u,
+                                  b) (kernels.inc.c: dropout_keep), so it does not depend on the
+                                  threads. */
 } bp_train_config;
 
 /* One phase of a schedule, applied for a number of sweeps. */

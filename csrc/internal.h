@@ -69,6 +69,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         int64_t n_done;     /* sweeps finished by the current train call */                      \
         int weights_non_finite; /* set by the update when a weight became non-finite */          \
         double grad_scale;  /* the current update's clipping factor */                           \
+        uint64_t dropout_key; /* the current batch's dropout masks (see bp_train_config) */      \
         int small_net;      /* the current call runs small_nets.inc.c's whole-net loop */       \
         const bp_stop *stop;/* the current call's stop request, or NULL */                       \
         REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */\
@@ -78,6 +79,22 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
 BP_WORKSPACE_STRUCT(float, f32)
 BP_WORKSPACE_STRUCT(double, f64)
 #undef BP_WORKSPACE_STRUCT
+
+/* The stream of dropout masks of unit u of layer l under `key` (splitmix64's finaliser of a
+   point on the Weyl sequence); each case's bit then comes from dropout_keep. */
+static inline uint32_t bp_dropout_stream(uint64_t key, int l, int64_t u)
+{
+    uint64_t z = key + 0x9E3779B97F4A7C15ull * ((((uint64_t)l) << 32) + (uint64_t)u + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (uint32_t)(z ^ (z >> 31));
+}
+
+/* Hashes below this are dropped: the probability `dropout` in 32 bits. */
+static inline uint32_t bp_dropout_threshold(double dropout)
+{
+    return (uint32_t)(dropout * 4294967296.0);
+}
 
 /* Sources of at least 16 units (a 64-byte line of floats) get their weight gradients as broadcast
    tiles over a batch-major copy (no horizontal sums); narrower ones as lane dot products. The same

@@ -21,6 +21,9 @@ typedef float vf32 __attribute__((vector_size(VBYTES)));
 typedef int32_t vi32 __attribute__((vector_size(VBYTES)));
 typedef double vf64 __attribute__((vector_size(VBYTES)));
 typedef int64_t vi64 __attribute__((vector_size(VBYTES)));
+/* 32-bit lanes, as many as a vector of the precision has: dropout's hashes */
+typedef uint32_t vu32_f32 __attribute__((vector_size(VBYTES)));
+typedef uint32_t vu32_f64 __attribute__((vector_size(VBYTES / 2)));
 /* For loads and stores: any alignment, and allowed to alias the arrays of REAL they read. */
 typedef float uvf32 __attribute__((vector_size(VBYTES), aligned(4), may_alias));
 typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias));
@@ -36,6 +39,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VREAL vf32
 #define UVREAL uvf32
 #define VINT vi32
+#define VU32 vu32_f32
 #define ITYPE int32_t
 #define VW (VBYTES / 4)
 #define VFMA VFMA_F32
@@ -47,6 +51,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #undef VREAL
 #undef UVREAL
 #undef VINT
+#undef VU32
 #undef ITYPE
 #undef VW
 #undef VFMA
@@ -58,6 +63,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VREAL vf64
 #define UVREAL uvf64
 #define VINT vi64
+#define VU32 vu32_f64
 #define ITYPE int64_t
 #define VW (VBYTES / 8)
 #define VFMA VFMA_F64

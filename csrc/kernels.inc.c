@@ -397,12 +397,46 @@ static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
     }
 }
 
+/* Which of the lanes [lane0, lane0 + VW) a unit keeps under dropout (-1: kept), from its stream
+ * (bp_dropout_stream): murmur3's 32-bit finaliser of stream + lane * golden ratio. */
+static inline VINT FN(dropout_keep)(uint32_t stream, int64_t lane0, uint32_t threshold)
+{
+    VU32 h;
+    for (int i = 0; i < VW; i++)
+        h[i] = stream + (uint32_t)(lane0 + i) * 0x9E3779B9u;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return __builtin_convertvector(h >= threshold, VINT);
+}
+
+/* Dropout on hidden layer l's outputs: dropped ones 0, kept ones times 1 / (1 - dropout). */
+static void FN(dropout_omp)(const bp_net *net, WS *ws, int l, int64_t lanes, double dropout)
+{
+    const uint32_t threshold = bp_dropout_threshold(dropout);
+    const REAL scale = (REAL)(1.0 / (1.0 - dropout));
+    OMP_FOR
+    for (int64_t u = 0; u < net->size[l]; u++) {
+        const uint32_t stream = bp_dropout_stream(ws->dropout_key, l, u);
+        REAL *y = ws->y[l] + u * ws->ld;
+        for (int64_t lane = 0; lane < lanes; lane += VW)
+            FN(vstore)(y + lane, FN(vselect)(FN(dropout_keep)(stream, lane, threshold),
+                                             FN(vload)(y + lane) * scale, FN(vsplat)(0)));
+    }
+}
+
+/* Every computed layer for n_rows cases; with `dropout` > 0 (training) the hidden layers'
+   outputs go through dropout_omp; `with_rows`: the batch-major copies for weight gradients. */
 static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64_t n_rows,
-                            int with_rows)
+                            int with_rows, double dropout)
 {
     const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
     for (int l = net->n_inputs; l < net->n_layers; l++) {
         FN(layer_forward_omp)(net, ws, params, l, lanes);
+        if (dropout > 0 && l < net->n_layers - 1)
+            FN(dropout_omp)(net, ws, l, lanes, dropout);
         if (with_rows && l < net->n_layers - 1 && ws->y_rows[l])
             FN(copy_rows_omp)(net, ws, l, n_rows);
     }
@@ -513,22 +547,34 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
     OMP_BARRIER /* the weight gradients' nowait loops are done too */
 }
 
-/* Turn layer l's dE/dy (complete once every higher layer has run) into dE/dx. */
-static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, int64_t lanes)
+/* Turn layer l's dE/dy (complete once every higher layer has run) into dE/dx. Under dropout
+ * (a hidden layer, y its outputs after dropout_omp) dE/dx = dE/dy_after mask scale f'(y_before),
+ * with y_before = y (1 - dropout) for the kept (f' of a dropped unit is multiplied by 0). */
+static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, int64_t lanes,
+                                              double dropout)
 {
     const int64_t n = net->size[l], ld = ws->ld;
     const int activation = net->activation[l];
-    if (activation == BP_IDENTITY)
+    if (activation == BP_IDENTITY && dropout == 0)
         return;
+    const uint32_t threshold = bp_dropout_threshold(dropout);
+    const REAL scale = (REAL)(1.0 / (1.0 - dropout)), keep = (REAL)(1.0 - dropout);
     int skip = 0;
     OMP_FOR
     for (int64_t u = 0; u < n; u++) {
         if (FN(skip_tile)(ws, u, &skip))
             continue;
+        const uint32_t stream = dropout > 0 ? bp_dropout_stream(ws->dropout_key, l, u) : 0;
         for (int64_t lane = 0; lane < lanes; lane += VW) {
             REAL *dy = ws->dy[l] + u * ld + lane;
-            FN(vstore)(dy, FN(vload)(dy) * FN(vderivative)(FN(vload)(ws->y[l] + u * ld + lane),
-                                                          activation));
+            const VREAL y = FN(vload)(ws->y[l] + u * ld + lane);
+            if (dropout > 0)
+                FN(vstore)(dy, FN(vselect)(FN(dropout_keep)(stream, lane, threshold),
+                                           FN(vload)(dy) * scale *
+                                               FN(vderivative)(y * keep, activation),
+                                           FN(vsplat)(0)));
+            else
+                FN(vstore)(dy, FN(vload)(dy) * FN(vderivative)(y, activation));
         }
     }
 }
@@ -538,11 +584,11 @@ static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const R
                                   int64_t n_rows, const bp_train_config *cfg)
 {
     const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
-    FN(forward_omp)(net, ws, params, n_rows, 1);
+    FN(forward_omp)(net, ws, params, n_rows, 1, cfg->dropout);
     FN(output_error_omp)(net, ws, n_rows, lanes, cfg);
     for (int l = net->n_layers - 1; l >= net->n_inputs; l--) {
         if (l != net->n_layers - 1)
-            FN(layer_activation_backward_omp)(net, ws, l, lanes);
+            FN(layer_activation_backward_omp)(net, ws, l, lanes, cfg->dropout);
         FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows, lanes);
         FN(layer_backward_inputs_omp)(net, ws, params, l, lanes);
     }

@@ -126,7 +126,7 @@ static void FN(evaluate_omp)(const bp_net *net, WS *ws, const REAL *params, cons
             FN(bind_all_omp)(net, ws, X, T, cfg->weighted, n_rows);
         else
             FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, start, n_rows, 0);
-        FN(forward_omp)(net, ws, params, n_rows, 0);
+        FN(forward_omp)(net, ws, params, n_rows, 0, 0.0);
         FN(output_error_omp)(net, ws, n_rows, FN(ceil_div)(n_rows, VW) * VW, cfg);
         error += ws->error;
         all_within &= ws->all_within;
@@ -160,6 +160,15 @@ static void FN(shuffle_order)(WS *ws, uint64_t *rng_state)
         const int64_t tmp = ws->order[i];
         ws->order[i] = ws->order[j];
         ws->order[j] = tmp;
+    }
+}
+
+/* Under dropout, a fresh key for the next batch's masks, drawn from the shuffling generator. */
+static void FN(next_dropout_key_omp)(WS *ws, const bp_train_config *cfg, uint64_t *rng_state)
+{
+    if (cfg->dropout > 0) {
+        OMP_SINGLE /* its closing barrier: every thread sees the key */
+        ws->dropout_key = FN(next_random)(rng_state);
     }
 }
 
@@ -212,6 +221,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
     const int full_batch = cfg->batch_size >= cfg->n_samples;
     const int shuffled = !full_batch && cfg->shuffle;
     const int stop_rule = cfg->stop_tol > 0;
+    const int dropout = cfg->dropout > 0;
     const size_t arena_bytes = (size_t)net->n_params * sizeof(REAL);
     const size_t state_bytes = (size_t)BP_STATE_LENGTH(phase->rule, net->n_params) * sizeof(REAL);
     for (int64_t sweep = 0; sweep < n_sweeps; sweep++) {
@@ -221,12 +231,20 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 break;
         }
         if (full_batch) {
+            if (dropout && stop_rule) { /* the stop test sees the whole net, not a dropout pass */
+                FN(evaluate_omp)(net, ws, params, X, T, cfg);
+                FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING);
+                if (ws->status != BP_RUNNING)
+                    break;
+            }
+            FN(next_dropout_key_omp)(ws, cfg, rng_state);
             FN(bind_all_omp)(net, ws, X, T, cfg->weighted, cfg->n_samples);
             FN(batch_gradient_omp)(net, ws, grad, params, cfg->n_samples, cfg);
             OMP_SINGLE
             errors[sweep] = ws->error;
             FN(decide_omp)(ws, ws->stop, !isfinite(ws->error) ? BP_NON_FINITE
-                               : stop_rule && ws->all_within ? BP_SOLVED : BP_RUNNING);
+                               : !dropout && stop_rule && ws->all_within ? BP_SOLVED
+                                                                         : BP_RUNNING);
             if (ws->status != BP_RUNNING)
                 break;
             FN(update_omp)(net, ws, params, velocity, grad, phase);
@@ -258,6 +276,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                     if (ws->status != BP_RUNNING)
                         break;
                 }
+                FN(next_dropout_key_omp)(ws, cfg, rng_state);
                 FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, start, n_rows, shuffled);
                 FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 OMP_SINGLE
@@ -289,13 +308,15 @@ static void FN(forward_body)(const bp_net *net, WS *ws, const REAL *params, cons
                              int64_t n_rows)
 {
     FN(bind_rows_omp)(net, ws, X, NULL, 0, 0, n_rows, 0);
-    FN(forward_omp)(net, ws, params, n_rows, 0);
+    FN(forward_omp)(net, ws, params, n_rows, 0, 0.0);
 }
 
 static void FN(loss_gradient_body)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
                                    const REAL *X, const REAL *T, int64_t n_rows,
                                    const bp_train_config *cfg)
 {
+    OMP_SINGLE
+    ws->dropout_key = cfg->dropout_key;
     FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, 0, n_rows, 0);
     FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
 }

@@ -35,3 +35,19 @@ def test_compare_smoke_runs_on_one_and_two_threads():
     assert out.returncode == 0, out.stderr
     assert "DISAGREES" not in out.stderr
     assert "\n| 2 |" in out.stdout
+
+
+REAL_DATA = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "real_data.py")
+
+
+@pytest.mark.slow
+def test_real_data_smoke_verifies_every_tool():
+    pytest.importorskip("sklearn")
+    out = subprocess.run([sys.executable, REAL_DATA, "--smoke", "--threads", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "DISAGREES" not in out.stderr
+    for name in ("digits", "synthetic"):
+        table = out.stdout.split(f"### {name}")[1].split("###")[0]
+        for tool in ("bpfast", "bpfast-sgd", "mlp-adam", "mlp-sgd"):
+            assert f"| 1 | {tool} |" in table

@@ -44,6 +44,7 @@ def test_the_kernel_self_test_passes(tmp_path):
     assert out.stdout.count("\nok ") >= 3 * 5  # the baseline variant's checks on three nets
 
 
+@pytest.mark.slow  # ~35 s compiling every variant to assembly: in the slow job (README)
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 variants")
 def test_no_register_tile_spills_in_any_x86_variant(tmp_path):
     jobs, listings = [], []

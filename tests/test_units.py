@@ -408,3 +408,89 @@ def test_the_init_is_kept_by_save_load_and_pickle(tmp_path):
     assert pickle.loads(pickle.dumps(net)).init == "he"
     with pytest.raises(ValueError, match="init must be one of"):
         bpfast.Network([5, 3, 2], init="xavier")
+
+
+# -- dropout ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+@pytest.mark.parametrize("n_rows", [1, 19, 70])
+def test_dropout_gradient_matches_reference_masks_and_all(p, n_rows, dtype, isa):
+    rng = np.random.default_rng(n_rows)
+    net = classifier("softmax", dtype, hidden=("logistic", "relu"))
+    X = rng.normal(size=(n_rows, 10)).astype(dtype)
+    T = targets_for("softmax", rng, n_rows, 5).astype(dtype)
+    kwargs = dict(loss="cross_entropy", dropout=p, dropout_key=12345)
+    E, grad = _core.loss_gradient(net.topology, net.params, X, T, **kwargs)
+    E_ref, grad_ref = reference.loss_gradient(net.topology, net.params, X, T, **kwargs)
+    assert_close(E, E_ref, dtype)
+    assert_close(grad, grad_ref, dtype)
+    E_other, _ = _core.loss_gradient(net.topology, net.params, X, T, loss="cross_entropy",
+                                     dropout=p, dropout_key=54321)
+    E_none, _ = _core.loss_gradient(net.topology, net.params, X, T, loss="cross_entropy")
+    assert E_other != E and E_none != E  # the key and the rate matter
+
+
+def test_dropout_drops_the_fraction_asked_for():
+    keep = reference._dropout_keep(7, 3, 200, 1000, 0.3)
+    assert abs(1 - keep.mean() - 0.3) < 0.01
+
+
+def test_dropout_gradient_matches_finite_differences_of_the_same_masks(isa):
+    rng = np.random.default_rng(11)
+    net = classifier("logistic", "float64", hidden=("tanh", "leaky_relu"), n_in=4, n_out=3)
+    X = rng.normal(size=(6, 7))
+    T = rng.uniform(size=(6, 3))
+    kwargs = dict(loss="cross_entropy", dropout=0.4, dropout_key=99)
+    _, grad = _core.loss_gradient(net.topology, net.params, X, T, **kwargs)
+    h = 1e-6
+    numeric = np.empty_like(grad)
+    for i in range(net.topology.n_params):
+        p = net.params.copy()
+        p[i] += h
+        e_plus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
+        p[i] -= 2 * h
+        e_minus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
+        numeric[i] = (e_plus - e_minus) / (2 * h)
+    scale = np.max(np.abs(numeric))
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("batch_size", [7, 40])
+def test_training_with_dropout_matches_reference_and_any_thread_count(batch_size, isa):
+    rng = np.random.default_rng(12)
+    net = classifier("softmax", "float64", hidden=("relu", "tanh"))
+    X = rng.normal(size=(40, 10))
+    T = targets_for("softmax", rng, 40, 5)
+    phase = (3, 0.05, 0.9, 0.0, 0)
+    kwargs = dict(batch_size=batch_size, loss="cross_entropy", dropout=0.3, rng_state=5,
+                  stop_tol=0.01)
+    p_ref, v_ref = net.params.copy(), net.velocity.copy()
+    out_ref = reference.train(net.topology, p_ref, v_ref, X, T, [phase], **kwargs)
+    for n_threads in (1, 2):
+        params, velocity = net.params.copy(), net.velocity.copy()
+        out = _core.train(net.topology, params, velocity, X, T, [phase], n_threads=n_threads,
+                          **kwargs)
+        np.testing.assert_allclose(out[0], out_ref[0], rtol=1e-10)
+        assert out[1:3] == out_ref[1:3] and out[5] == out_ref[5]
+        np.testing.assert_allclose(params, p_ref, rtol=1e-9, atol=1e-12)
+        if n_threads == 1:
+            first = params
+        else:
+            np.testing.assert_array_equal(params, first)
+
+
+def test_network_fit_with_dropout_is_reproducible_and_predict_uses_every_unit():
+    rng = np.random.default_rng(13)
+    X, labels = blobs(rng)
+    T = np.eye(3)[labels]
+    runs = []
+    for _ in range(2):
+        net = bpfast.Network([4, 32, 3], activation="relu", output_activation="softmax", seed=4)
+        net.fit(X, T, loss="cross_entropy", reduction="mean", lr=0.1, n_sweeps=30,
+                batch_size=30, dropout=0.5)
+        runs.append(net)
+    np.testing.assert_array_equal(runs[0].params, runs[1].params)
+    np.testing.assert_array_equal(runs[0].predict(X), runs[0].predict(X))  # no masks in predict
+    assert np.mean(runs[0].predict(X).argmax(axis=1) == labels) > 0.95
+    with pytest.raises(ValueError, match="dropout"):
+        runs[0].fit(X, T, loss="cross_entropy", dropout=1.0)

@@ -31,8 +31,8 @@ def forward(topology: Any, params: np.ndarray, X: np.ndarray, *, all_layers: boo
             n_threads: int = ...) -> Any: ...
 def loss_gradient(topology: Any, params: np.ndarray, X: np.ndarray, T: np.ndarray, *,
                   loss: str = ..., dead_zone: tuple[float, float] = ..., reduction: str = ...,
-                  sample_weight: np.ndarray | None = ...,
-                  n_threads: int = ...) -> tuple[float, np.ndarray]: ...
+                  sample_weight: np.ndarray | None = ..., dropout: float = ...,
+                  dropout_key: int = ..., n_threads: int = ...) -> tuple[float, np.ndarray]: ...
 def evaluate(topology: Any, params: np.ndarray, X: np.ndarray, T: np.ndarray, *, loss: str = ...,
              dead_zone: tuple[float, float] = ..., stop_tol: float | None = ...,
              sample_weight: np.ndarray | None = ..., n_threads: int = ...) -> tuple[float, bool]: ...
@@ -43,13 +43,14 @@ def update(params: np.ndarray, state: np.ndarray, grad: np.ndarray, *, lr: float
 def train(topology: Any, params: np.ndarray, velocity: np.ndarray, X: np.ndarray,
           T: np.ndarray, phases: Phases, *, batch_size: int, shuffle: bool = ..., loss: str = ...,
           dead_zone: tuple[float, float] = ..., reduction: str = ...,
-          sample_weight: np.ndarray | None = ..., stop_tol: float | None = ..., rng_state: Any = ...,
+          sample_weight: np.ndarray | None = ..., dropout: float = ...,
+          stop_tol: float | None = ..., rng_state: Any = ...,
           callback: Callable[[int, float], Any] | None = ..., callback_every: int = ...,
           n_threads: int = ...) -> tuple[np.ndarray, int, str, float, bool, int]: ...
 def run_training(topology: Any, params: np.ndarray, velocity: np.ndarray, X: np.ndarray,
                  T: np.ndarray, phases: Phases, *, batch_size: int, shuffle: bool = ...,
                  loss: str = ..., dead_zone: tuple[float, float] = ..., reduction: str = ...,
-                 sample_weight: np.ndarray | None = ...,
+                 sample_weight: np.ndarray | None = ..., dropout: float = ...,
                  stop_tol: float | None = ..., rng_state: Any = ...,
                  callback: Callable[[int, float], Any] | None = ..., callback_every: int = ...,
                  n_threads: int = ..., chooser: Any = ..., guard: TrainingGuard | None = ...,

@@ -49,6 +49,8 @@ cdef extern from "bpfast.h" nogil:
         int n_threads
         const bp_stop *stop
         int small_nets
+        double dropout
+        uint64_t dropout_key
 
     ctypedef struct bp_phase:
         double lr
@@ -329,7 +331,8 @@ SMALL_NETS = True
 
 cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle, str loss,
                              dead_zone, stop_tol, int n_threads, str reduction="sum",
-                             bint weighted=False) except *:
+                             bint weighted=False, double dropout=0.0,
+                             uint64_t dropout_key=0) except *:
     cdef bp_train_config cfg
     cfg.n_samples = n_samples
     cfg.batch_size = batch_size
@@ -339,6 +342,10 @@ cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     cfg.mean = reduction == "mean"
     cfg.weighted = weighted
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    cfg.dropout = dropout
+    cfg.dropout_key = dropout_key
     cfg.dead_zone_off = dead_zone[0]
     cfg.dead_zone_on = dead_zone[1]
     cfg.stop_tol = stop_tol if stop_tol is not None else 0.0
@@ -438,23 +445,25 @@ def _weighted_targets(T, sample_weight):
 
 
 def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), reduction="sum",
-                  sample_weight=None, n_threads=1):
+                  sample_weight=None, dropout=0.0, dropout_key=0, n_threads=1):
     """(E, gradient) over all rows of X: E = sum over cases of the loss (times each case's
-    weight), the gradient of E, or of E / (the cases, or their total weight) for 'mean'."""
+    weight), the gradient of E, or of E / (the cases, or their total weight) for 'mean'. With
+    dropout > 0, of the net whose hidden units are dropped by the masks of `dropout_key`."""
     return _loss_gradient(topology, params, X, _weighted_targets(T, sample_weight), loss,
-                          dead_zone, reduction, sample_weight is not None, n_threads)
+                          dead_zone, reduction, sample_weight is not None, dropout, dropout_key,
+                          n_threads)
 
 
 def _loss_gradient(topology, const floating[::1] params, const floating[:, ::1] X,
                    const floating[:, ::1] T, str loss, dead_zone, str reduction, bint weighted,
-                   int n_threads):
+                   double dropout, uint64_t dropout_key, int n_threads):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
     cdef int64_t n = X.shape[0]
     _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], T.shape[1], weighted)
     cdef bp_train_config cfg = _config(n, n, False, loss, dead_zone, None, n_threads, reduction,
-                                       weighted)
+                                       weighted, dropout, dropout_key)
     cdef floating *kind = NULL
     cdef int all_within
     cdef double error
@@ -582,8 +591,8 @@ def _update(floating[::1] params, floating[::1] state, const floating[::1] grad,
 # -- training -----------------------------------------------------------------------------------
 
 def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
-          dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None, stop_tol=None, rng_state=0,
-          callback=None, callback_every=0, n_threads=1):
+          dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None, dropout=0.0, stop_tol=None,
+          rng_state=0, callback=None, callback_every=0, n_threads=1):
     """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
     rng_state).
 
@@ -604,22 +613,22 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
     """
     return run_training(topology, params, velocity, X, T, phases, batch_size=batch_size,
                         shuffle=shuffle, loss=loss, dead_zone=dead_zone, reduction=reduction,
-                        sample_weight=sample_weight, stop_tol=stop_tol,
+                        sample_weight=sample_weight, dropout=dropout, stop_tol=stop_tol,
                         rng_state=rng_state, callback=callback, callback_every=callback_every,
                         n_threads=n_threads)
 
 
 def run_training(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
                  loss="sse", dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None,
-                 stop_tol=None, rng_state=0, callback=None, callback_every=0, n_threads=1,
-                 chooser=None, guard=None, memory_check=None, evaluate=True):
+                 dropout=0.0, stop_tol=None, rng_state=0, callback=None, callback_every=0,
+                 n_threads=1, chooser=None, guard=None, memory_check=None, evaluate=True):
     """`train`, with what Network.fit adds: a ThreadChooser that may run chunks on one thread
     instead of n_threads, a TrainingGuard held for the whole call, memory_check(n_bytes, what),
     called before each allocation of the run with its size, and `evaluate`: False skips the
     final pass over every case (final_error NaN, all_within False) unless training diverged."""
     return _train(topology, params, velocity, X, _weighted_targets(T, sample_weight), phases,
                   batch_size, shuffle, loss, dead_zone, reduction, sample_weight is not None,
-                  stop_tol, rng_state, callback, callback_every, n_threads, chooser, guard,
+                  dropout, stop_tol, rng_state, callback, callback_every, n_threads, chooser, guard,
                   memory_check, evaluate)
 
 
@@ -652,7 +661,7 @@ cdef class _ErrorLog:
 
 def _train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
            const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
-           dead_zone, str reduction, bint weighted, stop_tol, rng_state, callback,
+           dead_zone, str reduction, bint weighted, double dropout, stop_tol, rng_state, callback,
            int64_t callback_every, int n_threads, chooser, TrainingGuard guard, memory_check,
            bint evaluate):
     cdef const bp_kernels *kernels = KERNELS
@@ -673,7 +682,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
         raise ValueError(f"X and T must have the same, non-zero number of rows, got {n} and "
                          f"{T.shape[0]}")
     cdef bp_train_config cfg = _config(n, min(batch_size, n), shuffle, loss, dead_zone, stop_tol,
-                                       n_threads, reduction, weighted)
+                                       n_threads, reduction, weighted, dropout)
     cdef floating *kind = NULL
     cdef int64_t total = 0
     for p in phases:

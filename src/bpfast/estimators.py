@@ -64,7 +64,7 @@ class _BPBase(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, clip_norm=None,
-                 n_threads=None, dtype="float32"):
+                 dropout=0.0, n_threads=None, dtype="float32"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -85,6 +85,7 @@ class _BPBase(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.clip_norm = clip_norm
+        self.dropout = dropout
         self.n_threads = n_threads
         self.dtype = dtype
 
@@ -151,6 +152,7 @@ class _BPBase(BaseEstimator):
         number("n_iter_no_change", 1, integer=True)
         if self.clip_norm is not None:
             number("clip_norm", 0, low_open=True)
+        number("dropout", 0, 1, high_open=True)
 
     def _batch(self, n_samples: int) -> int:
         return min(200, n_samples) if self.batch_size == "auto" else min(self.batch_size,
@@ -172,7 +174,7 @@ class _BPBase(BaseEstimator):
                 "momentum": self.beta_1 if self.solver == "adam" else self.momentum,
                 "beta2": self.beta_2, "epsilon": self.epsilon, "clip_norm": self.clip_norm,
                 "weight_decay": self.learning_rate_init * self.alpha / (batch_size * mean_weight),
-                "n_threads": self.n_threads}
+                "dropout": self.dropout, "n_threads": self.n_threads}
 
     # -- fitting --------------------------------------------------------------------------------
 
@@ -290,6 +292,8 @@ class BPClassifier(ClassifierMixin, _BPBase):
 
     clip_norm : float, optional
         Scale each mini-batch's gradient down to this Euclidean norm if it is longer.
+    dropout : float in [0, 1), default 0
+        Dropout on the hidden units while training (see :meth:`bpfast.Network.fit`).
     n_threads : int, optional
         Threads for training and prediction (default: bpfast's choice, which keeps to the
         limits of threadpoolctl, OMP_NUM_THREADS and joblib's workers).

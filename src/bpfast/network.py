@@ -272,7 +272,7 @@ class Network:
             batch_size: int | None = None, shuffle: bool = True, loss: str = "sse",
             dead_zone: tuple[float, float] = (0.2, 0.8), reduction: str = "sum",
             sample_weight=None, optimizer: str = "momentum", beta2: float = 0.999,
-            epsilon: float = 1e-8, clip_norm: float | None = None,
+            epsilon: float = 1e-8, clip_norm: float | None = None, dropout: float = 0.0,
             stop_tol: float | None = None,
             callback: Callable[[int, float], bool | None] | None = None,
             callback_every: int = 100, n_threads: int | None = None,
@@ -317,6 +317,11 @@ class Network:
         clip_norm : float, optional
             Before each update, scale the gradient down to this Euclidean norm (of all of it)
             if it is longer.
+        dropout : float in [0, 1), default 0
+            While training, drop each hidden unit's output for a case with this probability
+            (and scale the kept ones by 1 / (1 - dropout)), with fresh masks for every batch
+            drawn from the network's generator: the same on any thread count. `predict`,
+            `error` and the `stop_tol` test see the whole network.
         stop_tol : float, optional
             Stop before a sweep once every output is within `stop_tol` of its target.
         callback : callable(sweep, error) -> bool, optional
@@ -365,6 +370,7 @@ class Network:
                 0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0,
                                                          low_open=True))
         phases = self._phases(lr, momentum, n_sweeps, weight_decay, schedule, decay_biases, rule)
+        dropout = check_real("dropout", dropout, low=0, high=1, high_open=True)
         self._check_loss(loss, reduction)
         dead_zone = self._dead_zone(dead_zone)
         if stop_tol is not None:
@@ -397,7 +403,7 @@ class Network:
         errors, done, status, final_error, within, _ = _core.run_training(
             self.topology, self._params, self._velocity, X, T, phases,
             batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
-            reduction=reduction, sample_weight=weights,
+            reduction=reduction, sample_weight=weights, dropout=dropout,
             stop_tol=stop_tol, rng_state=self._shuffle_box, callback=callback,
             callback_every=callback_every, n_threads=threads, chooser=chooser,
             guard=self._guard, memory_check=check_fits, evaluate=evaluate)

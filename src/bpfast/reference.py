@@ -44,17 +44,50 @@ def _layer_edges(topology, l):
 
 def forward(topology, params, X, *, all_layers=False, n_threads=1):
     """Activations of every layer (a list, inputs first) or of the output layer only."""
+    ys, _ = _forward(topology, params, X)
+    return ys if all_layers else ys[-1]
+
+
+def _dropout_keep(key, l, n_units, n_rows, dropout):
+    """Which (case, unit) outputs of hidden layer l the masks of `key` keep: the same hash as
+    csrc (bp_dropout_stream, then kernels.inc.c's dropout_keep for each case)."""
+    golden = 0x9E3779B97F4A7C15
+    streams = []
+    for u in range(n_units):
+        z = (key + golden * ((l << 32) + u + 1)) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        streams.append((z ^ (z >> 31)) & 0xFFFFFFFF)
+    mask32 = np.uint64(0xFFFFFFFF)
+    h = (np.array(streams, dtype=np.uint64)[None, :] +
+         np.arange(n_rows, dtype=np.uint64)[:, None] * np.uint64(0x9E3779B9)) & mask32
+    for shift, factor in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h ^= h >> np.uint64(shift)
+        h = (h * np.uint64(factor)) & mask32
+    h ^= h >> np.uint64(16)
+    return h >= np.uint64(int(dropout * 4294967296.0))
+
+
+def _forward(topology, params, X, dropout=0.0, dropout_key=0):
+    """(every layer's outputs, each hidden layer's (outputs before dropout, kept mask) or None).
+    With dropout, hidden outputs are dropped to 0 or scaled by 1 / (1 - dropout)."""
     params = np.asarray(params, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     ys = [X[:, c: c + s] for c, s in zip(topology.input_col, topology.size[: topology.n_inputs])]
+    dropped = [None] * topology.n_layers
     for l in range(topology.n_inputs, topology.n_layers):
         x = np.zeros((X.shape[0], int(topology.size[l])))
         if topology.bias_offset[l] >= 0:
             x += params[topology.bias_offset[l]: topology.bias_offset[l] + topology.size[l]]
         for src, block, shape in _layer_edges(topology, l):
             x += ys[src] @ params[block].reshape(shape).T
-        ys.append(_f(x, int(topology.activation[l])))
-    return ys if all_layers else ys[-1]
+        y = _f(x, int(topology.activation[l]))
+        if dropout > 0 and l < topology.n_layers - 1:
+            keep = _dropout_keep(dropout_key, l, y.shape[1], y.shape[0], dropout)
+            dropped[l] = (y, keep)
+            y = np.where(keep, y * (1.0 / (1.0 - dropout)), 0.0)
+        ys.append(y)
+    return ys, dropped
 
 
 def _output_error(topology, y, T, loss, dead_zone, reduction="sum", sample_weight=None):
@@ -71,20 +104,27 @@ def _output_error(topology, y, T, loss, dead_zone, reduction="sum", sample_weigh
 
 
 def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), reduction="sum",
-                  sample_weight=None, n_threads=1):
+                  sample_weight=None, dropout=0.0, dropout_key=0, n_threads=1):
     """(E, gradient) over all rows of X: E = sum over cases of the loss (times each case's
-    weight), the gradient of E, or of E / (the cases, or their total weight) for 'mean'."""
+    weight), the gradient of E, or of E / (the cases, or their total weight) for 'mean'. With
+    dropout > 0, of the net whose hidden units are dropped by the masks of `dropout_key`."""
     params = np.asarray(params, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
-    ys = forward(topology, params, X, all_layers=True)
+    ys, dropped = _forward(topology, params, X, dropout, dropout_key)
     grad = np.zeros(topology.n_params)
     dE_dy = [None] * topology.n_layers
     out = topology.n_layers - 1
     dE_dx_out, error = _output_error(topology, ys[out], T, loss, dead_zone, reduction,
                                      sample_weight)
     for l in range(out, topology.n_inputs - 1, -1):
-        dE_dx = dE_dx_out if l == out else \
-            dE_dy[l] * _f_prime_from_output(ys[l], int(topology.activation[l]))
+        if l == out:
+            dE_dx = dE_dx_out
+        elif dropped[l] is not None:  # through the mask and the scale, f' before dropout
+            y_before, keep = dropped[l]
+            dE_dx = np.where(keep, dE_dy[l] * (1.0 / (1.0 - dropout)) *
+                             _f_prime_from_output(y_before, int(topology.activation[l])), 0.0)
+        else:
+            dE_dx = dE_dy[l] * _f_prime_from_output(ys[l], int(topology.activation[l]))
         if topology.bias_offset[l] >= 0:
             grad[topology.bias_offset[l]: topology.bias_offset[l] + topology.size[l]] = dE_dx.sum(0)
         for src, block, shape in _layer_edges(topology, l):
@@ -166,14 +206,14 @@ def _all_within(topology, params, X, T, stop_tol, sample_weight):
 
 
 def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True, loss="sse",
-          dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None, stop_tol=None, rng_state=0,
-          callback=None, callback_every=0, n_threads=1):
+          dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None, dropout=0.0, stop_tol=None,
+          rng_state=0, callback=None, callback_every=0, n_threads=1):
     """Run every phase of a schedule; return (errors, n_sweeps, status, final_error, all_within,
     rng_state). Same semantics as bpfast._core.train, one sweep at a time; `rng_state` may be a
     1-element uint64 array, which then receives the final state even if training is interrupted."""
     holder = rng_state if isinstance(rng_state, np.ndarray) else None
     box = [int(holder[0]) if holder is not None else rng_state]  # the state as it advances
-    options = {"loss": loss, "dead_zone": dead_zone, "reduction": reduction}
+    options = {"loss": loss, "dead_zone": dead_zone, "reduction": reduction, "dropout": dropout}
     try:
         return _train(topology, params, velocity, X, T, phases, batch_size, shuffle, options,
                       sample_weight, stop_tol, box, callback, callback_every)
@@ -187,6 +227,7 @@ def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, option
     X = np.asarray(X, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    dropout = options["dropout"]
     n = X.shape[0]
     batch_size = min(batch_size, n)
     full_batch = batch_size >= n
@@ -200,10 +241,18 @@ def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, option
         for _ in range(n_sweeps):
             starts = [starts[1], (params.copy(), velocity.copy(), state)]
             if full_batch:
-                error, grad = loss_gradient(topology, params, X, T, sample_weight=w, **options)
+                if dropout and _all_within(topology, params, X, T, stop_tol, w):
+                    status = "solved"  # under dropout, tested before the key is drawn
+                    break
+                key = 0
+                if dropout:
+                    state, key = _splitmix64(state)
+                    box[0] = state
+                error, grad = loss_gradient(topology, params, X, T, sample_weight=w,
+                                            dropout_key=key, **options)
                 if not np.isfinite(error):
                     status = "non_finite"
-                elif _all_within(topology, params, X, T, stop_tol, w):
+                elif not dropout and _all_within(topology, params, X, T, stop_tol, w):
                     status = "solved"
                 if status != "max_sweeps":
                     break
@@ -221,9 +270,13 @@ def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, option
                 sweep_error = 0.0
                 for start in range(0, n, batch_size):
                     rows = order[start: start + batch_size]
+                    key = 0
+                    if dropout:
+                        state, key = _splitmix64(state)
+                        box[0] = state
                     error, grad = loss_gradient(topology, params, X[rows], T[rows],
                                                 sample_weight=None if w is None else w[rows],
-                                                **options)
+                                                dropout_key=key, **options)
                     sweep_error += error
                     if not np.isfinite(error):
                         status = "non_finite"
