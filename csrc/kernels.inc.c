@@ -61,6 +61,26 @@ static inline VREAL FN(vselect)(VINT mask, VREAL a, VREAL b)
     return a;
 }
 
+/* v[0..VW) as rows of a VW x VW block -> its columns, in log2(VW) rounds of interleaving rows i
+ * and i + VW/2 (after round k, each vector holds 2^k runs of VW/2^k ... the last round leaves
+ * column j in v[j]). */
+static inline void FN(transpose_block)(VREAL v[VW])
+{
+    VINT lo, hi;
+    for (int i = 0; i < VW / 2; i++) {
+        lo[2 * i] = i, lo[2 * i + 1] = VW + i;
+        hi[2 * i] = VW / 2 + i, hi[2 * i + 1] = VW + VW / 2 + i;
+    }
+    for (int round = 1; round < VW; round *= 2) {
+        VREAL out[VW];
+        for (int i = 0; i < VW / 2; i++) {
+            out[2 * i] = __builtin_shuffle(v[i], v[i + VW / 2], lo);
+            out[2 * i + 1] = __builtin_shuffle(v[i], v[i + VW / 2], hi);
+        }
+        memcpy(v, out, sizeof out);
+    }
+}
+
 /* Sum of the lanes in a fixed pairwise order. */
 static inline REAL FN(hsum)(VREAL v)
 {
@@ -376,22 +396,31 @@ static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params,
         FN(softmax_omp)(ws->y[l], ws->ld, net->size[l], lanes);
 }
 
-/* y_rows[l][b, u] = y[l][u, b] for the first n_rows cases (padding columns stay zero). Sixteen
- * cases at a time: each unit's sixteen values are one read of a row of y, and the sixteen rows
- * written advance together (case by case, each read of y would touch a line of its own). */
+/* y_rows[l][b, u] = y[l][u, b] for the first n_rows cases (padding columns stay zero): VW cases
+ * by VW units at a time, transposed in registers (transpose_block); the units past the last
+ * whole block, and the cases of a last partial block, value by value. */
 static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
 {
-    enum { BLOCK_CASES = 16 };
     const int64_t n = net->size[l], ld = ws->ld, ld_rows = ws->ld_rows[l];
     const REAL *y = ws->y[l];
     REAL *rows = ws->y_rows[l];
     int skip = 0;
     OMP_FOR
-    for (int64_t b0 = 0; b0 < n_rows; b0 += BLOCK_CASES) {
-        if (FN(skip_tile)(ws, b0 / BLOCK_CASES, &skip))
+    for (int64_t b0 = 0; b0 < n_rows; b0 += VW) {
+        if (FN(skip_tile)(ws, b0 / VW, &skip))
             continue;
-        const int64_t cases = MIN(BLOCK_CASES, n_rows - b0);
-        for (int64_t u = 0; u < n; u++)
+        const int64_t cases = MIN(VW, n_rows - b0);
+        int64_t u0 = 0;
+        if (cases == VW)
+            for (; u0 + VW <= n; u0 += VW) {
+                VREAL block[VW];
+                for (int j = 0; j < VW; j++)
+                    block[j] = FN(vload)(y + (u0 + j) * ld + b0);
+                FN(transpose_block)(block);
+                for (int i = 0; i < VW; i++)
+                    FN(vstore)(rows + (b0 + i) * ld_rows + u0, block[i]);
+            }
+        for (int64_t u = u0; u < n; u++)
             for (int64_t b = 0; b < cases; b++)
                 rows[(b0 + b) * ld_rows + u] = y[u * ld + b0 + b];
     }

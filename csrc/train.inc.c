@@ -21,33 +21,17 @@ static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const 
     }
 }
 
-/* v[0..VW) as rows of a VW x VW block -> its columns, in log2(VW) rounds of interleaving rows i
- * and i + VW/2 (after round k, each vector holds 2^k runs of VW/2^k ... the last round leaves
- * column j in v[j]). */
-static inline void FN(transpose_block)(VREAL v[VW])
-{
-    VINT lo, hi;
-    for (int i = 0; i < VW / 2; i++) {
-        lo[2 * i] = i, lo[2 * i + 1] = VW + i;
-        hi[2 * i] = VW / 2 + i, hi[2 * i + 1] = VW + VW / 2 + i;
-    }
-    for (int round = 1; round < VW; round *= 2) {
-        VREAL out[VW];
-        for (int i = 0; i < VW / 2; i++) {
-            out[2 * i] = __builtin_shuffle(v[i], v[i + VW / 2], lo);
-            out[2 * i + 1] = __builtin_shuffle(v[i], v[i + VW / 2], hi);
-        }
-        memcpy(v, out, sizeof out);
-    }
-}
-
 /* dst[c * ld + r] = the c-th of n_cols values of case r (row `order[r]`, or `start + r`, of src,
  * whose rows are `stride` long), for r < n_rows; zeros up to `lanes`. VW cases at a time, VW
  * columns at a time as a vector block transposed in registers (value by value, binding W3's
- * batches took 40% of the time of a 784-2-10 net's sweep). */
+ * batches took 40% of the time of a 784-2-10 net's sweep). If rows_dst, the cases' values are
+ * also copied there batch-major (rows_dst[r * ld_rows + c]), from the same loads: the copy a wide
+ * input group's weight gradients read. The rows of the next block are prefetched: shuffled
+ * cases are rows scattered over the whole of X, each a cache miss of its own. */
 static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64_t stride,
                                    int64_t n_cols, int64_t start, int64_t n_rows,
-                                   const int64_t *order, int64_t lanes)
+                                   const int64_t *order, int64_t lanes, REAL *rows_dst,
+                                   int64_t ld_rows)
 {
     OMP_FOR
     for (int64_t r0 = 0; r0 < n_rows; r0 += VW) {
@@ -55,19 +39,29 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
         const REAL *case_row[VW];
         for (int64_t r = 0; r < rows; r++)
             case_row[r] = src + (order ? order[r0 + r] : start + r0 + r) * stride;
+        if (order)
+            for (int64_t r = r0 + VW; r < MIN(r0 + 2 * VW, n_rows); r++)
+                for (int64_t c = 0; c < n_cols; c += 64 / (int64_t)sizeof(REAL))
+                    __builtin_prefetch(src + order[r] * stride + c);
         int64_t c = 0;
         if (rows == VW)
             for (; c + VW <= n_cols; c += VW) {
                 VREAL block[VW];
                 for (int r = 0; r < VW; r++)
                     block[r] = FN(vload)(case_row[r] + c);
+                if (rows_dst)
+                    for (int r = 0; r < VW; r++)
+                        FN(vstore)(rows_dst + (r0 + r) * ld_rows + c, block[r]);
                 FN(transpose_block)(block);
                 for (int j = 0; j < VW; j++)
                     FN(vstore)(dst + (c + j) * ld + r0, block[j]);
             }
         for (; c < n_cols; c++)
-            for (int64_t r = 0; r < rows; r++)
+            for (int64_t r = 0; r < rows; r++) {
                 dst[c * ld + r0 + r] = case_row[r][c];
+                if (rows_dst)
+                    rows_dst[(r0 + r) * ld_rows + c] = case_row[r][c];
+            }
     }
     if (lanes > n_rows) {
         OMP_FOR
@@ -86,17 +80,23 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const RE
     const int64_t n_cols = net->n_input_cols, t_cols = net->size[net->n_layers - 1] + weighted;
     const int64_t ld = ws->ld, lanes = FN(ceil_div)(n_rows, VW) * VW;
     const int64_t *order = ordered ? ws->order + start : NULL;
-    FN(transpose_rows_omp)(ws->x_batch, ld, X, n_cols, n_cols, start, n_rows, order, lanes);
+    /* one input group: its batch-major copy (if it is wide) is made with the transpose */
+    REAL *rows_dst = net->n_inputs == 1 ? ws->y_rows[0] : NULL;
+    FN(transpose_rows_omp)(ws->x_batch, ld, X, n_cols, n_cols, start, n_rows, order, lanes,
+                           rows_dst, rows_dst ? ws->ld_rows[0] : 0);
     if (T) /* a forward pass has no targets */
-        FN(transpose_rows_omp)(ws->t_batch, ld, T, t_cols, t_cols, start, n_rows, order, lanes);
-    /* batch-major copies of the wide input groups, for weight gradients */
-    OMP_FOR
-    for (int64_t r = 0; r < n_rows; r++) {
-        const REAL *x_row = X + (order ? order[r] : start + r) * n_cols;
-        for (int g = 0; g < net->n_inputs; g++)
-            if (ws->y_rows[g])
-                memcpy(ws->y_rows[g] + r * ws->ld_rows[g], x_row + net->input_col[g],
-                       (size_t)net->size[g] * sizeof(REAL));
+        FN(transpose_rows_omp)(ws->t_batch, ld, T, t_cols, t_cols, start, n_rows, order, lanes,
+                               NULL, 0);
+    /* else, batch-major copies of the wide input groups, for weight gradients */
+    if (net->n_inputs > 1) {
+        OMP_FOR
+        for (int64_t r = 0; r < n_rows; r++) {
+            const REAL *x_row = X + (order ? order[r] : start + r) * n_cols;
+            for (int g = 0; g < net->n_inputs; g++)
+                if (ws->y_rows[g])
+                    memcpy(ws->y_rows[g] + r * ws->ld_rows[g], x_row + net->input_col[g],
+                           (size_t)net->size[g] * sizeof(REAL));
+        }
     }
     OMP_SINGLE
     ws->bound_x = NULL;
