@@ -18,7 +18,8 @@ Verified before timing: each tool's first run must reach a test accuracy within 
 best tool's with the same optimiser (6 in --smoke mode), or it is reported as DISAGREES (and the
 script exits 1). Then the runs are repeated
 interleaved (tool A, B, C, A, B, C, ...) and reported as the median wall time of fit, with the
-mean test accuracy and the ratio of each tool's time to bpfast's.
+mean test accuracy and the ratio of each tool's time to bpfast's. Last, GridSearchCV over
+BPClassifier with n_jobs = 1 and 2: wall time, and the threads each joblib worker trains on.
 """
 
 from __future__ import annotations
@@ -149,6 +150,32 @@ def tools(n_threads):
     return found
 
 
+def grid_search_block(smoke: bool) -> None:
+    """GridSearchCV over BPClassifier with n_jobs 1 and 2 on digits: the wall time, and the
+    threads bpfast's default gives each joblib worker (no oversubscription: cores // n_jobs)."""
+    import joblib
+    from sklearn.model_selection import GridSearchCV
+
+    from bpfast import _threads
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    grid = {"hidden_layer_sizes": [(50,), (100,)], "alpha": [1e-4, 1e-2]}
+    epochs = 10 if smoke else 50
+    print(f"### GridSearchCV(BPClassifier, 4 candidates x 3 folds, {epochs} epochs), digits\n")
+    print("| n_jobs | bpfast threads per worker | wall time (s) |")
+    print("|---|---|---|")
+    for n_jobs in (1, 2):
+        threads = joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(_threads.default_threads)()
+                                                 for _ in range(n_jobs))
+        search = GridSearchCV(BPClassifier(max_iter=epochs, random_state=0), grid, cv=3,
+                              n_jobs=n_jobs)
+        start = time.perf_counter()
+        search.fit(X, y)
+        print(f"| {n_jobs} | {sorted(set(threads))} | {time.perf_counter() - start:.2f} |")
+    print()
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -205,6 +232,7 @@ def main(argv=None) -> int:
                 print(f"| {n_threads} | {key} | {np.mean(accuracy[key]):.3f} | {median:.3f} | "
                       f"{median / base:.1f}× |")
         print()
+    grid_search_block(args.smoke)
     return 1 if failed else 0
 
 
