@@ -171,6 +171,11 @@ def test_partial_fit_warm_start_and_early_stopping():
     with pytest.raises(ValueError, match="not the same as on the first call"):
         clf.partial_fit(X, y, classes=[0, 1, 2])
 
+    with warnings.catch_warnings():  # a full fit after partial_fit starts over, classes too
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.set_params(max_iter=2).fit(X, y + 5)
+    assert list(clf.classes_) == [5, 6] and clf.n_iter_ == 2
+
     warm = BPClassifier(hidden_layer_sizes=(16,), random_state=0, max_iter=3, warm_start=True,
                         learning_rate_init=0.01)
     with warnings.catch_warnings():

@@ -189,7 +189,7 @@ class _BPBase(BaseEstimator):
                              multi_output=True, y_numeric=not isinstance(self, ClassifierMixin))
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if first and classes is not None:
+        if first:  # every class y may hold: partial_fit's `classes`, else what y holds
             self._declared_classes = classes
         T, y_score = self._encode_targets(y, first)
         if first:
@@ -319,7 +319,7 @@ class BPClassifier(ClassifierMixin, _BPBase):
         check_classification_targets(y)
         if first:
             self._binarizer = LabelBinarizer()
-            classes = getattr(self, "_declared_classes", None)
+            classes = self._declared_classes
             self._binarizer.fit(y if classes is None else classes)
             self.classes_ = self._binarizer.classes_
             self._multilabel = type_of_target(y) == "multilabel-indicator"
