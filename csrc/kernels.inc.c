@@ -302,9 +302,15 @@ static void FN(pack_block_omp)(REAL *pack, const REAL *B, int64_t ldb, int64_t k
     const int64_t panels = FN(ceil_div)(lanes, TILE_LANES);
     OMP_FOR
     for (int64_t k = 0; k < k_count; k++)
-        for (int64_t p = 0; p < panels; p++)
-            memcpy(pack + (p * k_count + k) * TILE_LANES, B + k * ldb + n0 + p * TILE_LANES,
-                   (size_t)MIN(TILE_LANES, lanes - p * TILE_LANES) * sizeof(REAL));
+        for (int64_t p = 0; p < panels; p++) {
+            /* whole vectors (lanes is), moved as vectors: a memcpy call per panel row cost 3%
+               of a 100-100-10 net's batch */
+            REAL *to = pack + (p * k_count + k) * TILE_LANES;
+            const REAL *from = B + k * ldb + n0 + p * TILE_LANES;
+            const int64_t vectors = MIN(TILE_LANES, lanes - p * TILE_LANES) / VW;
+            for (int64_t v = 0; v < vectors; v++)
+                FN(vstore)(to + v * VW, FN(vload)(from + v * VW));
+        }
 }
 
 /* Copy rows [m0, m0 + rows) x terms [0, k_count) of A (A(i,k) = A[i*rsa + k*csa]) into `pack` as
