@@ -151,7 +151,8 @@ BP_DECLARE(double, f64)
  *   loss_gradient:    grad = dE/dparams summed over the cases; returns E; *all_within: whether
  *                     every output is within cfg->stop_tol of its target
  *   update:           one update of the phase's rule (kernels.inc.c: update_params_omp) to w
- *                     and its state; returns 1 if a weight became NaN or infinite, else 0
+ *                     and its state; returns 1 if a weight (or an Adam moment) became NaN or
+ *                     infinite, else 0
  *   train:            up to n_sweeps sweeps of one phase; errors[k] gets sweep k's error;
  *                     rng_state (the shuffling generator) is carried between calls; returns the
  *                     sweeps whose update was applied, *status why it stopped early

@@ -45,6 +45,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VFMA VFMA_F32
 #define BP_DOUBLE 0
 #define SQRT sqrtf
+#define FABS fabsf
 #include "variant.inc.c"
 #undef REAL
 #undef SFX
@@ -57,6 +58,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #undef VFMA
 #undef BP_DOUBLE
 #undef SQRT
+#undef FABS
 
 #define REAL double
 #define SFX f64
@@ -69,6 +71,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VFMA VFMA_F64
 #define BP_DOUBLE 1
 #define SQRT sqrt
+#define FABS fabs
 #include "variant.inc.c"
 
 #define KERNEL_TABLE(ISA_ID)                                                                     \

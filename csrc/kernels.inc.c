@@ -646,20 +646,35 @@ static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const R
 }
 
 /* What the gradient is multiplied by for clipping: clip_norm / |grad| if that is below 1, else
-   1. One thread, in a fixed order. */
+   1. One thread, in a fixed order. The squares are of grad / max |grad|, so that a float32
+   gradient beyond 1.8e19 (whose square overflows) still gets its norm. */
 static REAL FN(clip_scale)(const REAL *grad, int64_t n, double clip_norm)
 {
-    VREAL acc[4] = {0};
+    VREAL top = FN(vsplat)(0);
     int64_t i = 0;
-    for (; i + 4 * VW <= n; i += 4 * VW)
+    for (; i + VW <= n; i += VW) {
+        const VREAL g = FN(vload)(grad + i);
+        const VREAL a = FN(vselect)(g < 0, -g, g);
+        top = FN(vselect)(a > top, a, top);
+    }
+    REAL largest = 0;
+    for (int j = 0; j < VW; j++)
+        largest = top[j] > largest ? top[j] : largest;
+    for (; i < n; i++)
+        largest = FABS(grad[i]) > largest ? FABS(grad[i]) : largest;
+    if (!(largest > 0))
+        return 1; /* a zero gradient; NaNs are left for the update to report */
+    const REAL inv = (REAL)1 / largest;
+    VREAL acc[4] = {0};
+    for (i = 0; i + 4 * VW <= n; i += 4 * VW)
         for (int a = 0; a < 4; a++) {
-            const VREAL g = FN(vload)(grad + i + a * VW);
+            const VREAL g = FN(vload)(grad + i + a * VW) * inv;
             acc[a] += g * g;
         }
     double sum = (double)FN(hsum)((acc[0] + acc[1]) + (acc[2] + acc[3]));
     for (; i < n; i++)
-        sum += (double)grad[i] * grad[i];
-    const double norm = sqrt(sum);
+        sum += (double)(grad[i] * inv) * (double)(grad[i] * inv);
+    const double norm = (double)largest * sqrt(sum);
     return norm > clip_norm ? (REAL)(clip_norm / norm) : (REAL)1;
 }
 
@@ -698,7 +713,8 @@ static void FN(update_params_omp)(REAL *BP_RESTRICT params, REAL *BP_RESTRICT st
             m[i] = mi;
             v[i] = vi;
             params[i] = w;
-            bad |= !(w - w == 0);
+            /* the moments too: a square that overflows makes v infinite and freezes w */
+            bad |= !(w - w == 0) | !(mi - mi == 0) | !(vi - vi == 0);
         }
     } else {
         REAL *BP_RESTRICT velocity = state;

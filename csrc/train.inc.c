@@ -237,6 +237,10 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 if (ws->status != BP_RUNNING)
                     break;
             }
+            if (dropout) {
+                OMP_SINGLE /* a stop inside the sweep puts back the generator too */
+                ws->start_rng = *rng_state;
+            }
             FN(next_dropout_key_omp)(ws, cfg, rng_state);
             FN(bind_all_omp)(net, ws, X, T, cfg->weighted, cfg->n_samples);
             FN(batch_gradient_omp)(net, ws, grad, params, cfg->n_samples, cfg);
@@ -245,6 +249,10 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
             FN(decide_omp)(ws, ws->stop, !isfinite(ws->error) ? BP_NON_FINITE
                                : !dropout && stop_rule && ws->all_within ? BP_SOLVED
                                                                          : BP_RUNNING);
+            if (ws->status == BP_STOPPED && dropout) {
+                OMP_SINGLE
+                *rng_state = ws->start_rng;
+            }
             if (ws->status != BP_RUNNING)
                 break;
             FN(update_omp)(net, ws, params, velocity, grad, phase);

@@ -233,3 +233,36 @@ def test_the_core_never_imports_scikit_learn():
             "assert not any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert bpfast.estimators.BPClassifier is BPClassifier
+
+
+def test_loss_curve_and_t_are_on_mlpclassifiers_scale(digits):
+    """t_ counts samples seen and loss_curve_ is the loss per sample, as MLPClassifier's."""
+    from sklearn.neural_network import MLPClassifier
+    X_train, _, y_train, _ = digits
+    X_train = StandardScaler().fit_transform(X_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = BPClassifier(max_iter=3, random_state=0).fit(X_train, y_train)
+        theirs = MLPClassifier(max_iter=3, random_state=0).fit(X_train, y_train)
+    assert ours.t_ == theirs.t_ == 3 * len(X_train)
+    # per sample: near ln 10 = 2.3 at the start (a sum would be 1,347 times that), both tools
+    assert 0.05 < ours.loss_curve_[0] < 3 and 0.05 < theirs.loss_curve_[0] < 3
+
+
+def test_a_first_partial_fit_refuses_labels_outside_its_classes_and_stays_unfitted():
+    from sklearn.exceptions import NotFittedError
+    X, y = make_classification(n_samples=60, n_features=4, n_classes=3, n_informative=3,
+                               n_redundant=0, random_state=5)
+    clf = BPClassifier(hidden_layer_sizes=(4,))
+    with pytest.raises(ValueError, match="not in classes_"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert clf.predict(X).shape == (60,)
+
+
+def test_alpha_too_large_for_the_learning_rate_is_refused_naming_alpha():
+    with pytest.raises(ValueError, match="alpha=100"):
+        BPClassifier(alpha=100, learning_rate_init=0.1, batch_size=2).fit(
+            np.zeros((4, 2)), [0, 1, 0, 1])

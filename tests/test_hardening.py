@@ -666,7 +666,8 @@ def test_weights_that_overflow_while_the_error_stays_finite_are_caught():
     rng = np.random.default_rng(0)
     X, T = rng.uniform(size=(32, 4)), (rng.uniform(size=(32, 2)) > 0.5).astype(float)
     net = bpfast.Network([4, 8, 2], seed=0)
-    with pytest.raises(FloatingPointError, match="a weight became NaN or infinite"):
+    with pytest.raises(FloatingPointError,
+                       match=r"a weight \(or its optimiser state\) became NaN or infinite"):
         net.fit(X, T, lr=1e38, momentum=0.9, n_sweeps=100)
     assert np.isfinite(net.params).all() and np.isfinite(net.velocity).all()
 

@@ -494,3 +494,98 @@ def test_network_fit_with_dropout_is_reproducible_and_predict_uses_every_unit():
     assert np.mean(runs[0].predict(X).argmax(axis=1) == labels) > 0.95
     with pytest.raises(ValueError, match="dropout"):
         runs[0].fit(X, T, loss="cross_entropy", dropout=1.0)
+
+
+# -- what review found (2026-11-30) ----------------------------------------------------------------
+
+class _DeadlineOnSecondChunk:
+    """A ThreadChooser stand-in whose second chunk gets a deadline that cuts its sweep short."""
+    use_threads = False
+
+    def __init__(self):
+        self.calls = 0
+
+    def chunk_size(self, chunk, left, now):
+        return chunk
+
+    def plan(self, chunk, left, now):
+        self.calls += 1
+        return (1, now + 0.003) if self.calls == 2 else (1, 0.0)
+
+    def record(self, *args):
+        pass
+
+
+def test_a_full_batch_sweep_cut_short_under_dropout_puts_back_its_generator():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 200)).astype(np.float32)
+    T = (rng.uniform(size=(4000, 10)) > 0.5).astype(np.float32)
+    results = []
+    for chooser in (None, _DeadlineOnSecondChunk()):
+        net = bpfast.Network([200, 300, 10], seed=1)
+        params, velocity, box = net.params.copy(), net.velocity.copy(), net._shuffle_box.copy()
+        out = _core.run_training(net.topology, params, velocity, X, T, [(4, 1e-4, 0.9, 0.0, 0)],
+                                 batch_size=4000, dropout=0.5, rng_state=box, n_threads=1,
+                                 chooser=chooser)
+        results.append((params, out[1], int(box[0])))
+    assert results[0][1] == results[1][1] == 4
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][2] == results[1][2]
+
+
+def test_adam_moments_that_overflow_are_reported_not_frozen():
+    p = np.zeros(4, dtype=np.float32)
+    state = np.zeros(9, dtype=np.float32)
+    g = np.full(4, 1e20, dtype=np.float32)  # g * g overflows float32
+    assert _core.update(p, state, g, lr=0.01, momentum=0.9, rule="adam")  # "became non-finite"
+    assert np.isinf(state[4:8]).all() and np.isfinite(p).all()  # what it reports
+
+
+def test_clipping_a_float32_gradient_whose_square_overflows():
+    g = np.full(64, 1e19, dtype=np.float32)
+    p, v = np.zeros(64, dtype=np.float32), np.zeros(64, dtype=np.float32)
+    _core.update(p, v, g, lr=1.0, momentum=0.0, clip_norm=0.1)
+    np.testing.assert_allclose(p, -0.1 / 8, rtol=1e-6)  # norm 8e19 scaled to 0.1
+
+
+def test_a_refused_fit_keeps_the_optimiser_state_it_had(monkeypatch):
+    X, T = bpfast.datasets.symmetry()
+    net = bpfast.Network([6, 2, 1])
+    net.fit(X, T, n_sweeps=3)
+    before = net.velocity.copy()
+
+    def no_memory(n_bytes, what):
+        raise MemoryError(what)
+
+    monkeypatch.setattr(bpfast.network, "check_fits", no_memory)
+    with pytest.raises(MemoryError):
+        net.fit(X, T, n_sweeps=3, optimizer="adam")
+    assert net.optimizer == "momentum"
+    np.testing.assert_array_equal(net.velocity, before)
+
+
+def test_mean_reduction_reports_per_case_errors_to_the_callback_too():
+    rng = np.random.default_rng(14)
+    X, labels = blobs(rng, n=90)
+    seen = []
+    net = bpfast.Network([4, 5, 3], output_activation="softmax")
+    result = net.fit(X, np.eye(3)[labels], loss="cross_entropy", reduction="mean", n_sweeps=4,
+                     callback=lambda sweep, error: seen.append(error), callback_every=1)
+    np.testing.assert_allclose(seen, result.errors)
+    assert result.errors[0] < 2  # per case: about ln 3 at the start, not 90 times that
+
+
+def test_a_pickled_adam_state_with_a_bad_update_count_is_refused():
+    net = bpfast.Network([2, 2, 1])
+    net.fit(np.zeros((4, 2)), np.zeros(4), optimizer="adam", n_sweeps=1)
+    state = net.__getstate__()
+    state["velocity"][-1] = -1
+    with pytest.raises(ValueError, match="update count"):
+        bpfast.Network.__new__(bpfast.Network).__setstate__(state)
+
+
+def test_train_refuses_n_decayed_past_the_arena():
+    net = bpfast.Network([2, 2, 1])
+    with pytest.raises(ValueError, match="n_decayed"):
+        _core.train(net.topology, net.params, net.velocity, np.zeros((4, 2), np.float32),
+                    np.zeros((4, 1), np.float32), [(1, 0.1, 0.9, 0.01, 10**6)], batch_size=4)

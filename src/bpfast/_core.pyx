@@ -671,6 +671,9 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
     _check_arrays(topology, params.shape[0], velocity.shape[0], -1, X.shape[1], T.shape[1],
                   weighted)
     phases = [_full_phase(phase) for phase in phases]
+    for phase in phases:
+        if not 0 <= phase[4] <= params.shape[0]:
+            raise ValueError(f"n_decayed must be in [0, {params.shape[0]}], got {phase[4]}")
     rules = {phase[5] for phase in phases}
     adam = rules == {"adam"}
     if len(rules) > 1 or velocity.shape[0] != (2 * params.shape[0] + 1 if adam else
@@ -716,9 +719,11 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
         ws_rows = workspace_rows(cfg.batch_size, n)
         ws_samples = n if shuffle and mini_batch else 0
         if memory_check is not None:
-            # the workspace, the gradient, two snapshots of params and velocity
+            # the workspace, the gradient, two snapshots of params and velocity (the state of
+            # the rule: 2 n_params + 1 values for Adam)
             memory_check(workspace_bytes(topology, params_array.dtype, ws_rows, ws_samples,
-                                         features) + 5 * n_arena,
+                                         features) + 3 * n_arena +
+                         2 * velocity.shape[0] * itemsize,
                          f"training in batches of {ws_rows:,} rows")
         log = _ErrorLog(total, memory_check)
         grad_array = np.empty(topology.n_params, dtype=params_array.dtype)

@@ -18,6 +18,13 @@ Where they differ from scikit-learn's MLP:
 - ``solver="sgd"`` is the 1986 momentum rule (no Nesterov momentum); the learning rate is
   constant (no ``learning_rate`` schedules). ``solver="lbfgs"`` does not exist.
 - The networks compute in float32 by default (``dtype="float64"`` for the exact mode).
+- BPRegressor's loss is ``½ Σ (y - d)²`` summed over the outputs and averaged over samples;
+  MLPRegressor also averages over the outputs, so with several outputs its ``loss_curve_`` (and
+  the scale ``tol`` compares against) is that many times smaller.
+
+As in scikit-learn: ``loss_curve_`` is the loss per sample of each epoch (measured during it),
+``t_`` counts the samples seen, a warm-started ``fit`` goes on from the weights with a fresh
+optimiser, and ``partial_fit`` keeps the optimiser's state.
 
 scikit-learn is an optional dependency (``pip install 'bpfast[sklearn]'``); nothing else in
 bpfast imports this module.
@@ -33,6 +40,7 @@ import numpy as np
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
@@ -58,6 +66,8 @@ SOLVERS = {"adam": "adam", "sgd": "momentum"}
 
 class _BPBase(BaseEstimator):
     """What the classifier and the regressor share: parameters, the training loop, predict."""
+
+    network_: Network  # set by fit
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200,
@@ -95,8 +105,17 @@ class _BPBase(BaseEstimator):
         """(T for the network, y as the validation score wants it); sets the output spec."""
         raise NotImplementedError
 
-    def _validation_score(self, X, y) -> float:
-        return self.score(X, y)
+    def _from_outputs(self, p: np.ndarray):  # pragma: no cover - abstract
+        """Predictions from the network's outputs (float64, one row per sample)."""
+        raise NotImplementedError
+
+    def _validation_score(self, network, X, y) -> float:
+        """`score` of `network` (the one being trained, not yet network_) on (X, y)."""
+        predicted = self._from_outputs(network.predict(X, n_threads=self.n_threads)
+                                       .astype(np.float64))
+        if isinstance(self, ClassifierMixin):
+            return float(accuracy_score(y, predicted))
+        return float(r2_score(y, predicted))
 
     # -- parameters -----------------------------------------------------------------------------
 
@@ -144,7 +163,7 @@ class _BPBase(BaseEstimator):
         number("learning_rate_init", 0, low_open=True)
         number("max_iter", 1, integer=True)
         number("tol", 0)
-        number("momentum", 0, 1)
+        number("momentum", 0, 1, high_open=True)
         number("validation_fraction", 0, 1, low_open=True, high_open=True)
         number("beta_1", 0, 1, high_open=True)
         number("beta_2", 0, 1, high_open=True)
@@ -189,8 +208,11 @@ class _BPBase(BaseEstimator):
                              multi_output=True, y_numeric=not isinstance(self, ClassifierMixin))
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if first:  # every class y may hold: partial_fit's `classes`, else what y holds
-            self._declared_classes = classes
+        if first:
+            # a first fit forgets the last one; the new network is kept once training began
+            if hasattr(self, "network_"):
+                del self.network_
+            self._declared_classes = classes  # every class y may hold (None: what y holds)
         T, y_score = self._encode_targets(y, first)
         if first:
             state = self.random_state
@@ -198,15 +220,19 @@ class _BPBase(BaseEstimator):
                 self._random = state
             else:
                 self._random = check_random_state(state)
-            self.network_ = Network([X.shape[1], *self._hidden_sizes(), self._n_outputs],
-                                    activation=self.activation,
-                                    output_activation=self._output_activation, init="glorot",
-                                    seed=self._seed(self._random), dtype=self.dtype)
+            network = Network([X.shape[1], *self._hidden_sizes(), self._n_outputs],
+                              activation=self.activation,
+                              output_activation=self._output_activation, init="glorot",
+                              seed=self._seed(self._random), dtype=self.dtype)
             self.n_iter_, self.t_ = 0, 0
             self.loss_curve_: list[float] = []
             self.best_loss_ = np.inf
             self._no_improvement_count = 0
-        X = X.astype(self.network_.dtype, copy=False)
+        else:
+            network = self.network_
+            if not incremental:  # as MLPClassifier: a warm-started fit starts a fresh optimiser
+                network.reset_velocity()
+        X = X.astype(network.dtype, copy=False)
         early_stopping = self.early_stopping and not incremental
         X_val = y_val = None
         if early_stopping:
@@ -226,6 +252,10 @@ class _BPBase(BaseEstimator):
         if sample_weight is not None and not (sample_weight > 0).any():
             raise ValueError("sample_weight must have at least one positive value")
         batch_size = self._batch(X.shape[0])
+        if self.learning_rate_init * self.alpha / batch_size >= 1:
+            raise ValueError(f"alpha={self.alpha} is too large for learning_rate_init="
+                             f"{self.learning_rate_init} and batches of {batch_size}: the weights "
+                             f"would shrink by lr * alpha / batch_size >= 1 per update")
         n_epochs = 1 if incremental else self.max_iter
         scores: list[float] = []
         best_score = -np.inf
@@ -235,14 +265,14 @@ class _BPBase(BaseEstimator):
             """Record the epoch; True stops training (no improvement for n_iter_no_change)."""
             nonlocal best_score, best_params
             self.n_iter_ += 1
-            self.t_ += -(-X.shape[0] // batch_size)
+            self.t_ += X.shape[0]  # samples seen, as MLPClassifier counts
             self.loss_curve_.append(float(loss))
             if early_stopping:
-                score = float(self._validation_score(X_val, y_val))
+                score = self._validation_score(network, X_val, y_val)
                 scores.append(score)
                 improved = score >= best_score + self.tol
                 if score > best_score:
-                    best_score, best_params = score, self.network_.params.copy()
+                    best_score, best_params = score, network.params.copy()
             else:
                 improved = loss <= self.best_loss_ - self.tol
                 self.best_loss_ = min(self.best_loss_, loss)
@@ -252,14 +282,19 @@ class _BPBase(BaseEstimator):
                       (f", validation score = {score:.6f}" if early_stopping else ""))
             return self._no_improvement_count > self.n_iter_no_change and not incremental
 
-        result = self.network_.fit(X, T, n_sweeps=n_epochs, sample_weight=sample_weight,
-                                   callback=after_epoch, callback_every=1, evaluate=False,
-                                   **self._fit_options(batch_size, sample_weight))
+        try:
+            result = network.fit(X, T, n_sweeps=n_epochs, sample_weight=sample_weight,
+                                 callback=after_epoch, callback_every=1, evaluate=False,
+                                 **self._fit_options(batch_size, sample_weight))
+        except (KeyboardInterrupt, FloatingPointError):
+            self.network_ = network  # trained up to the interrupt, or restored to finite weights
+            raise
+        self.network_ = network
         # as MLPClassifier: None without early stopping
         self.validation_scores_: list[float] | None = scores if early_stopping else None
         self.best_validation_score_: float | None = best_score if early_stopping else None
         if best_params is not None:
-            self.network_.assign_params(best_params)
+            network.assign_params(best_params)
         if not incremental:
             if result.stop_reason == "stopped":
                 if self.verbose:
@@ -332,11 +367,13 @@ class BPClassifier(ClassifierMixin, _BPBase):
             self._output_activation = "softmax" if T.shape[1] > 1 and not self._multilabel \
                 else "logistic"
         else:
-            unseen = np.setdiff1d(np.unique(y) if not self._multilabel else [], self.classes_)
+            T = self._binarizer.transform(y)
+        if not self._multilabel:
+            unseen = np.setdiff1d(np.unique(y), self.classes_)
             if unseen.size:
                 raise ValueError(f"y has classes {unseen.tolist()} that are not in classes_ "
-                                 f"{self.classes_.tolist()}")
-            T = self._binarizer.transform(y)
+                                 f"{self.classes_.tolist()} (partial_fit's classes must name "
+                                 f"every class y will hold)")
         return T.astype(np.float64), y
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -367,7 +404,9 @@ class BPClassifier(ClassifierMixin, _BPBase):
 
     def predict(self, X):
         """The most probable class of each sample (multilabel: every label above 0.5)."""
-        p = self._outputs(X)
+        return self._from_outputs(self._outputs(X))
+
+    def _from_outputs(self, p):
         if self._multilabel:
             return (p > 0.5).astype(int)
         if p.shape[1] == 1:
@@ -406,8 +445,10 @@ class BPRegressor(RegressorMixin, _BPBase):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
-        y = self._outputs(X)
-        return y[:, 0] if self._one_column else y
+        return self._from_outputs(self._outputs(X))
+
+    def _from_outputs(self, p):
+        return p[:, 0] if self._one_column else p
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

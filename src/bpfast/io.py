@@ -3,7 +3,7 @@
 A bpfast file is a zip archive (stored, not compressed) of three members:
 
 ``bpfast.json``
-    ``{"format": "bpfast-network", "format_version": 1, "bpfast_version": ...,
+    ``{"format": "bpfast-network", "format_version": 1 or 2, "bpfast_version": ...,
     "topology": {"inputs": {name: size}, "layers": [{name, size, sources, activation, bias}]},
     "dtype": "float32" | "float64", "init_range": float, "seed": int,
     "rng_state": <numpy PCG64 state>, "shuffle_state": int, "n_params": int,

@@ -292,8 +292,9 @@ class Network:
             Whether weight decay also shrinks biases.
         batch_size : int, optional
             None (default): full-batch sweeps, one update per sweep (the paper). k: an update
-            after every k cases; 1 is online learning. Gradients are summed over a batch, never
-            averaged: E is a sum over cases and lr multiplies the summed gradient.
+            after every k cases; 1 is online learning. With the default reduction="sum" the
+            gradient is summed over a batch (E is a sum over cases and lr multiplies the summed
+            gradient); reduction="mean" averages it.
         shuffle : bool, default True
             With mini-batches, present the cases in a fresh seeded random order every sweep.
         loss : {"sse", "dead_zone", "cross_entropy"}
@@ -326,7 +327,8 @@ class Network:
             Stop before a sweep once every output is within `stop_tol` of its target.
         callback : callable(sweep, error) -> bool, optional
             Called every `callback_every` sweeps with the sweeps done so far and the latest
-            sweep's error; returning True stops training. Python is entered only then (and
+            sweep's error (as in ``FitResult.errors``: per case, or per unit of weight, with
+            reduction="mean"); returning True stops training. Python is entered only then (and
             every few tens of milliseconds to notice Ctrl-C, which raises KeyboardInterrupt
             leaving the weights of the last finished sweep).
         n_threads : int, optional
@@ -392,26 +394,43 @@ class Network:
             raise ValueError("the network's params or velocity contain NaN or infinite values "
                              "(written through net.params or a weights() view?); set finite "
                              "values with assign_params() or call reset_velocity()")
-        if optimizer != self.optimizer:
-            self._velocity = np.zeros(state_length(optimizer, self.topology.n_params), self.dtype)
-            self.optimizer = optimizer
+        # A new rule starts from a zero state, which becomes the network's once training has
+        # begun: a fit refused before it (another thread's fit holds the net, not enough
+        # memory) leaves the old state as it was.
+        switching = optimizer != self.optimizer
+        state = np.zeros(state_length(optimizer, self.topology.n_params), self.dtype) \
+            if switching else self._velocity
+        per_case = 1.0
+        if reduction == "mean":
+            per_case = n if weights is None else float(weights.sum(dtype=np.float64))
+            if callback is not None:
+                user_callback = callback
+                callback = lambda sweep, error: user_callback(sweep, error / per_case)
         threads = _threads.threads_for(n_threads, 3 * batch_size * self.topology.n_weights)
         # The default may fall back to one thread chunk by chunk when threads do not pay (a busy
         # machine); an explicit n_threads is used as given.
         chooser = _threads.ThreadChooser(threads) if n_threads is None and threads > 1 else None
 
-        errors, done, status, final_error, within, _ = _core.run_training(
-            self.topology, self._params, self._velocity, X, T, phases,
-            batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
-            reduction=reduction, sample_weight=weights, dropout=dropout,
-            stop_tol=stop_tol, rng_state=self._shuffle_box, callback=callback,
-            callback_every=callback_every, n_threads=threads, chooser=chooser,
-            guard=self._guard, memory_check=check_fits, evaluate=evaluate)
+        try:
+            errors, done, status, final_error, within, _ = _core.run_training(
+                self.topology, self._params, state, X, T, phases,
+                batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
+                reduction=reduction, sample_weight=weights, dropout=dropout,
+                stop_tol=stop_tol, rng_state=self._shuffle_box, callback=callback,
+                callback_every=callback_every, n_threads=threads, chooser=chooser,
+                guard=self._guard, memory_check=check_fits, evaluate=evaluate)
+        except (RuntimeError, MemoryError):  # refused before training began
+            raise
+        except BaseException:  # interrupted, or the callback raised: training had begun
+            if switching:
+                self._velocity, self.optimizer = state, optimizer
+            raise
+        if switching:
+            self._velocity, self.optimizer = state, optimizer
         if status.startswith("non_finite"):
             raise FloatingPointError(self._divergence_message(status, done, final_error, phases))
         if reduction == "mean":
-            per = n if weights is None else float(weights.sum(dtype=np.float64))
-            errors, final_error = errors / per, final_error / per
+            errors, final_error = errors / per_case, final_error / per_case
         return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
                          final_error=final_error,
                          solved=stop_tol is not None and (bool(within) or status == "solved"))
@@ -428,7 +447,8 @@ class Network:
                     f"reproduce the run (did X or T change during fit?), so the network holds "
                     f"the snapshot itself: the weights from the start of sweep {done + 1}. "
                     + advice)
-        what = "a weight" if status == "non_finite_weights" else "the error"
+        what = "a weight (or its optimiser state)" if status == "non_finite_weights" \
+            else "the error"
         where = done + 1 if status == "non_finite_weights" else done + 2
         return (f"training diverged: {what} became NaN or infinite in sweep {where} of this fit. "
                 f"The network holds the weights from the start of sweep {done + 1}, the last "
@@ -596,6 +616,11 @@ class Network:
             if array.shape != (length,) or not np.isfinite(array).all():
                 raise ValueError(f"a pickled network's {name} must be {length} finite values, "
                                  f"got shape {array.shape}")
+        if self.optimizer == "adam":
+            count = float(self._velocity[-1])  # Adam's updates so far: a whole number >= 0
+            if count < 0 or count != int(count) or (self._velocity[n_params:-1] < 0).any():
+                raise ValueError(f"a pickled network's Adam state must end with a whole update "
+                                 f"count >= 0 after second moments >= 0, got count {count}")
         self._shuffle_box = np.array([state["shuffle_state"]], dtype=np.uint64)
         self._guard = _core.TrainingGuard()
 
