@@ -42,14 +42,16 @@ class FitResult:
     errors : ndarray of shape (n_sweeps,), float64
         The error E measured during each sweep: for full-batch sweeps, E of the weights the sweep's
         gradient was computed from; for mini-batch and online sweeps, the sum of the mini-batch
-        errors as they were met (each at the weights of its moment).
+        errors as they were met (each at the weights of its moment). With reduction="mean",
+        divided by the cases (or their total weight): the error per case.
     n_sweeps : int
         Sweeps whose weight changes were applied.
     stop_reason : {"solved", "max_sweeps", "stopped"}
         "solved": every output came within `stop_tol` of its target before a sweep;
         "stopped": the callback asked to stop.
     final_error : float
-        E of the final weights over all cases (NaN if fit was called with ``evaluate=False``).
+        E of the final weights over all cases, per case with reduction="mean" (NaN if fit was
+        called with ``evaluate=False``).
     solved : bool
         Whether every output of the final weights is within `stop_tol` of its target
         (False when no `stop_tol` was given, or with ``evaluate=False``).
