@@ -12,9 +12,12 @@ bitwise equal before anything is timed. Busy processes are plain spinning loops 
 script and killed at its end.
 
 On a shared machine the medians of a few runs swing by tens of percent between runs of this script
-(other tenants add time to either arm at random); the ratio of the best runs is the stable one,
-since noise only ever adds time while a slowdown of the default itself (threads waiting at
-barriers) is in every run. The --quick check uses that ratio.
+(other tenants add time to either arm at random), and on a machine whose cores are all busy one
+arm can also get a lucky run that the other does not (a CI run: medians 0.66 and 0.66 ms, best
+runs 1.31 apart, for a net both arms ran on the same one thread). A slowdown of the default
+itself (threads waiting at barriers) is in every run, so it raises both ratios; noise rarely
+raises both. The --quick check, and the value this script returns, is therefore the worst over
+the rows of the smaller of the two ratios.
 
     python bench/loaded.py            # about a minute
     python bench/loaded.py --quick    # a few seconds (used by the tests)
@@ -109,7 +112,7 @@ def main(argv=None):
                     default.append(time_fit(sizes, X, T, batch_size, sweeps, None)[0])
                 ratio = statistics.median(default) / statistics.median(one)
                 best_ratio = min(default) / min(one)
-                worst = max(worst, best_ratio)
+                worst = max(worst, min(ratio, best_ratio))
                 print(f"| {load} | {name} | {statistics.median(one) * 1e3:.2f} | "
                       f"{statistics.median(default) * 1e3:.2f} | {ratio:.2f} | {best_ratio:.2f} |",
                       flush=True)
@@ -118,7 +121,8 @@ def main(argv=None):
                 p.kill()
             for p in procs:
                 p.join()
-    print(f"worst ratio of the best runs, default / 1 thread: {worst:.2f}")
+    print(f"worst over the rows of the smaller ratio (medians, best runs), default / 1 thread: "
+          f"{worst:.2f}")
     return worst
 
 

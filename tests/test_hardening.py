@@ -528,10 +528,12 @@ def test_threads_stopped_at_random_points_never_deadlock():
 @pytest.mark.slow
 def test_the_default_is_not_slower_than_one_thread_on_a_busy_machine():
     """bench/loaded.py --quick: idle, one core busy, every core busy. The full figures are in
-    the README. The check is on the ratio of the best of 7 runs of each arm: on a shared VM the
-    medians swing by up to 40% even where both arms run the same one-thread code (a CI run saw
-    1.56), while the failures this is for are in every run: a trial of threads on a busy machine
-    (1.3-1.5x here before the chooser looked at the load first), the old 270x barrier waits."""
+    the README. The check is on the smaller of two ratios of each row, medians and best of 7
+    runs: on a shared VM the medians swing by up to 40% even where both arms run the same
+    one-thread code (a CI run saw 1.56), and with every core busy one arm can get a lucky best
+    run (another CI run: medians equal, best runs 1.31 apart). The failures this is for are in
+    every run and raise both ratios: a trial of threads on a busy machine (1.3-1.5x here before
+    the chooser looked at the load first), the old 270x barrier waits."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
     import loaded
     assert loaded.main(["--quick"]) < 1.3
