@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy as np
 
 from bpfast import _core
 from bpfast.estimators import BPClassifier
+from compare import cpu_name  # bench/compare.py, beside this script
 
 try:
     from sklearn.datasets import load_digits, make_classification
@@ -190,17 +190,6 @@ def grid_search_block(smoke: bool) -> None:
                 times.append(time.perf_counter() - start)
             print(f"| {name} | {n_jobs} | {sorted(set(threads))} | {times[-1]:.2f} |")
     print()
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:

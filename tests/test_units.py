@@ -107,6 +107,19 @@ def test_loss_and_gradient_match_reference(output, loss, reduction, weighted, n_
         np.testing.assert_allclose(ys.sum(axis=1), 1, rtol=10 * np.finfo(dtype).eps)
 
 
+def central_differences(net, X, T, kwargs, h=1e-6):
+    """dE/dparams of the float64 reference's E by central differences of step h."""
+    numeric = np.empty(net.topology.n_params)
+    for i in range(net.topology.n_params):
+        p = net.params.copy()
+        p[i] += h
+        e_plus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
+        p[i] -= 2 * h
+        e_minus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
+        numeric[i] = (e_plus - e_minus) / (2 * h)
+    return numeric
+
+
 @pytest.mark.parametrize("output,loss", SETUPS)
 @pytest.mark.parametrize("hidden", [("relu", "leaky_relu"), ("tanh", "logistic")])
 def test_gradients_match_central_finite_differences(output, loss, hidden, isa):
@@ -117,15 +130,7 @@ def test_gradients_match_central_finite_differences(output, loss, hidden, isa):
     w = rng.uniform(0.5, 2, 6)
     kwargs = dict(loss=loss, reduction="mean", sample_weight=w)
     _, grad = _core.loss_gradient(net.topology, net.params, X, T, **kwargs)
-    h = 1e-6
-    numeric = np.empty_like(grad)
-    for i in range(net.topology.n_params):
-        p = net.params.copy()
-        p[i] += h
-        e_plus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
-        p[i] -= 2 * h
-        e_minus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
-        numeric[i] = (e_plus - e_minus) / (2 * h) / w.sum()  # 'mean' scales the gradient, not E
+    numeric = central_differences(net, X, T, kwargs) / w.sum()  # 'mean' scales the gradient, not E
     # As in test_kernels: O(h^2) truncation and ~1e-10 relative rounding of E / h. A ReLU kink
     # within h of a total input would break this; at these random inputs none is that close.
     scale = np.max(np.abs(numeric))
@@ -442,15 +447,7 @@ def test_dropout_gradient_matches_finite_differences_of_the_same_masks(isa):
     T = rng.uniform(size=(6, 3))
     kwargs = dict(loss="cross_entropy", dropout=0.4, dropout_key=99)
     _, grad = _core.loss_gradient(net.topology, net.params, X, T, **kwargs)
-    h = 1e-6
-    numeric = np.empty_like(grad)
-    for i in range(net.topology.n_params):
-        p = net.params.copy()
-        p[i] += h
-        e_plus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
-        p[i] -= 2 * h
-        e_minus, _ = reference.loss_gradient(net.topology, p, X, T, **kwargs)
-        numeric[i] = (e_plus - e_minus) / (2 * h)
+    numeric = central_differences(net, X, T, kwargs)
     scale = np.max(np.abs(numeric))
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7 * scale)
 
