@@ -125,6 +125,15 @@ typedef struct {
                                   of all of it) before an update whose gradient is longer */
 } bp_phase;
 
+/* Each member's settings for one population_train call, arrays of n_members: the momentum rule's
+   lr, momentum and weight decay (of params [0, n_decayed)), the stop rule's tol (<= 0: none), and
+   the sweeps to run in this call (0: leave the member as it is). */
+typedef struct {
+    const double *lr, *momentum, *weight_decay, *stop_tol;
+    const int64_t *n_sweeps;
+    int64_t n_decayed;
+} bp_members;
+
 #define BP_DECLARE(REAL, SFX)                                                                   \
     typedef struct bp_workspace_##SFX bp_workspace_##SFX;                                       \
     /* Buffers for batches of up to max_rows of n_samples cases, with `features` (enum          \
@@ -160,7 +169,23 @@ BP_DECLARE(double, f64)
  *                     cfg->stop cut it short)
  *   unit_function:    activation `function` (softmax excepted), or ln if it is BP_N_ACTIVATIONS,
  *                     vectorised, in place (for tests of its accuracy)
- *   small_net:        whether cfg->small_nets would send this net through the whole-net loop */
+ *   small_net:        whether cfg->small_nets would send this net through the whole-net loop
+ *   population_train: full-batch sweeps of a population of n_members nets of this topology (one
+ *                     that small_net accepts), members in the vector lanes (population.inc.c),
+ *                     each exactly as `train` would take it alone. Member m's params and velocity
+ *                     are rows m of params and velocity (n_members, n_params); back (n_members,
+ *                     2 n_params) keeps each member's params and velocity at the start of its last
+ *                     updated sweep, across calls. X and T are one member's (as for train) at
+ *                     X + m * x_stride, T + m * t_stride (stride 0: shared by all). status[m]
+ *                     (enum bp_status, BP_RUNNING to train) and n_done[m] (the sweeps of this
+ *                     fit so far) are updated in place; errors[m * errors_ld + k] (if not NULL)
+ *                     gets the error of the member's k-th sweep of this call. A member whose error
+ *                     is non-finite goes back to its previous sweep's start, one whose update made
+ *                     a weight non-finite to this sweep's start, as Network.fit does. With
+ *                     final_error not NULL it only evaluates: final_error[m] = E and within[m] =
+ *                     the stop test of members->stop_tol. Threads (cfg->n_threads) take whole
+ *                     groups of members. Returns 0, BP_STOPPED if cfg->stop cut it short (each
+ *                     member at the end of a sweep), or -1 if out of memory (nothing changed). */
 #define BP_KERNEL_FIELDS(REAL, SFX)                                                              \
     int (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,         \
                          const REAL *X, int64_t n_rows, int n_threads, const bp_stop *stop);    \
@@ -177,7 +202,13 @@ BP_DECLARE(double, f64)
                              const REAL *X, const REAL *T, const bp_train_config *cfg,          \
                              int *all_within);                                                  \
     void (*unit_function_##SFX)(REAL *x, int64_t n, int function);                              \
-    int (*small_net_##SFX)(const bp_net *net);
+    int (*small_net_##SFX)(const bp_net *net);                                                  \
+    int (*population_train_##SFX)(const bp_net *net, int64_t n_members, REAL *params,           \
+                                  REAL *velocity, REAL *back, const REAL *X, int64_t x_stride,  \
+                                  const REAL *T, int64_t t_stride, const bp_train_config *cfg,  \
+                                  const bp_members *members, int *status, int64_t *n_done,      \
+                                  double *errors, int64_t errors_ld, double *final_error,       \
+                                  int *within);
 
 typedef struct {
     const char *name; /* "baseline", "avx2" (AVX2 + FMA) or "avx512" */

@@ -503,7 +503,8 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
     const int64_t n_out = net->size[out], ld = ws->ld;
     const int activation = net->activation[out];
     const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ld : NULL;
-    const REAL scale = FN(gradient_scale)(weights, n_rows, cfg);
+    const VREAL scale = FN(vsplat)(FN(gradient_scale)(weights, n_rows, cfg));
+    const VREAL tol = FN(vsplat)((REAL)cfg->stop_tol);
     OMP_FOR
     for (int64_t o = 0; o < n_out; o++) {
         const REAL *y = ws->y[out] + o * ld, *d = ws->t_batch + o * ld;
@@ -513,8 +514,8 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
         for (int64_t lane = 0; lane < lanes; lane += VW) {
             const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
             FN(vstore)(dy + lane, FN(output_delta)(FN(vload)(y + lane), FN(vload)(d + lane), w,
-                                                   n_rows - lane, cfg, activation, scale, &sum,
-                                                   &outside));
+                                                   n_rows - lane, cfg, activation, scale, tol,
+                                                   &sum, &outside));
         }
         int within = 1;
         for (int i = 0; i < VW; i++)

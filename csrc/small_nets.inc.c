@@ -66,7 +66,8 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
         err_sum[o] = FN(vsplat)(0);
     const int out_activation = net->activation[out];
     const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ld : NULL;
-    const REAL scale = FN(gradient_scale)(weights, n_rows, cfg);
+    const VREAL scale = FN(vsplat)(FN(gradient_scale)(weights, n_rows, cfg));
+    const VREAL tol = FN(vsplat)((REAL)cfg->stop_tol);
     VINT outside = {0};
 #define ACT(u) (act + (u) * SPAN_VECTORS)
 #define DELTA(u) (delta + (u) * SPAN_VECTORS)
@@ -109,8 +110,8 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
                 const int64_t lane = lane0 + j * VW;
                 const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
                 d[j] = FN(output_delta)(y[j], FN(vload)(ws->t_batch + o * ld + lane), w,
-                                        n_rows - lane, cfg, out_activation, scale, &sum,
-                                        &outside);
+                                        n_rows - lane, cfg, out_activation, scale, tol,
+                                        &sum, &outside);
             }
             err_sum[o] = sum;
         }

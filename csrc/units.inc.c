@@ -186,14 +186,15 @@ static inline REAL FN(gradient_scale)(const REAL *weights, int64_t n_rows,
 #define LOSS_FACTOR(loss) ((loss) == BP_CROSS_ENTROPY ? 1.0 : 0.5)
 
 /* One output unit over one vector of cases: adds the lanes' loss terms to *loss, marks in
- * *outside the real lanes whose output is not within cfg->stop_tol of its target, and returns
- * dE/dx (times `scale`). Lanes past the first n_cases (padding), lanes of weight 0, and for the
+ * *outside the real lanes whose output is not within `tol` of its target, and returns dE/dx
+ * (times `scale` if cfg->mean). Lanes past the first n_cases (padding), lanes of weight 0, and for the
  * dead-zone loss the lanes inside the zone count nothing. w: the lanes' case weights (ignored
- * unless cfg->weighted). The small-nets loop and the layer kernels both call this, so they agree
- * bit for bit. */
+ * unless cfg->weighted). The small-nets loop, the layer kernels and the population lanes all call
+ * this, so they agree bit for bit. scale and tol are vectors for the lanes, whose members each
+ * have their own. */
 static inline VREAL FN(output_delta)(VREAL yv, VREAL dv, VREAL w, int64_t n_cases,
-                                     const bp_train_config *cfg, int activation, REAL scale,
-                                     VREAL *loss, VINT *outside)
+                                     const bp_train_config *cfg, int activation, VREAL scale,
+                                     VREAL tol, VREAL *loss, VINT *outside)
 {
     VINT lane_index;
     for (int i = 0; i < VW; i++)
@@ -204,7 +205,7 @@ static inline VREAL FN(output_delta)(VREAL yv, VREAL dv, VREAL w, int64_t n_case
         valid &= w != 0;
     const VREAL e = yv - dv;
     const VREAL abs_e = FN(vselect)(e < 0, -e, e);
-    *outside |= valid & ~(abs_e < (REAL)cfg->stop_tol);
+    *outside |= valid & ~(abs_e < tol);
     VINT keep = valid;
     if (cfg->loss == BP_DEAD_ZONE) {
         const REAL off = (REAL)cfg->dead_zone_off, on = (REAL)cfg->dead_zone_on;

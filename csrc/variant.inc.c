@@ -11,6 +11,7 @@
 #include "kernels.inc.c"
 #include "small_nets.inc.c"
 #include "train.inc.c"
+#include "population.inc.c" /* serial only: its threads take whole groups of members */
 #undef PARNAME
 #undef OMP_FOR
 #undef OMP_FOR_NOWAIT

@@ -62,6 +62,14 @@ cdef extern from "bpfast.h" nogil:
         double epsilon
         double clip_norm
 
+    ctypedef struct bp_members:
+        const double *lr
+        const double *momentum
+        const double *weight_decay
+        const double *stop_tol
+        const int64_t *n_sweeps
+        int64_t n_decayed
+
     enum: BP_MOMENTUM, BP_ADAM
     enum: BP_RUNNING, BP_SOLVED, BP_NON_FINITE, BP_NON_FINITE_WEIGHTS, BP_STOPPED
     enum: BP_WS_TRAINING, BP_WS_SWEEP_START, BP_WS_ADAM
@@ -119,6 +127,20 @@ cdef extern from "bpfast.h" nogil:
         int (*small_net_f32)(const bp_net *net) noexcept nogil
         void (*unit_function_f64)(double *x, int64_t n, int function) noexcept nogil
         int (*small_net_f64)(const bp_net *net) noexcept nogil
+        int (*population_train_f32)(const bp_net *net, int64_t n_members, float *params,
+                                    float *velocity, float *back, const float *X,
+                                    int64_t x_stride, const float *T, int64_t t_stride,
+                                    const bp_train_config *cfg, const bp_members *members,
+                                    int *status, int64_t *n_done, double *errors,
+                                    int64_t errors_ld, double *final_error,
+                                    int *within) noexcept nogil
+        int (*population_train_f64)(const bp_net *net, int64_t n_members, double *params,
+                                    double *velocity, double *back, const double *X,
+                                    int64_t x_stride, const double *T, int64_t t_stride,
+                                    const bp_train_config *cfg, const bp_members *members,
+                                    int *status, int64_t *n_done, double *errors,
+                                    int64_t errors_ld, double *final_error,
+                                    int *within) noexcept nogil
 
     const bp_kernels *bp_kernels_named(const char *name)
     int bp_openmp_enabled()
@@ -856,6 +878,109 @@ cdef tuple _run(const bp_kernels *kernels, const bp_net *net, void *ws, floating
                                     &errors[offset], &status)
     cfg.stop = saved
     return ran, status
+
+
+# -- populations --------------------------------------------------------------------------------
+
+def population_train(topology, params, velocity, back, X, T, *, n_samples, shared_x, shared_t,
+                     lr, momentum, weight_decay, stop_tol, n_sweeps, n_decayed, status, n_done,
+                     errors=None, final_error=None, within=None, loss="sse",
+                     dead_zone=(0.2, 0.8), reduction="sum", weighted=False, n_threads=1):
+    """Full-batch sweeps of a population of small nets, members in the vector lanes
+    (csrc/population.inc.c; bp_kernels.population_train says what each array is). params and
+    velocity are (n_members, n_params), back (n_members, 2 n_params); X and T one member's
+    (n_samples, columns) if shared_x / shared_t, else every member's (n_members, n_samples,
+    columns), T ending with the case weight if `weighted`; lr .. stop_tol float64 and n_sweeps
+    int64 per member; status (int32) and n_done (int64) are updated in place; errors (n_members,
+    >= max(n_sweeps)) float64 or None; with final_error (float64) and within (int32) given, only
+    evaluates. Ctrl-C stops every member at the end of a sweep and raises KeyboardInterrupt."""
+    return _population_train(topology, params, velocity, back, X.reshape(-1), T.reshape(-1),
+                             n_samples, shared_x, shared_t, lr, momentum, weight_decay, stop_tol,
+                             n_sweeps, n_decayed, status, n_done, errors, final_error, within,
+                             loss, dead_zone, reduction, weighted, n_threads)
+
+
+def _population_train(topology, floating[:, ::1] params, floating[:, ::1] velocity,
+                      floating[:, ::1] back, const floating[::1] X, const floating[::1] T,
+                      int64_t n_samples, bint shared_x, bint shared_t, const double[::1] lr,
+                      const double[::1] momentum, const double[::1] weight_decay,
+                      const double[::1] stop_tol, const int64_t[::1] n_sweeps,
+                      int64_t n_decayed, int[::1] status, int64_t[::1] n_done, errors,
+                      final_error, within, str loss, dead_zone, str reduction, bint weighted,
+                      int n_threads):
+    cdef const bp_kernels *kernels = KERNELS
+    cdef CompiledTopology compiled = _compiled(topology)
+    cdef const bp_net *net = &compiled.net
+    cdef int64_t n_members = params.shape[0], n_params = topology.n_params
+    cdef int64_t x_cols = topology.n_input_cols, t_cols = topology.n_outputs + weighted
+    cdef int64_t x_stride = 0 if shared_x else n_samples * x_cols
+    cdef int64_t t_stride = 0 if shared_t else n_samples * t_cols
+    cdef double[:, ::1] error_log
+    cdef double[::1] final
+    cdef int[::1] final_within
+    cdef double *error_ptr = NULL
+    cdef double *final_ptr = NULL
+    cdef int *within_ptr = NULL
+    cdef int64_t errors_ld = 0
+    if not (kernels.small_net_f32(net) if floating is float else kernels.small_net_f64(net)):
+        raise ValueError("population_train takes the small nets of small_net() only")
+    if (n_members == 0 or params.shape[1] != n_params or velocity.shape[0] != n_members or
+            velocity.shape[1] != n_params or back.shape[0] != n_members or
+            back.shape[1] != 2 * n_params):
+        raise ValueError(f"params and velocity must be ({n_members} > 0, {n_params}) and back "
+                         f"({n_members}, {2 * n_params})")
+    if n_samples <= 0 or X.shape[0] != (1 if shared_x else n_members) * n_samples * x_cols or \
+            T.shape[0] != (1 if shared_t else n_members) * n_samples * t_cols:
+        raise ValueError(f"X and T must hold {n_samples} > 0 cases of {x_cols} and {t_cols} "
+                         f"values (for each member unless shared)")
+    for name, array in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay),
+                        ("stop_tol", stop_tol), ("n_sweeps", n_sweeps), ("status", status),
+                        ("n_done", n_done)):
+        if array.shape[0] != n_members:
+            raise ValueError(f"{name} must have one value per member ({n_members})")
+    if not 0 <= n_decayed <= n_params:
+        raise ValueError(f"n_decayed must be in [0, {n_params}], got {n_decayed}")
+    if final_error is not None:
+        final, final_within = final_error, within
+        if final.shape[0] != n_members or final_within.shape[0] != n_members:
+            raise ValueError("final_error and within must have one value per member")
+        final_ptr, within_ptr = &final[0], &final_within[0]
+    elif errors is not None:
+        error_log = errors
+        errors_ld = error_log.shape[1]
+        if error_log.shape[0] != n_members or errors_ld < max(np.max(n_sweeps), 1):
+            raise ValueError("errors must have a row per member, as long as its sweeps")
+        error_ptr = &error_log[0, 0]
+    cdef bp_members members
+    members.lr, members.momentum = &lr[0], &momentum[0]
+    members.weight_decay, members.stop_tol = &weight_decay[0], &stop_tol[0]
+    members.n_sweeps, members.n_decayed = &n_sweeps[0], n_decayed
+    cdef bp_train_config cfg = _config(n_samples, n_samples, False, loss, dead_zone, None,
+                                       n_threads, reduction, weighted)
+    cdef bp_stop stop
+    cdef int outcome
+    armed = _arm_interrupts(&stop)
+    cfg.stop = &stop
+    try:
+        with nogil:
+            if floating is float:
+                outcome = kernels.population_train_f32(
+                    net, n_members, &params[0, 0], &velocity[0, 0], &back[0, 0], &X[0], x_stride,
+                    &T[0], t_stride, &cfg, &members, &status[0], &n_done[0], error_ptr, errors_ld,
+                    final_ptr, within_ptr)
+            else:
+                outcome = kernels.population_train_f64(
+                    net, n_members, &params[0, 0], &velocity[0, 0], &back[0, 0], &X[0], x_stride,
+                    &T[0], t_stride, &cfg, &members, &status[0], &n_done[0], error_ptr, errors_ld,
+                    final_ptr, within_ptr)
+        if outcome < 0:
+            raise MemoryError("bpfast could not allocate the buffers of a population's groups")
+        if outcome == BP_STOPPED:
+            _interrupted(&stop)  # raises KeyboardInterrupt, as a rule
+        return outcome == BP_STOPPED
+    finally:
+        if armed:
+            bp_interrupt_uninstall()
 
 
 # -- the build ----------------------------------------------------------------------------------

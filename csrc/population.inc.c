@@ -1,0 +1,333 @@
+/* population.inc.c: full-batch training of a population of one small net with its members in the
+ * vector lanes, for one (REAL, ISA); included by variant.inc.c in the serial instantiation (threads
+ * take whole groups of VW members, see api.inc.c: population_train).
+ *
+ * Member g0 + k of a group lives in lane k of every vector: its parameter p is lane k of w[p].
+ * For a tiny net one member cannot fill a vector with work (the paper's 6-2-1 symmetry net has two
+ * hidden units), but VW members can: every multiply-add is then a full vector's. Cases go by one
+ * per pass, VW of them side by side for independent work; inputs shared by every member are
+ * broadcast, a member's own are gathered.
+ *
+ * For each member the operations are those of small_nets.inc.c's loss_gradient_small on that
+ * member alone, in the same order: the forward sums from the bias through the sources in order;
+ * case r of the sweep goes to gradient accumulator r % VW (the lane the single net gives it), the
+ * cases in order, and the VW accumulators are then summed in hsum's pairwise order; the error
+ * likewise; the update is update_params_omp's. So a member ends where Network.fit (which takes
+ * that loop for such nets) would take it, bit for bit: the tests compare the two. That is why
+ * only the nets small_net_fits accepts come here.
+ */
+
+/* What a group keeps for its VW members: lane-major params and velocity, their copies at the
+   start of the last sweep whose update was applied (a diverged member goes back there), and the
+   per-case accumulators of one gradient pass. In vectors. */
+static inline size_t FN(population_group_vectors)(const bp_net *net)
+{
+    int64_t units = 0;
+    for (int l = 0; l < net->n_layers; l++)
+        units += net->size[l];
+    const int64_t n_out = net->size[net->n_layers - 1];
+    return (size_t)(4 * net->n_params + VW * (net->n_params + n_out + 2 * units));
+}
+
+/* Value `col` of case r as a vector over the group's members: broadcast if every member shares
+   the data (member_stride 0), else each lane from its member's own rows (lanes past the last
+   member repeat it). */
+static inline VREAL FN(member_values)(const REAL *data, int64_t member_stride, int64_t row_stride,
+                                      int64_t r, int64_t col, int64_t first, int64_t count)
+{
+    if (member_stride == 0)
+        return FN(vsplat)(data[r * row_stride + col]);
+    VREAL v;
+    for (int k = 0; k < VW; k++)
+        v[k] = data[(first + MIN(k, count - 1)) * member_stride + r * row_stride + col];
+    return v;
+}
+
+/* One full-batch gradient pass of the group at its lane-major params w: grad (in acc[p * VW],
+   the per-case accumulators summed), error[k] = E of member k, *outside: the lanes with an
+   output not within tol of its target. With gradients = 0 only the error and the test. */
+static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, VREAL *act,
+                                VREAL *delta, VREAL *err, const REAL *X, int64_t x_stride,
+                                const REAL *T, int64_t t_stride, const bp_train_config *cfg,
+                                VREAL scale, VREAL tol,
+                                int64_t first, int64_t count, int gradients, double *error,
+                                VINT *outside)
+{
+    const int out = net->n_layers - 1;
+    const int64_t n_out = net->size[out], n_params = net->n_params;
+    const int64_t x_cols = net->n_input_cols, t_cols = n_out + cfg->weighted;
+    int64_t first_unit[SMALL_MAX_LAYERS], units = 0;
+    for (int l = 0; l < net->n_layers; l++) {
+        first_unit[l] = units;
+        units += net->size[l];
+    }
+    const VREAL zero = FN(vsplat)(0);
+    if (gradients)
+        for (int64_t i = 0; i < n_params * VW; i++)
+            acc[i] = zero;
+    for (int64_t i = 0; i < n_out * VW; i++)
+        err[i] = zero;
+    VINT lanes_outside = {0};
+    const int out_activation = net->activation[out];
+#define ACT(u) (act + (u) * VW)
+#define DELTA(u) (delta + (u) * VW)
+
+    for (int64_t r0 = 0; r0 < cfg->n_samples; r0 += VW) {
+        const int64_t span = MIN(VW, cfg->n_samples - r0);
+        for (int g = 0; g < net->n_inputs; g++)
+            for (int64_t c = 0; c < net->size[g]; c++)
+                for (int64_t j = 0; j < span; j++)
+                    ACT(first_unit[g] + c)[j] = FN(member_values)(
+                        X, x_stride, x_cols, r0 + j, net->input_col[g] + c, first, count);
+        for (int l = net->n_inputs; l < net->n_layers; l++) {
+            for (int64_t o = 0; o < net->size[l]; o++) {
+                VREAL *y = ACT(first_unit[l] + o);
+                const VREAL start = net->bias_offset[l] >= 0 ? w[net->bias_offset[l] + o] : zero;
+                for (int64_t j = 0; j < span; j++)
+                    y[j] = start;
+                for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+                    const int src = net->src_layer[e];
+                    const int64_t n_in = net->size[src];
+                    const VREAL *wo = w + net->w_offset[e] + o * n_in;
+                    for (int64_t c = 0; c < n_in; c++) {
+                        const VREAL *x = ACT(first_unit[src] + c);
+                        for (int64_t j = 0; j < span; j++)
+                            y[j] = VFMA(wo[c], x[j], y[j]);
+                    }
+                }
+                for (int64_t j = 0; j < span; j++)
+                    y[j] = FN(vactivate)(y[j], net->activation[l]);
+            }
+        }
+        for (int64_t o = 0; o < n_out; o++) {
+            const VREAL *y = ACT(first_unit[out] + o);
+            VREAL *d = DELTA(first_unit[out] + o);
+            for (int64_t j = 0; j < span; j++) {
+                const VREAL wr = cfg->weighted ? FN(member_values)(T, t_stride, t_cols, r0 + j,
+                                                                   n_out, first, count)
+                                               : FN(vsplat)(1);
+                const VREAL t = FN(member_values)(T, t_stride, t_cols, r0 + j, o, first, count);
+                d[j] = FN(output_delta)(y[j], t, wr, VW, cfg, out_activation, scale, tol,
+                                        &err[o * VW + j], &lanes_outside);
+            }
+        }
+        if (!gradients)
+            continue;
+        for (int l = out; l >= net->n_inputs; l--) {
+            const int64_t n = net->size[l];
+            if (l != out && net->activation[l] != BP_IDENTITY)
+                for (int64_t o = 0; o < n; o++) {
+                    VREAL *d = DELTA(first_unit[l] + o);
+                    const VREAL *y = ACT(first_unit[l] + o);
+                    for (int64_t j = 0; j < span; j++)
+                        d[j] = d[j] * FN(vderivative)(y[j], net->activation[l]);
+                }
+            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+                const int src = net->src_layer[e];
+                const int64_t n_in = net->size[src];
+                VREAL *g = acc + net->w_offset[e] * VW;
+                for (int64_t o = 0; o < n; o++)
+                    for (int64_t c = 0; c < n_in; c++) {
+                        const VREAL *d = DELTA(first_unit[l] + o), *x = ACT(first_unit[src] + c);
+                        VREAL *sum = g + (o * n_in + c) * VW;
+                        for (int64_t j = 0; j < span; j++)
+                            sum[j] = VFMA(d[j], x[j], sum[j]);
+                    }
+            }
+            if (net->bias_offset[l] >= 0)
+                for (int64_t o = 0; o < n; o++) {
+                    const VREAL *d = DELTA(first_unit[l] + o);
+                    VREAL *sum = acc + (net->bias_offset[l] + o) * VW;
+                    for (int64_t j = 0; j < span; j++)
+                        sum[j] += d[j];
+                }
+            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+                const int src = net->src_layer[e];
+                if (src < net->n_inputs)
+                    continue;
+                const int64_t n_in = net->size[src];
+                const VREAL *we = w + net->w_offset[e];
+                for (int64_t c = 0; c < n_in; c++) {
+                    VREAL *d_src = DELTA(first_unit[src] + c);
+                    if (!net->accumulate[e])
+                        for (int64_t j = 0; j < span; j++)
+                            d_src[j] = zero;
+                    for (int64_t o = 0; o < n; o++) {
+                        const VREAL *d = DELTA(first_unit[l] + o);
+                        for (int64_t j = 0; j < span; j++)
+                            d_src[j] = VFMA(we[o * n_in + c], d[j], d_src[j]);
+                    }
+                }
+            }
+        }
+    }
+#undef ACT
+#undef DELTA
+    /* hsum's pairwise order over the accumulators of cases r % VW = 0 .. VW-1 */
+    for (int width = VW / 2; width >= 1; width /= 2) {
+        if (gradients)
+            for (int64_t p = 0; p < n_params; p++)
+                for (int i = 0; i < width; i++)
+                    acc[p * VW + i] += acc[p * VW + i + width];
+        for (int64_t o = 0; o < n_out; o++)
+            for (int i = 0; i < width; i++)
+                err[o * VW + i] += err[o * VW + i + width];
+    }
+    for (int k = 0; k < VW; k++) {
+        double e = 0;
+        for (int64_t o = 0; o < n_out; o++)
+            e += LOSS_FACTOR(cfg->loss) * (double)err[o * VW][k];
+        error[k] = e;
+    }
+    *outside = lanes_outside;
+}
+
+/* Train (or, if final_error, evaluate) members [first, first + count) of the population, count <=
+ * VW, with `scratch` of population_group_vectors vectors. See bp_kernels.population_train. */
+static int FN(population_group)(const bp_net *net, int64_t first, int64_t count, REAL *params,
+                                REAL *velocity, REAL *back, const REAL *X, int64_t x_stride,
+                                const REAL *T, int64_t t_stride, const bp_train_config *cfg,
+                                const bp_members *members, int *status, int64_t *n_done,
+                                double *errors, int64_t errors_ld, double *final_error,
+                                int *within, VREAL *scratch)
+{
+    const int64_t n_params = net->n_params;
+    const int64_t n_out = net->size[net->n_layers - 1];
+    int64_t units = 0;
+    for (int l = 0; l < net->n_layers; l++)
+        units += net->size[l];
+    VREAL *w = scratch, *v = w + n_params, *back_w = v + n_params, *back_v = back_w + n_params;
+    VREAL *acc = back_v + n_params, *err = acc + n_params * VW, *act = err + n_out * VW;
+    VREAL *delta = act + units * VW;
+    const VREAL zero = FN(vsplat)(0);
+
+    /* the members' lanes; lanes past the last member hold zeros and never change */
+    for (int64_t p = 0; p < n_params; p++) {
+        w[p] = v[p] = back_w[p] = back_v[p] = zero;
+        for (int64_t k = 0; k < count; k++) {
+            const int64_t m = first + k;
+            w[p][k] = params[m * n_params + p];
+            v[p][k] = velocity[m * n_params + p];
+            back_w[p][k] = back[m * 2 * n_params + p];
+            back_v[p][k] = back[m * 2 * n_params + n_params + p];
+        }
+    }
+    /* each member's settings as lanes */
+    VREAL lr = zero, momentum = zero, keep = zero, tol = zero, scale = zero;
+    int64_t remaining[VW] = {0};
+    int stop_rule[VW] = {0};
+    for (int64_t k = 0; k < count; k++) {
+        const int64_t m = first + k;
+        lr[k] = (REAL)members->lr[m];
+        momentum[k] = (REAL)members->momentum[m];
+        keep[k] = (REAL)(1.0 - members->weight_decay[m]);
+        tol[k] = (REAL)members->stop_tol[m];
+        stop_rule[k] = members->stop_tol[m] > 0;
+        remaining[k] = status[m] == BP_RUNNING ? members->n_sweeps[m] : 0;
+        /* gradient_scale's, from this member's own case weights */
+        double total = (double)cfg->n_samples;
+        if (cfg->weighted) {
+            const REAL *t = T + m * t_stride + n_out;
+            total = 0;
+            for (int64_t r = 0; r < cfg->n_samples; r++)
+                total += t[r * (n_out + 1)];
+        }
+        scale[k] = total > 0 ? (REAL)(1.0 / total) : (REAL)0;
+    }
+    double error[VW];
+    VINT outside;
+
+    if (final_error) {
+        FN(population_pass)(net, w, acc, act, delta, err, X, x_stride, T, t_stride, cfg, scale,
+                            tol, first, count, 0, error, &outside);
+        for (int64_t k = 0; k < count; k++) {
+            final_error[first + k] = error[k];
+            within[first + k] = outside[k] == 0;
+        }
+        return 0;
+    }
+
+    int stopped = 0;
+    for (int64_t sweep = 0;; sweep++) {
+        VINT active = {0};
+        int any = 0;
+        for (int64_t k = 0; k < count; k++)
+            if (remaining[k] > 0) {
+                active[k] = -1;
+                any = 1;
+            }
+        if (!any)
+            break;
+        if (bp_stop_requested(cfg->stop)) {
+            stopped = 1;
+            break;
+        }
+        FN(population_pass)(net, w, acc, act, delta, err, X, x_stride, T, t_stride, cfg, scale,
+                            tol, first, count, 1, error, &outside);
+        /* train_body's decisions, member by member: a non-finite error goes back to the start
+           of the sweep before (whose update led here), a member within its tol has solved */
+        for (int64_t k = 0; k < count; k++) {
+            if (!active[k])
+                continue;
+            const int64_t m = first + k;
+            if (errors)
+                errors[m * errors_ld + sweep] = error[k];
+            if (!isfinite(error[k])) {
+                status[m] = BP_NON_FINITE;
+                if (n_done[m] > 0) {
+                    n_done[m]--;
+                    for (int64_t p = 0; p < n_params; p++) {
+                        w[p][k] = back_w[p][k];
+                        v[p][k] = back_v[p][k];
+                    }
+                }
+            } else if (stop_rule[k] && outside[k] == 0) {
+                status[m] = BP_SOLVED;
+            }
+            if (status[m] != BP_RUNNING) {
+                active[k] = 0;
+                remaining[k] = 0;
+            }
+        }
+        /* update_params_omp's momentum rule, in the active lanes only */
+        VINT bad = {0};
+        for (int64_t p = 0; p < n_params; p++) {
+            const VREAL g = acc[p * VW];
+            const VREAL vp = momentum * v[p] - lr * g;
+            VREAL wp = w[p] + vp;
+            if (p < members->n_decayed)
+                wp = wp * keep;
+            back_w[p] = FN(vselect)(active, w[p], back_w[p]);
+            back_v[p] = FN(vselect)(active, v[p], back_v[p]);
+            w[p] = FN(vselect)(active, wp, w[p]);
+            v[p] = FN(vselect)(active, vp, v[p]);
+            bad |= active & ~(wp - wp == 0);
+        }
+        for (int64_t k = 0; k < count; k++) {
+            if (!active[k])
+                continue;
+            const int64_t m = first + k;
+            if (bad[k]) { /* back to this sweep's start */
+                status[m] = BP_NON_FINITE_WEIGHTS;
+                remaining[k] = 0;
+                for (int64_t p = 0; p < n_params; p++) {
+                    w[p][k] = back_w[p][k];
+                    v[p][k] = back_v[p][k];
+                }
+            } else {
+                n_done[m]++;
+                remaining[k]--;
+            }
+        }
+    }
+
+    for (int64_t p = 0; p < n_params; p++)
+        for (int64_t k = 0; k < count; k++) {
+            const int64_t m = first + k;
+            params[m * n_params + p] = w[p][k];
+            velocity[m * n_params + p] = v[p][k];
+            back[m * 2 * n_params + p] = back_w[p][k];
+            back[m * 2 * n_params + n_params + p] = back_v[p][k];
+        }
+    return stopped;
+}
