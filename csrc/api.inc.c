@@ -107,14 +107,14 @@ static void API(unit_function)(REAL *x, int64_t n, int function)
 
 static int API(small_net)(const bp_net *net) { return FNS(small_net_fits)(net); }
 
-static int API(population_train)(const bp_net *net, int64_t n_members, REAL *params,
-                                 REAL *velocity, REAL *back, const REAL *X, int64_t x_stride,
-                                 const REAL *T, int64_t t_stride, const bp_train_config *cfg,
-                                 const bp_members *members, int *status, int64_t *n_done,
-                                 double *errors, int64_t errors_ld, double *final_error,
-                                 int *within)
+static int API(population_train)(const bp_net *net, const int64_t *order, int64_t n_order,
+                                 REAL *params, REAL *velocity, REAL *back, const REAL *X,
+                                 int64_t x_stride, const REAL *T, int64_t t_stride,
+                                 const bp_train_config *cfg, const bp_members *members,
+                                 int *status, int64_t *n_done, double *errors, int64_t errors_ld,
+                                 double *final_error, int *within)
 {
-    const int64_t n_groups = FNS(ceil_div)(n_members, VW);
+    const int64_t n_groups = FNS(ceil_div)(n_order, VW);
     const int n_threads = (int)MIN((int64_t)bp_parallel_threads(cfg->n_threads), n_groups);
     const size_t vectors = FNS(population_group_vectors)(net);
     /* every thread's buffers first, so that running out of memory changes nothing */
@@ -124,7 +124,7 @@ static int API(population_train)(const bp_net *net, int64_t n_members, REAL *par
     VREAL *scratch = (VREAL *)(((uintptr_t)block + 63) & ~(uintptr_t)63);
     int stopped = 0;
 #define GROUP(g, buffers)                                                                        \
-    FNS(population_group)(net, (g) * VW, MIN((int64_t)VW, n_members - (g) * VW), params,         \
+    FNS(population_group)(net, order + (g) * VW, MIN((int64_t)VW, n_order - (g) * VW), params,   \
                           velocity, back, X, x_stride, T, t_stride, cfg, members, status,        \
                           n_done, errors, errors_ld, final_error, within, buffers)
 #ifdef _OPENMP

@@ -170,12 +170,14 @@ BP_DECLARE(double, f64)
  *   unit_function:    activation `function` (softmax excepted), or ln if it is BP_N_ACTIVATIONS,
  *                     vectorised, in place (for tests of its accuracy)
  *   small_net:        whether cfg->small_nets would send this net through the whole-net loop
- *   population_train: full-batch sweeps of a population of n_members nets of this topology (one
- *                     that small_net accepts), members in the vector lanes (population.inc.c),
- *                     each exactly as `train` would take it alone. Member m's params and velocity
- *                     are rows m of params and velocity (n_members, n_params); back (n_members,
- *                     2 n_params) keeps each member's params and velocity at the start of its last
- *                     updated sweep, across calls. X and T are one member's (as for train) at
+ *   population_train: full-batch sweeps of members order[0 .. n_order) of a population of nets
+ *                     of this topology (one that small_net accepts), VW at a time in the vector
+ *                     lanes (population.inc.c), each exactly as `train` would take it alone (so
+ *                     the caller may regroup them freely between calls). Member m's params and
+ *                     velocity are rows m of params and velocity (n_members, n_params); back
+ *                     (n_members, 2 n_params) keeps each member's params and velocity at the start
+ *                     of its last updated sweep, across calls. X and T are one member's (as for
+ *                     train) at
  *                     X + m * x_stride, T + m * t_stride (stride 0: shared by all). status[m]
  *                     (enum bp_status, BP_RUNNING to train) and n_done[m] (the sweeps of this
  *                     fit so far) are updated in place; errors[m * errors_ld + k] (if not NULL)
@@ -203,8 +205,9 @@ BP_DECLARE(double, f64)
                              int *all_within);                                                  \
     void (*unit_function_##SFX)(REAL *x, int64_t n, int function);                              \
     int (*small_net_##SFX)(const bp_net *net);                                                  \
-    int (*population_train_##SFX)(const bp_net *net, int64_t n_members, REAL *params,           \
-                                  REAL *velocity, REAL *back, const REAL *X, int64_t x_stride,  \
+    int (*population_train_##SFX)(const bp_net *net, const int64_t *order, int64_t n_order,     \
+                                  REAL *params, REAL *velocity, REAL *back, const REAL *X,      \
+                                  int64_t x_stride,                                             \
                                   const REAL *T, int64_t t_stride, const bp_train_config *cfg,  \
                                   const bp_members *members, int *status, int64_t *n_done,      \
                                   double *errors, int64_t errors_ld, double *final_error,       \

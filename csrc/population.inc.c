@@ -29,17 +29,18 @@ static inline size_t FN(population_group_vectors)(const bp_net *net)
     return (size_t)(4 * net->n_params + VW * (net->n_params + n_out + 2 * units));
 }
 
-/* Value `col` of case r as a vector over the group's members: broadcast if every member shares
-   the data (member_stride 0), else each lane from its member's own rows (lanes past the last
-   member repeat it). */
+/* Value `col` of case r as a vector over the group's members (`member[k]` in lane k): broadcast
+   if every member shares the data (member_stride 0), else each lane from its member's own rows
+   (lanes past the last member repeat it). */
 static inline VREAL FN(member_values)(const REAL *data, int64_t member_stride, int64_t row_stride,
-                                      int64_t r, int64_t col, int64_t first, int64_t count)
+                                      int64_t r, int64_t col, const int64_t *member,
+                                      int64_t count)
 {
     if (member_stride == 0)
         return FN(vsplat)(data[r * row_stride + col]);
     VREAL v;
     for (int k = 0; k < VW; k++)
-        v[k] = data[(first + MIN(k, count - 1)) * member_stride + r * row_stride + col];
+        v[k] = data[member[MIN(k, count - 1)] * member_stride + r * row_stride + col];
     return v;
 }
 
@@ -49,8 +50,8 @@ static inline VREAL FN(member_values)(const REAL *data, int64_t member_stride, i
 static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, VREAL *act,
                                 VREAL *delta, VREAL *err, const REAL *X, int64_t x_stride,
                                 const REAL *T, int64_t t_stride, const bp_train_config *cfg,
-                                VREAL scale, VREAL tol,
-                                int64_t first, int64_t count, int gradients, double *error,
+                                VREAL scale, VREAL tol, const int64_t *member, int64_t count,
+                                int gradients, double *error,
                                 VINT *outside)
 {
     const int out = net->n_layers - 1;
@@ -78,7 +79,7 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
             for (int64_t c = 0; c < net->size[g]; c++)
                 for (int64_t j = 0; j < span; j++)
                     ACT(first_unit[g] + c)[j] = FN(member_values)(
-                        X, x_stride, x_cols, r0 + j, net->input_col[g] + c, first, count);
+                        X, x_stride, x_cols, r0 + j, net->input_col[g] + c, member, count);
         for (int l = net->n_inputs; l < net->n_layers; l++) {
             for (int64_t o = 0; o < net->size[l]; o++) {
                 VREAL *y = ACT(first_unit[l] + o);
@@ -104,9 +105,9 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
             VREAL *d = DELTA(first_unit[out] + o);
             for (int64_t j = 0; j < span; j++) {
                 const VREAL wr = cfg->weighted ? FN(member_values)(T, t_stride, t_cols, r0 + j,
-                                                                   n_out, first, count)
+                                                                   n_out, member, count)
                                                : FN(vsplat)(1);
-                const VREAL t = FN(member_values)(T, t_stride, t_cols, r0 + j, o, first, count);
+                const VREAL t = FN(member_values)(T, t_stride, t_cols, r0 + j, o, member, count);
                 d[j] = FN(output_delta)(y[j], t, wr, VW, cfg, out_activation, scale, tol,
                                         &err[o * VW + j], &lanes_outside);
             }
@@ -182,9 +183,11 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
     *outside = lanes_outside;
 }
 
-/* Train (or, if final_error, evaluate) members [first, first + count) of the population, count <=
- * VW, with `scratch` of population_group_vectors vectors. See bp_kernels.population_train. */
-static int FN(population_group)(const bp_net *net, int64_t first, int64_t count, REAL *params,
+/* Train (or, if final_error, evaluate) the population's members member[0 .. count), count <= VW,
+ * in lanes 0 .. count-1, with `scratch` of population_group_vectors vectors. See
+ * bp_kernels.population_train. */
+static int FN(population_group)(const bp_net *net, const int64_t *member, int64_t count,
+                                REAL *params,
                                 REAL *velocity, REAL *back, const REAL *X, int64_t x_stride,
                                 const REAL *T, int64_t t_stride, const bp_train_config *cfg,
                                 const bp_members *members, int *status, int64_t *n_done,
@@ -205,7 +208,7 @@ static int FN(population_group)(const bp_net *net, int64_t first, int64_t count,
     for (int64_t p = 0; p < n_params; p++) {
         w[p] = v[p] = back_w[p] = back_v[p] = zero;
         for (int64_t k = 0; k < count; k++) {
-            const int64_t m = first + k;
+            const int64_t m = member[k];
             w[p][k] = params[m * n_params + p];
             v[p][k] = velocity[m * n_params + p];
             back_w[p][k] = back[m * 2 * n_params + p];
@@ -217,7 +220,7 @@ static int FN(population_group)(const bp_net *net, int64_t first, int64_t count,
     int64_t remaining[VW] = {0};
     int stop_rule[VW] = {0};
     for (int64_t k = 0; k < count; k++) {
-        const int64_t m = first + k;
+        const int64_t m = member[k];
         lr[k] = (REAL)members->lr[m];
         momentum[k] = (REAL)members->momentum[m];
         keep[k] = (REAL)(1.0 - members->weight_decay[m]);
@@ -239,10 +242,10 @@ static int FN(population_group)(const bp_net *net, int64_t first, int64_t count,
 
     if (final_error) {
         FN(population_pass)(net, w, acc, act, delta, err, X, x_stride, T, t_stride, cfg, scale,
-                            tol, first, count, 0, error, &outside);
+                            tol, member, count, 0, error, &outside);
         for (int64_t k = 0; k < count; k++) {
-            final_error[first + k] = error[k];
-            within[first + k] = outside[k] == 0;
+            final_error[member[k]] = error[k];
+            within[member[k]] = outside[k] == 0;
         }
         return 0;
     }
@@ -263,13 +266,13 @@ static int FN(population_group)(const bp_net *net, int64_t first, int64_t count,
             break;
         }
         FN(population_pass)(net, w, acc, act, delta, err, X, x_stride, T, t_stride, cfg, scale,
-                            tol, first, count, 1, error, &outside);
+                            tol, member, count, 1, error, &outside);
         /* train_body's decisions, member by member: a non-finite error goes back to the start
            of the sweep before (whose update led here), a member within its tol has solved */
         for (int64_t k = 0; k < count; k++) {
             if (!active[k])
                 continue;
-            const int64_t m = first + k;
+            const int64_t m = member[k];
             if (errors)
                 errors[m * errors_ld + sweep] = error[k];
             if (!isfinite(error[k])) {
@@ -306,7 +309,7 @@ static int FN(population_group)(const bp_net *net, int64_t first, int64_t count,
         for (int64_t k = 0; k < count; k++) {
             if (!active[k])
                 continue;
-            const int64_t m = first + k;
+            const int64_t m = member[k];
             if (bad[k]) { /* back to this sweep's start */
                 status[m] = BP_NON_FINITE_WEIGHTS;
                 remaining[k] = 0;
@@ -323,7 +326,7 @@ static int FN(population_group)(const bp_net *net, int64_t first, int64_t count,
 
     for (int64_t p = 0; p < n_params; p++)
         for (int64_t k = 0; k < count; k++) {
-            const int64_t m = first + k;
+            const int64_t m = member[k];
             params[m * n_params + p] = w[p][k];
             velocity[m * n_params + p] = v[p][k];
             back[m * 2 * n_params + p] = back_w[p][k];

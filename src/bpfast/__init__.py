@@ -13,8 +13,9 @@ from . import datasets, reference, units
 from ._build import build_info
 from .io import load
 from .network import FitResult, Network
+from .population import Population, PopulationResult
 from .schedule import Phase
 from .topology import Layer, Topology
 
-__all__ = ["Network", "Layer", "Phase", "FitResult", "Topology", "build_info", "load", "datasets",
-           "reference", "units", "__version__"]
+__all__ = ["Network", "Population", "Layer", "Phase", "FitResult", "PopulationResult",
+           "Topology", "build_info", "load", "datasets", "reference", "units", "__version__"]

@@ -127,15 +127,16 @@ cdef extern from "bpfast.h" nogil:
         int (*small_net_f32)(const bp_net *net) noexcept nogil
         void (*unit_function_f64)(double *x, int64_t n, int function) noexcept nogil
         int (*small_net_f64)(const bp_net *net) noexcept nogil
-        int (*population_train_f32)(const bp_net *net, int64_t n_members, float *params,
-                                    float *velocity, float *back, const float *X,
+        int (*population_train_f32)(const bp_net *net, const int64_t *order, int64_t n_order,
+                                    float *params, float *velocity, float *back, const float *X,
                                     int64_t x_stride, const float *T, int64_t t_stride,
                                     const bp_train_config *cfg, const bp_members *members,
                                     int *status, int64_t *n_done, double *errors,
                                     int64_t errors_ld, double *final_error,
                                     int *within) noexcept nogil
-        int (*population_train_f64)(const bp_net *net, int64_t n_members, double *params,
-                                    double *velocity, double *back, const double *X,
+        int (*population_train_f64)(const bp_net *net, const int64_t *order, int64_t n_order,
+                                    double *params, double *velocity, double *back,
+                                    const double *X,
                                     int64_t x_stride, const double *T, int64_t t_stride,
                                     const bp_train_config *cfg, const bp_members *members,
                                     int *status, int64_t *n_done, double *errors,
@@ -285,6 +286,14 @@ cdef class TrainingGuard:
     cdef void release(self) noexcept:
         self.busy = 0
 
+    def __enter__(self):
+        self.claim()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+        return False
+
 
 # -- the topology and workspaces ----------------------------------------------------------------
 
@@ -336,6 +345,10 @@ cdef int _check_arrays(topology, int64_t n_params, int64_t n_velocity, int64_t n
         raise ValueError(f"X must have {topology.n_input_cols} columns and T "
                          f"{topology.n_outputs}, got {x_cols} and {t_cols - weighted}")
     return 0
+
+
+# Every workspace feature: the largest workspace a training run can take.
+ALL_FEATURES = BP_WS_TRAINING | BP_WS_SWEEP_START | BP_WS_ADAM
 
 
 def workspace_bytes(topology, dtype, int64_t max_rows, int64_t n_samples, int features):
@@ -643,15 +656,40 @@ def train(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
 def run_training(topology, params, velocity, X, T, phases, *, batch_size, shuffle=True,
                  loss="sse", dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None,
                  dropout=0.0, stop_tol=None, rng_state=0, callback=None, callback_every=0,
-                 n_threads=1, chooser=None, guard=None, memory_check=None, evaluate=True):
+                 n_threads=1, chooser=None, guard=None, memory_check=None, evaluate=True,
+                 watch=None):
     """`train`, with what Network.fit adds: a ThreadChooser that may run chunks on one thread
     instead of n_threads, a TrainingGuard held for the whole call, memory_check(n_bytes, what),
     called before each allocation of the run with its size, and `evaluate`: False skips the
-    final pass over every case (final_error NaN, all_within False) unless training diverged."""
+    final pass over every case (final_error NaN, all_within False) unless training diverged.
+    With an InterruptWatch (for calls in threads other than the main one, which only the main
+    thread can arm), a Ctrl-C that it sees ends the run at a sweep's end with status "stopped";
+    the main thread raises the KeyboardInterrupt."""
     return _train(topology, params, velocity, X, _weighted_targets(T, sample_weight), phases,
                   batch_size, shuffle, loss, dead_zone, reduction, sample_weight is not None,
                   dropout, stop_tol, rng_state, callback, callback_every, n_threads, chooser, guard,
-                  memory_check, evaluate)
+                  memory_check, evaluate, watch)
+
+
+cdef class InterruptWatch:
+    """Ctrl-C for compiled loops in threads that Python does not interrupt: armed in the main
+    thread (only it can) for the life of a `with` block, while the main thread waits for them."""
+    cdef bp_stop stop
+    cdef bint armed
+
+    def __enter__(self):
+        self.armed = _arm_interrupts(&self.stop)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.armed:
+            bp_interrupt_uninstall()
+            self.armed = False
+        return False
+
+    def interrupted(self):
+        """Whether a Ctrl-C has come since the block began."""
+        return bool(self.stop.interruptible and bp_interrupt_count() != self.stop.interrupts_seen)
 
 
 cdef class _ErrorLog:
@@ -685,7 +723,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
            const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
            dead_zone, str reduction, bint weighted, double dropout, stop_tol, rng_state, callback,
            int64_t callback_every, int n_threads, chooser, TrainingGuard guard, memory_check,
-           bint evaluate):
+           bint evaluate, InterruptWatch watch):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
@@ -725,7 +763,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
     holder = rng_state if isinstance(rng_state, np.ndarray) else None
     cdef uint64_t state = int(holder[0]) if holder is not None else rng_state
     params_array, velocity_array = np.asarray(params), np.asarray(velocity)
-    stopped_by_callback = False
+    stopped_early = False
     replay_failed = False
     n_arena = topology.n_params * itemsize
 
@@ -733,10 +771,13 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
     if guard is not None:
         guard.claim()
     try:
-        armed = _arm_interrupts(&stop)
+        if watch is None:
+            armed = _arm_interrupts(&stop)
+        else:  # armed by the main thread
+            stop = watch.stop
         # A stop inside a mini-batch sweep needs that sweep's start kept (2 copies of the arena).
         features = BP_WS_TRAINING | (BP_WS_SWEEP_START if mini_batch and
-                                     (armed or chooser is not None) else 0) | \
+                                     (stop.interruptible or chooser is not None) else 0) | \
             (BP_WS_ADAM if adam else 0)
         ws_rows = workspace_rows(cfg.batch_size, n)
         ws_samples = n if shuffle and mini_batch else 0
@@ -758,7 +799,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
 
         for index in range(len(phases)):
             remaining = phases[index][0]
-            while remaining > 0 and status == BP_RUNNING and not stopped_by_callback:
+            while remaining > 0 and status == BP_RUNNING and not stopped_early:
                 chunk = min(remaining, adaptive)
                 if callback is not None and callback_every > 0:
                     chunk = min(chunk, callback_every - done % callback_every)
@@ -784,6 +825,9 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                 finished = monotonic_seconds()
                 elapsed = finished - started
                 cut_short = False
+                if status == BP_STOPPED and watch is not None and watch.interrupted():
+                    status, stopped_early = BP_RUNNING, True
+                    break
                 if status == BP_STOPPED:
                     status = BP_RUNNING
                     cut_short = not _interrupted(&stop)  # else Python's handler did not raise
@@ -797,8 +841,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                     _check_signals("chunk")
                 if (callback is not None and callback_every > 0 and ran > 0
                         and done % callback_every == 0 and status == BP_RUNNING):
-                    stopped_by_callback = bool(callback(int(done), float(log.array[done - 1])))
-            if status != BP_RUNNING or stopped_by_callback:
+                    stopped_early = bool(callback(int(done), float(log.array[done - 1])))
+            if status != BP_RUNNING or stopped_early:
                 break
         cfg.n_threads = n_threads if chooser is None or chooser.use_threads else 1
         stop.deadline = 0
@@ -844,7 +888,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
             holder[0] = state
         if guard is not None:
             guard.release()
-    if stopped_by_callback:
+    if stopped_early:
         status_name = "stopped"
     else:
         status_name = STATUS_NAMES[status]
@@ -885,9 +929,11 @@ cdef tuple _run(const bp_kernels *kernels, const bp_net *net, void *ws, floating
 def population_train(topology, params, velocity, back, X, T, *, n_samples, shared_x, shared_t,
                      lr, momentum, weight_decay, stop_tol, n_sweeps, n_decayed, status, n_done,
                      errors=None, final_error=None, within=None, loss="sse",
-                     dead_zone=(0.2, 0.8), reduction="sum", weighted=False, n_threads=1):
+                     dead_zone=(0.2, 0.8), reduction="sum", weighted=False, n_threads=1,
+                     order=None):
     """Full-batch sweeps of a population of small nets, members in the vector lanes
-    (csrc/population.inc.c; bp_kernels.population_train says what each array is). params and
+    (csrc/population.inc.c; bp_kernels.population_train says what each array is): the members
+    `order` (int64 indices; None: all), grouped in that order. params and
     velocity are (n_members, n_params), back (n_members, 2 n_params); X and T one member's
     (n_samples, columns) if shared_x / shared_t, else every member's (n_members, n_samples,
     columns), T ending with the case weight if `weighted`; lr .. stop_tol float64 and n_sweeps
@@ -897,7 +943,9 @@ def population_train(topology, params, velocity, back, X, T, *, n_samples, share
     return _population_train(topology, params, velocity, back, X.reshape(-1), T.reshape(-1),
                              n_samples, shared_x, shared_t, lr, momentum, weight_decay, stop_tol,
                              n_sweeps, n_decayed, status, n_done, errors, final_error, within,
-                             loss, dead_zone, reduction, weighted, n_threads)
+                             loss, dead_zone, reduction, weighted, n_threads,
+                             np.arange(params.shape[0], dtype=np.int64) if order is None
+                             else order)
 
 
 def _population_train(topology, floating[:, ::1] params, floating[:, ::1] velocity,
@@ -907,7 +955,7 @@ def _population_train(topology, floating[:, ::1] params, floating[:, ::1] veloci
                       const double[::1] stop_tol, const int64_t[::1] n_sweeps,
                       int64_t n_decayed, int[::1] status, int64_t[::1] n_done, errors,
                       final_error, within, str loss, dead_zone, str reduction, bint weighted,
-                      int n_threads):
+                      int n_threads, const int64_t[::1] order):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
@@ -940,6 +988,11 @@ def _population_train(topology, floating[:, ::1] params, floating[:, ::1] veloci
             raise ValueError(f"{name} must have one value per member ({n_members})")
     if not 0 <= n_decayed <= n_params:
         raise ValueError(f"n_decayed must be in [0, {n_params}], got {n_decayed}")
+    if order.shape[0] == 0:
+        return False
+    if np.min(order) < 0 or np.max(order) >= n_members or \
+            np.unique(order).shape[0] != order.shape[0]:
+        raise ValueError(f"order must name distinct members in [0, {n_members})")
     if final_error is not None:
         final, final_within = final_error, within
         if final.shape[0] != n_members or final_within.shape[0] != n_members:
@@ -965,12 +1018,12 @@ def _population_train(topology, floating[:, ::1] params, floating[:, ::1] veloci
         with nogil:
             if floating is float:
                 outcome = kernels.population_train_f32(
-                    net, n_members, &params[0, 0], &velocity[0, 0], &back[0, 0], &X[0], x_stride,
+                    net, &order[0], order.shape[0], &params[0, 0], &velocity[0, 0], &back[0, 0], &X[0], x_stride,
                     &T[0], t_stride, &cfg, &members, &status[0], &n_done[0], error_ptr, errors_ld,
                     final_ptr, within_ptr)
             else:
                 outcome = kernels.population_train_f64(
-                    net, n_members, &params[0, 0], &velocity[0, 0], &back[0, 0], &X[0], x_stride,
+                    net, &order[0], order.shape[0], &params[0, 0], &velocity[0, 0], &back[0, 0], &X[0], x_stride,
                     &T[0], t_stride, &cfg, &members, &status[0], &n_done[0], error_ptr, errors_ld,
                     final_ptr, within_ptr)
         if outcome < 0:

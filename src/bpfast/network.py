@@ -33,6 +33,38 @@ def state_length(optimizer: str, n_params: int) -> int:
     return 2 * n_params + 1 if optimizer == "adam" else n_params
 
 
+def init_bounds(topo: Topology, init: str) -> np.ndarray:
+    """Each parameter's bound for the "glorot" or "he" draw (see Network's docstring)."""
+    bounds = np.empty(topo.n_params)
+    for l in range(topo.n_inputs, topo.n_layers):
+        edges = range(topo.src_start[l], topo.src_start[l + 1])
+        fan_in = sum(int(topo.size[topo.src_layer[e]]) for e in edges)
+        fan_out = int(topo.size[l])
+        bound = np.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
+        for e in edges:
+            start = int(topo.w_offset[e])
+            bounds[start: start + fan_out * int(topo.size[topo.src_layer[e]])] = bound
+        if topo.bias_offset[l] >= 0:
+            bounds[topo.bias_offset[l]: topo.bias_offset[l] + fan_out] = bound
+    return bounds
+
+
+def starting_state(topo: Topology, seed: int, init: str, init_range: float, dtype: np.dtype,
+                   bounds: np.ndarray | None = None):
+    """A network's generator, starting params and shuffling state for `seed`: what
+    Network(..., seed=seed) starts from, and each member of a Population. `bounds`: init_bounds,
+    if the caller has them already."""
+    rng = np.random.default_rng(seed)
+    # Drawn in float64 and rounded, so float32 and float64 nets of one seed start alike.
+    if init == "uniform":
+        params = rng.uniform(-init_range, init_range, topo.n_params).astype(dtype)
+    else:
+        if bounds is None:
+            bounds = init_bounds(topo, init)
+        params = (rng.uniform(-1.0, 1.0, topo.n_params) * bounds).astype(dtype)
+    return rng, params, int(rng.integers(0, 2**63))
+
+
 @dataclass(frozen=True)
 class FitResult:
     """What a call to :meth:`Network.fit` did.
@@ -136,36 +168,14 @@ class Network:
         n_params = self.topology.n_params
         # the float64 draw, then params and velocities (fit checks what training adds)
         check_fits(n_params * (8 + 2 * self.dtype.itemsize), f"a network of {n_params:,} parameters")
-        self._rng = np.random.default_rng(self.seed)
-        # Drawn in float64 and rounded, so float32 and float64 nets of one seed start alike.
-        if init == "uniform":
-            self._params = self._rng.uniform(-self.init_range, self.init_range,
-                                             self.topology.n_params).astype(self.dtype)
-        else:
-            self._params = (self._rng.uniform(-1.0, 1.0, n_params) *
-                            self._init_bounds(init)).astype(self.dtype)
+        self._rng, self._params, shuffle_state = starting_state(
+            self.topology, self.seed, init, self.init_range, self.dtype)
         self._velocity = np.zeros_like(self._params)
         self.optimizer = "momentum"  # the rule self._velocity is the state of
         # The shuffling generator's state, in a box the compiled core writes back into even when
         # a fit is interrupted.
-        self._shuffle_box = np.array([self._rng.integers(0, 2**63)], dtype=np.uint64)
+        self._shuffle_box = np.array([shuffle_state], dtype=np.uint64)
         self._guard = _core.TrainingGuard()
-
-    def _init_bounds(self, init: str) -> np.ndarray:
-        """Each parameter's bound for the "glorot" or "he" draw (see the class docstring)."""
-        topo = self.topology
-        bounds = np.empty(topo.n_params)
-        for l in range(topo.n_inputs, topo.n_layers):
-            edges = range(topo.src_start[l], topo.src_start[l + 1])
-            fan_in = sum(int(topo.size[topo.src_layer[e]]) for e in edges)
-            fan_out = int(topo.size[l])
-            bound = np.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
-            for e in edges:
-                start = int(topo.w_offset[e])
-                bounds[start: start + fan_out * int(topo.size[topo.src_layer[e]])] = bound
-            if topo.bias_offset[l] >= 0:
-                bounds[topo.bias_offset[l]: topo.bias_offset[l] + fan_out] = bound
-        return bounds
 
     # -- parameters ---------------------------------------------------------------------------
 

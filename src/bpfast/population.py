@@ -1,0 +1,664 @@
+"""Populations: many networks of one architecture, trained in one call.
+
+A seed sweep, a hyper-parameter grid, an ensemble or a replication study is a population of
+networks that differ only in their seeds and settings. :class:`Population` keeps them in one
+arena and trains them all in compiled code, each exactly as :meth:`Network.fit` would train it
+alone (bit for bit), whatever the population's size, the member's place in it, the other members
+or the threads.
+
+How it runs (the library chooses, not the user):
+
+* **members in lanes**: full-batch training of the small nets that take the whole-net loop (the
+  paper's symmetry, XOR, encoder and parity nets, up to 256 parameters): a vector register holds
+  one value of as many members as it has lanes, so a tiny net's few units still fill the vector
+  unit, and there is no per-sweep overhead at all (csrc/population.inc.c). Threads take groups of
+  members.
+* **whole members per thread**: everything else (larger nets, mini-batches, Adam, dropout,
+  clipping, softmax outputs): each thread trains whole members, one after another, with the same
+  compiled training loop as Network.fit on one thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core, _threads
+from ._validation import INT64_MAX, check_bool, check_fits, check_int, check_real
+from .network import (
+    DTYPES,
+    FLOAT_MAX,
+    INITS,
+    OPTIMIZERS,
+    FitResult,
+    Network,
+    init_bounds,
+    starting_state,
+    state_length,
+)
+from .schedule import Phase
+from .topology import Layer, Topology
+
+# Each member's status, as the core's enum bp_status numbers it.
+STATUS_NAMES = tuple(_core.STATUS_NAMES[code] for code in range(len(_core.STATUS_NAMES)))
+RUNNING, SOLVED = STATUS_NAMES.index("max_sweeps"), STATUS_NAMES.index("solved")
+
+# Sweeps per compiled call in the lanes grow by doubling while calls are short (progress and
+# Ctrl-C are handled between calls); the size never changes the result.
+CHUNK_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class PopulationResult:
+    """What a call to :meth:`Population.fit` did, member by member.
+
+    Attributes
+    ----------
+    n_sweeps : ndarray of shape (n_members,), int64
+        Sweeps whose weight changes were applied, as :attr:`FitResult.n_sweeps`.
+    stop_reason : ndarray of shape (n_members,), str
+        "solved", "max_sweeps", or, for a member that diverged, "non_finite" (its error became
+        NaN or infinite) or "non_finite_weights" (an update made a weight so). A diverged member
+        is left, as Network.fit leaves a network (which raises FloatingPointError instead), with
+        the weights it had at the start of the last sweep whose error and weights were finite; the
+        other members are not affected.
+    final_error : ndarray of shape (n_members,), float64
+        E of each member's final weights over all its cases (per case with reduction="mean").
+    solved : ndarray of shape (n_members,), bool
+        Whether every output of the member's final weights is within its `stop_tol`.
+    errors : ndarray of shape (n_members, max(n_sweeps)), float64, or None
+        With ``record_errors=True``: the error of every sweep (as FitResult.errors), NaN past a
+        member's own n_sweeps.
+    engine : {"lanes", "members"}
+        How the population ran (see the module docstring).
+    """
+
+    n_sweeps: np.ndarray
+    stop_reason: np.ndarray
+    final_error: np.ndarray
+    solved: np.ndarray
+    errors: np.ndarray | None
+    engine: str
+
+    def __len__(self) -> int:
+        return len(self.n_sweeps)
+
+    def __getitem__(self, i: int) -> FitResult:
+        """Member i's result as a FitResult (its errors only if they were recorded)."""
+        n = int(self.n_sweeps[i])
+        errors = self.errors[i, :n].copy() if self.errors is not None else np.full(0, np.nan)
+        return FitResult(errors=errors, n_sweeps=n, stop_reason=str(self.stop_reason[i]),
+                         final_error=float(self.final_error[i]), solved=bool(self.solved[i]))
+
+    def __repr__(self) -> str:
+        reasons, counts = np.unique(self.stop_reason, return_counts=True)
+        summary = ", ".join(f"{reason}={count}" for reason, count in zip(reasons, counts))
+        return (f"PopulationResult({len(self)} members, engine={self.engine!r}, {summary}, "
+                f"median n_sweeps={np.median(self.n_sweeps):g})")
+
+
+def _per_member(name: str, value, n: int) -> list:
+    """A setting given for all members (anything but a list, tuple, range or array) or one per
+    member (a list, tuple, range or 1-D array of n values), as a list of n values; the values
+    are checked where they are used."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not isinstance(value, (list, tuple, range, np.ndarray)):
+        return [value] * n
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise ValueError(f"{name} must be one value or a 1-D sequence of one per member, got an "
+                         f"array of shape {value.shape}")
+    values = list(value)
+    if len(values) != n:
+        raise ValueError(f"{name} must be one value for every member or a sequence of one per "
+                         f"member ({n}), got {len(values)} values")
+    return values
+
+
+class Population:
+    """N networks of one architecture, trained together; member i starts exactly as
+    ``Network(..., seed=seeds[i], init_range=init_range[i])`` would.
+
+    Parameters
+    ----------
+    sizes, inputs, layers, activation, output_activation, bias, init, dtype :
+        The architecture and its settings, as for :class:`Network`.
+    seeds : sequence of int
+        One seed per member (e.g. ``range(1000)``): its starting weights and shuffling.
+    init_range : float or sequence of float, default 0.3
+        For ``init="uniform"``: one for all members or one per member.
+
+    Members are read and written as ordinary networks: ``pop[i]`` is a copy of member i as a
+    :class:`Network` (predict, save, Hinton diagrams, ...), ``pop[i] = net`` puts a network of the
+    same architecture and dtype in its place. ``pop.params`` is the (n_members, n_params) arena.
+    """
+
+    def __init__(self, sizes: Sequence[int] | None = None, *, seeds,
+                 inputs: Mapping[str, int] | None = None, layers: Sequence[Layer] | None = None,
+                 activation: str = "logistic", output_activation: str | None = None,
+                 bias: bool = True, init_range=0.3, init: str = "uniform", dtype="float32"):
+        if isinstance(seeds, (int, np.integer)) or isinstance(seeds, (str, bytes)):
+            raise TypeError(f"seeds must be a sequence of seeds, one per member (e.g. "
+                            f"seeds=range({seeds})), got {seeds!r}")
+        try:
+            seed_list = [check_int("seeds[i]", s, low=0) for s in seeds]
+        except TypeError as exc:
+            raise TypeError(f"seeds must be a sequence of non-negative integers: {exc}") from None
+        if not seed_list:
+            raise ValueError("a population needs at least one member (seeds is empty)")
+        n = len(seed_list)
+        ranges = _per_member("init_range", init_range, n)
+        # The first member is a Network built the ordinary way: it checks every argument.
+        first = Network(sizes, inputs=inputs, layers=layers, activation=activation,
+                        output_activation=output_activation, bias=bias, init_range=ranges[0],
+                        init=init, seed=seed_list[0], dtype=dtype)
+        self.topology: Topology = first.topology
+        self.dtype = first.dtype
+        self.init = init
+        high = FLOAT_MAX[self.dtype.name]
+        self._init_ranges = np.array([check_real("init_range", r, low=0, high=high)
+                                      for r in ranges], dtype=np.float64)
+        self._seeds = np.array(seed_list, dtype=object)  # Python ints: seeds may pass 2**63
+        n_params = self.topology.n_params
+        check_fits(n * n_params * (2 * self.dtype.itemsize + 8),
+                   f"a population of {n:,} networks of {n_params:,} parameters")
+        self._params = np.empty((n, n_params), dtype=self.dtype)
+        self._shuffle = np.empty(n, dtype=np.uint64)
+        bounds = None if init == "uniform" else init_bounds(self.topology, init)
+        for i in range(n):
+            _, self._params[i], self._shuffle[i] = starting_state(
+                self.topology, seed_list[i], init, float(self._init_ranges[i]), self.dtype,
+                bounds)
+        self._velocity = np.zeros_like(self._params)
+        self.optimizer = "momentum"
+        self._guard = _core.TrainingGuard()
+
+    # -- members ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._params.shape[0]
+
+    @property
+    def n_members(self) -> int:
+        return len(self)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self._seeds]
+
+    @property
+    def init_range(self) -> np.ndarray:
+        return self._init_ranges.copy()
+
+    @property
+    def params(self) -> np.ndarray:
+        """The (n_members, n_params) arena (a writable view): row i is member i's params."""
+        return self._params.view()
+
+    @property
+    def velocity(self) -> np.ndarray:
+        """The optimiser's state of every member, one row each (see Network.velocity)."""
+        return self._velocity.view()
+
+    def _index(self, i) -> int:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"members are indexed by int, got {i!r}")
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"member {i} of a population of {n}")
+        return int(i) % n
+
+    def __getitem__(self, i) -> Network:
+        """A copy of member i as an ordinary Network."""
+        i = self._index(i)
+        seed, init_range = int(self._seeds[i]), float(self._init_ranges[i])
+        rng, _, _ = starting_state(self.topology, seed, self.init, init_range, self.dtype)
+        net = Network.__new__(Network)
+        net.__setstate__({"topology": self.topology.describe(), "dtype": self.dtype.name,
+                          "init_range": init_range, "init": self.init, "seed": seed,
+                          "rng": rng.bit_generator.state, "params": self._params[i].copy(),
+                          "velocity": self._velocity[i].copy(),
+                          "shuffle_state": int(self._shuffle[i]), "optimizer": self.optimizer})
+        return net
+
+    def __setitem__(self, i, net: Network) -> None:
+        """Put (a copy of) `net` in member i's place: the same architecture, dtype and optimizer."""
+        i = self._index(i)
+        if not isinstance(net, Network):
+            raise TypeError(f"a population's members are bpfast.Network, got {type(net).__name__}")
+        if net.topology.describe() != self.topology.describe() or net.dtype != self.dtype:
+            raise ValueError("the network's architecture or dtype differs from the population's")
+        if net.optimizer != self.optimizer:
+            raise ValueError(f"the network's optimizer state is {net.optimizer!r}, the "
+                             f"population's {self.optimizer!r}")
+        if not (np.isfinite(net.params).all() and np.isfinite(net.velocity).all()):
+            raise ValueError("the network's params or velocity contain NaN or infinite values")
+        self._params[i] = net.params
+        self._velocity[i] = net.velocity
+        self._shuffle[i] = net._shuffle_state
+        self._seeds[i] = net.seed
+        self._init_ranges[i] = net.init_range
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def _shell(self) -> Network:
+        """A Network with this architecture and dtype, for its checks of data and settings."""
+        shell = Network.__new__(Network)
+        shell.topology, shell.dtype = self.topology, self.dtype
+        return shell
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def _data(self, X, T, sample_weight):
+        """X, T (weights appended as T's last column if any) as the core reads them, whether each
+        is shared, the weights per member (n_members, n) or None, and n."""
+        shell, n_members = self._shell(), len(self)
+        x_array = None if isinstance(X, Mapping) else np.asarray(X)
+        shared_x = x_array is None or x_array.ndim != 3
+        if shared_x:
+            Xc = shell._inputs(X)
+            n = Xc.shape[0]
+        else:
+            assert x_array is not None
+            if x_array.shape[0] != n_members:
+                raise ValueError(f"X of shape {x_array.shape}: a 3-D X holds one (n_cases, "
+                                 f"n_inputs) matrix per member, {n_members} of them")
+            n = x_array.shape[1]
+            Xc = shell._inputs(x_array.reshape(n_members * n, *x_array.shape[2:]))
+            Xc = Xc.reshape(n_members, n, -1)
+        t_array = np.asarray(T) if not isinstance(T, Mapping) else None
+        shared_t = t_array is None or t_array.ndim != 3
+        if shared_t:
+            Tc = shell._targets(T, n)
+        else:
+            assert t_array is not None
+            if t_array.shape[:2] != (n_members, n):
+                raise ValueError(f"T of shape {t_array.shape}: a 3-D T holds one (n_cases, "
+                                 f"n_outputs) matrix per member, here ({n_members}, {n}, ...)")
+            Tc = shell._targets(t_array.reshape(n_members * n, *t_array.shape[2:]),
+                                n_members * n).reshape(n_members, n, -1)
+        weights = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight)
+            if w.ndim == 2:
+                if w.shape[0] != n_members:
+                    raise ValueError(f"sample_weight of shape {w.shape}: a 2-D sample_weight "
+                                     f"holds one row of case weights per member ({n_members})")
+                weights = np.stack([shell._sample_weight(row, n) for row in w])
+            else:
+                weights = shell._sample_weight(w, n)[None, :]
+            if weights.shape[0] > 1 and shared_t:
+                Tc = np.broadcast_to(Tc, (n_members,) + Tc.shape)
+                shared_t = False
+            targets = Tc if not shared_t else Tc[None]
+            column = np.broadcast_to(weights.astype(self.dtype)[:, :, None],
+                                     (targets.shape[0], n, 1))
+            Tc = np.concatenate([targets, column], axis=2)
+            Tc = np.ascontiguousarray(Tc[0] if shared_t else Tc)
+        return Xc, Tc, shared_x, shared_t, weights, n
+
+    # -- training -----------------------------------------------------------------------------
+
+    def fit(self, X, T, *, lr=None, momentum=None, n_sweeps=None, weight_decay=None,
+            schedule=None, decay_biases: bool = False, batch_size: int | None = None,
+            shuffle: bool = True, loss: str = "sse", dead_zone=(0.2, 0.8), reduction: str = "sum",
+            sample_weight=None, optimizer: str = "momentum", beta2: float = 0.999,
+            epsilon: float = 1e-8, clip_norm: float | None = None, dropout: float = 0.0,
+            stop_tol=None, record_errors: bool = False, n_threads: int | None = None,
+            progress: bool = False) -> PopulationResult:
+        """Train every member; each ends exactly where ``self[i].fit(...)`` with its own settings
+        would have taken it (bit for bit), except that a member that diverges is reported in the
+        result instead of raising.
+
+        Parameters are those of :meth:`Network.fit`, with these differences:
+
+        lr, momentum, n_sweeps, weight_decay, stop_tol :
+            One value for all members, or a sequence of one per member.
+        schedule :
+            A list of Phase for all members, or a list of one such list per member.
+        X, T :
+            Shared by all members, as for Network.fit; or one set per member, X of shape
+            (n_members, n_cases, n_inputs) and T (n_members, n_cases, n_outputs).
+        sample_weight :
+            Shape (n_cases,) for all, or (n_members, n_cases): each member's own case weights,
+            0 holding a case out of its training and its stop test.
+        record_errors : bool, default False
+            Keep the error of every sweep of every member (n_members x n_sweeps float64).
+        n_threads : int, optional
+            Threads (the default: as for Network.fit); they take whole members, so the result
+            does not depend on it.
+        progress : bool, default False
+            Print the sweeps done and the members still training to stderr as it goes.
+
+        Returns
+        -------
+        PopulationResult
+
+        Raises
+        ------
+        KeyboardInterrupt
+            On Ctrl-C, every member is left at the end of a sweep.
+        MemoryError
+            Before allocating, if the run's buffers exceed the memory available now.
+        RuntimeError
+            If this population is being trained already.
+        """
+        shell, n_members = self._shell(), len(self)
+        decay_biases = check_bool("decay_biases", decay_biases)
+        shuffle = check_bool("shuffle", shuffle)
+        record_errors = check_bool("record_errors", record_errors)
+        progress = check_bool("progress", progress)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+        rule = (optimizer, check_real("beta2", beta2, low=0, high=1, high_open=True),
+                check_real("epsilon", epsilon, low=0, low_open=True),
+                0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0,
+                                                         low_open=True))
+        dropout = check_real("dropout", dropout, low=0, high=1, high_open=True)
+        shell._check_loss(loss, reduction)
+        dead_zone = shell._dead_zone(dead_zone)
+        phases = self._member_phases(shell, lr, momentum, n_sweeps, weight_decay, schedule,
+                                     decay_biases, rule)
+        tols = np.array([0.0 if t is None else check_real("stop_tol", t, low=0, low_open=True)
+                         for t in _per_member("stop_tol", stop_tol, n_members)])
+        threads = _threads.usable_threads(_threads.requested_threads(n_threads),
+                                          n_threads is not None)
+        Xc, Tc, shared_x, shared_t, weights, n = self._data(X, T, sample_weight)
+        targets = Tc[..., :self.topology.n_outputs] if weights is not None else Tc
+        shell._check_targets_for(loss, targets.reshape(-1, self.topology.n_outputs))
+        batch_size = n if batch_size is None else min(
+            check_int("batch_size", batch_size, low=1, high=INT64_MAX), n)
+        if not (np.isfinite(self._params).all() and np.isfinite(self._velocity).all()):
+            bad = np.flatnonzero(~(np.isfinite(self._params).all(axis=1) &
+                                   np.isfinite(self._velocity).all(axis=1)))
+            raise ValueError(f"members {bad[:10].tolist()} have NaN or infinite params or "
+                             f"velocity (written through pop.params?); set finite values")
+        lanes = (batch_size == n and optimizer == "momentum" and clip_norm is None and
+                 dropout == 0 and _core.SMALL_NETS and _core.small_net(self.topology, self.dtype))
+        totals = np.array([sum(p[0] for p in member) for member in phases], dtype=np.int64)
+        if record_errors:
+            check_fits(int(n_members * max(int(totals.max()), 1) * 8),
+                       f"the errors of {n_members:,} members' sweeps")
+        per_case = np.ones(n_members)  # what the errors are divided by
+        if reduction == "mean":
+            per_case[:] = n if weights is None else weights.sum(axis=1)
+        # A new rule starts from a zero state, the population's once training has begun: a fit
+        # refused before it (being trained already, not enough memory) keeps the old one.
+        switching = optimizer != self.optimizer
+        state = np.zeros((n_members, state_length(optimizer, self.topology.n_params)),
+                         self.dtype) if switching else self._velocity
+        run = self._fit_lanes if lanes else self._fit_members
+        try:
+            with self._guard:
+                n_done, status, final_error, within, errors = run(
+                    state, Xc, Tc, shared_x, shared_t, weights, n, phases, totals, tols,
+                    batch_size, shuffle, loss, dead_zone, reduction, dropout, record_errors,
+                    threads, progress)
+        except (RuntimeError, MemoryError):
+            raise
+        except BaseException:
+            if switching:
+                self._velocity, self.optimizer = state, optimizer
+            raise
+        if switching:
+            self._velocity, self.optimizer = state, optimizer
+        if errors is not None:
+            errors /= per_case[:, None]
+            errors = errors[:, :max(int(n_done.max()), 0)]
+        return PopulationResult(
+            n_sweeps=n_done, stop_reason=np.array([STATUS_NAMES[s] for s in status]),
+            final_error=final_error / per_case,
+            solved=(tols > 0) & ((status == SOLVED) | within.astype(bool)),
+            errors=errors, engine="lanes" if lanes else "members")
+
+    def _member_phases(self, shell, lr, momentum, n_sweeps, weight_decay, schedule,
+                       decay_biases, rule):
+        n_members = len(self)
+        if schedule is not None and len(schedule) and not isinstance(schedule[0], Phase) \
+                and not isinstance(schedule, (str, bytes)):
+            schedules = _per_member("schedule", schedule, n_members)  # one list per member
+        else:
+            schedules = [schedule] * n_members
+        settings = [_per_member(name, value, n_members) for name, value in
+                    (("lr", lr), ("momentum", momentum), ("n_sweeps", n_sweeps),
+                     ("weight_decay", weight_decay))]
+        return [shell._phases(*values, schedules[i], decay_biases, rule)
+                for i, values in enumerate(zip(*settings))]
+
+    def _fit_lanes(self, state, X, T, shared_x, shared_t, weights, n, phases, totals, tols,
+                   batch_size, shuffle, loss, dead_zone, reduction, dropout, record_errors,
+                   threads, progress):
+        """Full batch, members in the vector lanes: chunks of sweeps in which every running
+        member keeps one phase."""
+        n_members, n_params = len(self), self.topology.n_params
+        check_fits(n_members * 2 * n_params * self.dtype.itemsize,
+                   "the population's sweep-start copies")
+        back = np.zeros((n_members, 2 * n_params), self.dtype)
+        status = np.zeros(n_members, np.int32)
+        n_done = np.zeros(n_members, np.int64)
+        errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) if record_errors \
+            else None
+        # each member's phase boundaries
+        ends = [np.cumsum([p[0] for p in member]) for member in phases]
+        common = dict(n_samples=n, shared_x=shared_x, shared_t=shared_t, loss=loss,
+                      dead_zone=dead_zone, reduction=reduction, weighted=weights is not None,
+                      n_threads=threads)
+        lr, momentum, decay = (np.zeros(n_members) for _ in range(3))
+        sweeps = np.zeros(n_members, np.int64)
+        position, adaptive, total = 0, 1, int(totals.max())
+        n_decayed = phases[0][0][4]
+        reporter = _Progress(n_members, total) if progress else None
+        while position < total:
+            running = (status == RUNNING) & (totals > position)
+            if not running.any():
+                break
+            chunk = adaptive
+            for i in np.flatnonzero(running):
+                k = int(np.searchsorted(ends[i], position, side="right"))
+                chunk = min(chunk, int(ends[i][k]) - position)
+                _, lr[i], momentum[i], decay[i] = phases[i][k][:4]
+            sweeps[:] = np.where(running, chunk, 0)
+            log = np.full((n_members, chunk), np.nan) if record_errors else None
+            started = time.perf_counter()
+            # only the running members, packed into groups: one that has stopped frees its lane
+            _core.population_train(self.topology, self._params, state, back, X, T, lr=lr,
+                                   momentum=momentum, weight_decay=decay, stop_tol=tols,
+                                   n_sweeps=sweeps, n_decayed=n_decayed, status=status,
+                                   n_done=n_done, errors=log, order=np.flatnonzero(running),
+                                   **common)
+            elapsed = time.perf_counter() - started
+            if errors is not None:
+                errors[:, position: position + chunk] = log
+            position += chunk
+            if elapsed < CHUNK_SECONDS / 2:
+                adaptive *= 2
+            elif elapsed > 2 * CHUNK_SECONDS and adaptive > 1:
+                adaptive //= 2
+            if reporter is not None:
+                reporter.update(position, int(((status == RUNNING) & (totals > position)).sum()))
+        if reporter is not None:
+            reporter.close()
+        final_error, within = np.zeros(n_members), np.zeros(n_members, np.int32)
+        _core.population_train(self.topology, self._params, state, back, X, T, lr=lr,
+                               momentum=momentum, weight_decay=decay, stop_tol=tols,
+                               n_sweeps=sweeps, n_decayed=n_decayed, status=status.copy(),
+                               n_done=n_done.copy(), final_error=final_error, within=within,
+                               **common)
+        if errors is not None:
+            errors[np.arange(errors.shape[1])[None, :] >= n_done[:, None]] = np.nan
+        return n_done, status, final_error, within, errors
+
+    def _fit_members(self, state, X, T, shared_x, shared_t, weights, n, phases, totals, tols,
+                     batch_size, shuffle, loss, dead_zone, reduction, dropout, record_errors,
+                     threads, progress):
+        """Whole members per thread, each by the compiled loop of Network.fit on one thread."""
+        n_members = len(self)
+        workers = min(threads, n_members)
+        check_fits(workers * _core.workspace_bytes(
+            self.topology, self.dtype, _core.workspace_rows(batch_size, n), n,
+            _core.ALL_FEATURES) +
+            workers * 4 * state.shape[1] * self.dtype.itemsize,
+            f"training {workers} members at a time")
+        n_done = np.zeros(n_members, np.int64)
+        status = np.zeros(n_members, np.int32)
+        final_error, within = np.zeros(n_members), np.zeros(n_members, np.int32)
+        errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) if record_errors \
+            else None
+        weighted = weights is not None
+        codes = {name: code for code, name in enumerate(STATUS_NAMES)}
+        reporter = _Progress(n_members, None) if progress else None
+        lock = threading.Lock()
+        finished = [0]
+
+        def train(i, watch):
+            if watch.interrupted():
+                return
+            x = X if shared_x else X[i]
+            t = T if shared_t else T[i]
+            # T carries the weights as its last column already: the core's own form
+            log, done, reason, final, all_within, _ = _core._train(
+                self.topology, self._params[i], state[i], x, t, phases[i], batch_size, shuffle,
+                loss, dead_zone, reduction, weighted, dropout,
+                float(tols[i]) if tols[i] > 0 else None, self._shuffle[i: i + 1], None, 0, 1,
+                None, None, None, True, watch)
+            n_done[i], final_error[i], within[i] = done, final, all_within
+            status[i] = codes.get(reason.removesuffix("_unverified"), 0)
+            if errors is not None:
+                errors[i, :done] = log
+            if reporter is not None:
+                with lock:
+                    finished[0] += 1
+                    reporter.update(finished[0], n_members - finished[0])
+
+        with _core.InterruptWatch() as watch:
+            if workers <= 1:
+                for i in range(n_members):
+                    train(i, watch)
+            else:
+                with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                    futures = [pool.submit(train, i, watch) for i in range(n_members)]
+                    try:
+                        for future in futures:
+                            future.result()
+                    except BaseException:
+                        # Ctrl-C here: the workers' compiled loops see it too and stop at a
+                        # sweep's end; wait for them, then let it through.
+                        for future in futures:
+                            future.cancel()
+                        concurrent.futures.wait(futures)
+                        raise
+            if watch.interrupted():
+                raise KeyboardInterrupt
+        if reporter is not None:
+            reporter.close()
+        return n_done, status, final_error, within, errors
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def predict(self, X, *, n_threads: int | None = None) -> np.ndarray:
+        """Every member's outputs, shape (n_members, n_cases, n_outputs): of one shared X, or of
+        each member's own (X of shape (n_members, n_cases, n_inputs))."""
+        shell, n_members = self._shell(), len(self)
+        _threads.requested_threads(n_threads)
+        x_array = None if isinstance(X, Mapping) else np.asarray(X)
+        if x_array is not None and x_array.ndim == 3:
+            if x_array.shape[0] != n_members:
+                raise ValueError(f"a 3-D X holds one matrix per member ({n_members}), got "
+                                 f"shape {x_array.shape}")
+            n = x_array.shape[1]
+            Xc = shell._inputs(x_array.reshape(n_members * n, *x_array.shape[2:]))
+            inputs = [Xc[i * n:(i + 1) * n] for i in range(n_members)]
+        else:
+            Xc = shell._inputs(X)
+            n = Xc.shape[0]
+            inputs = [Xc] * n_members
+        check_fits(n_members * n * self.topology.n_outputs * self.dtype.itemsize,
+                   f"the outputs of {n_members:,} members for {n:,} cases")
+        out = np.empty((n_members, n, self.topology.n_outputs), self.dtype)
+        threads = shell._forward_threads(n_threads, n)
+        for i in range(n_members):
+            out[i] = _core.forward(self.topology, self._params[i], inputs[i], all_layers=False,
+                                   n_threads=threads)
+        return out
+
+    # -- saving, copying and pickling ---------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the population to `path` atomically; read it back with :meth:`load`."""
+        from .io import save_population
+        save_population(self, path)
+
+    @staticmethod
+    def load(path) -> Population:
+        """Read a population written by :meth:`save` (ValueError for a damaged file)."""
+        from .io import load_population
+        return load_population(path)
+
+    def __getstate__(self):
+        return {"topology": self.topology.describe(), "dtype": self.dtype.name,
+                "init": self.init, "init_range": self._init_ranges.copy(),
+                "seeds": self.seeds, "params": self._params.copy(),
+                "velocity": self._velocity.copy(), "shuffle_state": self._shuffle.copy(),
+                "optimizer": self.optimizer}
+
+    def __setstate__(self, state):
+        self.topology = Topology(state["topology"]["inputs"],
+                                 [Layer(**d) for d in state["topology"]["layers"]])
+        if state["dtype"] not in DTYPES or state["init"] not in INITS or \
+                state["optimizer"] not in OPTIMIZERS:
+            raise ValueError("a pickled population's dtype, init or optimizer is unknown")
+        self.dtype = np.dtype(DTYPES[state["dtype"]])
+        self.init, self.optimizer = state["init"], state["optimizer"]
+        seeds = [check_int("seeds[i]", s, low=0) for s in state["seeds"]]
+        n, n_params = len(seeds), self.topology.n_params
+        self._seeds = np.array(seeds, dtype=object)
+        self._init_ranges = np.array(state["init_range"], dtype=np.float64)
+        self._params = np.array(state["params"], dtype=self.dtype, order="C")
+        self._velocity = np.array(state["velocity"], dtype=self.dtype, order="C")
+        self._shuffle = np.array(state["shuffle_state"], dtype=np.uint64)
+        if (n == 0 or self._init_ranges.shape != (n,) or self._shuffle.shape != (n,) or
+                self._params.shape != (n, n_params) or
+                self._velocity.shape != (n, state_length(self.optimizer, n_params)) or
+                not (np.isfinite(self._params).all() and np.isfinite(self._velocity).all())):
+            raise ValueError("a pickled population's arrays have the wrong shapes or are not "
+                             "finite")
+        self._guard = _core.TrainingGuard()
+
+    def __repr__(self):
+        return (f"Population({len(self)} members, {self.topology!r}, dtype={self.dtype.name}, "
+                f"seeds={_seeds_repr(self.seeds)})")
+
+
+def _seeds_repr(seeds: list[int]) -> str:
+    if len(seeds) <= 6:
+        return repr(seeds)
+    return f"[{seeds[0]}, {seeds[1]}, {seeds[2]}, ..., {seeds[-1]}]"
+
+
+class _Progress:
+    """A one-line progress report on stderr, rewritten at most ten times a second."""
+
+    def __init__(self, n_members: int, total: int | None):
+        self.n_members, self.total, self.last = n_members, total, 0.0
+        self.stream = sys.stderr
+
+    def update(self, done: int, running: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.1:
+            return
+        self.last = now
+        what = f"sweep {done:,}/{self.total:,}" if self.total is not None else \
+            f"{done:,}/{self.n_members:,} members done"
+        self.stream.write(f"\r{what}, {running:,} of {self.n_members:,} training   ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
