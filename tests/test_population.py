@@ -1,0 +1,335 @@
+"""Populations: every member ends bit for bit where Network.fit takes the same network alone,
+whatever the population's size, the member's place, the other members or the threads; both
+engines (members in lanes, whole members per thread); bad input, divergence, copies and files."""
+
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast import Layer, Phase, _core
+from conftest import INTERRUPT_LATENCY
+
+X_SYM, T_SYM = bpfast.datasets.symmetry()
+
+
+def xor_data():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    return X, np.array([[0], [1], [1], [0]], dtype=float)
+
+
+def assert_member_is_network(pop, i, net, result=None, fit_result=None):
+    """pop[i] and `net` are the same network, bit for bit; their fit results agree too."""
+    assert np.array_equal(pop.params[i], net.params)
+    assert np.array_equal(pop.velocity[i], net.velocity)
+    assert pop[i]._shuffle_state == net._shuffle_state
+    if result is not None:
+        mine = result[i]
+        assert mine.n_sweeps == fit_result.n_sweeps
+        assert mine.stop_reason == fit_result.stop_reason
+        assert mine.solved == fit_result.solved
+        np.testing.assert_array_equal(mine.final_error, fit_result.final_error)
+        if result.errors is not None:
+            np.testing.assert_array_equal(mine.errors, fit_result.errors)
+
+
+SMALL_NET_KINDS = {
+    # the paper's symmetry net
+    "symmetry": dict(sizes=[6, 2, 1]),
+    # tanh hidden units, linear outputs, no biases
+    "tanh": dict(sizes=[6, 3, 1], activation="tanh", output_activation="identity", bias=False),
+    # two input groups and a skip connection from the input to the output
+    "dag": dict(inputs={"a": 4, "b": 2},
+                layers=[Layer("h", 3, ["a", "b"]), Layer("output", 1, ["h", "a"])]),
+}
+
+
+def make_network(kind, seed, dtype, init_range=0.3):
+    spec = dict(SMALL_NET_KINDS[kind])
+    sizes = spec.pop("sizes", None)
+    return bpfast.Network(sizes, seed=seed, dtype=dtype, init_range=init_range, **spec)
+
+
+def make_population(kind, seeds, dtype, init_range=0.3):
+    spec = dict(SMALL_NET_KINDS[kind])
+    sizes = spec.pop("sizes", None)
+    return bpfast.Population(sizes, seeds=seeds, dtype=dtype, init_range=init_range, **spec)
+
+
+def symmetry_inputs(kind):
+    if kind == "dag":
+        return {"a": X_SYM[:, :4], "b": X_SYM[:, 4:]}
+    return X_SYM
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL_NET_KINDS))
+def test_lanes_members_match_network_fit_bit_for_bit(kind, dtype, isa):
+    """Members with their own seeds, init ranges, learning rates, decay: some solve (the target
+    is the first input bit), at different sweeps, and with the linear outputs some diverge."""
+    seeds = [3, 0, 11, 5, 7, 1, 2, 9, 4, 6, 8]  # more than one vector of members, not a multiple
+    lrs = [0.1, 0.3, 0.05, 0.2, 0.1, 0.5, 0.1, 0.25, 0.1, 0.15, 0.1]
+    decay = [0.0, 1e-4] * 5 + [0.0]
+    ranges = [0.3, 0.5] * 5 + [0.1]
+    T = X_SYM[:, :1].copy()
+    pop = make_population(kind, seeds, dtype, init_range=ranges)
+    X = symmetry_inputs(kind)
+    result = pop.fit(X, T, lr=lrs, momentum=0.9, n_sweeps=150, weight_decay=decay,
+                     stop_tol=0.3, record_errors=True)
+    assert result.engine == "lanes"
+    for i, seed in enumerate(seeds):
+        net = make_network(kind, seed, dtype, init_range=ranges[i])
+        try:
+            fitted = net.fit(X, T, lr=lrs[i], momentum=0.9, n_sweeps=150,
+                             weight_decay=decay[i], stop_tol=0.3)
+        except FloatingPointError:  # the population reports it instead, restored alike
+            assert result.stop_reason[i].startswith("non_finite")
+            assert_member_is_network(pop, i, net)
+        else:
+            assert_member_is_network(pop, i, net, result, fitted)
+    assert len(set(result.n_sweeps.tolist())) > 3  # the members went their own ways
+
+
+def test_lanes_cover_schedules_weights_and_the_other_losses(dtype, isa):
+    X, T = X_SYM, T_SYM
+    rng = np.random.default_rng(0)
+    weights = rng.integers(0, 3, size=(7, 64)).astype(float)  # 0: held out of that member
+    schedules = [[Phase(10 + i, 0.05, 0.5), Phase(40, 0.1 + 0.01 * i, 0.9, 1e-4)]
+                 for i in range(7)]
+    for options in (dict(loss="dead_zone"), dict(loss="cross_entropy"),
+                    dict(reduction="mean"), dict(decay_biases=True)):
+        pop = bpfast.Population([6, 2, 1], seeds=range(7), dtype=dtype)
+        result = pop.fit(X, T, schedule=schedules, sample_weight=weights, record_errors=True,
+                         stop_tol=0.4, **options)
+        assert result.engine == "lanes"
+        for i in range(7):
+            net = bpfast.Network([6, 2, 1], seed=i, dtype=dtype)
+            fitted = net.fit(X, T, schedule=schedules[i], sample_weight=weights[i],
+                             stop_tol=0.4, **options)
+            assert_member_is_network(pop, i, net, result, fitted)
+
+
+def test_members_with_their_own_data(dtype, isa):
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 2, size=(5, 16, 4)).astype(float)
+    T = rng.integers(0, 2, size=(5, 16, 2)).astype(float)
+    for batch_size in (None, 4):  # the lanes, then whole members
+        pop = bpfast.Population([4, 3, 2], seeds=range(5), dtype=dtype)
+        result = pop.fit(X, T, lr=0.5, n_sweeps=60, batch_size=batch_size, record_errors=True)
+        assert result.engine == ("lanes" if batch_size is None else "members")
+        for i in range(5):
+            net = bpfast.Network([4, 3, 2], seed=i, dtype=dtype)
+            fitted = net.fit(X[i], T[i], lr=0.5, n_sweeps=60, batch_size=batch_size)
+            assert_member_is_network(pop, i, net, result, fitted)
+        outputs = pop.predict(X)
+        for i in range(5):
+            np.testing.assert_array_equal(outputs[i], pop[i].predict(X[i]))
+
+
+@pytest.mark.parametrize("options", [
+    dict(batch_size=8), dict(batch_size=1, n_sweeps=20), dict(optimizer="adam", lr=0.01),
+    dict(dropout=0.2), dict(clip_norm=0.5)], ids=["mini-batch", "online", "adam", "dropout",
+                                                    "clip"])
+def test_whole_members_match_network_fit_bit_for_bit(options, dtype, isa):
+    options = {"lr": 0.1, "n_sweeps": 60, **options}
+    pop = bpfast.Population([6, 2, 1], seeds=range(5), dtype=dtype)
+    result = pop.fit(X_SYM, T_SYM, record_errors=True, n_threads=2, **options)
+    assert result.engine == "members"
+    assert pop.optimizer == options.get("optimizer", "momentum")
+    for i in range(5):
+        net = bpfast.Network([6, 2, 1], seed=i, dtype=dtype)
+        fitted = net.fit(X_SYM, T_SYM, **options)
+        assert_member_is_network(pop, i, net, result, fitted)
+
+
+def test_larger_nets_take_whole_members(dtype):
+    rng = np.random.default_rng(2)
+    X, T = rng.normal(size=(40, 20)), rng.uniform(size=(40, 3))
+    pop = bpfast.Population([20, 16, 3], seeds=[4, 8, 15], dtype=dtype)
+    result = pop.fit(X, T, lr=0.05, n_sweeps=30, n_threads=2)
+    assert result.engine == "members"
+    for i, seed in enumerate([4, 8, 15]):
+        net = bpfast.Network([20, 16, 3], seed=seed, dtype=dtype)
+        fitted = net.fit(X, T, lr=0.05, n_sweeps=30)
+        assert_member_is_network(pop, i, net, result, fitted)
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_a_member_does_not_depend_on_the_population_or_the_threads(batch_size, isa):
+    """Member with seed 7: alone, among 40 others at another place, on 1 and 2 threads."""
+    outcomes = []
+    for seeds, threads in (([7], 1), (list(range(40)), 2), (list(range(40))[::-1], 1),
+                           ([7, 100, 101], 2)):
+        pop = bpfast.Population([6, 2, 1], seeds=seeds)
+        lrs = [0.1 if s == 7 else 0.05 + 0.01 * (s % 5) for s in seeds]
+        result = pop.fit(X_SYM, T_SYM, lr=lrs, n_sweeps=120, stop_tol=0.3,
+                         batch_size=batch_size, record_errors=True, n_threads=threads)
+        i = seeds.index(7)
+        outcomes.append((pop.params[i].tobytes(), result.errors[i].tobytes(),
+                         int(result.n_sweeps[i])))
+    assert all(o == outcomes[0] for o in outcomes)
+
+
+def test_a_diverging_member_leaves_the_others_alone(dtype):
+    lrs = [0.01, 5.0, 0.01, 0.02]  # linear outputs: lr 5 blows up
+    spec = dict(sizes=[6, 2, 1], output_activation="identity", dtype=dtype)
+    pop = bpfast.Population(seeds=range(4), **spec)
+    result = pop.fit(X_SYM, T_SYM, lr=lrs, momentum=0.9, n_sweeps=200, record_errors=True)
+    assert result.stop_reason[1].startswith("non_finite")
+    assert list(result.stop_reason[[0, 2, 3]]) == ["max_sweeps"] * 3
+    net = bpfast.Network(seed=1, **spec)
+    with pytest.raises(FloatingPointError):
+        net.fit(X_SYM, T_SYM, lr=5.0, momentum=0.9, n_sweeps=200)
+    assert np.isfinite(pop.params[1]).all()
+    assert_member_is_network(pop, 1, net)  # restored as Network.fit restores
+    assert result.n_sweeps[1] < 200
+    for i in (0, 2, 3):
+        alone = bpfast.Network(seed=i, **spec)
+        fitted = alone.fit(X_SYM, T_SYM, lr=lrs[i], momentum=0.9, n_sweeps=200)
+        assert_member_is_network(pop, i, alone, result, fitted)
+
+
+def test_members_start_as_networks_and_copy_in_and_out():
+    pop = bpfast.Population([6, 2, 1], seeds=[5, 9], init_range=[0.3, 1.0])
+    for i, (seed, r) in enumerate([(5, 0.3), (9, 1.0)]):
+        net = bpfast.Network([6, 2, 1], seed=seed, init_range=r)
+        member = pop[i]
+        assert isinstance(member, bpfast.Network)
+        assert pickle.dumps(member.__getstate__()) == pickle.dumps(net.__getstate__())
+    member = pop[-1]
+    member.fit(X_SYM, T_SYM, n_sweeps=5)
+    assert not np.array_equal(pop.params[1], member.params)  # a copy
+    pop[1] = member
+    assert np.array_equal(pop.params[1], member.params)
+    with pytest.raises(ValueError, match="architecture"):
+        pop[0] = bpfast.Network([6, 3, 1])
+    with pytest.raises(IndexError):
+        pop[2]
+    with pytest.raises(TypeError):
+        pop["a"]
+    assert [net.seed for net in pop] == [5, 9]
+
+
+def test_pickle_round_trip_keeps_every_member():
+    pop = bpfast.Population([6, 2, 1], seeds=range(3))
+    pop.fit(X_SYM, T_SYM, n_sweeps=10, optimizer="adam", lr=0.01)
+    again = pickle.loads(pickle.dumps(pop))
+    assert again.optimizer == "adam"
+    for i in range(3):
+        assert pickle.dumps(again[i].__getstate__()) == pickle.dumps(pop[i].__getstate__())
+    # and trains on identically
+    r1 = pop.fit(X_SYM, T_SYM, n_sweeps=10, optimizer="adam", lr=0.01)
+    r2 = again.fit(X_SYM, T_SYM, n_sweeps=10, optimizer="adam", lr=0.01)
+    assert np.array_equal(pop.params, again.params)
+    np.testing.assert_array_equal(r1.final_error, r2.final_error)
+
+
+def test_bad_arguments_say_what_is_wrong():
+    with pytest.raises(TypeError, match="seeds=range"):
+        bpfast.Population([6, 2, 1], seeds=10)
+    with pytest.raises(ValueError, match="at least one member"):
+        bpfast.Population([6, 2, 1], seeds=[])
+    with pytest.raises(ValueError, match=">= 0"):
+        bpfast.Population([6, 2, 1], seeds=[1, -2])
+    with pytest.raises(ValueError, match="one per member"):
+        bpfast.Population([6, 2, 1], seeds=range(3), init_range=[0.1, 0.2])
+    pop = bpfast.Population([6, 2, 1], seeds=range(3))
+    with pytest.raises(ValueError, match="one per member"):
+        pop.fit(X_SYM, T_SYM, lr=[0.1, 0.2])
+    with pytest.raises(ValueError, match="lr"):
+        pop.fit(X_SYM, T_SYM, lr=[0.1, -1, 0.1])
+    with pytest.raises(ValueError, match="one .* matrix per member"):
+        pop.fit(np.zeros((2, 64, 6)), T_SYM)
+    with pytest.raises(ValueError, match="NaN"):
+        pop.fit(np.full((64, 6), np.nan), T_SYM)
+    with pytest.raises(ValueError, match="one row of case weights per member"):
+        pop.fit(X_SYM, T_SYM, sample_weight=np.ones((2, 64)))
+    with pytest.raises(ValueError, match="not all 0"):
+        pop.fit(X_SYM, T_SYM, sample_weight=np.vstack([np.ones(64), np.zeros(64), np.ones(64)]))
+    with pytest.raises(ValueError, match="schedule|one per member"):
+        pop.fit(X_SYM, T_SYM, schedule=[[Phase(5, 0.1)]] * 2)
+    pop.params[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"members \[1\]"):
+        pop.fit(X_SYM, T_SYM, n_sweeps=1)
+
+
+def test_a_refused_fit_keeps_the_optimiser_state():
+    pop = bpfast.Population([6, 2, 1], seeds=range(2))
+    pop.fit(X_SYM, T_SYM, n_sweeps=5)
+    before = pop.velocity.copy()
+    with pytest.raises(ValueError):
+        pop.fit(X_SYM, T_SYM[:10], optimizer="adam")
+    assert pop.optimizer == "momentum"
+    assert np.array_equal(pop.velocity, before)
+
+
+def test_absurd_populations_raise_memory_error_before_allocating():
+    with pytest.raises(MemoryError, match="GiB"):
+        bpfast.Population([1000, 1000, 1000], seeds=range(100_000))
+    pop = bpfast.Population([6, 2, 1], seeds=range(100_000))
+    with pytest.raises(MemoryError, match="errors"):  # 100,000 x 10**7 float64 errors
+        pop.fit(X_SYM, T_SYM, n_sweeps=10**7, record_errors=True)
+
+
+def test_results_read_as_fit_results():
+    pop = bpfast.Population([6, 2, 1], seeds=range(3))
+    result = pop.fit(X_SYM, T_SYM, n_sweeps=20)
+    assert result.errors is None and len(result) == 3
+    assert "max_sweeps=3" in repr(result)
+    assert isinstance(result[0], bpfast.FitResult) and result[0].n_sweeps == 20
+    assert "3 members" in repr(pop)
+
+
+SIGINT_SCRIPT = r"""
+import sys, time
+import numpy as np
+import bpfast
+X, T = bpfast.datasets.symmetry()
+pop = bpfast.Population([6, 2, 1], seeds=range(64))
+options = dict(batch_size=None if sys.argv[1] == "lanes" else 8, n_threads=2)
+print("ready", flush=True)
+try:
+    pop.fit(X, T, n_sweeps=10**9, **options)
+except KeyboardInterrupt:
+    print(f"caught {time.time()!r}", flush=True)
+    assert np.isfinite(pop.params).all()
+    result = pop.fit(X, T, n_sweeps=3, **options)  # training goes on from finished sweeps
+    assert (result.n_sweeps == 3).all()
+    print("interrupted", flush=True)
+    sys.exit(0)
+sys.exit(1)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("engine", ["lanes", "members"])
+def test_sigint_stops_a_population_quickly(engine):
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, engine],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "interrupted" in out
+    caught = float(out.split("caught ")[1].split()[0])
+    assert caught - sent < INTERRUPT_LATENCY
+
+
+def test_lanes_agree_with_the_reference_in_float64():
+    """The lanes against bpfast.reference's plain NumPy training, member by member."""
+    pop = bpfast.Population([6, 2, 1], seeds=range(3), dtype="float64")
+    start = pop.params.copy()
+    pop.fit(X_SYM, T_SYM, lr=0.1, momentum=0.9, n_sweeps=40)
+    for i in range(3):
+        net = pop[i]
+        params, velocity = start[i].copy(), np.zeros_like(start[i])
+        bpfast.reference.train(net.topology, params, velocity, X_SYM, T_SYM,
+                               [(40, 0.1, 0.9, 0.0, net.topology.n_weights)],
+                               batch_size=64)
+        np.testing.assert_allclose(pop.params[i], params, rtol=1e-9, atol=1e-12)
