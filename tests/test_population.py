@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import INTERRUPT_LATENCY
 
 import bpfast
-from bpfast import Layer, Phase, _core
-from conftest import INTERRUPT_LATENCY
+from bpfast import Layer, Phase
 
 X_SYM, T_SYM = bpfast.datasets.symmetry()
 
@@ -21,6 +21,17 @@ X_SYM, T_SYM = bpfast.datasets.symmetry()
 def xor_data():
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
     return X, np.array([[0], [1], [1], [0]], dtype=float)
+
+
+def assert_same_network(a, b):
+    """Two networks with the same state, field by field (arrays by value)."""
+    state_a, state_b = a.__getstate__(), b.__getstate__()
+    assert state_a.keys() == state_b.keys()
+    for key, value in state_a.items():
+        if isinstance(value, np.ndarray):
+            assert value.dtype == state_b[key].dtype and np.array_equal(value, state_b[key]), key
+        else:
+            assert value == state_b[key], key
 
 
 def assert_member_is_network(pop, i, net, result=None, fit_result=None):
@@ -199,7 +210,7 @@ def test_members_start_as_networks_and_copy_in_and_out():
         net = bpfast.Network([6, 2, 1], seed=seed, init_range=r)
         member = pop[i]
         assert isinstance(member, bpfast.Network)
-        assert pickle.dumps(member.__getstate__()) == pickle.dumps(net.__getstate__())
+        assert_same_network(member, net)
     member = pop[-1]
     member.fit(X_SYM, T_SYM, n_sweeps=5)
     assert not np.array_equal(pop.params[1], member.params)  # a copy
@@ -220,7 +231,7 @@ def test_pickle_round_trip_keeps_every_member():
     again = pickle.loads(pickle.dumps(pop))
     assert again.optimizer == "adam"
     for i in range(3):
-        assert pickle.dumps(again[i].__getstate__()) == pickle.dumps(pop[i].__getstate__())
+        assert_same_network(again[i], pop[i])
     # and trains on identically
     r1 = pop.fit(X_SYM, T_SYM, n_sweeps=10, optimizer="adam", lr=0.01)
     r2 = again.fit(X_SYM, T_SYM, n_sweeps=10, optimizer="adam", lr=0.01)
@@ -333,3 +344,57 @@ def test_lanes_agree_with_the_reference_in_float64():
                                [(40, 0.1, 0.9, 0.0, net.topology.n_weights)],
                                batch_size=64)
         np.testing.assert_allclose(pop.params[i], params, rtol=1e-9, atol=1e-12)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    pop = bpfast.Population([6, 2, 1], seeds=[3, 2**63 + 5, 1], init_range=[0.3, 0.2, 0.1],
+                            dtype="float64")
+    pop.fit(X_SYM, T_SYM, n_sweeps=5, lr=0.01, optimizer="adam")
+    path = tmp_path / "pop.bpfast"
+    pop.save(path)
+    again = bpfast.Population.load(path)
+    assert again.seeds == pop.seeds and again.optimizer == "adam"
+    np.testing.assert_array_equal(again.init_range, pop.init_range)
+    assert np.array_equal(again.params, pop.params)
+    assert np.array_equal(again.velocity, pop.velocity)
+    for i in range(3):
+        assert_same_network(again[i], pop[i])
+    with pytest.raises(ValueError, match="Population.load"):
+        bpfast.load(path)
+    pop[0].save(tmp_path / "net.bpfast")
+    with pytest.raises(ValueError, match="bpfast.load"):
+        bpfast.Population.load(tmp_path / "net.bpfast")
+
+
+def test_damaged_population_files_are_refused(tmp_path):
+    import json
+    import zipfile
+    pop = bpfast.Population([6, 2, 1], seeds=range(4))
+    good = tmp_path / "good.bpfast"
+    pop.save(good)
+    data = good.read_bytes()
+    (tmp_path / "cut.bpfast").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.bpfast"):
+        bpfast.Population.load(tmp_path / "cut.bpfast")
+
+    def rewritten(name, change):
+        with zipfile.ZipFile(good) as archive:
+            members = {n: archive.read(n) for n in archive.namelist()}
+        meta = json.loads(members["bpfast.json"])
+        change(meta)
+        members["bpfast.json"] = json.dumps(meta).encode()
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as archive:
+            for n, content in members.items():
+                archive.writestr(n, content)
+        return path
+
+    for name, change, message in [
+            ("short.bpfast", lambda m: m.update(seeds=[1, 2]), "seeds must be a list of 4"),
+            ("more.bpfast", lambda m: m.update(n_members=5, seeds=list(range(5)),
+                                               init_range=[0.3] * 5, shuffle_state=[1] * 5),
+             "shape"),
+            ("negative.bpfast", lambda m: m.update(init_range=[0.3, -1, 0.3, 0.3]), ">= 0"),
+            ("newer.bpfast", lambda m: m.update(format_version=9), "Upgrade bpfast")]:
+        with pytest.raises(ValueError, match=message):
+            bpfast.Population.load(rewritten(name, change))

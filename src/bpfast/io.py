@@ -16,6 +16,12 @@ A bpfast file is a zip archive (stored, not compressed) of three members:
     momentum velocities, shape (n_params,), or Adam's moments and count, shape
     (2 n_params + 1,). These members may carry zip64 extra fields; readers need not care.
 
+A population (:class:`bpfast.Population`) is saved the same way, with ``"format":
+"bpfast-population", "format_version": 1`` and, in place of one network's fields, ``"n_members"``
+and the lists ``"seeds"``, ``"init_range"`` and ``"shuffle_state"`` (one value per member);
+``params.npy`` and ``velocity.npy`` then hold one row per member, shapes (n_members, n_params) and
+(n_members, state length). Members' init generators are not stored: each is its seed's.
+
 Loading reads JSON and .npy with ``allow_pickle=False``: nothing in a file is ever executed. Every
 problem with a file (not a zip, truncated, a failed checksum, missing, compressed or encrypted
 members, a newer format, an invalid architecture, arrays of the wrong shape or dtype, non-finite
@@ -52,10 +58,12 @@ import numpy as np
 from . import __version__
 from ._validation import check_int, check_real
 from .network import DTYPES, INITS, OPTIMIZERS, Network, state_length
+from .population import Population
 from .topology import Layer, Topology
 
 FORMAT = "bpfast-network"
 FORMAT_VERSION = 2  # the newest this bpfast reads and writes (see the module docstring)
+POPULATION_FORMAT, POPULATION_FORMAT_VERSION = "bpfast-population", 1
 META, PARAMS, VELOCITY = "bpfast.json", "params.npy", "velocity.npy"
 LAYER_FIELDS = ("name", "size", "sources", "activation", "bias")
 
@@ -91,6 +99,30 @@ def save(net: Network, path) -> None:
     }, indent=1).encode("utf-8")
     arrays = ((PARAMS, np.ascontiguousarray(net.params)),
               (VELOCITY, np.ascontiguousarray(net.velocity)))
+    _write_file(path, meta, arrays)
+
+
+def save_population(pop: Population, path) -> None:
+    """Write `pop` (architecture, every member's weights, optimiser state, seed and shuffling
+    state) to `path` atomically, as :func:`save` writes a network."""
+    if not isinstance(pop, Population):
+        raise TypeError(f"save_population() needs a bpfast.Population, got {type(pop).__name__}")
+    path = os.fspath(path)
+    meta = json.dumps({
+        "format": POPULATION_FORMAT, "format_version": POPULATION_FORMAT_VERSION,
+        "bpfast_version": __version__, "optimizer": pop.optimizer,
+        "topology": pop.topology.describe(), "dtype": pop.dtype.name, "init": pop.init,
+        "n_members": len(pop), "n_params": int(pop.topology.n_params), "seeds": pop.seeds,
+        "init_range": pop.init_range.tolist(),
+        "shuffle_state": [int(s) for s in pop._shuffle],
+    }, indent=1).encode("utf-8")
+    arrays = ((PARAMS, np.ascontiguousarray(pop.params)),
+              (VELOCITY, np.ascontiguousarray(pop.velocity)))
+    _write_file(path, meta, arrays)
+
+
+def _write_file(path, meta: bytes, arrays) -> None:
+    """The archive of `meta` and `arrays` at `path`, atomically (see the module docstring)."""
     target, replaced = _resolve_target(path)
     mode = _new_file_mode() if replaced is None else stat.S_IMODE(replaced.st_mode)
     folder = os.path.dirname(target)
@@ -280,12 +312,22 @@ class _Refused(Exception):
 
 def load(path) -> Network:
     """Read a network written by :func:`save`. Raises ValueError for any damaged or foreign file."""
+    return _read_file(path, _from_archive)
+
+
+def load_population(path) -> Population:
+    """Read a population written by :func:`save_population` (ValueError for any damaged or
+    foreign file)."""
+    return _read_file(path, _population_from_archive)
+
+
+def _read_file(path, reader):
     path = os.fspath(path)
     shown = os.fsdecode(path)
     try:
         with _open_regular_file(path, shown) as file:
             with zipfile.ZipFile(file) as archive:
-                return _from_archive(archive, os.fstat(file.fileno()).st_size)
+                return reader(archive, os.fstat(file.fileno()).st_size)
     except _Refused as exc:
         raise ValueError(f"{shown}: {exc}") from None
     except (FileNotFoundError, PermissionError, IsADirectoryError):
@@ -336,22 +378,33 @@ def _invalid(what: str) -> _Refused:
     return _Refused(f"invalid network description in {META}: {what}")
 
 
-def _from_archive(archive, archive_size) -> Network:
+def _meta(archive, archive_size, kind: str, newest: int) -> tuple[dict, int]:
+    """The archive's metadata, checked to be of format `kind` in a version this bpfast reads."""
     meta_info = _member(archive, META, archive_size)
     try:
         meta = json.loads(archive.read(meta_info).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # ValueError also covers integers longer than Python converts (sys.get_int_max_str_digits).
         raise _Refused(f"{META} is not valid JSON ({type(exc).__name__}: {exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _Refused("not a bpfast network file")
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, POPULATION_FORMAT):
+        raise _Refused(f"not a bpfast {'network' if kind == FORMAT else 'population'} file")
+    if meta["format"] != kind:
+        found, wanted = ("network", "population") if kind == POPULATION_FORMAT else \
+            ("population", "network")
+        reader = "bpfast.load" if found == "network" else "bpfast.Population.load"
+        raise _Refused(f"holds a {found}, not a {wanted}: read it with {reader}")
     version = meta.get("format_version")
     if type(version) is not int or version < 1:
         raise _Refused(f"invalid format_version {reprlib.repr(version)}")
-    if version > FORMAT_VERSION:
+    if version > newest:
         raise _Refused(f"written in format version {reprlib.repr(version)} by bpfast "
                        f"{reprlib.repr(meta.get('bpfast_version'))}; this bpfast ({__version__}) "
-                       f"reads up to version {FORMAT_VERSION}. Upgrade bpfast to load it.")
+                       f"reads up to version {newest}. Upgrade bpfast to load it.")
+    return meta, version
+
+
+def _from_archive(archive, archive_size) -> Network:
+    meta, version = _meta(archive, archive_size, FORMAT, FORMAT_VERSION)
     topology = _topology(meta)
     dtype_name = meta.get("dtype")
     if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
@@ -385,6 +438,45 @@ def _from_archive(archive, archive_size) -> Network:
                       "params": params, "velocity": velocity, "shuffle_state": shuffle_state,
                       "optimizer": optimizer, "init": init})
     return net
+
+
+def _population_from_archive(archive, archive_size) -> Population:
+    meta, _ = _meta(archive, archive_size, POPULATION_FORMAT, POPULATION_FORMAT_VERSION)
+    topology = _topology(meta)
+    names = {}
+    for name, allowed in (("dtype", DTYPES), ("optimizer", OPTIMIZERS), ("init", INITS)):
+        value = meta.get(name)
+        if not isinstance(value, str) or value not in allowed:
+            raise _invalid(f"{name} must be one of {sorted(allowed)}, got {reprlib.repr(value)}")
+        names[name] = value
+    dtype, optimizer, init = np.dtype(DTYPES[names["dtype"]]), names["optimizer"], names["init"]
+    try:
+        n_members = check_int("n_members", _field(meta, "n_members"), low=1)
+        n_params = check_int("n_params", _field(meta, "n_params"), low=0)
+        lists = {key: _field(meta, key) for key in ("seeds", "init_range", "shuffle_state")}
+        for key, values in lists.items():
+            if not isinstance(values, list) or len(values) != n_members:
+                raise ValueError(f"{key} must be a list of {n_members} values, got "
+                                 f"{reprlib.repr(values)}")
+        seeds = [check_int("seeds[i]", s, low=0) for s in lists["seeds"]]
+        ranges = [check_real("init_range[i]", r, low=0) for r in lists["init_range"]]
+        shuffle = [check_int("shuffle_state[i]", s, low=0, high=2**64 - 1)
+                   for s in lists["shuffle_state"]]
+    except (TypeError, ValueError) as exc:
+        raise _invalid(str(exc)) from None
+    if n_params != topology.n_params:
+        raise _invalid(f"n_params {n_params} does not match the architecture's "
+                       f"{topology.n_params}")
+    state = state_length(optimizer, n_params)
+    params = _read_array(archive, _member(archive, PARAMS, archive_size), dtype,
+                         n_members * n_params, (n_members, n_params))
+    velocity = _read_array(archive, _member(archive, VELOCITY, archive_size), dtype,
+                           n_members * state, (n_members, state))
+    pop = Population.__new__(Population)
+    pop.__setstate__({"topology": topology.describe(), "dtype": dtype.name, "init": init,
+                      "init_range": ranges, "seeds": seeds, "params": params,
+                      "velocity": velocity, "shuffle_state": shuffle, "optimizer": optimizer})
+    return pop
 
 
 def _field(meta: dict, key: str):
@@ -448,9 +540,11 @@ def _rng_state(meta: dict) -> dict:
     return state
 
 
-def _read_array(archive, info, dtype, n) -> np.ndarray:
-    """A (n,) array of `dtype` from a .npy member, refused before anything is allocated unless
-    the header says exactly that and the member holds exactly that many bytes."""
+def _read_array(archive, info, dtype, n, shape=None) -> np.ndarray:
+    """A (n,) array of `dtype` (or of `shape`, n values) from a .npy member, refused before
+    anything is allocated unless the header says exactly that and the member holds exactly that
+    many bytes."""
+    shape = (n,) if shape is None else shape
     name = info.filename
     with archive.open(info) as member:
         magic = member.read(np.lib.format.MAGIC_LEN)
@@ -470,7 +564,7 @@ def _read_array(archive, info, dtype, n) -> np.ndarray:
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         try:
-            shape, fortran_order, file_dtype = read_header(header)
+            file_shape, fortran_order, file_dtype = read_header(header)
         except (ValueError, SyntaxError, RecursionError, MemoryError, tokenize.TokenError) as exc:
             # The header is a Python literal of at most MAX_NPY_HEADER bytes; Python's parser
             # reports a pathological one as MemoryError ("parser stack overflowed") or
@@ -481,9 +575,10 @@ def _read_array(archive, info, dtype, n) -> np.ndarray:
             raise _Refused(f"{name} is not a plain numeric array (dtype {file_dtype})")
         if fortran_order:
             raise _Refused(f"{name} is stored in Fortran order; bpfast writes C order")
-        if file_dtype != dtype or shape != (n,):
-            raise _Refused(f"{name} has dtype {file_dtype} and shape {reprlib.repr(shape)}; the "
-                           f"architecture needs {dtype.name} of shape ({n},)")
+        if file_dtype != dtype or file_shape != shape:
+            raise _Refused(f"{name} has dtype {file_dtype} and shape "
+                           f"{reprlib.repr(file_shape)}; the architecture needs {dtype.name} of "
+                           f"shape {shape}")
         n_bytes = n * dtype.itemsize
         if info.file_size != header_end + n_bytes:
             raise _Refused(f"{name} holds {info.file_size - header_end:,} bytes of data; "
@@ -491,7 +586,7 @@ def _read_array(archive, info, dtype, n) -> np.ndarray:
         data = member.read(n_bytes)  # reading to the end checks the member's CRC
     if len(data) != n_bytes:
         raise _Refused(f"{name} is truncated")
-    array = np.frombuffer(data, dtype=dtype)
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
     if not np.isfinite(array).all():
         raise _Refused(f"{name} contains NaN or infinite values")
     return array

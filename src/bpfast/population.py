@@ -143,9 +143,11 @@ class Population:
                  inputs: Mapping[str, int] | None = None, layers: Sequence[Layer] | None = None,
                  activation: str = "logistic", output_activation: str | None = None,
                  bias: bool = True, init_range=0.3, init: str = "uniform", dtype="float32"):
-        if isinstance(seeds, (int, np.integer)) or isinstance(seeds, (str, bytes)):
+        if isinstance(seeds, (int, np.integer)):
             raise TypeError(f"seeds must be a sequence of seeds, one per member (e.g. "
                             f"seeds=range({seeds})), got {seeds!r}")
+        if isinstance(seeds, (str, bytes)):
+            raise TypeError(f"seeds must be a sequence of integers, got {seeds!r}")
         try:
             seed_list = [check_int("seeds[i]", s, low=0) for s in seeds]
         except TypeError as exc:
@@ -257,8 +259,8 @@ class Population:
     # -- data -----------------------------------------------------------------------------------
 
     def _data(self, X, T, sample_weight):
-        """X, T (weights appended as T's last column if any) as the core reads them, whether each
-        is shared, the weights per member (n_members, n) or None, and n."""
+        """X and T checked and converted, whether each is shared by all members, the case
+        weights (None, or float64 of shape (1 if shared else n_members, n)), and n."""
         shell, n_members = self._shell(), len(self)
         x_array = None if isinstance(X, Mapping) else np.asarray(X)
         shared_x = x_array is None or x_array.ndim != 3
@@ -294,14 +296,6 @@ class Population:
                 weights = np.stack([shell._sample_weight(row, n) for row in w])
             else:
                 weights = shell._sample_weight(w, n)[None, :]
-            if weights.shape[0] > 1 and shared_t:
-                Tc = np.broadcast_to(Tc, (n_members,) + Tc.shape)
-                shared_t = False
-            targets = Tc if not shared_t else Tc[None]
-            column = np.broadcast_to(weights.astype(self.dtype)[:, :, None],
-                                     (targets.shape[0], n, 1))
-            Tc = np.concatenate([targets, column], axis=2)
-            Tc = np.ascontiguousarray(Tc[0] if shared_t else Tc)
         return Xc, Tc, shared_x, shared_t, weights, n
 
     # -- training -----------------------------------------------------------------------------
@@ -371,8 +365,7 @@ class Population:
         threads = _threads.usable_threads(_threads.requested_threads(n_threads),
                                           n_threads is not None)
         Xc, Tc, shared_x, shared_t, weights, n = self._data(X, T, sample_weight)
-        targets = Tc[..., :self.topology.n_outputs] if weights is not None else Tc
-        shell._check_targets_for(loss, targets.reshape(-1, self.topology.n_outputs))
+        shell._check_targets_for(loss, Tc.reshape(-1, self.topology.n_outputs))
         batch_size = n if batch_size is None else min(
             check_int("batch_size", batch_size, low=1, high=INT64_MAX), n)
         if not (np.isfinite(self._params).all() and np.isfinite(self._velocity).all()):
@@ -440,6 +433,16 @@ class Population:
         n_members, n_params = len(self), self.topology.n_params
         check_fits(n_members * 2 * n_params * self.dtype.itemsize,
                    "the population's sweep-start copies")
+        if weights is not None:  # the core reads each case's weight as one more target
+            targets = T[None] if shared_t else T
+            members = max(targets.shape[0], weights.shape[0])
+            shared_t = members == 1
+            check_fits(members * n * (T.shape[-1] + 1) * self.dtype.itemsize,
+                       "the members' weighted targets")
+            T = np.concatenate([np.broadcast_to(targets, (members,) + targets.shape[1:]),
+                                np.broadcast_to(weights.astype(self.dtype)[:, :, None],
+                                                (members, n, 1))], axis=2)
+            T = np.ascontiguousarray(T[0] if shared_t else T)
         back = np.zeros((n_members, 2 * n_params), self.dtype)
         status = np.zeros(n_members, np.int32)
         n_done = np.zeros(n_members, np.int64)
@@ -511,7 +514,6 @@ class Population:
         final_error, within = np.zeros(n_members), np.zeros(n_members, np.int32)
         errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) if record_errors \
             else None
-        weighted = weights is not None
         codes = {name: code for code, name in enumerate(STATUS_NAMES)}
         reporter = _Progress(n_members, None) if progress else None
         lock = threading.Lock()
@@ -520,14 +522,13 @@ class Population:
         def train(i, watch):
             if watch.interrupted():
                 return
-            x = X if shared_x else X[i]
-            t = T if shared_t else T[i]
-            # T carries the weights as its last column already: the core's own form
-            log, done, reason, final, all_within, _ = _core._train(
-                self.topology, self._params[i], state[i], x, t, phases[i], batch_size, shuffle,
-                loss, dead_zone, reduction, weighted, dropout,
-                float(tols[i]) if tols[i] > 0 else None, self._shuffle[i: i + 1], None, 0, 1,
-                None, None, None, True, watch)
+            w = None if weights is None else weights[0 if weights.shape[0] == 1 else i]
+            log, done, reason, final, all_within, _ = _core.run_training(
+                self.topology, self._params[i], state[i], X if shared_x else X[i],
+                T if shared_t else T[i], phases[i], batch_size=batch_size, shuffle=shuffle,
+                loss=loss, dead_zone=dead_zone, reduction=reduction, sample_weight=w,
+                dropout=dropout, stop_tol=float(tols[i]) if tols[i] > 0 else None,
+                rng_state=self._shuffle[i: i + 1], n_threads=1, watch=watch)
             n_done[i], final_error[i], within[i] = done, final, all_within
             status[i] = codes.get(reason.removesuffix("_unverified"), 0)
             if errors is not None:
@@ -629,6 +630,12 @@ class Population:
                 not (np.isfinite(self._params).all() and np.isfinite(self._velocity).all())):
             raise ValueError("a pickled population's arrays have the wrong shapes or are not "
                              "finite")
+        if self.optimizer == "adam":  # each member's update count: a whole number >= 0
+            counts = self._velocity[:, -1].astype(np.float64)
+            if (counts < 0).any() or (counts != np.round(counts)).any() or \
+                    (self._velocity[:, n_params:-1] < 0).any():
+                raise ValueError("a pickled population's Adam states must end with whole update "
+                                 "counts >= 0 after second moments >= 0")
         self._guard = _core.TrainingGuard()
 
     def __repr__(self):
