@@ -116,7 +116,7 @@ static int API(population_train)(const bp_net *net, const int64_t *order, int64_
 {
     const int64_t n_groups = FNS(ceil_div)(n_order, VW);
     const int n_threads = (int)MIN((int64_t)bp_parallel_threads(cfg->n_threads), n_groups);
-    const size_t vectors = FNS(population_group_vectors)(net);
+    const size_t vectors = FNS(population_group_vectors)(net, cfg);
     /* every thread's buffers first, so that running out of memory changes nothing */
     void *block = malloc((size_t)MAX(n_threads, 1) * vectors * sizeof(VREAL) + 64);
     if (!block)

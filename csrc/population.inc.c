@@ -20,48 +20,147 @@
 /* What a group keeps for its VW members: lane-major params and velocity, their copies at the
    start of the last sweep whose update was applied (a diverged member goes back there), and the
    per-case accumulators of one gradient pass. In vectors. */
-static inline size_t FN(population_group_vectors)(const bp_net *net)
+/* ... and its cases as vectors over its members: every input and target (and case weight) of
+   every case, feature-major, built once per call. In vectors. */
+static inline size_t FN(population_group_vectors)(const bp_net *net, const bp_train_config *cfg)
 {
     int64_t units = 0;
     for (int l = 0; l < net->n_layers; l++)
         units += net->size[l];
     const int64_t n_out = net->size[net->n_layers - 1];
-    return (size_t)(4 * net->n_params + VW * (net->n_params + n_out + 2 * units));
+    return (size_t)(4 * net->n_params + VW * (net->n_params + n_out + 2 * units) +
+                    cfg->n_samples * (net->n_input_cols + n_out + cfg->weighted));
 }
 
-/* Value `col` of case r as a vector over the group's members (`member[k]` in lane k): broadcast
-   if every member shares the data (member_stride 0), else each lane from its member's own rows
-   (lanes past the last member repeat it). */
-static inline VREAL FN(member_values)(const REAL *data, int64_t member_stride, int64_t row_stride,
-                                      int64_t r, int64_t col, const int64_t *member,
-                                      int64_t count)
+/* out[col * n + r] = value `col` of case r (rows of `cols` values) as a vector over the group's
+   members (`member[k]` in lane k): broadcast if every member shares the data (member_stride 0),
+   else each lane from its member's own rows (lanes past the last member repeat it). */
+static void FN(member_vectors)(VREAL *out, const REAL *data, int64_t member_stride, int64_t n,
+                               int64_t cols, const int64_t *member, int64_t count)
 {
-    if (member_stride == 0)
-        return FN(vsplat)(data[r * row_stride + col]);
-    VREAL v;
-    for (int k = 0; k < VW; k++)
-        v[k] = data[member[MIN(k, count - 1)] * member_stride + r * row_stride + col];
-    return v;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t col = 0; col < cols; col++) {
+            VREAL v;
+            if (member_stride == 0)
+                v = FN(vsplat)(data[r * cols + col]);
+            else
+                for (int k = 0; k < VW; k++)
+                    v[k] = data[member[MIN(k, count - 1)] * member_stride + r * cols + col];
+            out[col * n + r] = v;
+        }
+}
+
+/* The net's unit numbering: unit u of layer l is first_unit[l] + u. */
+static inline int64_t FN(number_units)(const bp_net *net, int64_t *first_unit)
+{
+    int64_t units = 0;
+    for (int l = 0; l < net->n_layers; l++) {
+        first_unit[l] = units;
+        units += net->size[l];
+    }
+    return units;
+}
+
+/* Cases r0 .. r0 + span - 1 of a gradient pass (population_pass), span <= VW. Inlined with
+ * span = VW for every whole span, so its loops over the span unroll and the sums being built stay
+ * in registers; and once more for the last, shorter one. */
+static ALWAYS_INLINE void FN(population_span)(
+    const bp_net *net, const int64_t *first_unit, const VREAL *w, VREAL *acc, VREAL *act,
+    VREAL *delta, VREAL *err, const VREAL *xv, const VREAL *tv, const bp_train_config *cfg,
+    VREAL scale, VREAL tol, int gradients, VINT *outside, int64_t r0, const int span)
+{
+    const int out = net->n_layers - 1;
+    const int64_t n_out = net->size[out];
+    const int64_t n = cfg->n_samples;
+    const int out_activation = net->activation[out];
+    const VREAL zero = FN(vsplat)(0);
+#define ACT(u) (act + (u) * VW)
+#define DELTA(u) (delta + (u) * VW)
+/* the span's values of the c-th unit of layer src: an input's from xv (n apart), else ACT's */
+#define SOURCE(src) (src < net->n_inputs ? xv + net->input_col[src] * n + r0 : ACT(first_unit[src]))
+#define SOURCE_STEP(src) (src < net->n_inputs ? n : VW)
+    for (int l = net->n_inputs; l < net->n_layers; l++)
+        for (int64_t o = 0; o < net->size[l]; o++) {
+            VREAL y[VW];
+            const VREAL start = net->bias_offset[l] >= 0 ? w[net->bias_offset[l] + o] : zero;
+            EACH(j, span) y[j] = start;
+            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+                const int src = net->src_layer[e];
+                const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
+                const VREAL *wo = w + net->w_offset[e] + o * n_in, *x = SOURCE(src);
+                for (int64_t c = 0; c < n_in; c++, x += step)
+                    EACH(j, span) y[j] = VFMA(wo[c], x[j], y[j]);
+            }
+            FN(vactivate_span)(y, span, net->activation[l]);
+            EACH(j, span) ACT(first_unit[l] + o)[j] = y[j];
+        }
+    for (int64_t o = 0; o < n_out; o++) {
+        const VREAL *y = ACT(first_unit[out] + o);
+        VREAL *d = DELTA(first_unit[out] + o);
+        const VREAL *t = tv + o * n + r0, *weight = tv + n_out * n + r0;
+        EACH(j, span)
+            d[j] = FN(output_delta)(y[j], t[j], cfg->weighted ? weight[j] : FN(vsplat)(1), VW,
+                                    cfg, out_activation, scale, tol, &err[o * VW + j], outside);
+    }
+    if (!gradients)
+        return;
+    for (int l = out; l >= net->n_inputs; l--) {
+        const int64_t size = net->size[l];
+        for (int64_t o = 0; o < size; o++) {
+            VREAL d[VW];
+            EACH(j, span) d[j] = DELTA(first_unit[l] + o)[j];
+            if (l != out && net->activation[l] != BP_IDENTITY) {
+                const VREAL *y = ACT(first_unit[l] + o);
+                EACH(j, span) d[j] = d[j] * FN(vderivative)(y[j], net->activation[l]);
+                EACH(j, span) DELTA(first_unit[l] + o)[j] = d[j];
+            }
+            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+                const int src = net->src_layer[e];
+                const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
+                VREAL *sum = acc + (net->w_offset[e] + o * n_in) * VW;
+                const VREAL *x = SOURCE(src);
+                for (int64_t c = 0; c < n_in; c++, sum += VW, x += step)
+                    EACH(j, span) sum[j] = VFMA(d[j], x[j], sum[j]);
+            }
+            if (net->bias_offset[l] >= 0) {
+                VREAL *sum = acc + (net->bias_offset[l] + o) * VW;
+                EACH(j, span) sum[j] += d[j];
+            }
+        }
+        for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+            const int src = net->src_layer[e];
+            if (src < net->n_inputs)
+                continue;
+            const int64_t n_in = net->size[src];
+            const VREAL *we = w + net->w_offset[e];
+            for (int64_t c = 0; c < n_in; c++) {
+                VREAL *d_src = DELTA(first_unit[src] + c), sum[VW];
+                EACH(j, span) sum[j] = net->accumulate[e] ? d_src[j] : zero;
+                for (int64_t o = 0; o < size; o++) {
+                    const VREAL *d = DELTA(first_unit[l] + o);
+                    EACH(j, span) sum[j] = VFMA(we[o * n_in + c], d[j], sum[j]);
+                }
+                EACH(j, span) d_src[j] = sum[j];
+            }
+        }
+    }
+#undef ACT
+#undef DELTA
+#undef SOURCE
+#undef SOURCE_STEP
 }
 
 /* One full-batch gradient pass of the group at its lane-major params w: grad (in acc[p * VW],
    the per-case accumulators summed), error[k] = E of member k, *outside: the lanes with an
    output not within tol of its target. With gradients = 0 only the error and the test. */
 static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, VREAL *act,
-                                VREAL *delta, VREAL *err, const REAL *X, int64_t x_stride,
-                                const REAL *T, int64_t t_stride, const bp_train_config *cfg,
-                                VREAL scale, VREAL tol, const int64_t *member, int64_t count,
-                                int gradients, double *error,
-                                VINT *outside)
+                                VREAL *delta, VREAL *err, const VREAL *xv, const VREAL *tv,
+                                const bp_train_config *cfg, VREAL scale, VREAL tol,
+                                int gradients, double *error, VINT *outside)
 {
-    const int out = net->n_layers - 1;
-    const int64_t n_out = net->size[out], n_params = net->n_params;
-    const int64_t x_cols = net->n_input_cols, t_cols = n_out + cfg->weighted;
-    int64_t first_unit[SMALL_MAX_LAYERS], units = 0;
-    for (int l = 0; l < net->n_layers; l++) {
-        first_unit[l] = units;
-        units += net->size[l];
-    }
+    const int64_t n_out = net->size[net->n_layers - 1], n_params = net->n_params;
+    int64_t first_unit[SMALL_MAX_LAYERS];
+    FN(number_units)(net, first_unit);
     const VREAL zero = FN(vsplat)(0);
     if (gradients)
         for (int64_t i = 0; i < n_params * VW; i++)
@@ -69,101 +168,13 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
     for (int64_t i = 0; i < n_out * VW; i++)
         err[i] = zero;
     VINT lanes_outside = {0};
-    const int out_activation = net->activation[out];
-#define ACT(u) (act + (u) * VW)
-#define DELTA(u) (delta + (u) * VW)
-
-    for (int64_t r0 = 0; r0 < cfg->n_samples; r0 += VW) {
-        const int64_t span = MIN(VW, cfg->n_samples - r0);
-        for (int g = 0; g < net->n_inputs; g++)
-            for (int64_t c = 0; c < net->size[g]; c++)
-                for (int64_t j = 0; j < span; j++)
-                    ACT(first_unit[g] + c)[j] = FN(member_values)(
-                        X, x_stride, x_cols, r0 + j, net->input_col[g] + c, member, count);
-        for (int l = net->n_inputs; l < net->n_layers; l++) {
-            for (int64_t o = 0; o < net->size[l]; o++) {
-                VREAL *y = ACT(first_unit[l] + o);
-                const VREAL start = net->bias_offset[l] >= 0 ? w[net->bias_offset[l] + o] : zero;
-                for (int64_t j = 0; j < span; j++)
-                    y[j] = start;
-                for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-                    const int src = net->src_layer[e];
-                    const int64_t n_in = net->size[src];
-                    const VREAL *wo = w + net->w_offset[e] + o * n_in;
-                    for (int64_t c = 0; c < n_in; c++) {
-                        const VREAL *x = ACT(first_unit[src] + c);
-                        for (int64_t j = 0; j < span; j++)
-                            y[j] = VFMA(wo[c], x[j], y[j]);
-                    }
-                }
-                for (int64_t j = 0; j < span; j++)
-                    y[j] = FN(vactivate)(y[j], net->activation[l]);
-            }
-        }
-        for (int64_t o = 0; o < n_out; o++) {
-            const VREAL *y = ACT(first_unit[out] + o);
-            VREAL *d = DELTA(first_unit[out] + o);
-            for (int64_t j = 0; j < span; j++) {
-                const VREAL wr = cfg->weighted ? FN(member_values)(T, t_stride, t_cols, r0 + j,
-                                                                   n_out, member, count)
-                                               : FN(vsplat)(1);
-                const VREAL t = FN(member_values)(T, t_stride, t_cols, r0 + j, o, member, count);
-                d[j] = FN(output_delta)(y[j], t, wr, VW, cfg, out_activation, scale, tol,
-                                        &err[o * VW + j], &lanes_outside);
-            }
-        }
-        if (!gradients)
-            continue;
-        for (int l = out; l >= net->n_inputs; l--) {
-            const int64_t n = net->size[l];
-            if (l != out && net->activation[l] != BP_IDENTITY)
-                for (int64_t o = 0; o < n; o++) {
-                    VREAL *d = DELTA(first_unit[l] + o);
-                    const VREAL *y = ACT(first_unit[l] + o);
-                    for (int64_t j = 0; j < span; j++)
-                        d[j] = d[j] * FN(vderivative)(y[j], net->activation[l]);
-                }
-            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-                const int src = net->src_layer[e];
-                const int64_t n_in = net->size[src];
-                VREAL *g = acc + net->w_offset[e] * VW;
-                for (int64_t o = 0; o < n; o++)
-                    for (int64_t c = 0; c < n_in; c++) {
-                        const VREAL *d = DELTA(first_unit[l] + o), *x = ACT(first_unit[src] + c);
-                        VREAL *sum = g + (o * n_in + c) * VW;
-                        for (int64_t j = 0; j < span; j++)
-                            sum[j] = VFMA(d[j], x[j], sum[j]);
-                    }
-            }
-            if (net->bias_offset[l] >= 0)
-                for (int64_t o = 0; o < n; o++) {
-                    const VREAL *d = DELTA(first_unit[l] + o);
-                    VREAL *sum = acc + (net->bias_offset[l] + o) * VW;
-                    for (int64_t j = 0; j < span; j++)
-                        sum[j] += d[j];
-                }
-            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-                const int src = net->src_layer[e];
-                if (src < net->n_inputs)
-                    continue;
-                const int64_t n_in = net->size[src];
-                const VREAL *we = w + net->w_offset[e];
-                for (int64_t c = 0; c < n_in; c++) {
-                    VREAL *d_src = DELTA(first_unit[src] + c);
-                    if (!net->accumulate[e])
-                        for (int64_t j = 0; j < span; j++)
-                            d_src[j] = zero;
-                    for (int64_t o = 0; o < n; o++) {
-                        const VREAL *d = DELTA(first_unit[l] + o);
-                        for (int64_t j = 0; j < span; j++)
-                            d_src[j] = VFMA(we[o * n_in + c], d[j], d_src[j]);
-                    }
-                }
-            }
-        }
-    }
-#undef ACT
-#undef DELTA
+    int64_t r0 = 0;
+    for (; r0 + VW <= cfg->n_samples; r0 += VW)
+        FN(population_span)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
+                            gradients, &lanes_outside, r0, VW);
+    if (r0 < cfg->n_samples)
+        FN(population_span)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
+                            gradients, &lanes_outside, r0, (int)(cfg->n_samples - r0));
     /* hsum's pairwise order over the accumulators of cases r % VW = 0 .. VW-1 */
     for (int width = VW / 2; width >= 1; width /= 2) {
         if (gradients)
@@ -196,13 +207,15 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
 {
     const int64_t n_params = net->n_params;
     const int64_t n_out = net->size[net->n_layers - 1];
-    int64_t units = 0;
-    for (int l = 0; l < net->n_layers; l++)
-        units += net->size[l];
+    int64_t first_unit[SMALL_MAX_LAYERS];
+    const int64_t units = FN(number_units)(net, first_unit);
     VREAL *w = scratch, *v = w + n_params, *back_w = v + n_params, *back_v = back_w + n_params;
     VREAL *acc = back_v + n_params, *err = acc + n_params * VW, *act = err + n_out * VW;
-    VREAL *delta = act + units * VW;
+    VREAL *delta = act + units * VW, *xv = delta + units * VW;
+    VREAL *tv = xv + cfg->n_samples * net->n_input_cols;
     const VREAL zero = FN(vsplat)(0);
+    FN(member_vectors)(xv, X, x_stride, cfg->n_samples, net->n_input_cols, member, count);
+    FN(member_vectors)(tv, T, t_stride, cfg->n_samples, n_out + cfg->weighted, member, count);
 
     /* the members' lanes; lanes past the last member hold zeros and never change */
     for (int64_t p = 0; p < n_params; p++) {
@@ -241,8 +254,8 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
     VINT outside;
 
     if (final_error) {
-        FN(population_pass)(net, w, acc, act, delta, err, X, x_stride, T, t_stride, cfg, scale,
-                            tol, member, count, 0, error, &outside);
+        FN(population_pass)(net, w, acc, act, delta, err, xv, tv, cfg, scale, tol, 0, error,
+                            &outside);
         for (int64_t k = 0; k < count; k++) {
             final_error[member[k]] = error[k];
             within[member[k]] = outside[k] == 0;
@@ -265,8 +278,8 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
             stopped = 1;
             break;
         }
-        FN(population_pass)(net, w, acc, act, delta, err, X, x_stride, T, t_stride, cfg, scale,
-                            tol, member, count, 1, error, &outside);
+        FN(population_pass)(net, w, acc, act, delta, err, xv, tv, cfg, scale, tol, 1, error,
+                            &outside);
         /* train_body's decisions, member by member: a non-finite error goes back to the start
            of the sweep before (whose update led here), a member within its tol has solved */
         for (int64_t k = 0; k < count; k++) {

@@ -97,8 +97,7 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
                             y[j] = VFMA(wc, x[j], y[j]);
                     }
                 }
-                for (int64_t j = 0; j < span; j++)
-                    y[j] = FN(vactivate)(y[j], net->activation[l]);
+                FN(vactivate_span)(y, span, net->activation[l]);
             }
         }
         /* the output error: output_error_omp for these vectors */

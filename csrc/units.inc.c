@@ -2,57 +2,70 @@
  * (REAL, ISA); included by kernels.inc.c. Adding an activation or a loss: its name in the list in
  * bpfast.h, its math here, its name and NumPy reference in bpfast/units.py. */
 
-/* exp(x), vectorised: x = n ln2 + r with |r| <= ln2/2, exp(r) by a polynomial, 2^n through the
- * exponent bits. Inputs are clamped to the range where 2^n is a normal number. Error: a few ulp
- * (tested against libm in tests/test_kernels.py). */
-static inline VREAL FN(vexp)(VREAL x)
+/* Block functions work on k vectors at once, one step of the math across all k before the next:
+ * the k dependency chains then interleave and the core runs them side by side, where k separate
+ * calls would each wait on their own chain (vexp is ~20 dependent operations). Every vector gets
+ * exactly the operations of a call on it alone. k must be a constant where they are inlined (the
+ * loops over it unroll and their arrays stay in registers), at most BP_BLOCK. */
+#define BP_BLOCK 16
+#if defined(__clang__)
+#define EACH(i, k) _Pragma("unroll") for (int i = 0; i < (k); i++)
+#else
+#define EACH(i, k) _Pragma("GCC unroll 16") for (int i = 0; i < (k); i++)
+#endif
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* exp(x) of each of v[0 .. k), vectorised: x = n ln2 + r with |r| <= ln2/2, exp(r) by a
+ * polynomial, 2^n through the exponent bits. Inputs are clamped to the range where 2^n is a
+ * normal number. Error: a few ulp (tested against libm in tests/test_kernels.py). */
+static ALWAYS_INLINE void FN(vexp_block)(VREAL *v, const int k)
 {
 #if BP_DOUBLE
     const REAL hi = 708.0, lo = -708.0;
     const REAL ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+    static const REAL coef[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                                1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+                                1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5};
+    /* Taylor series to r^13: the remainder is below 1e-17 for |r| <= ln2/2. */
+    enum { TERMS = 12, MANTISSA = 52, BIAS = 1023 };
 #else
     const REAL hi = 88.0f, lo = -87.0f;
     const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-#endif
-    x = FN(vselect)(x > hi, FN(vsplat)(hi), x);
-    x = FN(vselect)(x < lo, FN(vsplat)(lo), x);
-    VREAL t = x * (REAL)1.44269504088896341 + (REAL)0.5;
-    VINT n = __builtin_convertvector(t, VINT);  /* truncates toward zero ... */
-    VREAL fn = __builtin_convertvector(n, VREAL);
-    VINT above = fn > t;                         /* ... so step down where that rounded up */
-    n += above;                                  /* (comparisons give -1 for true) */
-    fn = __builtin_convertvector(n, VREAL);
-    VREAL r = x - fn * ln2_hi - fn * ln2_lo;
-#if BP_DOUBLE
-    /* Taylor series to r^13: the remainder is below 1e-17 for |r| <= ln2/2. */
-    VREAL p = FN(vsplat)(1.0 / 6227020800.0);
-    p = VFMA(p, r, FN(vsplat)(1.0 / 479001600.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 39916800.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 3628800.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 362880.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 40320.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 5040.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 720.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 120.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 24.0));
-    p = VFMA(p, r, FN(vsplat)(1.0 / 6.0));
-    p = VFMA(p, r, FN(vsplat)(0.5));
-    p = p * r * r + r + 1.0;
-    VINT bits = (n + 1023) << 52;
-#else
     /* Cephes expf's minimax polynomial. */
-    VREAL p = FN(vsplat)(1.9875691500e-4f);
-    p = VFMA(p, r, FN(vsplat)(1.3981999507e-3f));
-    p = VFMA(p, r, FN(vsplat)(8.3334519073e-3f));
-    p = VFMA(p, r, FN(vsplat)(4.1665795894e-2f));
-    p = VFMA(p, r, FN(vsplat)(1.6666665459e-1f));
-    p = VFMA(p, r, FN(vsplat)(5.0000001201e-1f));
-    p = p * r * r + r + 1.0f;
-    VINT bits = (n + 127) << 23;
+    static const REAL coef[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+    enum { TERMS = 6, MANTISSA = 23, BIAS = 127 };
 #endif
-    VREAL scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    VREAL x[BP_BLOCK], fn[BP_BLOCK], p[BP_BLOCK];
+    VINT n[BP_BLOCK];
+    EACH(i, k) {
+        x[i] = FN(vselect)(v[i] > hi, FN(vsplat)(hi), v[i]);
+        x[i] = FN(vselect)(x[i] < lo, FN(vsplat)(lo), x[i]);
+    }
+    EACH(i, k) {
+        const VREAL t = x[i] * (REAL)1.44269504088896341 + (REAL)0.5;
+        n[i] = __builtin_convertvector(t, VINT);  /* truncates toward zero ... */
+        const VINT above = __builtin_convertvector(n[i], VREAL) > t;
+        n[i] += above;                            /* ... so step down where that rounded up */
+        fn[i] = __builtin_convertvector(n[i], VREAL); /* (comparisons give -1 for true) */
+    }
+    EACH(i, k) x[i] = x[i] - fn[i] * ln2_hi - fn[i] * ln2_lo; /* r */
+    EACH(i, k) p[i] = FN(vsplat)(coef[0]);
+    for (int term = 1; term < TERMS; term++)
+        EACH(i, k) p[i] = VFMA(p[i], x[i], FN(vsplat)(coef[term]));
+    EACH(i, k) {
+        p[i] = p[i] * x[i] * x[i] + x[i] + (REAL)1;
+        const VINT bits = (n[i] + BIAS) << MANTISSA;
+        VREAL scale;
+        memcpy(&scale, &bits, sizeof scale);
+        v[i] = p[i] * scale;
+    }
+}
+
+static inline VREAL FN(vexp)(VREAL x)
+{
+    FN(vexp_block)(&x, 1);
+    return x;
 }
 
 /* ln(x) for positive normal x, vectorised: x = 2^k m with m in [sqrt(1/2), sqrt(2)), and
@@ -125,6 +138,32 @@ static inline VREAL FN(vactivate)(VREAL x, int activation)
     default:
         return x;
     }
+}
+
+/* vactivate of each of y[0 .. k) (a block function: see vexp_block). */
+static ALWAYS_INLINE void FN(vactivate_block)(VREAL *y, const int k, int activation)
+{
+    if (activation == BP_LOGISTIC) {
+        VREAL e[BP_BLOCK];
+        EACH(i, k) e[i] = -y[i];
+        FN(vexp_block)(e, k);
+        EACH(i, k) y[i] = (REAL)1 / ((REAL)1 + e[i]);
+    } else {
+        EACH(i, k) y[i] = FN(vactivate)(y[i], activation);
+    }
+}
+
+/* vactivate of each of y[0 .. n): blocks of ACTIVATE_BLOCK vectors, then one at a time. */
+#ifndef ACTIVATE_BLOCK
+#define ACTIVATE_BLOCK 4
+#endif
+static ALWAYS_INLINE void FN(vactivate_span)(VREAL *y, int64_t n, int activation)
+{
+    int64_t j = 0;
+    for (; j + ACTIVATE_BLOCK <= n; j += ACTIVATE_BLOCK)
+        FN(vactivate_block)(y + j, ACTIVATE_BLOCK, activation);
+    for (; j < n; j++)
+        y[j] = FN(vactivate)(y[j], activation);
 }
 
 /* dy/dx of the unit, in terms of its saved output y. */
