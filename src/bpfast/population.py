@@ -448,8 +448,15 @@ class Population:
         n_done = np.zeros(n_members, np.int64)
         errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) if record_errors \
             else None
-        # each member's phase boundaries
-        ends = [np.cumsum([p[0] for p in member]) for member in phases]
+        # each member's phases as a table, padded with its last phase: where each ends, its
+        # settings (lr, momentum, weight decay)
+        width = max(len(member) for member in phases)
+        padded = [member + [member[-1]] * (width - len(member)) for member in phases]
+        ends = np.array([np.cumsum([p[0] for p in member]) for member in padded], np.int64)
+        ends[:, :][np.arange(width)[None, :] >= np.array([len(m) for m in phases])[:, None]] = \
+            INT64_MAX
+        settings = np.array([[p[1:4] for p in member] for member in padded], np.float64)
+        rows = np.arange(n_members)
         common = dict(n_samples=n, shared_x=shared_x, shared_t=shared_t, loss=loss,
                       dead_zone=dead_zone, reduction=reduction, weighted=weights is not None,
                       n_threads=threads)
@@ -462,11 +469,10 @@ class Population:
             running = (status == RUNNING) & (totals > position)
             if not running.any():
                 break
-            chunk = adaptive
-            for i in np.flatnonzero(running):
-                k = int(np.searchsorted(ends[i], position, side="right"))
-                chunk = min(chunk, int(ends[i][k]) - position)
-                _, lr[i], momentum[i], decay[i] = phases[i][k][:4]
+            # every running member's phase at `position`; the chunk ends where the first ends
+            k = np.minimum((ends <= position).sum(axis=1), width - 1)
+            chunk = int(min(adaptive, (ends[rows, k] - position)[running].min()))
+            lr[:], momentum[:], decay[:] = settings[rows, k].T
             sweeps[:] = np.where(running, chunk, 0)
             log = np.full((n_members, chunk), np.nan) if record_errors else None
             started = time.perf_counter()
