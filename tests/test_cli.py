@@ -1,6 +1,7 @@
 """The bpfast command, the experiment presets and the pictures."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -142,7 +143,9 @@ def test_progress_bar_shows_on_a_terminal():
     finally:
         os.close(leader)
     assert out.returncode == 0
-    assert b"run 1, sweep 100" in shown and b"[#" in shown
+    # the population's bar: sweeps done and the seeds still training, then the line is cleared
+    assert re.search(rb"\r\[[#.]{30}\] sweep [0-9,]+/10,000, [0-9] of 2 training", shown)
+    assert shown.endswith(b"\r")
 
 
 def test_version_and_the_presets_in_help():

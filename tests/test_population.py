@@ -398,3 +398,20 @@ def test_damaged_population_files_are_refused(tmp_path):
             ("newer.bpfast", lambda m: m.update(format_version=9), "Upgrade bpfast")]:
         with pytest.raises(ValueError, match=message):
             bpfast.Population.load(rewritten(name, change))
+
+
+@pytest.mark.parametrize("name", ["xor", "family-trees"])
+def test_experiment_seeds_as_a_population_match_single_runs(name):
+    """`bpfast run NAME --seeds N` trains a population; each seed ends as `run(seed)` alone
+    (family trees: each seed with its own held-out queries as case weights 0)."""
+    from bpfast.experiments import EXPERIMENTS
+    experiment = EXPERIMENTS[name]
+    seeds = [2, 0, 5]
+    together = experiment.run_seeds(seeds, n_threads=2)
+    for outcome, seed in zip(together, seeds):
+        alone = experiment.run(seed=seed)
+        assert outcome.seed == seed
+        assert np.array_equal(outcome.network.params, alone.network.params)
+        assert outcome.result.n_sweeps == alone.result.n_sweeps
+        assert outcome.result.final_error == alone.result.final_error
+        assert outcome.measures == alone.measures

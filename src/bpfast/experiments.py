@@ -3,7 +3,8 @@
 Each :class:`Experiment` fixes the architecture, the initial-weight range, the schedule, the decay,
 the loss, the stop rule and the sweep budget, and carries the paper's reported figures. Figures
 marked "reported" in paper.md (secondary sources, unverified) are shown as such, never used as
-targets. ``run(seed)`` trains one net and measures what the task measures.
+targets. ``run(seed)`` trains one net and measures what the task measures; ``run_seeds(seeds)``
+trains one per seed as a :class:`~bpfast.Population`, each exactly as ``run`` would.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 
 from . import datasets
 from .network import FitResult, Network
+from .population import Population
 from .schedule import Phase
 from .topology import Layer
 
@@ -36,7 +39,7 @@ class Outcome:
 class Experiment:
     name: str
     summary: str
-    make_network: Callable[[int, str], Network]
+    network: dict            # Network's arguments but seed and dtype (sizes, or inputs and layers)
     data: Callable[[], Any]  # (X, T), or datasets.FamilyTrees where cases are held out
     schedule: tuple
     loss: str = "sse"
@@ -51,46 +54,84 @@ class Experiment:
     def n_sweeps(self) -> int:
         return sum(p.n_sweeps for p in self.schedule)
 
+    def make_network(self, seed: int = 0, dtype: str = "float32") -> Network:
+        return Network(seed=seed, dtype=dtype, **self.network)
+
+    def _cases(self, seed: int):
+        """X, T and, with held-out queries, the case weights of `seed`'s split (0: held out)
+        and the held-out cases."""
+        if not self.held_out:
+            X, T = self.data()
+            return X, T, None, None
+        trees = self.data()
+        train, test = trees.split(self.held_out, seed=seed)
+        weights = np.zeros(len(trees.X))
+        weights[train] = 1
+        return trees.X, trees.T, weights, test
+
+    def _fit_options(self) -> dict:
+        return dict(schedule=list(self.schedule), loss=self.loss, decay_biases=self.decay_biases,
+                    stop_tol=self.stop_tol)
+
+    def _measures(self, net: Network, weights, test) -> dict:
+        if not self.held_out:
+            return {}
+        trees = self.data()
+        train = np.flatnonzero(weights)
+        return {"train_accuracy": float(trees.correct(net.predict(trees.X[train]),
+                                                      trees.T[train]).mean()),
+                "held_out_correct": int(trees.correct(net.predict(trees.X[test]),
+                                                      trees.T[test]).sum()),
+                "held_out_queries": [list(trees.queries[i]) for i in test]}
+
     def run(self, seed: int = 0, dtype: str = "float32", n_threads=None, callback=None,
             callback_every: int = 100) -> Outcome:
+        """One network trained with the recipe (held-out queries have case weight 0)."""
         net = self.make_network(seed, dtype)
-        if self.held_out:
-            trees = self.data()
-            train, test = trees.split(self.held_out, seed=seed)
-            X, T = trees.X[train], trees.T[train]
-        else:
-            X, T = self.data()
-        result = net.fit(X, T, schedule=list(self.schedule), loss=self.loss,
-                         decay_biases=self.decay_biases, stop_tol=self.stop_tol,
-                         n_threads=n_threads, callback=callback, callback_every=callback_every)
-        measures: dict[str, Any] = {}
-        if self.held_out:
-            measures["train_accuracy"] = float(trees.correct(net.predict(X), T).mean())
-            measures["held_out_correct"] = int(
-                trees.correct(net.predict(trees.X[test]), trees.T[test]).sum())
-            measures["held_out_queries"] = [list(trees.queries[i]) for i in test]
-        return Outcome(seed=seed, network=net, result=result, measures=measures)
+        X, T, weights, test = self._cases(seed)
+        result = net.fit(X, T, sample_weight=weights, n_threads=n_threads, callback=callback,
+                         callback_every=callback_every, **self._fit_options())
+        return Outcome(seed=seed, network=net, result=result,
+                       measures=self._measures(net, weights, test))
+
+    def run_seeds(self, seeds, dtype: str = "float32", n_threads=None,
+                  progress: bool = False) -> list[Outcome]:
+        """One network per seed, trained together as a Population: each outcome is bit for bit
+        ``run(seed)``'s (except that its FitResult carries no per-sweep errors)."""
+        seeds = list(seeds)
+        pop = Population(seeds=seeds, dtype=dtype, **self.network)
+        X, T = self._cases(seeds[0])[:2]
+        splits = [self._cases(seed) for seed in seeds] if self.held_out else None
+        weights = np.array([split[2] for split in splits]) if splits else None
+        result = pop.fit(X, T, sample_weight=weights, n_threads=n_threads, progress=progress,
+                         **self._fit_options())
+        outcomes = []
+        for i, seed in enumerate(seeds):
+            net = pop[i]
+            measures = self._measures(net, splits[i][2], splits[i][3]) if splits else {}
+            outcomes.append(Outcome(seed=seed, network=net, result=result[i], measures=measures))
+        return outcomes
 
 
-def _chain(sizes, init_range):
-    return lambda seed, dtype: Network(sizes, seed=seed, dtype=dtype, init_range=init_range)
+def _chain(sizes, init_range) -> dict:
+    return dict(sizes=sizes, init_range=init_range)
 
 
-def _with_direct(n_in, n_hidden, n_out, init_range):
+def _with_direct(n_in, n_hidden, n_out, init_range) -> dict:
     """Inputs -> hidden -> output, plus direct input -> output connections."""
-    return lambda seed, dtype: Network(
-        inputs={"input": n_in},
-        layers=[Layer("hidden", n_hidden, ["input"]), Layer("output", n_out, ["hidden", "input"])],
-        seed=seed, dtype=dtype, init_range=init_range)
+    return dict(inputs={"input": n_in},
+                layers=[Layer("hidden", n_hidden, ["input"]),
+                        Layer("output", n_out, ["hidden", "input"])],
+                init_range=init_range)
 
 
-def _family_trees_net(init_range):
-    return lambda seed, dtype: Network(
-        inputs={"person": 24, "relation": 12},
-        layers=[Layer("person_code", 6, ["person"]), Layer("relation_code", 6, ["relation"]),
-                Layer("central", 12, ["person_code", "relation_code"]),
-                Layer("decode", 6, ["central"]), Layer("output", 24, ["decode"])],
-        seed=seed, dtype=dtype, init_range=init_range)
+def _family_trees_net(init_range) -> dict:
+    return dict(inputs={"person": 24, "relation": 12},
+                layers=[Layer("person_code", 6, ["person"]),
+                        Layer("relation_code", 6, ["relation"]),
+                        Layer("central", 12, ["person_code", "relation_code"]),
+                        Layer("decode", 6, ["central"]), Layer("output", 24, ["decode"])],
+                init_range=init_range)
 
 
 FAMILY_TREES_CHANGES = """Changes from the paper's letter in "family-trees" (and why):

@@ -656,7 +656,7 @@ def _seeds_repr(seeds: list[int]) -> str:
 
 
 class _Progress:
-    """A one-line progress report on stderr, rewritten at most ten times a second."""
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
 
     def __init__(self, n_members: int, total: int | None):
         self.n_members, self.total, self.last = n_members, total, 0.0
@@ -667,11 +667,14 @@ class _Progress:
         if now - self.last < 0.1:
             return
         self.last = now
-        what = f"sweep {done:,}/{self.total:,}" if self.total is not None else \
-            f"{done:,}/{self.n_members:,} members done"
-        self.stream.write(f"\r{what}, {running:,} of {self.n_members:,} training   ")
+        if self.total is not None:  # sweeps, all members together
+            filled, what = int(30 * done / max(self.total, 1)), f"sweep {done:,}/{self.total:,}"
+        else:  # members, one after another
+            filled, what = int(30 * done / self.n_members), f"{done:,} members done"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {what}, {running:,} of "
+                          f"{self.n_members:,} training   ")
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.write("\n")
+        self.stream.write("\r" + " " * 78 + "\r")
         self.stream.flush()
