@@ -1,5 +1,6 @@
 """Sweep the family-trees recipe: which settings come closest to the paper's held-out 4/4 and 3/4
-while staying close to its letter?
+while staying close to its letter? Every run of the grid is a member of a bpfast.Population (one
+per value of the two settings that are fit arguments, decay_biases and loss).
 
     python docs/family_trees_sweep.py [--seeds 8] [--out docs/results/family-trees-sweep.json]
 
@@ -30,22 +31,44 @@ GRID = {"init_range": [0.3, 0.5, 1.0, 2.0], "lr": [0.01, 0.02, 0.05, 0.1],
         "loss": ["dead_zone", "sse"]}
 
 
-def train(setting, seed, trees):
-    train_rows, test_rows = trees.split(4, seed=seed)
-    net = bpfast.Network(
+def train(settings, seeds, trees):
+    """Every (setting, seed) pair as one member of a population, seed s holding out its own 4
+    queries (case weight 0); the settings share decay_biases and loss (fit arguments), the rest
+    are per member. Returns [(training accuracy, held-out correct)] per pair, settings outer."""
+    pairs = [(setting, seed) for setting in settings for seed in seeds]
+    splits = {seed: trees.split(4, seed=seed) for seed in seeds}
+    weights = np.zeros((len(pairs), len(trees.X)))
+    for i, (_, seed) in enumerate(pairs):
+        weights[i, splits[seed][0]] = 1
+    pop = bpfast.Population(
         inputs={"person": 24, "relation": 12},
         layers=[Layer("person_code", 6, ["person"]), Layer("relation_code", 6, ["relation"]),
                 Layer("central", 12, ["person_code", "relation_code"]),
                 Layer("decode", 6, ["central"]), Layer("output", 24, ["decode"])],
-        seed=seed, init_range=setting["init_range"])
-    decay = setting["weight_decay"]
-    net.fit(trees.X[train_rows], trees.T[train_rows], loss=setting["loss"],
-            decay_biases=setting["decay_biases"], n_threads=1,
-            schedule=[Phase(20, lr=0.005, momentum=0.5, weight_decay=decay),
-                      Phase(1480, lr=setting["lr"], momentum=0.9, weight_decay=decay)])
-    train_acc = trees.correct(net.predict(trees.X[train_rows]), trees.T[train_rows]).mean()
-    held_out = int(trees.correct(net.predict(trees.X[test_rows]), trees.T[test_rows]).sum())
-    return float(train_acc), held_out
+        seeds=[seed for _, seed in pairs], init_range=[s["init_range"] for s, _ in pairs])
+    schedules = [[Phase(20, lr=0.005, momentum=0.5, weight_decay=s["weight_decay"]),
+                  Phase(1480, lr=s["lr"], momentum=0.9, weight_decay=s["weight_decay"])]
+                 for s, _ in pairs]
+    pop.fit(trees.X, trees.T, schedule=schedules, sample_weight=weights,
+            loss=settings[0]["loss"], decay_biases=settings[0]["decay_biases"])
+    outputs = pop.predict(trees.X)
+    results = []
+    for i, (_, seed) in enumerate(pairs):
+        train_rows, test_rows = splits[seed]
+        results.append((float(trees.correct(outputs[i, train_rows], trees.T[train_rows]).mean()),
+                        int(trees.correct(outputs[i, test_rows], trees.T[test_rows]).sum())))
+    return results
+
+
+def train_grid(settings, seeds, trees):
+    """train() for settings that may differ in decay_biases and loss: one population each."""
+    results = {}
+    for key in {(s["decay_biases"], s["loss"]) for s in settings}:
+        group = [s for s in settings if (s["decay_biases"], s["loss"]) == key]
+        runs = train(group, seeds, trees)
+        for k, setting in enumerate(group):
+            results[id(setting)] = runs[k * len(seeds):(k + 1) * len(seeds)]
+    return [results[id(setting)] for setting in settings]
 
 
 def main():
@@ -57,10 +80,9 @@ def main():
     args = parser.parse_args()
     trees = datasets.family_trees()
     started = time.perf_counter()
+    settings = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
     results = []
-    for values in itertools.product(*GRID.values()):
-        setting = dict(zip(GRID, values))
-        runs = [train(setting, seed, trees) for seed in range(args.seeds)]
+    for setting, runs in zip(settings, train_grid(settings, range(args.seeds), trees)):
         results.append({**setting,
                         "distance_from_letter": sum(setting[k] != LETTER[k] for k in LETTER),
                         "train_accuracy": float(np.mean([r[0] for r in runs])),
@@ -70,15 +92,15 @@ def main():
     best = sorted(results, key=lambda r: -np.mean(r["held_out_correct"]))[:5]
     fresh = range(1000, 1000 + args.confirm_seeds)
     confirmed = []
-    for r in best:
-        setting = {k: r[k] for k in GRID}
-        runs = [train(setting, seed, trees) for seed in fresh]
+    best_settings = [{k: r[k] for k in GRID} for r in best]
+    for r, setting, runs in zip(best, best_settings, train_grid(best_settings, fresh, trees)):
         confirmed.append({**setting, "distance_from_letter": r["distance_from_letter"],
                           "train_accuracy": float(np.mean([x[0] for x in runs])),
                           "held_out_correct": [x[1] for x in runs]})
     record = {"seeds": list(range(args.seeds)), "confirm_seeds": list(fresh), "grid": GRID,
               "letter": LETTER, "runs": len(results) * args.seeds + 5 * len(fresh),
               "seconds": round(time.perf_counter() - started, 1),
+              "threads": bpfast.build_info()["openmp_max_threads"],
               "bpfast_version": bpfast.__version__, "settings": results, "confirmed": confirmed}
     with open(args.out, "w") as f:
         json.dump(record, f, indent=1)

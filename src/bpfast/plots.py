@@ -88,3 +88,20 @@ def family_trees_figure(net, path, title: str | None = None) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None) -> None:
+    """A histogram of the sweeps each solved run took (log-spaced bins); the unsolved runs are
+    counted in the title."""
+    plt = _pyplot()
+    sweeps = np.asarray(sweeps, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    if sweeps.size:
+        ax.hist(sweeps, bins=np.geomspace(max(sweeps.min(), 1), sweeps.max() + 1, 30))
+        ax.set_xscale("log")
+    ax.set_xlabel("sweeps to solve")
+    ax.set_ylabel("runs")
+    ax.set_title((title + "; " if title else "") + f"{unsolved} not solved", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -65,6 +65,15 @@ def describe_solution(net: Network) -> Solution:
     )
 
 
+def has_paper_magnitudes(net: Network, tolerance: float = 0.15) -> bool:
+    """Whether both hidden units' weight magnitudes are in the paper's ratios 1 : 2 : 4, each
+    within `tolerance` of its value (backprop's usual answer; about a fifth of solved nets find
+    another antisymmetric solution, near 1 : 1.55 : 2.07)."""
+    ratios = describe_solution(net).magnitude_ratios
+    target = np.array([1.0, 2.0, 4.0])
+    return bool(np.all(np.abs(ratios - target) <= tolerance * target))
+
+
 def right_side_of_half(net: Network) -> bool:
     """The paper's weaker criterion: every output on the right side of 0.5."""
     X, T = datasets.symmetry()
