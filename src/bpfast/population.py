@@ -21,11 +21,13 @@ How it runs (the library chooses, not the user):
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +103,42 @@ class PopulationResult:
         summary = ", ".join(f"{reason}={count}" for reason, count in zip(reasons, counts))
         return (f"PopulationResult({len(self)} members, engine={self.engine!r}, {summary}, "
                 f"median n_sweeps={np.median(self.n_sweeps):g})")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A fit's arguments checked and converted: what each engine trains by. Per-member values
+    (one row or entry per member) and shared ones alike; `subset` takes some members' share."""
+
+    X: np.ndarray               # one member's (n, n_inputs), or every member's if not shared_x
+    T: np.ndarray               # likewise, targets (n, n_outputs)
+    shared_x: bool
+    shared_t: bool
+    weights: np.ndarray | None  # case weights, (1 if shared else n_members, n)
+    n: int
+    phases: list                # per member: the phase tuples of _core.train
+    totals: np.ndarray          # per member: sweeps in all
+    tols: np.ndarray            # per member: stop_tol, 0 for none
+    per_case: np.ndarray        # per member: what errors are divided by (reduction="mean")
+    batch_size: int
+    shuffle: bool
+    loss: str
+    dead_zone: tuple
+    reduction: str
+    dropout: float
+    record_errors: bool
+    optimizer: str
+    lanes: bool                 # the engine: members in lanes, else whole members per thread
+
+    def subset(self, members: np.ndarray) -> _Plan:
+        """The plan of these members alone (their rows, in this order)."""
+        return dataclasses.replace(
+            self, X=self.X if self.shared_x else self.X[members],
+            T=self.T if self.shared_t else self.T[members],
+            weights=None if self.weights is None or self.weights.shape[0] == 1
+            else self.weights[members],
+            phases=[self.phases[i] for i in members], totals=self.totals[members],
+            tols=self.tols[members], per_case=self.per_case[members])
 
 
 def _per_member(name: str, value, n: int) -> list:
@@ -250,6 +288,25 @@ class Population:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def _subset(self, members: np.ndarray) -> Population:
+        """A population of copies of these members (in this order)."""
+        sub = Population.__new__(Population)
+        sub.topology, sub.dtype, sub.init, sub.optimizer = (self.topology, self.dtype, self.init,
+                                                            self.optimizer)
+        sub._seeds, sub._init_ranges = self._seeds[members], self._init_ranges[members]
+        sub._params, sub._velocity = self._params[members], self._velocity[members]
+        sub._shuffle = self._shuffle[members]
+        sub._guard = _core.TrainingGuard()
+        return sub
+
+    def _put(self, members: np.ndarray, sub: Population) -> None:
+        """Write a trained _subset back into these members' places."""
+        self._params[members], self._shuffle[members] = sub._params, sub._shuffle
+        if sub.optimizer != self.optimizer:  # the first shard back after a switch of rule
+            self._velocity = np.zeros((len(self), sub._velocity.shape[1]), self.dtype)
+            self.optimizer = sub.optimizer
+        self._velocity[members] = sub._velocity
+
     def _shell(self) -> Network:
         """A Network with this architecture and dtype, for its checks of data and settings."""
         shell = Network.__new__(Network)
@@ -306,7 +363,7 @@ class Population:
             sample_weight=None, optimizer: str = "momentum", beta2: float = 0.999,
             epsilon: float = 1e-8, clip_norm: float | None = None, dropout: float = 0.0,
             stop_tol=None, record_errors: bool = False, n_threads: int | None = None,
-            progress: bool = False) -> PopulationResult:
+            progress: bool = False, client=None, shards: int | None = None) -> PopulationResult:
         """Train every member; each ends exactly where ``self[i].fit(...)`` with its own settings
         would have taken it (bit for bit), except that a member that diverges is reported in the
         result instead of raising.
@@ -325,6 +382,16 @@ class Population:
             0 holding a case out of its training and its stop test.
         record_errors : bool, default False
             Keep the error of every sweep of every member (n_members x n_sweeps float64).
+        client : dask.distributed.Client, optional
+            Train on a Dask cluster instead (``pip install 'bpfast[distributed]'``): the members
+            are split into `shards` (default: four per worker) sub-populations, each trained by
+            one task on a worker, and gathered back; the result is bit for bit the local one. A
+            task whose worker dies is run again elsewhere from its shard's start (Dask does that
+            by itself), so nothing is lost or counted twice. With n_threads None each task uses
+            its worker's threads. On Ctrl-C the shards not yet gathered are cancelled and keep
+            their starting state; the gathered ones keep their training.
+        shards : int, optional
+            How many sub-populations to split the members into with `client`.
         n_threads : int, optional
             Threads (the default: as for Network.fit); they take whole members, so the result
             does not depend on it.
@@ -344,11 +411,25 @@ class Population:
         RuntimeError
             If this population is being trained already.
         """
+        plan = self._plan(X, T, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases,
+                          batch_size, shuffle, loss, dead_zone, reduction, sample_weight,
+                          optimizer, beta2, epsilon, clip_norm, dropout, stop_tol, record_errors)
+        progress = check_bool("progress", progress)
+        if client is not None:
+            from .distributed import fit_sharded
+            return fit_sharded(self, client, plan, n_threads, shards, progress)
+        threads = _threads.usable_threads(_threads.requested_threads(n_threads),
+                                          n_threads is not None)
+        return self._execute(plan, threads, progress)
+
+    def _plan(self, X, T, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases,
+              batch_size, shuffle, loss, dead_zone, reduction, sample_weight, optimizer, beta2,
+              epsilon, clip_norm, dropout, stop_tol, record_errors) -> _Plan:
+        """fit's arguments checked and converted (every bad one raises here, before training)."""
         shell, n_members = self._shell(), len(self)
         decay_biases = check_bool("decay_biases", decay_biases)
         shuffle = check_bool("shuffle", shuffle)
         record_errors = check_bool("record_errors", record_errors)
-        progress = check_bool("progress", progress)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
         rule = (optimizer, check_real("beta2", beta2, low=0, high=1, high_open=True),
@@ -362,8 +443,6 @@ class Population:
                                      decay_biases, rule)
         tols = np.array([0.0 if t is None else check_real("stop_tol", t, low=0, low_open=True)
                          for t in _per_member("stop_tol", stop_tol, n_members)])
-        threads = _threads.usable_threads(_threads.requested_threads(n_threads),
-                                          n_threads is not None)
         Xc, Tc, shared_x, shared_t, weights, n = self._data(X, T, sample_weight)
         shell._check_targets_for(loss, Tc.reshape(-1, self.topology.n_outputs))
         batch_size = n if batch_size is None else min(
@@ -382,34 +461,39 @@ class Population:
         per_case = np.ones(n_members)  # what the errors are divided by
         if reduction == "mean":
             per_case[:] = n if weights is None else weights.sum(axis=1)
+        return _Plan(X=Xc, T=Tc, shared_x=shared_x, shared_t=shared_t, weights=weights, n=n,
+                     phases=phases, totals=totals, tols=tols, per_case=per_case,
+                     batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
+                     reduction=reduction, dropout=dropout, record_errors=record_errors,
+                     optimizer=optimizer, lanes=lanes)
+
+    def _execute(self, plan: _Plan, threads: int, progress: bool) -> PopulationResult:
+        """Train every member by `plan` on `threads` threads."""
         # A new rule starts from a zero state, the population's once training has begun: a fit
         # refused before it (being trained already, not enough memory) keeps the old one.
-        switching = optimizer != self.optimizer
-        state = np.zeros((n_members, state_length(optimizer, self.topology.n_params)),
+        switching = plan.optimizer != self.optimizer
+        state = np.zeros((len(self), state_length(plan.optimizer, self.topology.n_params)),
                          self.dtype) if switching else self._velocity
-        run = self._fit_lanes if lanes else self._fit_members
+        run = self._fit_lanes if plan.lanes else self._fit_members
         try:
             with self._guard:
-                n_done, status, final_error, within, errors = run(
-                    state, Xc, Tc, shared_x, shared_t, weights, n, phases, totals, tols,
-                    batch_size, shuffle, loss, dead_zone, reduction, dropout, record_errors,
-                    threads, progress)
+                n_done, status, final_error, within, errors = run(state, plan, threads, progress)
         except (RuntimeError, MemoryError):
             raise
         except BaseException:
             if switching:
-                self._velocity, self.optimizer = state, optimizer
+                self._velocity, self.optimizer = state, plan.optimizer
             raise
         if switching:
-            self._velocity, self.optimizer = state, optimizer
+            self._velocity, self.optimizer = state, plan.optimizer
         if errors is not None:
-            errors /= per_case[:, None]
+            errors /= plan.per_case[:, None]
             errors = errors[:, :max(int(n_done.max()), 0)]
         return PopulationResult(
             n_sweeps=n_done, stop_reason=np.array([STATUS_NAMES[s] for s in status]),
-            final_error=final_error / per_case,
-            solved=(tols > 0) & ((status == SOLVED) | within.astype(bool)),
-            errors=errors, engine="lanes" if lanes else "members")
+            final_error=final_error / plan.per_case,
+            solved=(plan.tols > 0) & ((status == SOLVED) | within.astype(bool)),
+            errors=errors, engine="lanes" if plan.lanes else "members")
 
     def _member_phases(self, shell, lr, momentum, n_sweeps, weight_decay, schedule,
                        decay_biases, rule):
@@ -425,11 +509,11 @@ class Population:
         return [shell._phases(*values, schedules[i], decay_biases, rule)
                 for i, values in enumerate(zip(*settings))]
 
-    def _fit_lanes(self, state, X, T, shared_x, shared_t, weights, n, phases, totals, tols,
-                   batch_size, shuffle, loss, dead_zone, reduction, dropout, record_errors,
-                   threads, progress):
+    def _fit_lanes(self, state, plan: _Plan, threads: int, progress: bool):
         """Full batch, members in the vector lanes: chunks of sweeps in which every running
         member keeps one phase."""
+        X, T, shared_t, weights, n = plan.X, plan.T, plan.shared_t, plan.weights, plan.n
+        phases, totals, tols = plan.phases, plan.totals, plan.tols
         n_members, n_params = len(self), self.topology.n_params
         check_fits(n_members * 2 * n_params * self.dtype.itemsize,
                    "the population's sweep-start copies")
@@ -446,8 +530,8 @@ class Population:
         back = np.zeros((n_members, 2 * n_params), self.dtype)
         status = np.zeros(n_members, np.int32)
         n_done = np.zeros(n_members, np.int64)
-        errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) if record_errors \
-            else None
+        errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) \
+            if plan.record_errors else None
         # each member's phases as a table, padded with its last phase: where each ends, its
         # settings (lr, momentum, weight decay)
         width = max(len(member) for member in phases)
@@ -457,9 +541,9 @@ class Population:
             INT64_MAX
         settings = np.array([[p[1:4] for p in member] for member in padded], np.float64)
         rows = np.arange(n_members)
-        common = dict(n_samples=n, shared_x=shared_x, shared_t=shared_t, loss=loss,
-                      dead_zone=dead_zone, reduction=reduction, weighted=weights is not None,
-                      n_threads=threads)
+        common: dict[str, Any] = dict(n_samples=n, shared_x=plan.shared_x, shared_t=shared_t, loss=plan.loss,
+                      dead_zone=plan.dead_zone, reduction=plan.reduction,
+                      weighted=weights is not None, n_threads=threads)
         lr, momentum, decay = (np.zeros(n_members) for _ in range(3))
         sweeps = np.zeros(n_members, np.int64)
         position, adaptive, total = 0, 1, int(totals.max())
@@ -474,7 +558,7 @@ class Population:
             chunk = int(min(adaptive, (ends[rows, k] - position)[running].min()))
             lr[:], momentum[:], decay[:] = settings[rows, k].T
             sweeps[:] = np.where(running, chunk, 0)
-            log = np.full((n_members, chunk), np.nan) if record_errors else None
+            log = np.full((n_members, chunk), np.nan) if plan.record_errors else None
             started = time.perf_counter()
             # only the running members, packed into groups: one that has stopped frees its lane
             _core.population_train(self.topology, self._params, state, back, X, T, lr=lr,
@@ -504,11 +588,10 @@ class Population:
             errors[np.arange(errors.shape[1])[None, :] >= n_done[:, None]] = np.nan
         return n_done, status, final_error, within, errors
 
-    def _fit_members(self, state, X, T, shared_x, shared_t, weights, n, phases, totals, tols,
-                     batch_size, shuffle, loss, dead_zone, reduction, dropout, record_errors,
-                     threads, progress):
+    def _fit_members(self, state, plan: _Plan, threads: int, progress: bool):
         """Whole members per thread, each by the compiled loop of Network.fit on one thread."""
-        n_members = len(self)
+        X, T, weights, n, batch_size = plan.X, plan.T, plan.weights, plan.n, plan.batch_size
+        n_members, tols = len(self), plan.tols
         workers = min(threads, n_members)
         check_fits(workers * _core.workspace_bytes(
             self.topology, self.dtype, _core.workspace_rows(batch_size, n), n,
@@ -518,8 +601,8 @@ class Population:
         n_done = np.zeros(n_members, np.int64)
         status = np.zeros(n_members, np.int32)
         final_error, within = np.zeros(n_members), np.zeros(n_members, np.int32)
-        errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) if record_errors \
-            else None
+        errors = np.full((n_members, max(int(plan.totals.max()), 1)), np.nan) \
+            if plan.record_errors else None
         codes = {name: code for code, name in enumerate(STATUS_NAMES)}
         reporter = _Progress(n_members, None) if progress else None
         lock = threading.Lock()
@@ -530,10 +613,11 @@ class Population:
                 return
             w = None if weights is None else weights[0 if weights.shape[0] == 1 else i]
             log, done, reason, final, all_within, _ = _core.run_training(
-                self.topology, self._params[i], state[i], X if shared_x else X[i],
-                T if shared_t else T[i], phases[i], batch_size=batch_size, shuffle=shuffle,
-                loss=loss, dead_zone=dead_zone, reduction=reduction, sample_weight=w,
-                dropout=dropout, stop_tol=float(tols[i]) if tols[i] > 0 else None,
+                self.topology, self._params[i], state[i], X if plan.shared_x else X[i],
+                T if plan.shared_t else T[i], plan.phases[i], batch_size=batch_size,
+                shuffle=plan.shuffle, loss=plan.loss, dead_zone=plan.dead_zone,
+                reduction=plan.reduction, sample_weight=w, dropout=plan.dropout,
+                stop_tol=float(tols[i]) if tols[i] > 0 else None,
                 rng_state=self._shuffle[i: i + 1], n_threads=1, watch=watch)
             n_done[i], final_error[i], within[i] = done, final, all_within
             status[i] = codes.get(reason.removesuffix("_unverified"), 0)
