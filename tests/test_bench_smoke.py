@@ -51,3 +51,18 @@ def test_real_data_smoke_verifies_every_tool():
         table = out.stdout.split(f"### {name}")[1].split("###")[0]
         for tool in ("bpfast", "bpfast-sgd", "mlp-adam", "mlp-sgd"):
             assert f"| 1 | {tool} |" in table
+
+
+POPULATIONS = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "populations.py")
+
+
+def test_populations_smoke_verifies_every_tool_and_variant():
+    out = subprocess.run([sys.executable, POPULATIONS, "--smoke", "--threads", "1", "--isa",
+                          "all"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "MISMATCH" not in out.stdout
+    for isa in _core.available_isas():
+        assert f"verified population {isa}: ok" in out.stdout
+        assert f"verified loop of networks {isa}: ok" in out.stdout
+    assert "verified numpy batched: ok" in out.stdout
+    assert "## W5" in out.stdout and "## W6" in out.stdout
