@@ -17,6 +17,10 @@
  * only the nets small_net_fits accepts come here.
  */
 
+/* Vectors of cases a block takes (POP_BLOCK spans of VW cases): the work of setting up each unit
+   and each of its sources is shared by this many spans. */
+#define POP_BLOCK 4
+
 /* What a group keeps for its VW members: lane-major params and velocity, their copies at the
    start of the last sweep whose update was applied (a diverged member goes back there), and the
    per-case accumulators of one gradient pass. In vectors. */
@@ -28,7 +32,7 @@ static inline size_t FN(population_group_vectors)(const bp_net *net, const bp_tr
     for (int l = 0; l < net->n_layers; l++)
         units += net->size[l];
     const int64_t n_out = net->size[net->n_layers - 1];
-    return (size_t)(4 * net->n_params + VW * (net->n_params + n_out + 2 * units) +
+    return (size_t)(4 * net->n_params + VW * (net->n_params + n_out + 2 * units * POP_BLOCK) +
                     cfg->n_samples * (net->n_input_cols + n_out + cfg->weighted));
 }
 
@@ -61,70 +65,90 @@ static inline int64_t FN(number_units)(const bp_net *net, int64_t *first_unit)
     return units;
 }
 
-/* Cases r0 .. r0 + span - 1 of a gradient pass (population_pass), span <= VW. Inlined with
- * span = VW for every whole span, so its loops over the span unroll and the sums being built stay
- * in registers; and once more for the last, shorter one. */
-static ALWAYS_INLINE void FN(population_span)(
+/* Cases r0 .. r0 + nb * span - 1 of a gradient pass (population_pass): nb spans of `span` <= VW
+ * cases, nb <= POP_BLOCK (span < VW only for the last cases, nb = 1). Case r0 + s * VW + j goes
+ * to accumulator j. Inlined with span = VW, so its loops over a span unroll and the sums being
+ * built stay in registers, and once more for the last, shorter span. */
+static ALWAYS_INLINE void FN(population_block)(
     const bp_net *net, const int64_t *first_unit, const VREAL *w, VREAL *acc, VREAL *act,
     VREAL *delta, VREAL *err, const VREAL *xv, const VREAL *tv, const bp_train_config *cfg,
-    VREAL scale, VREAL tol, int gradients, VINT *outside, int64_t r0, const int span)
+    VREAL scale, VREAL tol, int gradients, VINT *outside, int64_t r0, int64_t nb,
+    const int span)
 {
     const int out = net->n_layers - 1;
     const int64_t n_out = net->size[out];
     const int64_t n = cfg->n_samples;
     const int out_activation = net->activation[out];
     const VREAL zero = FN(vsplat)(0);
-#define ACT(u) (act + (u) * VW)
-#define DELTA(u) (delta + (u) * VW)
-/* the span's values of the c-th unit of layer src: an input's from xv (n apart), else ACT's */
+/* unit u's values for the block's cases (span s at + s * VW), and its error signals */
+#define ACT(u) (act + (u) * POP_BLOCK * VW)
+#define DELTA(u) (delta + (u) * POP_BLOCK * VW)
+/* the block's values of the first unit of layer src, and the step to the next unit: an input's
+   from xv (n apart), else ACT's */
 #define SOURCE(src) (src < net->n_inputs ? xv + net->input_col[src] * n + r0 : ACT(first_unit[src]))
-#define SOURCE_STEP(src) (src < net->n_inputs ? n : VW)
+#define SOURCE_STEP(src) (src < net->n_inputs ? n : POP_BLOCK * VW)
     for (int l = net->n_inputs; l < net->n_layers; l++)
         for (int64_t o = 0; o < net->size[l]; o++) {
-            VREAL y[VW];
             const VREAL start = net->bias_offset[l] >= 0 ? w[net->bias_offset[l] + o] : zero;
-            EACH(j, span) y[j] = start;
-            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-                const int src = net->src_layer[e];
-                const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
-                const VREAL *wo = w + net->w_offset[e] + o * n_in, *x = SOURCE(src);
-                for (int64_t c = 0; c < n_in; c++, x += step)
-                    EACH(j, span) y[j] = VFMA(wo[c], x[j], y[j]);
+            VREAL *y_out = ACT(first_unit[l] + o);
+            for (int64_t s = 0; s < nb; s++) {
+                VREAL y[VW] = {0}; /* (initialised: the short span's lanes are never read) */
+                EACH(j, span) y[j] = start;
+                for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+                    const int src = net->src_layer[e];
+                    const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
+                    const VREAL *wo = w + net->w_offset[e] + o * n_in, *x = SOURCE(src) + s * VW;
+                    for (int64_t c = 0; c < n_in; c++, x += step)
+                        EACH(j, span) y[j] = VFMA(wo[c], x[j], y[j]);
+                }
+                FN(vactivate_span)(y, span, net->activation[l]);
+                EACH(j, span) y_out[s * VW + j] = y[j];
             }
-            FN(vactivate_span)(y, span, net->activation[l]);
-            EACH(j, span) ACT(first_unit[l] + o)[j] = y[j];
         }
     for (int64_t o = 0; o < n_out; o++) {
         const VREAL *y = ACT(first_unit[out] + o);
         VREAL *d = DELTA(first_unit[out] + o);
         const VREAL *t = tv + o * n + r0, *weight = tv + n_out * n + r0;
-        EACH(j, span)
-            d[j] = FN(output_delta)(y[j], t[j], cfg->weighted ? weight[j] : FN(vsplat)(1), VW,
-                                    cfg, out_activation, scale, tol, &err[o * VW + j], outside);
+        for (int64_t s = 0; s < nb; s++)
+            EACH(j, span)
+                d[s * VW + j] = FN(output_delta)(
+                    y[s * VW + j], t[s * VW + j], cfg->weighted ? weight[s * VW + j]
+                                                                 : FN(vsplat)(1),
+                    VW, cfg, out_activation, scale, tol, &err[o * VW + j], outside);
     }
     if (!gradients)
         return;
     for (int l = out; l >= net->n_inputs; l--) {
         const int64_t size = net->size[l];
         for (int64_t o = 0; o < size; o++) {
-            VREAL d[VW];
-            EACH(j, span) d[j] = DELTA(first_unit[l] + o)[j];
+            VREAL *d = DELTA(first_unit[l] + o);
             if (l != out && net->activation[l] != BP_IDENTITY) {
                 const VREAL *y = ACT(first_unit[l] + o);
-                EACH(j, span) d[j] = d[j] * FN(vderivative)(y[j], net->activation[l]);
-                EACH(j, span) DELTA(first_unit[l] + o)[j] = d[j];
+                for (int64_t s = 0; s < nb; s++)
+                    EACH(j, span)
+                        d[s * VW + j] = d[s * VW + j] *
+                                        FN(vderivative)(y[s * VW + j], net->activation[l]);
             }
+            /* each sum over the block's spans in registers, in the order of the cases */
             for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
                 const int src = net->src_layer[e];
                 const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
                 VREAL *sum = acc + (net->w_offset[e] + o * n_in) * VW;
                 const VREAL *x = SOURCE(src);
-                for (int64_t c = 0; c < n_in; c++, sum += VW, x += step)
-                    EACH(j, span) sum[j] = VFMA(d[j], x[j], sum[j]);
+                for (int64_t c = 0; c < n_in; c++, sum += VW, x += step) {
+                    VREAL a[VW] = {0};
+                    EACH(j, span) a[j] = sum[j];
+                    for (int64_t s = 0; s < nb; s++)
+                        EACH(j, span) a[j] = VFMA(d[s * VW + j], x[s * VW + j], a[j]);
+                    EACH(j, span) sum[j] = a[j];
+                }
             }
             if (net->bias_offset[l] >= 0) {
-                VREAL *sum = acc + (net->bias_offset[l] + o) * VW;
-                EACH(j, span) sum[j] += d[j];
+                VREAL *sum = acc + (net->bias_offset[l] + o) * VW, a[VW] = {0};
+                EACH(j, span) a[j] = sum[j];
+                for (int64_t s = 0; s < nb; s++)
+                    EACH(j, span) a[j] += d[s * VW + j];
+                EACH(j, span) sum[j] = a[j];
             }
         }
         for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
@@ -134,13 +158,16 @@ static ALWAYS_INLINE void FN(population_span)(
             const int64_t n_in = net->size[src];
             const VREAL *we = w + net->w_offset[e];
             for (int64_t c = 0; c < n_in; c++) {
-                VREAL *d_src = DELTA(first_unit[src] + c), sum[VW];
-                EACH(j, span) sum[j] = net->accumulate[e] ? d_src[j] : zero;
-                for (int64_t o = 0; o < size; o++) {
-                    const VREAL *d = DELTA(first_unit[l] + o);
-                    EACH(j, span) sum[j] = VFMA(we[o * n_in + c], d[j], sum[j]);
+                VREAL *d_src = DELTA(first_unit[src] + c);
+                for (int64_t s = 0; s < nb; s++) {
+                    VREAL sum[VW] = {0};
+                    EACH(j, span) sum[j] = net->accumulate[e] ? d_src[s * VW + j] : zero;
+                    for (int64_t o = 0; o < size; o++) {
+                        const VREAL *d = DELTA(first_unit[l] + o) + s * VW;
+                        EACH(j, span) sum[j] = VFMA(we[o * n_in + c], d[j], sum[j]);
+                    }
+                    EACH(j, span) d_src[s * VW + j] = sum[j];
                 }
-                EACH(j, span) d_src[j] = sum[j];
             }
         }
     }
@@ -169,12 +196,12 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
         err[i] = zero;
     VINT lanes_outside = {0};
     int64_t r0 = 0;
-    for (; r0 + VW <= cfg->n_samples; r0 += VW)
-        FN(population_span)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
-                            gradients, &lanes_outside, r0, VW);
+    for (int64_t nb; (nb = MIN(POP_BLOCK, (cfg->n_samples - r0) / VW)) > 0; r0 += nb * VW)
+        FN(population_block)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
+                             gradients, &lanes_outside, r0, nb, VW);
     if (r0 < cfg->n_samples)
-        FN(population_span)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
-                            gradients, &lanes_outside, r0, (int)(cfg->n_samples - r0));
+        FN(population_block)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
+                             gradients, &lanes_outside, r0, 1, (int)(cfg->n_samples - r0));
     /* hsum's pairwise order over the accumulators of cases r % VW = 0 .. VW-1 */
     for (int width = VW / 2; width >= 1; width /= 2) {
         if (gradients)
@@ -211,7 +238,7 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
     const int64_t units = FN(number_units)(net, first_unit);
     VREAL *w = scratch, *v = w + n_params, *back_w = v + n_params, *back_v = back_w + n_params;
     VREAL *acc = back_v + n_params, *err = acc + n_params * VW, *act = err + n_out * VW;
-    VREAL *delta = act + units * VW, *xv = delta + units * VW;
+    VREAL *delta = act + units * POP_BLOCK * VW, *xv = delta + units * POP_BLOCK * VW;
     VREAL *tv = xv + cfg->n_samples * net->n_input_cols;
     const VREAL zero = FN(vsplat)(0);
     FN(member_vectors)(xv, X, x_stride, cfg->n_samples, net->n_input_cols, member, count);
