@@ -101,8 +101,8 @@ static ALWAYS_INLINE void FN(population_block)(
                     for (int64_t c = 0; c < n_in; c++, x += step)
                         EACH(j, span) y[j] = VFMA(wo[c], x[j], y[j]);
                 }
-                FN(vactivate_span)(y, span, net->activation[l]);
                 EACH(j, span) y_out[s * VW + j] = y[j];
+                FN(vactivate_span)(y_out + s * VW, span, net->activation[l]);
             }
         }
     for (int64_t o = 0; o < n_out; o++) {
@@ -202,15 +202,14 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
     if (r0 < cfg->n_samples)
         FN(population_block)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
                              gradients, &lanes_outside, r0, 1, (int)(cfg->n_samples - r0));
-    /* hsum's pairwise order over the accumulators of cases r % VW = 0 .. VW-1 */
-    for (int width = VW / 2; width >= 1; width /= 2) {
-        if (gradients)
-            for (int64_t p = 0; p < n_params; p++)
-                for (int i = 0; i < width; i++)
-                    acc[p * VW + i] += acc[p * VW + i + width];
-        for (int64_t o = 0; o < n_out; o++)
-            for (int i = 0; i < width; i++)
-                err[o * VW + i] += err[o * VW + i + width];
+    /* hsum's pairwise order over the accumulators of cases r % VW = 0 .. VW-1, into the first */
+    const int64_t n_sums = gradients ? n_params : 0; /* then the errors */
+    for (int64_t p = 0; p < n_sums + n_out; p++) {
+        VREAL *sums = p < n_sums ? acc + p * VW : err + (p - n_sums) * VW, t[VW];
+        EACH(k, VW) t[k] = sums[k];
+        for (int width = VW / 2; width >= 1; width /= 2)
+            EACH(i, width) t[i] += t[i + width];
+        sums[0] = t[0];
     }
     for (int k = 0; k < VW; k++) {
         double e = 0;
