@@ -154,6 +154,15 @@ def pack_chain(pop, blocks):
         pop.params[:, b_offset: b_offset + n_out] = np.asarray(b).reshape(-1, n_out)
 
 
+def logistic_(A, b):
+    """1 / (1 + exp(-(A + b))), in place in A (float32 throughout)."""
+    A += b
+    np.negative(A, out=A)
+    np.exp(A, out=A)
+    A += np.float32(1)
+    return np.reciprocal(A, out=A)
+
+
 class NumpyTool:
     """The population as one batch of matrix products: np.matmul over (members, cases, units)."""
 
@@ -169,18 +178,8 @@ class NumpyTool:
         with thread_limit(threads):
             start = time.perf_counter()
             for _ in range(sweeps or workload["sweeps"]):
-                H = np.matmul(X, W1)
-                H += b1
-                np.negative(H, out=H)
-                np.exp(H, out=H)
-                H += one
-                np.reciprocal(H, out=H)
-                Y = np.matmul(H, W2)
-                Y += b2
-                np.negative(Y, out=Y)
-                np.exp(Y, out=Y)
-                Y += one
-                np.reciprocal(Y, out=Y)
+                H = logistic_(np.matmul(X, W1), b1)
+                Y = logistic_(np.matmul(H, W2), b2)
                 dY = (Y - T) * Y * (one - Y)
                 dH = np.matmul(dY, W2.transpose(0, 2, 1))
                 dH *= H

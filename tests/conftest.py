@@ -24,6 +24,26 @@ SANITIZED = "-fsanitize" in bpfast.build_info()["compile_args"]
 # instrumented; the interrupted run would otherwise take hours).
 INTERRUPT_LATENCY = 5.0 if SANITIZED else 1.0
 
+def interrupt_script(script, *args):
+    """Run `script` (which prints "ready", then trains until interrupted and prints
+    "caught <time.time()>" and "interrupted"); send it SIGINT half a second after "ready".
+    Returns its stdout and how long the interrupt took to be caught (seconds)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "interrupted" in out
+    return out, float(out.split("caught ")[1].split()[0]) - sent
+
+
 # Layer sizes that are not multiples of any SIMD width (plus a few that are).
 ODD_SIZES = [1, 2, 3, 7, 13, 37]
 

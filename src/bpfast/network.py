@@ -65,6 +65,16 @@ def starting_state(topo: Topology, seed: int, init: str, init_range: float, dtyp
     return rng, params, int(rng.integers(0, 2**63))
 
 
+def update_rule(optimizer, beta2, epsilon, clip_norm) -> tuple:
+    """fit's update-rule arguments, checked, as the tail of a phase tuple (see _core.train)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    return (optimizer, check_real("beta2", beta2, low=0, high=1, high_open=True),
+            check_real("epsilon", epsilon, low=0, low_open=True),
+            0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0,
+                                                     low_open=True))
+
+
 @dataclass(frozen=True)
 class FitResult:
     """What a call to :meth:`Network.fit` did.
@@ -377,12 +387,7 @@ class Network:
         """
         decay_biases = check_bool("decay_biases", decay_biases)
         shuffle = check_bool("shuffle", shuffle)
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
-        rule = (optimizer, check_real("beta2", beta2, low=0, high=1, high_open=True),
-                check_real("epsilon", epsilon, low=0, low_open=True),
-                0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0,
-                                                         low_open=True))
+        rule = update_rule(optimizer, beta2, epsilon, clip_norm)
         phases = self._phases(lr, momentum, n_sweeps, weight_decay, schedule, decay_biases, rule)
         dropout = check_real("dropout", dropout, low=0, high=1, high_open=True)
         self._check_loss(loss, reduction)

@@ -43,6 +43,7 @@ from .network import (
     init_bounds,
     starting_state,
     state_length,
+    update_rule,
 )
 from .schedule import Phase
 from .topology import Layer, Topology
@@ -430,12 +431,7 @@ class Population:
         decay_biases = check_bool("decay_biases", decay_biases)
         shuffle = check_bool("shuffle", shuffle)
         record_errors = check_bool("record_errors", record_errors)
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
-        rule = (optimizer, check_real("beta2", beta2, low=0, high=1, high_open=True),
-                check_real("epsilon", epsilon, low=0, low_open=True),
-                0.0 if clip_norm is None else check_real("clip_norm", clip_norm, low=0,
-                                                         low_open=True))
+        rule = update_rule(optimizer, beta2, epsilon, clip_norm)
         dropout = check_real("dropout", dropout, low=0, high=1, high_open=True)
         shell._check_loss(loss, reduction)
         dead_zone = shell._dead_zone(dead_zone)
