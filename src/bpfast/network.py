@@ -613,8 +613,9 @@ class Network:
                 "optimizer": self.optimizer}
 
     def __setstate__(self, state):
-        self.topology = Topology(state["topology"]["inputs"],
-                                 [Layer(**d) for d in state["topology"]["layers"]])
+        topology = state["topology"]  # a description, or (from a Population) a Topology to share
+        self.topology = topology if isinstance(topology, Topology) else Topology(
+            topology["inputs"], [Layer(**d) for d in topology["layers"]])
         self.dtype = np.dtype(state["dtype"])
         self.init_range, self.seed = state["init_range"], state["seed"]
         self.init = state.get("init", "uniform")  # how it started; older pickles: the paper's

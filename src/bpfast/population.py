@@ -261,7 +261,7 @@ class Population:
         seed, init_range = int(self._seeds[i]), float(self._init_ranges[i])
         rng, _, _ = starting_state(self.topology, seed, self.init, init_range, self.dtype)
         net = Network.__new__(Network)
-        net.__setstate__({"topology": self.topology.describe(), "dtype": self.dtype.name,
+        net.__setstate__({"topology": self.topology, "dtype": self.dtype.name,
                           "init_range": init_range, "init": self.init, "seed": seed,
                           "rng": rng.bit_generator.state, "params": self._params[i].copy(),
                           "velocity": self._velocity[i].copy(),
