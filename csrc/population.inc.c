@@ -2,11 +2,13 @@
  * vector lanes, for one (REAL, ISA); included by variant.inc.c in the serial instantiation (threads
  * take whole groups of VW members, see api.inc.c: population_train).
  *
- * Member g0 + k of a group lives in lane k of every vector: its parameter p is lane k of w[p].
- * For a tiny net one member cannot fill a vector with work (the paper's 6-2-1 symmetry net has two
- * hidden units), but VW members can: every multiply-add is then a full vector's. Cases go by one
- * per pass, VW of them side by side for independent work; inputs shared by every member are
- * broadcast, a member's own are gathered.
+ * The k-th member of a group (member[k], any members of the population in any order) lives in
+ * lane k of every vector: its parameter p is lane k of w[p]. For a tiny net one member cannot
+ * fill a vector with work (the paper's 6-2-1 symmetry net has two hidden units), but VW members
+ * can: every multiply-add is then a full vector's, whatever the net's number of cases. A call
+ * first lays out every case's inputs and targets as vectors over the group's members (broadcast
+ * where all share them, gathered where each has its own); a pass then goes over blocks of
+ * POP_BLOCK spans of VW cases, unit by unit, VW cases side by side for independent work.
  *
  * For each member the operations are those of small_nets.inc.c's loss_gradient_small on that
  * member alone, in the same order: the forward sums from the bias through the sources in order;
@@ -21,11 +23,11 @@
    and each of its sources is shared by this many spans. */
 #define POP_BLOCK 4
 
-/* What a group keeps for its VW members: lane-major params and velocity, their copies at the
-   start of the last sweep whose update was applied (a diverged member goes back there), and the
-   per-case accumulators of one gradient pass. In vectors. */
-/* ... and its cases as vectors over its members: every input and target (and case weight) of
-   every case, feature-major, built once per call. In vectors. */
+/* What a group keeps for its VW members, in vectors: lane-major params and velocity, their copies
+   at the start of the last sweep whose update was applied (a diverged member goes back there),
+   the per-case accumulators of one gradient pass, a block's activations and error signals, and
+   its cases as vectors over its members (every input and target, and case weight, of every case,
+   feature-major, built once per call). */
 static inline size_t FN(population_group_vectors)(const bp_net *net, const bp_train_config *cfg)
 {
     int64_t units = 0;
