@@ -6,7 +6,8 @@ thread; the default thread count must never be slower than one thread by more th
 
 For each workload and each load (no busy process; one busy process pinned to the last core; one
 busy process per core), this trains the same net from the same weights with n_threads=1 and with
-the default, interleaved, and prints median seconds per sweep and the ratio default / 1 thread
+the default, interleaved (a population: every member), and prints median seconds per sweep and
+the ratio default / 1 thread
 (< 1: the default is faster), and the ratio of the best runs. The results are checked to be
 bitwise equal before anything is timed. Busy processes are plain spinning loops started by this
 script and killed at its end.
@@ -37,11 +38,12 @@ import numpy as np
 
 import bpfast
 
-# (name, sizes, cases, batch_size, sweeps per timed run)
+# (name, sizes, cases, batch_size, sweeps per timed run[, members: a Population of that many])
 WORKLOADS = [
     ("64-32-10, batch 32 (the issue's)", [64, 32, 10], 1024, 32, 300),
     ("784-256-10, batch 64 (W3)", [784, 256, 10], 512, 64, 30),
     ("256-512-256-10, full batch of 1024", [256, 512, 256, 10], 1024, None, 30),
+    ("population of 1,000 6-2-1 nets, full batch of 64 (W5)", [6, 2, 1], 64, None, 300, 1000),
 ]
 # Each timed run lasts ~0.1 s or more: with every core busy the scheduler's time slices (several
 # ms) would otherwise decide the ratio.
@@ -49,7 +51,8 @@ WORKLOADS = [
 # try threads (a trial needs 25 times its own work still to do), so the check covers a trial on
 # a busy machine, not only the one-thread path.
 QUICK = [("64-32-10, batch 32", [64, 32, 10], 1024, 32, 200),
-         ("784-256-10, batch 64", [784, 256, 10], 256, 64, 40)]
+         ("784-256-10, batch 64", [784, 256, 10], 256, 64, 40),
+         ("population of 200 6-2-1 nets", [6, 2, 1], 64, None, 300, 200)]
 
 
 def spin(core):
@@ -71,8 +74,10 @@ def start_load(kind):
     return procs
 
 
-def time_fit(sizes, X, T, batch_size, sweeps, n_threads):
-    net = bpfast.Network(sizes, seed=0)
+def time_fit(sizes, X, T, batch_size, sweeps, n_threads, members=0):
+    """Seconds per sweep of one net (or a population of `members`), and its final params."""
+    net = bpfast.Population(sizes, seeds=range(members)) if members else \
+        bpfast.Network(sizes, seed=0)
     started = time.perf_counter()
     net.fit(X, T, lr=0.001, n_sweeps=sweeps, batch_size=batch_size, n_threads=n_threads)
     return (time.perf_counter() - started) / sweeps, net.params
@@ -99,17 +104,17 @@ def main(argv=None):
     for load in ("idle", "one busy core", "all cores busy"):
         procs = start_load(load)
         try:
-            for name, sizes, n, batch_size, sweeps in workloads:
+            for name, sizes, n, batch_size, sweeps, *members in workloads:
                 rng = np.random.default_rng(0)
                 X, T = rng.uniform(size=(n, sizes[0])), rng.uniform(size=(n, sizes[-1]))
                 one, default = [], []
-                _, p1 = time_fit(sizes, X, T, batch_size, 1, 1)
-                _, pd = time_fit(sizes, X, T, batch_size, 1, None)
+                _, p1 = time_fit(sizes, X, T, batch_size, 1, 1, *members)
+                _, pd = time_fit(sizes, X, T, batch_size, 1, None, *members)
                 if not np.array_equal(p1, pd):
                     sys.exit(f"{name}: the default thread count changed the result")
                 for _ in range(repeats):
-                    one.append(time_fit(sizes, X, T, batch_size, sweeps, 1)[0])
-                    default.append(time_fit(sizes, X, T, batch_size, sweeps, None)[0])
+                    one.append(time_fit(sizes, X, T, batch_size, sweeps, 1, *members)[0])
+                    default.append(time_fit(sizes, X, T, batch_size, sweeps, None, *members)[0])
                 ratio = statistics.median(default) / statistics.median(one)
                 best_ratio = min(default) / min(one)
                 worst = max(worst, min(ratio, best_ratio))

@@ -254,6 +254,8 @@ def test_bad_arguments_say_what_is_wrong():
         pop.fit(np.zeros((2, 64, 6)), T_SYM)
     with pytest.raises(ValueError, match="NaN"):
         pop.fit(np.full((64, 6), np.nan), T_SYM)
+    with pytest.raises((ValueError, TypeError), match="X"):  # ragged: Network's own message
+        pop.fit([[0, 1, 0, 1, 0, 1], [0, 1]], T_SYM[:2])
     with pytest.raises(ValueError, match="one row of case weights per member"):
         pop.fit(X_SYM, T_SYM, sample_weight=np.ones((2, 64)))
     with pytest.raises(ValueError, match="not all 0"):

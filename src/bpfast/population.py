@@ -52,9 +52,15 @@ from .topology import Layer, Topology
 STATUS_NAMES = tuple(_core.STATUS_NAMES[code] for code in range(len(_core.STATUS_NAMES)))
 RUNNING, SOLVED = STATUS_NAMES.index("max_sweeps"), STATUS_NAMES.index("solved")
 
-# Sweeps per compiled call in the lanes grow by doubling while calls are short (progress and
-# Ctrl-C are handled between calls); the size never changes the result.
+# Sweeps per compiled call in the lanes: about this long each, as measured by the call before
+# (progress and Ctrl-C are handled between calls); the size never changes the result.
 CHUNK_SECONDS = 0.05
+# A call of the lanes runs on threads only when its work on one thread takes at least this long:
+# its threads meet once, at its end, and on a machine whose cores are all busy the one that
+# finished first can wait a scheduler time slice (several ms) there. Shorter calls run on one
+# thread (a population of 200 6-2-1 nets, 300 sweeps, with every core busy: 2.2x slower on two
+# threads before this rule). The result is the same either way.
+THREADED_CALL_SECONDS = 0.04
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,17 @@ class _Plan:
             else self.weights[members],
             phases=[self.phases[i] for i in members], totals=self.totals[members],
             tols=self.tols[members], per_case=self.per_case[members])
+
+
+def _as_array(data) -> np.ndarray | None:
+    """`data` as an array to read its shape from, or None where it is not one (a dict of input
+    groups, a ragged list): Network's checks then say what is wrong with it."""
+    if isinstance(data, Mapping):
+        return None
+    try:
+        return np.asarray(data)
+    except (ValueError, TypeError):
+        return None
 
 
 def _per_member(name: str, value, n: int) -> list:
@@ -320,7 +337,7 @@ class Population:
         """X and T checked and converted, whether each is shared by all members, the case
         weights (None, or float64 of shape (1 if shared else n_members, n)), and n."""
         shell, n_members = self._shell(), len(self)
-        x_array = None if isinstance(X, Mapping) else np.asarray(X)
+        x_array = _as_array(X)
         shared_x = x_array is None or x_array.ndim != 3
         if shared_x:
             Xc = shell._inputs(X)
@@ -333,7 +350,7 @@ class Population:
             n = x_array.shape[1]
             Xc = shell._inputs(x_array.reshape(n_members * n, *x_array.shape[2:]))
             Xc = Xc.reshape(n_members, n, -1)
-        t_array = np.asarray(T) if not isinstance(T, Mapping) else None
+        t_array = _as_array(T)
         shared_t = t_array is None or t_array.ndim != 3
         if shared_t:
             Tc = shell._targets(T, n)
@@ -545,6 +562,11 @@ class Population:
         position, adaptive, total = 0, 1, int(totals.max())
         n_decayed = phases[0][0][4]
         reporter = _Progress(n_members, total) if progress else None
+        member_sweep = 0.0  # seconds per member and sweep on one thread, as last measured
+
+        def threads_for(work):  # threads for `work` member-sweeps (see THREADED_CALL_SECONDS)
+            return threads if member_sweep * work >= THREADED_CALL_SECONDS else 1
+
         while position < total:
             running = (status == RUNNING) & (totals > position)
             if not running.any():
@@ -555,6 +577,8 @@ class Population:
             lr[:], momentum[:], decay[:] = settings[rows, k].T
             sweeps[:] = np.where(running, chunk, 0)
             log = np.full((n_members, chunk), np.nan) if plan.record_errors else None
+            work = chunk * int(running.sum())
+            common["n_threads"] = used = threads_for(work)
             started = time.perf_counter()
             # only the running members, packed into groups: one that has stopped frees its lane
             _core.population_train(self.topology, self._params, state, back, X, T, lr=lr,
@@ -563,18 +587,20 @@ class Population:
                                    n_done=n_done, errors=log, order=np.flatnonzero(running),
                                    **common)
             elapsed = time.perf_counter() - started
+            member_sweep = elapsed * used / work
             if errors is not None:
                 errors[:, position: position + chunk] = log
             position += chunk
-            if elapsed < CHUNK_SECONDS / 2:
-                adaptive *= 2
-            elif elapsed > 2 * CHUNK_SECONDS and adaptive > 1:
-                adaptive //= 2
+            # the next call: about CHUNK_SECONDS on the threads (growing 16x at most)
+            still = max(int(((status == RUNNING) & (totals > position)).sum()), 1)
+            adaptive = int(min(16 * chunk, max(1, CHUNK_SECONDS * threads /
+                                               max(member_sweep * still, 1e-12))))
             if reporter is not None:
                 reporter.update(position, int(((status == RUNNING) & (totals > position)).sum()))
         if reporter is not None:
             reporter.close()
         final_error, within = np.zeros(n_members), np.zeros(n_members, np.int32)
+        common["n_threads"] = threads_for(n_members)
         _core.population_train(self.topology, self._params, state, back, X, T, lr=lr,
                                momentum=momentum, weight_decay=decay, stop_tol=tols,
                                n_sweeps=sweeps, n_decayed=n_decayed, status=status.copy(),
@@ -654,7 +680,7 @@ class Population:
         each member's own (X of shape (n_members, n_cases, n_inputs))."""
         shell, n_members = self._shell(), len(self)
         _threads.requested_threads(n_threads)
-        x_array = None if isinstance(X, Mapping) else np.asarray(X)
+        x_array = _as_array(X)
         if x_array is not None and x_array.ndim == 3:
             if x_array.shape[0] != n_members:
                 raise ValueError(f"a 3-D X holds one matrix per member ({n_members}), got "
