@@ -54,9 +54,11 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
         shards = 4 * max(1, len(client.scheduler_info().get("workers", {})))
     shards = min(check_int("shards", shards, low=1), n_members)
     parts = [part for part in np.array_split(np.arange(n_members), shards) if part.size]
-    # shared data once to every worker; a member's own data go with its shard
-    X = client.scatter(plan.X, broadcast=True) if plan.shared_x else None
-    T = client.scatter(plan.T, broadcast=True) if plan.shared_t else None
+    # Shared data once to every worker; a member's own data go with its shard. hash=False: a key
+    # of its own, which the release of an earlier scatter of the same values (same hash, same
+    # key) cannot delete while this fit still needs it (seen as "lost dependencies").
+    X = client.scatter(plan.X, broadcast=True, hash=False) if plan.shared_x else None
+    T = client.scatter(plan.T, broadcast=True, hash=False) if plan.shared_t else None
     futures = {}
     for index, members in enumerate(parts):
         sub_plan = plan.subset(members)
