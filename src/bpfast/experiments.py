@@ -57,13 +57,13 @@ class Experiment:
     def make_network(self, seed: int = 0, dtype: str = "float32") -> Network:
         return Network(seed=seed, dtype=dtype, **self.network)
 
-    def _cases(self, seed: int):
+    def _cases(self, seed: int, data):
         """X, T and, with held-out queries, the case weights of `seed`'s split (0: held out)
-        and the held-out cases."""
+        and the held-out cases, from `data` (self.data(), made once per run)."""
         if not self.held_out:
-            X, T = self.data()
+            X, T = data
             return X, T, None, None
-        trees = self.data()
+        trees = data
         train, test = trees.split(self.held_out, seed=seed)
         weights = np.zeros(len(trees.X))
         weights[train] = 1
@@ -73,10 +73,9 @@ class Experiment:
         return dict(schedule=list(self.schedule), loss=self.loss, decay_biases=self.decay_biases,
                     stop_tol=self.stop_tol)
 
-    def _measures(self, net: Network, weights, test) -> dict:
+    def _measures(self, net: Network, weights, test, trees) -> dict:
         if not self.held_out:
             return {}
-        trees = self.data()
         train = np.flatnonzero(weights)
         return {"train_accuracy": float(trees.correct(net.predict(trees.X[train]),
                                                       trees.T[train]).mean()),
@@ -88,11 +87,12 @@ class Experiment:
             callback_every: int = 100) -> Outcome:
         """One network trained with the recipe (held-out queries have case weight 0)."""
         net = self.make_network(seed, dtype)
-        X, T, weights, test = self._cases(seed)
+        data = self.data()
+        X, T, weights, test = self._cases(seed, data)
         result = net.fit(X, T, sample_weight=weights, n_threads=n_threads, callback=callback,
                          callback_every=callback_every, **self._fit_options())
         return Outcome(seed=seed, network=net, result=result,
-                       measures=self._measures(net, weights, test))
+                       measures=self._measures(net, weights, test, data))
 
     def run_seeds(self, seeds, dtype: str = "float32", n_threads=None,
                   progress: bool = False) -> list[Outcome]:
@@ -100,15 +100,16 @@ class Experiment:
         ``run(seed)``'s (except that its FitResult carries no per-sweep errors)."""
         seeds = list(seeds)
         pop = Population(seeds=seeds, dtype=dtype, **self.network)
-        X, T = self._cases(seeds[0])[:2]
-        splits = [self._cases(seed) for seed in seeds] if self.held_out else None
+        data = self.data()
+        X, T = self._cases(seeds[0], data)[:2]
+        splits = [self._cases(seed, data) for seed in seeds] if self.held_out else None
         weights = np.array([split[2] for split in splits]) if splits else None
         result = pop.fit(X, T, sample_weight=weights, n_threads=n_threads, progress=progress,
                          **self._fit_options())
         outcomes = []
         for i, seed in enumerate(seeds):
             net = pop[i]
-            measures = self._measures(net, splits[i][2], splits[i][3]) if splits else {}
+            measures = self._measures(net, splits[i][2], splits[i][3], data) if splits else {}
             outcomes.append(Outcome(seed=seed, network=net, result=result[i], measures=measures))
         return outcomes
 

@@ -603,8 +603,8 @@ class Population:
         common["n_threads"] = threads_for(n_members)
         _core.population_train(self.topology, self._params, state, back, X, T, lr=lr,
                                momentum=momentum, weight_decay=decay, stop_tol=tols,
-                               n_sweeps=sweeps, n_decayed=n_decayed, status=status.copy(),
-                               n_done=n_done.copy(), final_error=final_error, within=within,
+                               n_sweeps=sweeps, n_decayed=n_decayed, status=status,
+                               n_done=n_done, final_error=final_error, within=within,
                                **common)
         if errors is not None:
             errors[np.arange(errors.shape[1])[None, :] >= n_done[:, None]] = np.nan
