@@ -81,7 +81,17 @@ typedef struct {
     const int64_t *w_offset;   /* [n_edges] offset of the (size[l], size[src]) weight block */
     const int *accumulate;     /* [n_edges] 1 if a higher layer also feeds on src_layer, so the
                                   input gradient of this edge adds to one already written */
-    int64_t n_params;          /* weights then biases */
+    int64_t n_params;          /* the parameters: weights then biases */
+    /* Weight sharing. The layers compute on a dense arena of n_dense values laid out as above
+       (w_offset and bias_offset index it). Without sharing (share_start NULL) that arena is the
+       parameters themselves and n_dense == n_params. With it, parameter p fills the dense slots
+       share_slot[share_start[p] .. share_start[p + 1] - 1] (ascending), slots of no parameter
+       are absent connections (always 0), and p's gradient is the sum of its slots' gradients in
+       that order, times share_scale[p] if share_scale is not NULL (1 / slots: the mean). */
+    int64_t n_dense;
+    const int64_t *share_start;/* [n_params + 1] */
+    const int64_t *share_slot; /* [share_start[n_params]] */
+    const double *share_scale; /* [n_params] or NULL */
 } bp_net;
 
 /* How a training run presents the data. */

@@ -73,6 +73,8 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         int small_net;      /* the current call runs small_nets.inc.c's whole-net loop */       \
         const bp_stop *stop;/* the current call's stop request, or NULL */                       \
         REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */\
+        REAL *dense_params; /* [n_dense] a shared net's parameters in their slots, else NULL */  \
+        REAL *dense_grad;   /* [n_dense] ... and the slots' gradients while training */          \
         uint64_t start_rng; /* ... and its shuffling state */                                    \
         void *arena;        /* the one allocation the above point into */                        \
     };

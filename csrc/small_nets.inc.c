@@ -26,7 +26,7 @@
    every unit a function of its own total input (no softmax). */
 static inline int FN(small_net_fits)(const bp_net *net)
 {
-    if (net->n_params > SMALL_MAX_PARAMS || net->n_layers > SMALL_MAX_LAYERS ||
+    if (net->n_dense > SMALL_MAX_PARAMS || net->n_layers > SMALL_MAX_LAYERS ||
         net->activation[net->n_layers - 1] == BP_SOFTMAX)
         return 0;
     int64_t units = 0;
@@ -37,7 +37,7 @@ static inline int FN(small_net_fits)(const bp_net *net)
     }
     /* the buffers of loss_gradient_small in ws->pack */
     return units <= SMALL_MAX_UNITS &&
-           (size_t)(2 * units * SPAN_VECTORS + net->n_params + net->size[net->n_layers - 1]) *
+           (size_t)(2 * units * SPAN_VECTORS + net->n_dense + net->size[net->n_layers - 1]) *
                    sizeof(VREAL) <= BP_PACK_BYTES;
 }
 
@@ -58,9 +58,9 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
     /* act[u * SPAN_VECTORS + j]: unit u's output for vector j of the span; delta likewise */
     VREAL *act = (VREAL *)ws->pack;
     VREAL *delta = act + units * SPAN_VECTORS;  /* dE/dx (dE/dy while it accumulates) */
-    VREAL *gacc = delta + units * SPAN_VECTORS; /* [n_params] lane-wise gradient sums */
-    VREAL *err_sum = gacc + net->n_params;      /* [n_out] lane-wise squared-error sums */
-    for (int64_t p = 0; p < net->n_params; p++)
+    VREAL *gacc = delta + units * SPAN_VECTORS; /* [n_dense] lane-wise gradient sums */
+    VREAL *err_sum = gacc + net->n_dense;       /* [n_out] lane-wise squared-error sums */
+    for (int64_t p = 0; p < net->n_dense; p++)
         gacc[p] = FN(vsplat)(0);
     for (int64_t o = 0; o < n_out; o++)
         err_sum[o] = FN(vsplat)(0);
@@ -169,7 +169,7 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
     }
 #undef ACT
 #undef DELTA
-    for (int64_t p = 0; p < net->n_params; p++)
+    for (int64_t p = 0; p < net->n_dense; p++)
         grad[p] = FN(hsum)(gacc[p]);
     double error = 0;
     for (int64_t o = 0; o < n_out; o++)

@@ -8,17 +8,48 @@
  * thread and read by all after a barrier, so every thread runs the same loop.
  */
 
+/* The dense arena the layers compute with: params itself, or (a shared net, see bp_net) each
+   parameter copied into its slots. Parallel over parameters; each slot has one writer. */
+static const REAL *FN(dense_params_omp)(const bp_net *net, WS *ws, const REAL *params)
+{
+    if (!net->share_start)
+        return params;
+    OMP_FOR
+    for (int64_t p = 0; p < net->n_params; p++)
+        for (int64_t s = net->share_start[p]; s < net->share_start[p + 1]; s++)
+            ws->dense_params[net->share_slot[s]] = params[p];
+    return ws->dense_params;
+}
+
+/* A shared net's gradient from its slots': each parameter's sum in ascending slot order (one
+   thread per parameter: the same on any thread count), times its share_scale. */
+static void FN(gather_gradient_omp)(const bp_net *net, const WS *ws, REAL *grad)
+{
+    OMP_FOR
+    for (int64_t p = 0; p < net->n_params; p++) {
+        REAL sum = 0;
+        for (int64_t s = net->share_start[p]; s < net->share_start[p + 1]; s++)
+            sum += ws->dense_grad[net->share_slot[s]];
+        grad[p] = net->share_scale ? sum * (REAL)net->share_scale[p] : sum;
+    }
+}
+
 /* grad, ws->error and ws->all_within over the bound batch: by the whole-net loop of
-   small_nets.inc.c on one thread where the call chose it (ws->small_net), else layer by layer. */
+   small_nets.inc.c on one thread where the call chose it (ws->small_net), else layer by layer;
+   for a shared net on its dense arena, then gathered into the parameters. */
 static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
                                    int64_t n_rows, const bp_train_config *cfg)
 {
+    const REAL *dense = FN(dense_params_omp)(net, ws, params);
+    REAL *dense_grad = net->share_start ? ws->dense_grad : grad;
     if (ws->small_net) {
         OMP_SINGLE
-        FN(loss_gradient_small)(net, ws, grad, params, n_rows, cfg);
+        FN(loss_gradient_small)(net, ws, dense_grad, dense, n_rows, cfg);
     } else {
-        FN(loss_gradient_omp)(net, ws, grad, params, n_rows, cfg);
+        FN(loss_gradient_omp)(net, ws, dense_grad, dense, n_rows, cfg);
     }
+    if (net->share_start) /* both paths end in a barrier: every slot's gradient is written */
+        FN(gather_gradient_omp)(net, ws, grad);
 }
 
 /* dst[c * ld + r] = the c-th of n_cols values of case r (row `order[r]`, or `start + r`, of src,
@@ -120,6 +151,7 @@ static void FN(evaluate_omp)(const bp_net *net, WS *ws, const REAL *params, cons
 {
     double error = 0;
     int all_within = 1;
+    params = FN(dense_params_omp)(net, ws, params);
     for (int64_t start = 0; start < cfg->n_samples; start += ws->max_rows) {
         const int64_t n_rows = MIN(ws->max_rows, cfg->n_samples - start);
         if (n_rows == cfg->n_samples)
@@ -316,7 +348,7 @@ static void FN(forward_body)(const bp_net *net, WS *ws, const REAL *params, cons
                              int64_t n_rows)
 {
     FN(bind_rows_omp)(net, ws, X, NULL, 0, 0, n_rows, 0);
-    FN(forward_omp)(net, ws, params, n_rows, 0, 0.0);
+    FN(forward_omp)(net, ws, FN(dense_params_omp)(net, ws, params), n_rows, 0, 0.0);
 }
 
 static void FN(loss_gradient_body)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,

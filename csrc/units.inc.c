@@ -242,6 +242,7 @@ static inline VREAL FN(output_delta)(VREAL yv, VREAL dv, VREAL w, int64_t n_case
     VINT valid = lane_index < (ITYPE)MIN(n_cases, (int64_t)VW);
     if (cfg->weighted)
         valid &= w != 0;
+    valid &= dv == dv; /* a NaN target is none: no error, no stop test (a recurrent net's mask) */
     const VREAL e = yv - dv;
     const VREAL abs_e = FN(vselect)(e < 0, -e, e);
     *outside |= valid & ~(abs_e < tol);

@@ -64,6 +64,13 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
         sweep_start ? TAKE(REAL, BP_STATE_LENGTH(features & BP_WS_ADAM ? BP_ADAM : BP_MOMENTUM,
                                                  net->n_params))
                     : NULL;
+    /* absent connections are the zeros calloc leaves in dense_params: nothing writes them */
+    REAL *dense_params = net->share_start ? TAKE(REAL, net->n_dense) : NULL;
+    REAL *dense_grad = net->share_start && for_training ? TAKE(REAL, net->n_dense) : NULL;
+    if (arena) {
+        ws->dense_params = dense_params;
+        ws->dense_grad = dense_grad;
+    }
 #undef TAKE
     return (size_t)(p - (uintptr_t)arena) + 64; /* + 64: the first take aligns the arena's start */
 }

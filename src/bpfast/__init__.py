@@ -14,8 +14,9 @@ from ._build import build_info
 from .io import load
 from .network import FitResult, Network
 from .population import Population, PopulationResult
+from .recurrent import RecurrentNetwork
 from .schedule import Phase
-from .topology import Layer, Topology
+from .topology import Layer, Tie, Topology
 
-__all__ = ["Network", "Population", "Layer", "Phase", "FitResult", "PopulationResult",
+__all__ = ["Network", "RecurrentNetwork", "Population", "Layer", "Tie", "Phase", "FitResult", "PopulationResult",
            "Topology", "build_info", "load", "datasets", "reference", "units", "__version__"]

@@ -30,6 +30,10 @@ cdef extern from "bpfast.h" nogil:
         const int64_t *w_offset
         const int *accumulate
         int64_t n_params
+        int64_t n_dense
+        const int64_t *share_start
+        const int64_t *share_slot
+        const double *share_scale
 
     ctypedef struct bp_stop:
         int interruptible
@@ -325,6 +329,18 @@ cdef class CompiledTopology:
         self.net.w_offset = &w_offset[0]
         self.net.accumulate = &accumulate[0]
         self.net.n_params = topology.n_params
+        self.net.n_dense = topology.n_dense
+        cdef const int64_t[::1] share_start, share_slot
+        cdef const double[::1] share_scale
+        if topology.shared:
+            share_start, share_slot = topology.share_start, topology.share_slot
+            self.arrays += (share_start, share_slot)
+            self.net.share_start = &share_start[0]
+            self.net.share_slot = &share_slot[0] if share_slot.shape[0] else NULL
+            if topology.share_scale is not None:
+                share_scale = topology.share_scale
+                self.arrays += (share_scale,)
+                self.net.share_scale = &share_scale[0]
 
 
 cdef CompiledTopology _compiled(topology):
@@ -970,8 +986,10 @@ def _population_train(topology, floating[:, ::1] params, floating[:, ::1] veloci
     cdef double *final_ptr = NULL
     cdef int *within_ptr = NULL
     cdef int64_t errors_ld = 0
-    if not (kernels.small_net_f32(net) if floating is float else kernels.small_net_f64(net)):
-        raise ValueError("population_train takes the small nets of small_net() only")
+    if topology.shared or not (kernels.small_net_f32(net) if floating is float
+                               else kernels.small_net_f64(net)):
+        raise ValueError("population_train takes the small nets of small_net() only, without "
+                         "ties")
     if (n_members == 0 or params.shape[1] != n_params or velocity.shape[0] != n_members or
             velocity.shape[1] != n_params or back.shape[0] != n_members or
             back.shape[1] != 2 * n_params):

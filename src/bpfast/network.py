@@ -18,7 +18,7 @@ from ._validation import (
     check_real,
 )
 from .schedule import Phase
-from .topology import Layer, Topology
+from .topology import Layer, Tie, Topology
 from .units import ACTIVATIONS, LOSSES, REDUCTIONS, check_pairing
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -35,17 +35,24 @@ def state_length(optimizer: str, n_params: int) -> int:
 
 def init_bounds(topo: Topology, init: str) -> np.ndarray:
     """Each parameter's bound for the "glorot" or "he" draw (see Network's docstring)."""
-    bounds = np.empty(topo.n_params)
+    bounds = np.empty(topo.n_dense)
     for l in range(topo.n_inputs, topo.n_layers):
         edges = range(topo.src_start[l], topo.src_start[l + 1])
-        fan_in = sum(int(topo.size[topo.src_layer[e]]) for e in edges)
         fan_out = int(topo.size[l])
+        blocks = [(int(topo.w_offset[e]), fan_out * int(topo.size[topo.src_layer[e]]))
+                  for e in edges]
+        if topo.shared:  # the connections a unit has, on average (absent ones are not inputs)
+            fan_in = sum(int((topo.dense_param[o: o + n] >= 0).sum()) for o, n in blocks)
+            fan_in = max(fan_in / fan_out, 1.0)
+        else:
+            fan_in = sum(n for _, n in blocks) // fan_out
         bound = np.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
-        for e in edges:
-            start = int(topo.w_offset[e])
-            bounds[start: start + fan_out * int(topo.size[topo.src_layer[e]])] = bound
+        for start, n in blocks:
+            bounds[start: start + n] = bound
         if topo.bias_offset[l] >= 0:
             bounds[topo.bias_offset[l]: topo.bias_offset[l] + fan_out] = bound
+    if topo.shared:  # a shared parameter takes the bound of its first connection
+        bounds = bounds[topo.share_slot[topo.share_start[:-1]]]
     return bounds
 
 
@@ -125,6 +132,10 @@ class Network:
         groups side by side in this order (or pass X as a dict of arrays by group name).
     layers : sequence of Layer, optional
         The computed layers, bottom-up; the last one is the output.
+    ties : sequence of Tie, optional
+        With `inputs` and `layers`: weight blocks, biases or single connections that share
+        parameters (see :class:`bpfast.Tie`). :attr:`params` then holds each shared parameter
+        once, and :meth:`weights` gives the dense blocks the layers compute with.
     activation, output_activation, bias :
         For the `sizes` shorthand only: the hidden units' activation, the output units'
         (default: the same) and whether layers have biases.
@@ -147,15 +158,17 @@ class Network:
 
     def __init__(self, sizes: Sequence[int] | None = None, *,
                  inputs: Mapping[str, int] | None = None, layers: Sequence[Layer] | None = None,
-                 activation: str = "logistic", output_activation: str | None = None,
-                 bias: bool = True, init_range: float = 0.3, init: str = "uniform",
-                 seed: int | None = 0, dtype="float32"):
+                 ties: Sequence[Tie] = (), activation: str = "logistic",
+                 output_activation: str | None = None, bias: bool = True,
+                 init_range: float = 0.3, init: str = "uniform", seed: int | None = 0,
+                 dtype="float32"):
         if sizes is not None:
-            if inputs is not None or layers is not None:
-                raise ValueError("give either sizes (a chain) or inputs and layers (a DAG), not both")
+            if inputs is not None or layers is not None or ties:
+                raise ValueError("give either sizes (a chain) or inputs and layers (a DAG, with "
+                                 "any ties), not both")
             self.topology = Topology.chain(sizes, activation, output_activation, bias)
         elif inputs is not None and layers is not None:
-            self.topology = Topology(inputs, layers)
+            self.topology = Topology(inputs, layers, ties)
         else:
             raise ValueError("describe the network: Network([6, 2, 1]) for a chain, or "
                              "Network(inputs={...}, layers=[Layer(...), ...]) for a DAG")
@@ -209,14 +222,27 @@ class Network:
         return int(self._shuffle_box[0])
 
     def weights(self, layer: str, source: str) -> np.ndarray:
-        """View of the weights from `source` into `layer`, shape (size(layer), size(source))."""
+        """View of the weights from `source` into `layer`, shape (size(layer), size(source)).
+        In a net with ties (:class:`bpfast.Tie`) it is the dense block the layer computes with,
+        absent connections 0: a read-only copy, since its values live in shared parameters."""
         offset, shape = self.topology.weight_block(layer, source)
-        return self._params[offset: offset + shape[0] * shape[1]].reshape(shape)
+        return self._dense_block(offset, shape)
 
     def bias(self, layer: str) -> np.ndarray | None:
-        """View of `layer`'s bias vector, or None if it has none."""
+        """View of `layer`'s bias vector, or None if it has none (a read-only copy in a net
+        with ties, as for :meth:`weights`)."""
         block = self.topology.bias_block(layer)
-        return None if block is None else self._params[block[0]: block[0] + block[1]]
+        return None if block is None else self._dense_block(block[0], (block[1],))
+
+    def _dense_block(self, offset: int, shape: tuple) -> np.ndarray:
+        size = int(np.prod(shape))
+        if not self.topology.shared:
+            return self._params[offset: offset + size].reshape(shape)
+        slots = self.topology.dense_param[offset: offset + size]
+        block = np.where(slots >= 0, self._params[np.maximum(slots, 0)], 0).astype(self.dtype)
+        block = block.reshape(shape)
+        block.flags.writeable = False
+        return block
 
     def assign_params(self, values) -> None:
         """Copy `values` (shape (n_params,), finite) into the arena. (Not `set_params`: that name
@@ -614,8 +640,8 @@ class Network:
 
     def __setstate__(self, state):
         topology = state["topology"]  # a description, or (from a Population) a Topology to share
-        self.topology = topology if isinstance(topology, Topology) else Topology(
-            topology["inputs"], [Layer(**d) for d in topology["layers"]])
+        self.topology = topology if isinstance(topology, Topology) else \
+            Topology.from_description(topology)
         self.dtype = np.dtype(state["dtype"])
         self.init_range, self.seed = state["init_range"], state["seed"]
         self.init = state.get("init", "uniform")  # how it started; older pickles: the paper's

@@ -466,7 +466,8 @@ class Population:
             raise ValueError(f"members {bad[:10].tolist()} have NaN or infinite params or "
                              f"velocity (written through pop.params?); set finite values")
         lanes = (batch_size == n and optimizer == "momentum" and clip_norm is None and
-                 dropout == 0 and _core.SMALL_NETS and _core.small_net(self.topology, self.dtype))
+                 dropout == 0 and _core.SMALL_NETS and not self.topology.shared
+                 and _core.small_net(self.topology, self.dtype))
         totals = np.array([sum(p[0] for p in member) for member in phases], dtype=np.int64)
         if record_errors:
             check_fits(int(n_members * max(int(totals.max()), 1) * 8),
@@ -722,8 +723,7 @@ class Population:
                 "optimizer": self.optimizer}
 
     def __setstate__(self, state):
-        self.topology = Topology(state["topology"]["inputs"],
-                                 [Layer(**d) for d in state["topology"]["layers"]])
+        self.topology = Topology.from_description(state["topology"])
         if state["dtype"] not in DTYPES or state["init"] not in INITS or \
                 state["optimizer"] not in OPTIMIZERS:
             raise ValueError("a pickled population's dtype, init or optimizer is unknown")

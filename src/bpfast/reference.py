@@ -70,8 +70,9 @@ def _dropout_keep(key, l, n_units, n_rows, dropout):
 
 def _forward(topology, params, X, dropout=0.0, dropout_key=0):
     """(every layer's outputs, each hidden layer's (outputs before dropout, kept mask) or None).
-    With dropout, hidden outputs are dropped to 0 or scaled by 1 / (1 - dropout)."""
-    params = np.asarray(params, dtype=np.float64)
+    With dropout, hidden outputs are dropped to 0 or scaled by 1 / (1 - dropout). With ties,
+    the layers compute with the dense arena (Topology.dense)."""
+    params = topology.dense(params)
     X = np.asarray(X, dtype=np.float64)
     ys = [X[:, c: c + s] for c, s in zip(topology.input_col, topology.size[: topology.n_inputs])]
     dropped = [None] * topology.n_layers
@@ -92,9 +93,12 @@ def _forward(topology, params, X, dropout=0.0, dropout_key=0):
 
 def _output_error(topology, y, T, loss, dead_zone, reduction="sum", sample_weight=None):
     """dE/dx at the outputs (of E / the cases or their total weight for 'mean'), and E.
-    Inside the dead zone, and for cases of weight 0, the error is zero."""
+    Inside the dead zone, for cases of weight 0 and for NaN targets (no target: the masked
+    steps of a recurrent net), the error is zero."""
     activation = list(ACTIVATIONS)[int(topology.activation[-1])]
-    terms, delta = LOSSES[loss].terms(y, T, activation, dead_zone)
+    missing = np.isnan(T)
+    terms, delta = LOSSES[loss].terms(y, np.where(missing, 0.0, T), activation, dead_zone)
+    terms, delta = np.where(missing, 0.0, terms), np.where(missing, 0.0, delta)
     weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
     terms, delta = terms * weights[:, None], delta * weights[:, None]
     if reduction == "mean":
@@ -108,10 +112,10 @@ def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), r
     """(E, gradient) over all rows of X: E = sum over cases of the loss (times each case's
     weight), the gradient of E, or of E / (the cases, or their total weight) for 'mean'. With
     dropout > 0, of the net whose hidden units are dropped by the masks of `dropout_key`."""
-    params = np.asarray(params, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     ys, dropped = _forward(topology, params, X, dropout, dropout_key)
-    grad = np.zeros(topology.n_params)
+    params = topology.dense(params)
+    grad = np.zeros(topology.n_dense)
     dE_dy = [None] * topology.n_layers
     out = topology.n_layers - 1
     dE_dx_out, error = _output_error(topology, ys[out], T, loss, dead_zone, reduction,
@@ -132,13 +136,13 @@ def loss_gradient(topology, params, X, T, *, loss="sse", dead_zone=(0.2, 0.8), r
             if src >= topology.n_inputs:
                 down = dE_dx @ params[block].reshape(shape)
                 dE_dy[src] = down if dE_dy[src] is None else dE_dy[src] + down
-    return error, grad
+    return error, topology.gather(grad)
 
 
 def _within(y, T, stop_tol, sample_weight):
     if stop_tol is None:
         return False
-    close = np.abs(y - T) < stop_tol
+    close = (np.abs(y - T) < stop_tol) | np.isnan(T)
     if sample_weight is not None:
         close |= (np.asarray(sample_weight) == 0)[:, None]
     return bool(np.all(close))
@@ -300,3 +304,63 @@ def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, option
                                    dead_zone=options["dead_zone"], stop_tol=stop_tol,
                                    sample_weight=w)
     return np.array(errors), len(errors), status, final_error, within, state
+
+
+def recurrent_loss_gradient(matrices, X, T, *, activation="logistic",
+                            output_activation="logistic", loss="sse", dead_zone=(0.2, 0.8),
+                            gradient="sum"):
+    """(E, gradients by name, hidden states) of a recurrent net in its recurrent form: a loop
+    over time steps with stored activations, then back-propagation through time (the paper's
+    §"recurrent nets"), written independently of the unrolled layered net bpfast trains.
+
+    matrices: RecurrentNetwork.matrices() ("input", "recurrent", "output", optionally
+    "feedback", "hidden_bias", "output_bias"); X (n, T, n_inputs); T (n, T, n_outputs), NaN where
+    there is no target. Each gradient is the sum over the steps that use the weight, or with
+    gradient="mean" the average over them (the paper's rule)."""
+    W = {k: np.asarray(v, dtype=np.float64) for k, v in matrices.items()}
+    X, T = np.asarray(X, dtype=np.float64), np.asarray(T, dtype=np.float64)
+    n, steps = X.shape[0], X.shape[1]
+    H, O = W["input"].shape[0], W["output"].shape[0]
+    f = ACTIVATIONS[activation]
+    g = ACTIVATIONS[output_activation]
+    feedback = "feedback" in W
+    hs, ys = [np.zeros((n, H))], [np.zeros((n, O))]  # h_0 = 0, y_0 = 0
+    for t in range(steps):
+        a = X[:, t] @ W["input"].T + hs[-1] @ W["recurrent"].T + W.get("hidden_bias", 0)
+        if feedback:
+            a = a + ys[-1] @ W["feedback"].T
+        hs.append(f.f(a))
+        ys.append(g.f(hs[-1] @ W["output"].T + W.get("output_bias", 0)))
+    grads = {k: np.zeros_like(v) for k, v in W.items()}
+    error = 0.0
+    dh_next = np.zeros((n, H))  # dE/dh_t from step t + 1
+    dy_next = np.zeros((n, O))  # dE/dy_t from step t + 1 (feedback)
+    for t in range(steps, 0, -1):
+        dx_out, e = _output_error_of(ys[t], T[:, t - 1], output_activation, loss, dead_zone)
+        error += e
+        # y_t feeds step t + 1 too (feedback): that gradient goes through g' as well
+        dx_out = dx_out + dy_next * g.derivative(ys[t])
+        grads["output"] += dx_out.T @ hs[t]
+        if "output_bias" in grads:
+            grads["output_bias"] += dx_out.sum(0)
+        dh = dx_out @ W["output"] + dh_next
+        da = dh * f.derivative(hs[t])
+        grads["input"] += da.T @ X[:, t - 1]
+        grads["recurrent"] += da.T @ hs[t - 1]
+        if "hidden_bias" in grads:
+            grads["hidden_bias"] += da.sum(0)
+        dh_next = da @ W["recurrent"]
+        if feedback:
+            grads["feedback"] += da.T @ ys[t - 1]
+            dy_next = da @ W["feedback"]
+    if gradient == "mean":  # each weight's copies: the steps that use it
+        for k in grads:
+            grads[k] /= steps - 1 if k in ("recurrent", "feedback") else steps
+    return error, grads, np.stack(hs[1:], axis=1)
+
+
+def _output_error_of(y, T, activation, loss, dead_zone):
+    """dE/dx and E of output units of `activation` against targets T (NaN: none)."""
+    missing = np.isnan(T)
+    terms, delta = LOSSES[loss].terms(y, np.where(missing, 0.0, T), activation, dead_zone)
+    return np.where(missing, 0.0, delta), float(np.sum(np.where(missing, 0.0, terms)))

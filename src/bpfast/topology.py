@@ -5,6 +5,14 @@ core and :mod:`bpfast.reference` both read: sizes, activations, the edges (which
 which layer) and where every weight block and bias vector lives in the flat parameter arena.
 The arena holds every weight block first, in layer then source order, and every bias after them,
 so that "decay the weights but not the biases" is one contiguous range.
+
+Weight sharing (:class:`Tie`). The layers always compute on the *dense arena*: every block whole,
+laid out as above (``w_offset``, ``bias_offset``, ``n_dense`` values). Without ties the parameters
+are that arena. With ties, several blocks (or single connections of blocks) read one parameter:
+the parameters (``n_params``, still weights first, then biases) are fewer, and ``dense_param[k]``
+names the parameter that dense slot k holds (-1: an absent connection, always 0). A parameter's
+gradient is the sum of its slots' gradients (or their mean, ``Tie(gradient="mean")``, the paper's
+rule for recurrent nets), so momentum and decay change it once.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ._validation import check_bool
+from ._validation import check_bool, check_real
 from .units import ACTIVATION_NUMBERS, ACTIVATIONS
 
 # The C kernels index units with `int`; larger layers could not be addressed.
@@ -65,6 +73,114 @@ class Layer:
         object.__setattr__(self, "bias", check_bool(f"layer {name!r}: bias", self.bias))
 
 
+@dataclass(frozen=True, eq=False)
+class Tie:
+    """One set of shared parameters and the connections that use it.
+
+    Parameters
+    ----------
+    weights : sequence of (layer, source) pairs
+        The weight blocks that share the parameters (give `weights` or `biases`, not both).
+    biases : sequence of layer names
+        ... or the bias vectors that share them.
+    index : None, array of int, or a sequence of arrays of int, one per block
+        None: the blocks have one shape and share one whole matrix (or vector), element by
+        element. An array shaped like a block: connection ``[j, i]`` of every block uses shared
+        parameter ``index[j, i]``, and -1 leaves it out (absent, always 0); the shared
+        parameters are ``0 .. index.max()``, each used somewhere. A sequence: block k's own map,
+        for blocks of different shapes.
+    gradient : {"sum", "mean"} or float
+        A shared parameter's gradient is the sum of its connections' gradients (default), or
+        their mean, as the paper words its rule for recurrent nets ("changed by the average");
+        the two differ by a constant factor per parameter that the learning rate absorbs when
+        every parameter has as many copies. A positive number: the sum times that factor.
+
+    Example: one 3x3 receptive field shared by every hidden unit (the PDP chapter's T-C net)
+    is ``Tie(weights=[("hidden", "retina")], index=fields)`` with ``fields[j]`` the retina
+    cells of unit j's window numbered 0..8 and -1 elsewhere.
+    """
+
+    weights: Sequence = ()
+    biases: Sequence = ()
+    index: object = None
+    gradient: str = "sum"
+
+    def __post_init__(self):
+        if isinstance(self.weights, (str, bytes)) or isinstance(self.biases, (str, bytes)):
+            raise TypeError("Tie(weights=...) takes a list of (layer, source) pairs and "
+                            "Tie(biases=...) a list of layer names")
+        try:
+            weights = tuple(tuple(pair) for pair in self.weights)
+            biases = tuple(self.biases)
+        except TypeError:
+            raise TypeError(f"Tie(weights=...) takes a list of (layer, source) pairs and "
+                            f"Tie(biases=...) a list of layer names, got {self.weights!r} and "
+                            f"{self.biases!r}") from None
+        if bool(weights) == bool(biases):
+            raise ValueError("a Tie shares either weight blocks (weights=[(layer, source), ...]) "
+                             "or bias vectors (biases=[layer, ...]); give exactly one of them")
+        for pair in weights:
+            if len(pair) != 2 or not all(isinstance(n, str) for n in pair):
+                raise TypeError(f"Tie weights must be (layer, source) pairs of names, got {pair!r}")
+        if not all(isinstance(n, str) for n in biases):
+            raise TypeError(f"Tie biases must be layer names, got {list(biases)!r}")
+        uses = weights or biases
+        if len(set(uses)) != len(uses):
+            raise ValueError(f"a Tie lists a block twice: {list(uses)}")
+        if isinstance(self.gradient, str):
+            if self.gradient not in ("sum", "mean"):
+                raise ValueError(f"Tie gradient must be 'sum', 'mean' or a factor, got "
+                                 f"{self.gradient!r}")
+        else:
+            object.__setattr__(self, "gradient", check_real("Tie gradient", self.gradient,
+                                                            low=0, low_open=True))
+        index = self.index
+        if index is not None:
+            ndim = 2 if weights else 1
+            if isinstance(index, np.ndarray) and index.ndim == ndim:
+                index = (index,) * len(uses)
+            else:
+                try:
+                    index = tuple(index)
+                except TypeError:
+                    raise TypeError(f"Tie index must be an array of ints or a list of them, one "
+                                    f"per block, got {self.index!r}") from None
+                if len(index) != len(uses):
+                    raise ValueError(f"a Tie of {len(uses)} blocks needs one index array (for "
+                                     f"all) or {len(uses)}, got {len(index)}")
+            maps = []
+            for k, m in enumerate(index):
+                m = np.asarray(m)
+                if m.dtype.kind not in "iu" or m.ndim != ndim:
+                    raise TypeError(f"Tie index arrays must be {ndim}-D arrays of integers (one "
+                                    f"per block), got dtype {m.dtype} with {m.ndim} dimensions")
+                if m.size and m.min() < -1:
+                    raise ValueError("Tie index values must be -1 (absent) or a shared "
+                                     "parameter's number >= 0")
+                m = np.array(m, dtype=np.int64)
+                m.flags.writeable = False
+                maps.append(m)
+            if max((int(m.max()) if m.size else -1) for m in maps) < 0:
+                raise ValueError("a Tie index must use at least one shared parameter")
+            index = tuple(maps)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "biases", biases)
+        object.__setattr__(self, "index", index)
+
+    def describe(self) -> dict:
+        return {"weights": [list(p) for p in self.weights], "biases": list(self.biases),
+                "index": None if self.index is None else [m.tolist() for m in self.index],
+                "gradient": self.gradient}
+
+    def __eq__(self, other):
+        return isinstance(other, Tie) and self.describe() == other.describe()
+
+    def __repr__(self):
+        what = f"weights={list(self.weights)}" if self.weights else f"biases={list(self.biases)}"
+        index = "" if self.index is None else ", index=<maps>"
+        return f"Tie({what}{index}, gradient={self.gradient!r})"
+
+
 def _check_sources(layer: str, sources) -> tuple:
     if isinstance(sources, str):
         return (sources,)
@@ -111,9 +227,17 @@ class Topology:
     src_layer : int32 (n_edges,)
     w_offset : int64 (n_edges,)         the (size[l], size[src]) block starts here in the arena
     accumulate : int32 (n_edges,)       1 if a higher layer also feeds on this edge's source
+    n_dense, n_params, n_weights : int  the dense arena's length; the parameters, and how many of
+                                        them are weights (the first ones; the rest are biases)
+    shared : bool                       whether any Tie makes the parameters differ from the arena
+    dense_param : int64 (n_dense,)      the parameter each dense slot holds, -1: absent (if shared)
+    share_start, share_slot : int64     each parameter's dense slots, ascending: parameter p's are
+                                        share_slot[share_start[p]:share_start[p + 1]] (if shared)
+    share_scale : float64 (n_params,)   each parameter's gradient is this times its slots' sum, or
+                                        None if every factor is 1 (no Tie with gradient="mean")
     """
 
-    def __init__(self, inputs: Mapping[str, int], layers: Sequence[Layer]):
+    def __init__(self, inputs: Mapping[str, int], layers: Sequence[Layer], ties: Sequence = ()):
         if not isinstance(inputs, Mapping) or len(inputs) == 0:
             raise ValueError("inputs must be a non-empty mapping of input group name -> size, "
                              "e.g. {'person': 24, 'relation': 12}")
@@ -179,13 +303,13 @@ class Topology:
                 # The backward pass visits layers top-down, so the highest consumer of a source
                 # writes its input gradient first and every lower consumer adds to it.
                 accumulate.append(int(highest_consumer[src_layer[e]] > l))
-        self.n_weights = offset
+        n_dense_weights = offset
         bias_offset = [-1] * self.n_layers
         for l, layer in enumerate(layers, start=self.n_inputs):
             if layer.bias:
                 bias_offset[l] = offset
                 offset += sizes[l]
-        self.n_params = offset
+        self.n_dense = offset
 
         input_col = np.cumsum([0] + sizes[: self.n_inputs])
         self.n_input_cols = int(input_col[-1])
@@ -198,10 +322,147 @@ class Topology:
         self.src_layer = np.array(src_layer, dtype=np.int32)
         self.w_offset = np.array(w_offset, dtype=np.int64)
         self.accumulate = np.array(accumulate, dtype=np.int32)
+        self.ties = self._check_ties(ties)
+        self._share(n_dense_weights)
         for table in (self.size, self.activation, self.bias_offset, self.input_col,
-                      self.src_start, self.src_layer, self.w_offset, self.accumulate):
-            table.flags.writeable = False  # compiled code trusts these tables
+                      self.src_start, self.src_layer, self.w_offset, self.accumulate,
+                      self.dense_param, self.share_start, self.share_slot, self.share_scale):
+            if table is not None:
+                table.flags.writeable = False  # compiled code trusts these tables
         self._compiled = None  # the C view of these tables, made by bpfast._core on first use
+
+    def _check_ties(self, ties) -> tuple:
+        if isinstance(ties, Tie):
+            ties = [ties]
+        try:
+            ties = tuple(ties)
+        except TypeError:
+            raise TypeError(f"ties must be a list of bpfast.Tie, got {ties!r}") from None
+        seen: dict = {}
+        for tie in ties:
+            if not isinstance(tie, Tie):
+                raise TypeError(f"ties must be bpfast.Tie objects, got {tie!r}")
+            for k, use in enumerate(tie.weights or tie.biases):
+                if tie.weights:
+                    e = self.edge(*use)  # raises for a pair that is not an edge
+                    shape = (int(self.size[self._layer_index(use[0])]),
+                             int(self.size[self.src_layer[e]]))
+                else:
+                    if self.bias_block(use) is None:
+                        raise ValueError(f"Tie biases: layer {use!r} has no bias (bias=False)")
+                    shape = (int(self.size[self._layer_index(use)]),)
+                if use in seen:
+                    raise ValueError(f"{use!r} is in two Ties; a block shares one set of "
+                                     f"parameters")
+                seen[use] = True
+                if tie.index is not None and tie.index[k].shape != shape:
+                    raise ValueError(f"Tie index for {use!r} has shape {tie.index[k].shape}, "
+                                     f"but the block has shape {shape}")
+            if tie.index is None:
+                shapes = {self._block_shape(tie, use) for use in tie.weights or tie.biases}
+                if len(shapes) > 1:
+                    raise ValueError(f"the blocks of a Tie without an index must have one shape, "
+                                     f"got {sorted(shapes)} for {list(tie.weights or tie.biases)}")
+            else:
+                used = np.zeros(max(int(m.max()) for m in tie.index) + 1, dtype=bool)
+                for m in tie.index:
+                    used[m[m >= 0]] = True
+                if not used.all():
+                    raise ValueError(f"a Tie's shared parameters must each be used: its index "
+                                     f"never uses {np.flatnonzero(~used)[:10].tolist()}")
+        return ties
+
+    def _block_shape(self, tie: Tie, use) -> tuple:
+        if tie.weights:
+            offset, shape = self.weight_block(*use)
+            return shape
+        return (self.bias_block(use)[1],)
+
+    def _share(self, n_dense_weights: int) -> None:
+        """The parameters from the dense arena and the ties: each untied block keeps its own
+        parameters, each Tie's are placed where its first block (in arena order) is met."""
+        self.shared = bool(self.ties)
+        if not self.shared:
+            self.n_params, self.n_weights = self.n_dense, n_dense_weights
+            self.dense_param = self.share_start = self.share_slot = self.share_scale = None
+            return
+        tie_of: dict = {}
+        for t, tie in enumerate(self.ties):
+            for k, use in enumerate(tie.weights or tie.biases):
+                tie_of[use] = (t, k)
+        blocks = []  # (dense offset, shape, use) in arena order: weights, then biases
+        for l in range(self.n_inputs, self.n_layers):
+            for e in range(self.src_start[l], self.src_start[l + 1]):
+                shape = (int(self.size[l]), int(self.size[self.src_layer[e]]))
+                blocks.append((int(self.w_offset[e]), shape,
+                               (self.names[l], self.names[self.src_layer[e]])))
+        n_weight_blocks = len(blocks)
+        for l in range(self.n_inputs, self.n_layers):
+            if self.bias_offset[l] >= 0:
+                blocks.append((int(self.bias_offset[l]), (int(self.size[l]),), self.names[l]))
+        dense_param = np.full(self.n_dense, -1, dtype=np.int64)
+        factor = np.zeros(0)  # each parameter's: 1 (sum), 0 (mean: 1 / its slots) or a factor
+        base: dict = {}
+        n = 0
+        for b, (offset, shape, use) in enumerate(blocks):
+            if b == n_weight_blocks:
+                self.n_weights = n
+            size = int(np.prod(shape))
+            if use not in tie_of:
+                dense_param[offset: offset + size] = np.arange(n, n + size)
+                factor = np.concatenate([factor, np.ones(size)])
+                n += size
+                continue
+            t, k = tie_of[use]
+            tie = self.ties[t]
+            if t not in base:
+                count = size if tie.index is None else max(int(m.max()) for m in tie.index) + 1
+                base[t] = n
+                scale = {"sum": 1.0, "mean": 0.0}.get(tie.gradient, tie.gradient)  # type: ignore
+                factor = np.concatenate([factor, np.full(count, scale)])
+                n += count
+            local = np.arange(size) if tie.index is None else tie.index[k].ravel()
+            dense_param[offset: offset + size] = np.where(local >= 0, base[t] + local, -1)
+        if n_weight_blocks == len(blocks):
+            self.n_weights = n
+        self.n_params = n
+        self.dense_param = dense_param
+        present = dense_param >= 0
+        counts = np.bincount(dense_param[present], minlength=n)
+        self.share_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        slots = np.flatnonzero(present)
+        self.share_slot = slots[np.argsort(dense_param[present], kind="stable")].astype(np.int64)
+        factor = np.where(factor == 0, 1.0 / counts, factor)
+        self.share_scale = None if (factor == 1).all() else factor
+
+    def dense(self, params) -> np.ndarray:
+        """The dense arena of `params`: what every block of the layers sees (float64 for the
+        reference; `params` itself, as float64, when nothing is shared)."""
+        params = np.asarray(params, dtype=np.float64)
+        if not self.shared:
+            return params
+        return np.where(self.dense_param >= 0, params[np.maximum(self.dense_param, 0)], 0.0)
+
+    def gather(self, dense_grad) -> np.ndarray:
+        """The parameters' gradient from the dense arena's: each parameter's slots summed (in
+        ascending order), times share_scale."""
+        dense_grad = np.asarray(dense_grad, dtype=np.float64)
+        if not self.shared:
+            return dense_grad
+        grad = np.zeros(self.n_params)
+        present = self.dense_param >= 0
+        np.add.at(grad, self.dense_param[present], dense_grad[present])
+        return grad if self.share_scale is None else grad * self.share_scale
+
+    @classmethod
+    def from_description(cls, description: dict) -> "Topology":
+        """The Topology that :meth:`describe` described."""
+        ties = [Tie(weights=[tuple(p) for p in d["weights"]], biases=d["biases"],
+                    index=None if d["index"] is None else [np.array(m, dtype=np.int64)
+                                                           for m in d["index"]],
+                    gradient=d["gradient"])
+                for d in description.get("ties", [])]
+        return cls(description["inputs"], [Layer(**d) for d in description["layers"]], ties)
 
     @classmethod
     def chain(cls, sizes: Sequence[int], activation: str = "logistic",
@@ -246,31 +507,37 @@ class Topology:
         return l
 
     def weight_block(self, layer: str, source: str) -> tuple[int, tuple[int, int]]:
-        """(offset, shape) of the weights from `source` into `layer` in the arena."""
+        """(offset, shape) of the weights from `source` into `layer` in the dense arena (the
+        parameters themselves unless the net is shared)."""
         e = self.edge(layer, source)
         l = self._layer_index(layer)
         return int(self.w_offset[e]), (int(self.size[l]), int(self.size[self.src_layer[e]]))
 
     def bias_block(self, layer: str) -> tuple[int, int] | None:
-        """(offset, length) of `layer`'s bias in the arena, or None if it has none."""
+        """(offset, length) of `layer`'s bias in the dense arena, or None if it has none."""
         l = self._layer_index(layer)
         off = int(self.bias_offset[l])
         return None if off < 0 else (off, int(self.size[l]))
 
     def describe(self) -> dict:
-        """A JSON-friendly description from which an equal Topology can be rebuilt."""
-        return {
+        """A JSON-friendly description from which an equal Topology can be rebuilt
+        (:meth:`from_description`); "ties" only when there are some."""
+        description = {
             "inputs": {n: int(self.size[i]) for i, n in enumerate(self.input_names)},
             "layers": [{"name": lay.name, "size": int(lay.size), "sources": list(lay.sources),
                         "activation": lay.activation, "bias": bool(lay.bias)}
                        for lay in self.layers],
         }
+        if self.ties:
+            description["ties"] = [tie.describe() for tie in self.ties]
+        return description
 
     def __getstate__(self):
         return self.describe()
 
     def __setstate__(self, state):
-        self.__init__(state["inputs"], [Layer(**d) for d in state["layers"]])
+        other = Topology.from_description(state)
+        self.__dict__.update(other.__dict__)
 
     def __eq__(self, other):
         return isinstance(other, Topology) and self.describe() == other.describe()
@@ -279,4 +546,6 @@ class Topology:
         parts = [f"{n}({self.size[i]})" for i, n in enumerate(self.input_names)]
         for lay in self.layers:
             parts.append(f"{lay.name}({lay.size}, {lay.activation}) <- {'+'.join(lay.sources)}")
+        if self.ties:
+            parts.append(f"{len(self.ties)} ties, {self.n_params} parameters")
         return "Topology(" + "; ".join(parts) + ")"
