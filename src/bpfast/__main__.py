@@ -105,18 +105,27 @@ def run_experiment(args) -> int:
         summary["mean_train_accuracy"] = float(np.mean([r["train_accuracy"] for r in runs]))
         summary["mean_held_out_accuracy"] = float(np.mean([r["held_out_correct"] /
                                                            experiment.held_out for r in runs]))
+        if experiment.held_out_target:
+            summary["fraction_reaching_held_out_target"] = float(np.mean(
+                [r["held_out_correct"] >= experiment.held_out_target for r in runs]))
+    flags = [key for key, value in (outcomes[0].measures.items() if outcomes else ())
+             if isinstance(value, bool)]
+    for key in flags:  # a yes/no the task measures (shift register: a clean delay line)
+        summary[f"fraction_{key}"] = float(np.mean([r[key] for r in runs]))
 
     print(f"{experiment.name}: {experiment.summary}")
     if experiment.held_out:
-        print(f"{n_seeds} run{'s' * (n_seeds > 1)}, each on its own seeded random split: "
-              f"{experiment.held_out} "
-              "queries held out (our splits; the paper does not say which four it held out)")
+        print(f"{n_seeds} run{'s' * (n_seeds > 1)}, {experiment.held_out} cases held out: "
+              f"{experiment.split_note}")
         print(f"{'seed':>4}  {'final E':>8}  {'train acc':>9}  {'held out':>8}")
         for r in runs:
             print(f"{r['seed']:>4}  {r['final_error']:>8.3f}  {r['train_accuracy']:>9.1%}  "
                   f"{r['held_out_correct']:>6}/{experiment.held_out}")
         print(f"mean: train accuracy {summary['mean_train_accuracy']:.1%}, held-out "
               f"{summary['mean_held_out_accuracy']:.1%} correct")
+        if experiment.held_out_target:
+            print(f"runs with at least {experiment.held_out_target}/{experiment.held_out} "
+                  f"held out right: {summary['fraction_reaching_held_out_target']:.0%}")
     else:
         print(f"{'seed':>4}  {'sweeps to solve':>15}  {'final E':>8}")
         for r in runs:
@@ -126,6 +135,12 @@ def run_experiment(args) -> int:
         print(f"solved {len(solved)}/{len(runs)} (every output within {experiment.stop_tol} of its "
               f"target within {experiment.n_sweeps} sweeps); median sweeps when solved: "
               f"{'-' if median is None else f'{median:g}'}")
+    for key in flags:
+        print(f"runs with {key.replace('_', ' ')}: {summary[f'fraction_{key}']:.0%}")
+    if experiment.name == "tc":
+        kinds = [r["nearest_kind"] for r in runs if r["solved"]]
+        print("receptive fields of the solved runs, by nearest kind: " + (", ".join(
+            f"{k} {kinds.count(k)}" for k in sorted(set(kinds))) or "-"))
     for figure, text in experiment.paper.items():
         print(f"paper, {figure}: {text}")
     if experiment.notes:
@@ -154,6 +169,13 @@ def run_experiment(args) -> int:
         with _replacing(args.plot) as temporary:
             if experiment.name == "symmetry":
                 plots.symmetry_figure(best.network, best.result.errors, temporary, title=title)
+            elif experiment.name == "tc":
+                from .experiments import TC_KINDS
+                shown = [o for o in outcomes if o.solved] or outcomes
+                plots.tc_figure(TC_KINDS, [np.array(o.measures["field"]) for o in shown],
+                                [f"seed {o.seed}: {o.measures['nearest_kind']}" for o in shown],
+                                temporary, title=f"bpfast run tc: the shared receptive field of "
+                                                 f"{len(shown)} runs")
             else:
                 plots.family_trees_figure(best.network, temporary, title=title)
         print(f"wrote the figure to {args.plot}")
@@ -196,7 +218,7 @@ def check_writable(option: str, path: str) -> None:
 
 
 def has_figure(experiment) -> bool:
-    return experiment.name == "symmetry" or bool(experiment.held_out)
+    return experiment.name in ("symmetry", "tc") or experiment.name.startswith("family-trees")
 
 
 class CommandError(Exception):
@@ -249,7 +271,7 @@ def main(argv=None) -> int:
         if args.plot:
             if not has_figure(EXPERIMENTS[args.experiment]):
                 raise CommandError(f"--plot has no figure for {args.experiment}; it draws "
-                                   "symmetry and family trees")
+                                   "symmetry, family trees and tc")
             from . import plots
             plots._pyplot()  # fail now, not after the runs, if matplotlib is missing
         return run_experiment(args)

@@ -187,3 +187,120 @@ def family_trees() -> FamilyTrees:
     for p, r, q in facts:
         T[index[(p, r)], PEOPLE.index(q)] = 1
     return FamilyTrees(facts=facts, queries=queries, X=X, T=T)
+
+
+# ---- T-C (PDP ch. 8): one shared receptive field ----------------------------------------------
+
+# The two letters as 5 cells of a 3x3 block, upright (the chapter's figure): a T (a bar and its
+# stem) and a C (a bar with two short tips).
+TC_LETTERS = {"T": np.array([[1, 1, 1], [0, 1, 0], [0, 1, 0]], dtype=np.float64),
+              "C": np.array([[1, 1, 0], [1, 0, 0], [1, 1, 0]], dtype=np.float64)}
+
+
+@dataclass(frozen=True)
+class TC:
+    """The T-C problem: every T and C, in 4 orientations, at every place of a `side` x `side`
+    retina that wraps around (a torus, so that every place is alike: the chapter does not say how
+    it handled the edges). X (n, side**2) the retinas row by row, T (n, 1): 1 for a T, 0 for a C.
+    `fields[j]` maps retina cells to the 9 cells (0..8, row by row) of hidden unit j's 3x3
+    window, -1 outside it: one window at every place, as a Tie index (bpfast.Tie)."""
+
+    side: int
+    X: np.ndarray
+    T: np.ndarray
+    fields: np.ndarray
+    letter: tuple      # "T" or "C", per case
+    rotation: tuple    # quarter turns, per case
+    place: tuple       # (row, column) of the block's corner, per case
+
+
+def tc(side: int = 6) -> TC:
+    """The T-C training set on a `side` x `side` torus (default 6: 36 places, 288 cases)."""
+    side = _check_bits("side", side, 3, 64)
+    places = [(r, c) for r in range(side) for c in range(side)]
+
+    def cells(r, c):  # the retina cells of the 3x3 block whose corner is at (r, c)
+        return [((r + dr) % side) * side + (c + dc) % side for dr in range(3) for dc in range(3)]
+
+    rows, targets, letters, rotations, where = [], [], [], [], []
+    for name in ("T", "C"):
+        for k in range(4):
+            block = np.rot90(TC_LETTERS[name], k).ravel()
+            for r, c in places:
+                retina = np.zeros(side * side)
+                retina[cells(r, c)] = block
+                rows.append(retina)
+                targets.append(1.0 if name == "T" else 0.0)
+                letters.append(name)
+                rotations.append(k)
+                where.append((r, c))
+    fields = -np.ones((len(places), side * side), dtype=np.int64)
+    for j, (r, c) in enumerate(places):
+        fields[j, cells(r, c)] = np.arange(9)
+    return TC(side, np.array(rows), np.array(targets).reshape(-1, 1), fields, tuple(letters),
+              tuple(rotations), tuple(where))
+
+
+# ---- sequence completion (PDP ch. 8, Tables 10 and 11) ----------------------------------------
+
+SEQUENCE_LETTERS = "ABCDE"
+# Each letter stands for a pair of digits (paper.md §4).
+SEQUENCE_PAIRS = {"A": "12", "B": "23", "C": "31", "D": "21", "E": "13"}
+# The five sequences the chapter holds out (Table 11).
+NOVEL_SEQUENCES = ("AD1221", "BE2313", "CA3112", "DB2123", "EC1331")
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """The 25 sequences ``L1 L2 pair(L1) pair(L2)`` as a recurrent net's data, 6 time steps: the
+    letters come in (one-hot over A-E) at steps 1 and 2, nothing after; the digits are the
+    targets (one-hot over 1-3) of steps 3-6, and steps 1-2 have no target (NaN), as in Table 11
+    where the first two outputs are untrained. X (25, 6, 5), T (25, 6, 3)."""
+
+    names: tuple  # "AD1221", ...
+    X: np.ndarray
+    T: np.ndarray
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the 20 training sequences and of the chapter's 5 novel ones."""
+        novel = np.array([self.names.index(n) for n in NOVEL_SEQUENCES])
+        return np.setdiff1d(np.arange(len(self.names)), novel), novel
+
+    @staticmethod
+    def correct(outputs, targets) -> np.ndarray:
+        """Per sequence: every trained step right, i.e. its target digit's unit above 0.5 and
+        the other two below (the test the family trees use)."""
+        outputs, targets = np.asarray(outputs), np.asarray(targets)
+        trained = ~np.isnan(targets)
+        right = (outputs > 0.5) == (targets > 0.5)
+        return np.all(right | ~trained, axis=(1, 2))
+
+
+def sequences() -> Sequences:
+    """PDP Table 10's 25 sequences (the rule above), in letter order: AA1212, AB1223, ..."""
+    names, X, T = [], [], []
+    for a in SEQUENCE_LETTERS:
+        for b in SEQUENCE_LETTERS:
+            digits = SEQUENCE_PAIRS[a] + SEQUENCE_PAIRS[b]
+            names.append(a + b + digits)
+            x = np.zeros((6, 5))
+            x[0, SEQUENCE_LETTERS.index(a)] = 1
+            x[1, SEQUENCE_LETTERS.index(b)] = 1
+            t = np.full((6, 3), np.nan)
+            for step, d in enumerate(digits, start=2):
+                t[step] = np.eye(3)[int(d) - 1]
+            X.append(x)
+            T.append(t)
+    return Sequences(tuple(names), np.array(X), np.array(T))
+
+
+def shift_register(n_steps: int = 6, delay: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Every binary input sequence of `n_steps` bits, one bit per step, and as its target the
+    input `delay` steps earlier (no target, NaN, for the first `delay` steps): a recurrent net
+    must hold each bit for `delay` steps, a shift register. X (2**n_steps, n_steps, 1), T alike."""
+    n_steps = _check_bits("n_steps", n_steps, 2, 16)
+    delay = _check_bits("delay", delay, 1, n_steps - 1)
+    X = _all_patterns(n_steps)[:, :, None]
+    T = np.full_like(X, np.nan)
+    T[:, delay:] = X[:, :-delay]
+    return X, T

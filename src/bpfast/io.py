@@ -11,13 +11,19 @@ A bpfast file is a zip archive (stored, not compressed) of three members:
     ("init", optional, says how the weights were first drawn; "uniform" if absent.
     "optimizer" from format version 2 on; version 1 files are "momentum". A network saved with
     momentum's state is written as version 1, so older bpfast reads it.)
+    Version 3 adds weight sharing and recurrent nets: ``"topology"`` may hold ``"ties"``, a list
+    of ``{"weights": [[layer, source], ...], "biases": [layer, ...], "index": null or one list
+    of lists of ints per block, "gradient": "sum" | "mean" | number}`` (bpfast.Tie), and a
+    :class:`bpfast.RecurrentNetwork` adds ``"recurrent"``: its n_inputs, n_hidden, n_outputs,
+    n_steps, output_feedback, activation, output_activation, bias and gradient. Only such
+    networks are written as version 3 (params then hold each shared parameter once).
 ``params.npy``, ``velocity.npy``
     The flat parameter arena and the optimiser's state (NumPy .npy, format 1.0 or 2.0): the
     momentum velocities, shape (n_params,), or Adam's moments and count, shape
     (2 n_params + 1,). These members may carry zip64 extra fields; readers need not care.
 
 A population (:class:`bpfast.Population`) is saved the same way, with ``"format":
-"bpfast-population", "format_version": 1`` and, in place of one network's fields, ``"n_members"``
+"bpfast-population", "format_version": 1`` (2 if its topology has ties) and, in place of one network's fields, ``"n_members"``
 and the lists ``"seeds"``, ``"init_range"`` and ``"shuffle_state"`` (one value per member);
 ``params.npy`` and ``velocity.npy`` then hold one row per member, shapes (n_members, n_params) and
 (n_members, state length). Members' init generators are not stored: each is its seed's.
@@ -59,13 +65,15 @@ from . import __version__
 from ._validation import check_int, check_real
 from .network import DTYPES, INITS, OPTIMIZERS, Network, state_length
 from .population import Population
-from .topology import Layer, Topology
+from .recurrent import RecurrentNetwork
+from .topology import Layer, Tie, Topology
 
 FORMAT = "bpfast-network"
-FORMAT_VERSION = 2  # the newest this bpfast reads and writes (see the module docstring)
-POPULATION_FORMAT, POPULATION_FORMAT_VERSION = "bpfast-population", 1
+FORMAT_VERSION = 3  # the newest this bpfast reads and writes (see the module docstring)
+POPULATION_FORMAT, POPULATION_FORMAT_VERSION = "bpfast-population", 2
 META, PARAMS, VELOCITY = "bpfast.json", "params.npy", "velocity.npy"
 LAYER_FIELDS = ("name", "size", "sources", "activation", "bias")
+TIE_FIELDS = ("weights", "biases", "index", "gradient")
 
 # Short and fixed, so that a target name of the longest length the filesystem allows still leaves
 # room for the temporary file's name; the leading dot keeps it out of ordinary listings.
@@ -89,14 +97,19 @@ def save(net: Network, path) -> None:
     if not isinstance(net, Network):
         raise TypeError(f"save() needs a bpfast.Network, got {type(net).__name__}")
     path = os.fspath(path)
-    meta = json.dumps({
+    fields = {
         "format": FORMAT, "format_version": 1 if net.optimizer == "momentum" else 2,
         "bpfast_version": __version__, "optimizer": net.optimizer,
         "topology": net.topology.describe(), "dtype": net.dtype.name,
         "init_range": net.init_range, "init": net.init, "seed": net.seed,
         "rng_state": net._rng.bit_generator.state, "shuffle_state": net._shuffle_state,
         "n_params": int(net.topology.n_params),
-    }, indent=1).encode("utf-8")
+    }
+    if isinstance(net, RecurrentNetwork):
+        fields["recurrent"] = dict(net.recurrent)
+    if net.topology.ties or isinstance(net, RecurrentNetwork):
+        fields["format_version"] = 3
+    meta = json.dumps(fields, indent=1).encode("utf-8")
     arrays = ((PARAMS, np.ascontiguousarray(net.params)),
               (VELOCITY, np.ascontiguousarray(net.velocity)))
     _write_file(path, meta, arrays)
@@ -109,7 +122,7 @@ def save_population(pop: Population, path) -> None:
         raise TypeError(f"save_population() needs a bpfast.Population, got {type(pop).__name__}")
     path = os.fspath(path)
     meta = json.dumps({
-        "format": POPULATION_FORMAT, "format_version": POPULATION_FORMAT_VERSION,
+        "format": POPULATION_FORMAT, "format_version": 2 if pop.topology.ties else 1,
         "bpfast_version": __version__, "optimizer": pop.optimizer,
         "topology": pop.topology.describe(), "dtype": pop.dtype.name, "init": pop.init,
         "n_members": len(pop), "n_params": int(pop.topology.n_params), "seeds": pop.seeds,
@@ -432,11 +445,25 @@ def _from_archive(archive, archive_size) -> Network:
     params = _read_array(archive, _member(archive, PARAMS, archive_size), dtype, n_params)
     velocity = _read_array(archive, _member(archive, VELOCITY, archive_size), dtype,
                            state_length(optimizer, n_params))
-    net = Network.__new__(Network)
-    net.__setstate__({"topology": topology.describe(), "dtype": dtype.name,
-                      "init_range": init_range, "seed": seed, "rng": rng_state,
-                      "params": params, "velocity": velocity, "shuffle_state": shuffle_state,
-                      "optimizer": optimizer, "init": init})
+    state = {"topology": topology.describe(), "dtype": dtype.name,
+             "init_range": init_range, "seed": seed, "rng": rng_state,
+             "params": params, "velocity": velocity, "shuffle_state": shuffle_state,
+             "optimizer": optimizer, "init": init}
+    recurrent = meta.get("recurrent") if version >= 3 else None
+    if recurrent is None:
+        net = Network.__new__(Network)
+    else:
+        fields = ("n_inputs", "n_hidden", "n_outputs", "n_steps", "output_feedback",
+                  "activation", "output_activation", "bias", "gradient")
+        if not isinstance(recurrent, dict) or sorted(recurrent) != sorted(fields):
+            raise _invalid(f"recurrent must be an object with exactly the fields {list(fields)}, "
+                           f"got {reprlib.repr(recurrent)}")
+        net = RecurrentNetwork.__new__(RecurrentNetwork)
+        state["recurrent"] = recurrent
+    try:
+        net.__setstate__(state)
+    except (TypeError, ValueError) as exc:
+        raise _invalid(str(exc)) from None
     return net
 
 
@@ -514,10 +541,40 @@ def _topology(meta: dict) -> Topology:
             specs.append(Layer(**layer))
         except (TypeError, ValueError) as exc:
             raise _invalid(f"topology.layers[{i}]: {exc}") from None
+    ties = []
+    for i, tie in enumerate(topo.get("ties", [])):
+        if not isinstance(tie, dict) or sorted(tie) != sorted(TIE_FIELDS):
+            raise _invalid(f"topology.ties[{i}] must be an object with exactly the fields "
+                           f"{list(TIE_FIELDS)}, got {reprlib.repr(tie)}")
+        index = tie["index"]
+        if index is not None and not _int_lists(index):
+            raise _invalid(f"topology.ties[{i}].index must be null or lists of lists of "
+                           f"integers, got {reprlib.repr(index)}")
+        try:
+            ties.append(Tie(weights=tie["weights"], biases=tie["biases"],
+                            index=None if index is None
+                            else [np.array(m, dtype=np.int64) for m in index],
+                            gradient=tie["gradient"]))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _invalid(f"topology.ties[{i}]: {exc}") from None
     try:
-        return Topology(inputs, specs)
+        return Topology(inputs, specs, ties)
     except (TypeError, ValueError) as exc:
         raise _invalid(f"topology: {exc}") from None
+
+
+def _int_lists(index) -> bool:
+    """Whether `index` is a list of (nested) lists whose leaves are all integers."""
+    if not isinstance(index, list):
+        return False
+    stack = list(index)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif type(item) is not int:
+            return False
+    return True
 
 
 def _rng_state(meta: dict) -> dict:

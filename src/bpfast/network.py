@@ -42,10 +42,10 @@ def init_bounds(topo: Topology, init: str) -> np.ndarray:
         blocks = [(int(topo.w_offset[e]), fan_out * int(topo.size[topo.src_layer[e]]))
                   for e in edges]
         if topo.shared:  # the connections a unit has, on average (absent ones are not inputs)
-            fan_in = sum(int((topo.dense_param[o: o + n] >= 0).sum()) for o, n in blocks)
-            fan_in = max(fan_in / fan_out, 1.0)
+            present = sum(int((topo.dense_param[o: o + n] >= 0).sum()) for o, n in blocks)
+            fan_in = max(present / fan_out, 1.0)
         else:
-            fan_in = sum(n for _, n in blocks) // fan_out
+            fan_in = float(sum(n for _, n in blocks) // fan_out)
         bound = np.sqrt(6.0 / (fan_in + fan_out if init == "glorot" else fan_in))
         for start, n in blocks:
             bounds[start: start + n] = bound

@@ -105,3 +105,26 @@ def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None = None) -> None:
+    """The T-C receptive fields: the chapter's kinds (`kinds`: name -> 3x3) in the top row, and
+    learned 3x3 `fields` below, each titled with its label (e.g. its nearest kind)."""
+    plt = _pyplot()
+    n_cols = max(len(kinds), min(len(fields), 8))
+    n_rows = 1 + -(-len(fields) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.5 * n_cols, 1.7 * n_rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, W) in zip(axes[0], kinds.items()):
+        ax.axis("on")
+        hinton(ax, W, None, f"chapter: {name}")
+    for i, (W, label) in enumerate(zip(fields, labels)):
+        ax = axes[1 + i // n_cols][i % n_cols]
+        ax.axis("on")
+        hinton(ax, W, None, label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

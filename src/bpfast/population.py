@@ -46,7 +46,7 @@ from .network import (
     update_rule,
 )
 from .schedule import Phase
-from .topology import Layer, Topology
+from .topology import Layer, Tie, Topology
 
 # Each member's status, as the core's enum bp_status numbers it.
 STATUS_NAMES = tuple(_core.STATUS_NAMES[code] for code in range(len(_core.STATUS_NAMES)))
@@ -183,8 +183,9 @@ class Population:
 
     Parameters
     ----------
-    sizes, inputs, layers, activation, output_activation, bias, init, dtype :
-        The architecture and its settings, as for :class:`Network`.
+    sizes, inputs, layers, ties, activation, output_activation, bias, init, dtype :
+        The architecture and its settings, as for :class:`Network` (nets with ties train in
+        the whole-members engine).
     seeds : sequence of int
         One seed per member (e.g. ``range(1000)``): its starting weights and shuffling.
     init_range : float or sequence of float, default 0.3
@@ -197,8 +198,9 @@ class Population:
 
     def __init__(self, sizes: Sequence[int] | None = None, *, seeds,
                  inputs: Mapping[str, int] | None = None, layers: Sequence[Layer] | None = None,
-                 activation: str = "logistic", output_activation: str | None = None,
-                 bias: bool = True, init_range=0.3, init: str = "uniform", dtype="float32"):
+                 ties: Sequence[Tie] = (), activation: str = "logistic",
+                 output_activation: str | None = None, bias: bool = True, init_range=0.3,
+                 init: str = "uniform", dtype="float32"):
         if isinstance(seeds, (int, np.integer)):
             raise TypeError(f"seeds must be a sequence of seeds, one per member (e.g. "
                             f"seeds=range({seeds})), got {seeds!r}")
@@ -213,7 +215,7 @@ class Population:
         n = len(seed_list)
         ranges = _per_member("init_range", init_range, n)
         # The first member is a Network built the ordinary way: it checks every argument.
-        first = Network(sizes, inputs=inputs, layers=layers, activation=activation,
+        first = Network(sizes, inputs=inputs, layers=layers, ties=ties, activation=activation,
                         output_activation=output_activation, bias=bias, init_range=ranges[0],
                         init=init, seed=seed_list[0], dtype=dtype)
         self.topology: Topology = first.topology

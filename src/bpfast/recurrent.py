@@ -172,9 +172,10 @@ class RecurrentNetwork(Network):
         if self.recurrent["output_feedback"]:
             out["feedback"] = block("h2", "o1")
         if self.recurrent["bias"]:
-            for name, layer, n in (("hidden_bias", "h1", None), ("output_bias", "y", O)):
-                offset, size = topo.bias_block(layer)
-                out[name] = dense[offset: offset + (size if n is None else n)].copy()
+            for name, layer, n in (("hidden_bias", "h1", self.recurrent["n_hidden"]),
+                                   ("output_bias", "y", O)):
+                offset = int(topo.bias_offset[topo.index[layer]])
+                out[name] = dense[offset: offset + n].copy()
         return out
 
     def states(self, X, *, n_threads: int | None = None) -> np.ndarray:

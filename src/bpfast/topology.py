@@ -20,7 +20,7 @@ from __future__ import annotations
 import numbers
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -102,8 +102,8 @@ class Tie:
 
     weights: Sequence = ()
     biases: Sequence = ()
-    index: object = None
-    gradient: str = "sum"
+    index: Any = None
+    gradient: Any = "sum"
 
     def __post_init__(self):
         if isinstance(self.weights, (str, bytes)) or isinstance(self.biases, (str, bytes)):
@@ -237,6 +237,12 @@ class Topology:
                                         None if every factor is 1 (no Tie with gradient="mean")
     """
 
+    # None unless shared (the tables of weight sharing)
+    dense_param: Any
+    share_start: Any
+    share_slot: Any
+    share_scale: Any
+
     def __init__(self, inputs: Mapping[str, int], layers: Sequence[Layer], ties: Sequence = ()):
         if not isinstance(inputs, Mapping) or len(inputs) == 0:
             raise ValueError("inputs must be a non-empty mapping of input group name -> size, "
@@ -343,14 +349,9 @@ class Topology:
             if not isinstance(tie, Tie):
                 raise TypeError(f"ties must be bpfast.Tie objects, got {tie!r}")
             for k, use in enumerate(tie.weights or tie.biases):
-                if tie.weights:
-                    e = self.edge(*use)  # raises for a pair that is not an edge
-                    shape = (int(self.size[self._layer_index(use[0])]),
-                             int(self.size[self.src_layer[e]]))
-                else:
-                    if self.bias_block(use) is None:
-                        raise ValueError(f"Tie biases: layer {use!r} has no bias (bias=False)")
-                    shape = (int(self.size[self._layer_index(use)]),)
+                if not tie.weights and self.bias_block(use) is None:
+                    raise ValueError(f"Tie biases: layer {use!r} has no bias (bias=False)")
+                shape = self._block_shape(tie, use)  # raises for a pair that is not an edge
                 if use in seen:
                     raise ValueError(f"{use!r} is in two Ties; a block shares one set of "
                                      f"parameters")
@@ -374,9 +375,9 @@ class Topology:
 
     def _block_shape(self, tie: Tie, use) -> tuple:
         if tie.weights:
-            offset, shape = self.weight_block(*use)
-            return shape
-        return (self.bias_block(use)[1],)
+            return self.weight_block(*use)[1]
+        block = self.bias_block(use)
+        return () if block is None else (block[1],)
 
     def _share(self, n_dense_weights: int) -> None:
         """The parameters from the dense arena and the ties: each untied block keeps its own
@@ -390,7 +391,7 @@ class Topology:
         for t, tie in enumerate(self.ties):
             for k, use in enumerate(tie.weights or tie.biases):
                 tie_of[use] = (t, k)
-        blocks = []  # (dense offset, shape, use) in arena order: weights, then biases
+        blocks: list = []  # (dense offset, shape, use) in arena order: weights, then biases
         for l in range(self.n_inputs, self.n_layers):
             for e in range(self.src_start[l], self.src_start[l + 1]):
                 shape = (int(self.size[l]), int(self.size[self.src_layer[e]]))
@@ -455,7 +456,7 @@ class Topology:
         return grad if self.share_scale is None else grad * self.share_scale
 
     @classmethod
-    def from_description(cls, description: dict) -> "Topology":
+    def from_description(cls, description: dict) -> Topology:
         """The Topology that :meth:`describe` described."""
         ties = [Tie(weights=[tuple(p) for p in d["weights"]], biases=d["biases"],
                     index=None if d["index"] is None else [np.array(m, dtype=np.int64)

@@ -72,7 +72,7 @@ static void build(topology *t, const char *name, int n_layers, int n_inputs, con
     }
     t->net = (bp_net){n_layers, n_inputs, col, t->size, t->activation, t->bias_offset,
                       t->input_col, t->src_start, t->src_layer, t->w_offset, t->accumulate,
-                      offset};
+                      offset, offset}; /* n_params = n_dense: no weight sharing */
 }
 
 static double uniform(uint64_t *state)
