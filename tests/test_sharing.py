@@ -1,0 +1,268 @@
+"""Weight sharing (bpfast.Tie): tied blocks, connections mapped onto shared parameters, absent
+connections; against the float64 reference, finite differences, on every kernel variant and
+thread count; and everything else a network does (update, files, pickles, populations)."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import bpfast
+from bpfast import Layer, Tie, Topology, _core, reference
+from conftest import assert_close
+from test_kernels import check_gradient_and_threads
+
+
+def receptive_field_net(dtype="float64", seed=0, side=5, gradient="sum"):
+    """A T-C style net: every hidden unit sees its own 3x3 window of a wrapped retina through one
+    shared field and bias; a second hidden layer, and outputs fed by both (a skip)."""
+    fields = bpfast.datasets.tc(side).fields
+    n = len(fields)
+    return bpfast.Network(
+        inputs={"retina": side * side},
+        layers=[Layer("field", n, ["retina"]), Layer("mix", 7, ["field"]),
+                Layer("out", 3, ["mix", "field"])],
+        ties=[Tie(weights=[("field", "retina")], index=fields, gradient=gradient),
+              Tie(biases=["field"], index=np.zeros(n, dtype=np.int64), gradient=gradient)],
+        seed=seed, dtype=dtype, init_range=0.5)
+
+
+def tied_chain_net(dtype="float64", seed=0):
+    """Three equal hidden layers whose layer-to-layer blocks are one matrix and whose biases are
+    one vector (the paper's "average"), plus an untied input block."""
+    return bpfast.Network(
+        inputs={"x": 5},
+        layers=[Layer("h1", 9, ["x"]), Layer("h2", 9, ["h1"]), Layer("h3", 9, ["h2"]),
+                Layer("y", 2, ["h3", "h1"], activation="identity")],
+        ties=[Tie(weights=[("h2", "h1"), ("h3", "h2")]),
+              Tie(biases=["h1", "h2", "h3"], gradient="mean")],
+        seed=seed, dtype=dtype, init_range=0.5)
+
+
+def random_map_net(dtype="float64", seed=0):
+    """Each connection of two blocks of different shapes mapped at random onto 6 shared
+    parameters, about a third absent; the gradient a factor of the sum."""
+    rng = np.random.default_rng(seed + 99)
+    maps = [rng.integers(-1, 6, size=(11, 13)), rng.integers(-1, 6, size=(4, 11))]
+    maps[0][0, :6] = np.arange(6)  # every shared parameter used
+    return bpfast.Network(
+        inputs={"x": 13},
+        layers=[Layer("h", 11, ["x"], activation="tanh"), Layer("y", 4, ["h", "x"])],
+        ties=[Tie(weights=[("h", "x"), ("y", "h")], index=maps, gradient=0.25)],
+        seed=seed, dtype=dtype, init_range=0.5)
+
+
+def recurrent_net(dtype="float64", seed=0):
+    return bpfast.RecurrentNetwork(3, 6, 2, 4, output_feedback=True, gradient="mean",
+                                   seed=seed, dtype=dtype, init_range=0.8)
+
+
+NETS = {"receptive_field": receptive_field_net, "tied_chain": tied_chain_net,
+        "random_map": random_map_net, "recurrent": recurrent_net}
+
+
+def data(rng, net, n_rows):
+    X = rng.uniform(size=(n_rows, net.topology.n_input_cols))
+    T = rng.uniform(0.1, 0.9, size=(n_rows, net.topology.n_outputs))
+    return X.astype(net.dtype), T.astype(net.dtype)
+
+
+def as_given(net, X, T):
+    """X and T as the net's fit takes them: sequences (n, T, width) for a recurrent net."""
+    if isinstance(net, bpfast.RecurrentNetwork):
+        return X.reshape(len(X), net.n_steps, -1), T.reshape(len(T), net.n_steps, -1)
+    return X, T
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_shared_parameters_are_fewer_and_every_one_is_used(name):
+    topo = NETS[name]().topology
+    assert topo.shared and topo.n_params < topo.n_dense
+    counts = np.diff(topo.share_start)
+    assert (counts >= 1).all() and counts.sum() == (topo.dense_param >= 0).sum()
+    assert np.array_equal(np.sort(topo.share_slot), np.flatnonzero(topo.dense_param >= 0))
+
+
+@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("n_rows", [1, 70])
+def test_gradient_matches_reference_and_threads_agree(name, n_rows, dtype, isa):
+    rng = np.random.default_rng(3)
+    net = NETS[name](dtype=dtype, seed=1)
+    X, T = data(rng, net, n_rows)
+    check_gradient_and_threads(net, X, T, lr=1e-2, batch_size=n_rows)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_gradients_match_central_finite_differences(name, isa):
+    rng = np.random.default_rng(4)
+    net = NETS[name](seed=2)
+    X, T = data(rng, net, 9)
+    _, grad = _core.loss_gradient(net.topology, net.params, X, T)
+    _, grad_ref = reference.loss_gradient(net.topology, net.params, X, T)
+    scale = net.topology.share_scale if net.topology.share_scale is not None else 1.0
+    h = 1e-6
+    numeric = np.empty(net.topology.n_params)
+    for i in range(net.topology.n_params):
+        p = net.params.copy()
+        p[i] += h
+        e_plus, _ = _core.evaluate(net.topology, p, X, T)
+        p[i] -= 2 * h
+        e_minus, _ = _core.evaluate(net.topology, p, X, T)
+        numeric[i] = (e_plus - e_minus) / (2 * h)
+    # the gradient of a "mean" or factor tie is the derivative times its factor (share_scale)
+    numeric *= scale
+    # Central differences: O(h^2) truncation plus rounding of E / h, ~1e-10 relative.
+    tol = 1e-7 * np.max(np.abs(numeric))
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=tol)
+    np.testing.assert_allclose(grad_ref, numeric, rtol=1e-6, atol=tol)
+
+
+@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_training_matches_the_reference_update_on_the_shared_parameters(name, batch_size, isa):
+    """Momentum and decay change each shared parameter once: fit equals reference.train (which
+    updates the parameters with their gathered gradient) over a few full- or mini-batch sweeps."""
+    rng = np.random.default_rng(5)
+    net = NETS[name](seed=3)
+    X, T = data(rng, net, 10)
+    params, velocity = net.params.copy(), net.velocity.copy()
+    rng_state = np.array([net._shuffle_state], dtype=np.uint64)
+    phases = [(6, 0.05, 0.9, 0.01, net.topology.n_weights, "momentum", 0.999, 1e-8, 0.0)]
+    reference.train(net.topology, params, velocity, X, T, phases,
+                    batch_size=batch_size or 10, rng_state=rng_state)
+    net.fit(*as_given(net, X, T), lr=0.05, momentum=0.9, weight_decay=0.01, n_sweeps=6,
+            batch_size=batch_size)
+    assert_close(net.params, params, "float64", factor=100)
+    assert_close(net.velocity, velocity, "float64", factor=100)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_fits_are_bitwise_the_same_on_any_thread_count(name, dtype):
+    X, T = data(np.random.default_rng(6), NETS[name](dtype=dtype), 300)
+    runs = []
+    for n_threads in (1, 2):
+        net = NETS[name](dtype=dtype, seed=4)
+        net.fit(*as_given(net, X, T), lr=1e-3, n_sweeps=3, batch_size=64, n_threads=n_threads)
+        runs.append(net.params.copy())
+    assert not np.array_equal(runs[0], NETS[name](dtype=dtype, seed=4).params)
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_weights_are_the_dense_blocks_and_read_only():
+    net = receptive_field_net()
+    W = net.weights("field", "retina")
+    fields = bpfast.datasets.tc(5).fields
+    shared = net.params[:9]
+    assert np.array_equal(W[fields >= 0], shared[fields[fields >= 0]])
+    assert (W[fields < 0] == 0).all()  # absent connections stay absent
+    assert not W.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        W[0, 0] = 1
+    assert np.array_equal(net.bias("field"), np.full(len(fields), net.params[net.topology.n_weights]))
+    # untied blocks stay what they were: views of their own parameters
+    plain = bpfast.Network([3, 2, 1])
+    assert plain.weights("hidden1", "input").flags.writeable
+
+
+def test_an_untied_net_is_unchanged_by_the_sharing_tables():
+    topo = Topology.chain([6, 2, 1])
+    assert not topo.shared and topo.n_params == topo.n_dense == 17
+    assert topo.dense_param is None and topo.share_scale is None
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_save_load_and_pickle_round_trip(name, tmp_path):
+    net = NETS[name](seed=5)
+    rng = np.random.default_rng(7)
+    X, T = as_given(net, *data(rng, net, 8))
+    net.fit(X, T, n_sweeps=3)
+    path = tmp_path / "net.bpf"
+    net.save(path)
+    for other in (bpfast.load(path), pickle.loads(pickle.dumps(net))):
+        assert type(other) is type(net)
+        assert other.topology == net.topology
+        np.testing.assert_array_equal(other.params, net.params)
+        np.testing.assert_array_equal(other.velocity, net.velocity)
+        np.testing.assert_array_equal(other.predict(X), net.predict(X))
+
+
+def test_a_file_with_bad_ties_is_refused_clearly(tmp_path):
+    import json
+    import zipfile
+    net = tied_chain_net()
+    path = tmp_path / "net.bpf"
+    net.save(path)
+    with zipfile.ZipFile(path) as z:
+        meta = json.loads(z.read("bpfast.json"))
+        arrays = {n: z.read(n) for n in z.namelist() if n != "bpfast.json"}
+    assert meta["format_version"] == 3
+    for bad, message in ((lambda m: m["topology"]["ties"][0].update(weights=[["h9", "h1"]]),
+                          "not a computed layer"),
+                         (lambda m: m["topology"]["ties"][1].update(index=[[1.5]]),
+                          "lists of lists of integers"),
+                         (lambda m: m["topology"]["ties"][1].pop("gradient"), "exactly the fields"),
+                         (lambda m: m["topology"]["ties"][0].update(gradient="median"),
+                          "gradient")):
+        broken = json.loads(json.dumps(meta))
+        bad(broken)
+        target = tmp_path / "broken.bpf"
+        with zipfile.ZipFile(target, "w") as z:
+            z.writestr("bpfast.json", json.dumps(broken))
+            for n, blob in arrays.items():
+                z.writestr(n, blob)
+        with pytest.raises(ValueError, match=message):
+            bpfast.load(target)
+
+
+def test_population_members_with_ties_train_as_networks_alone():
+    rng = np.random.default_rng(8)
+    spec = dict(inputs={"x": 5}, layers=[Layer("h1", 9, ["x"]), Layer("h2", 9, ["h1"]),
+                                          Layer("y", 2, ["h2"])],
+                ties=[Tie(weights=[("h1", "x")], index=np.tile([0, 1, 2, 3, -1], (9, 1))),
+                      Tie(biases=["h1", "h2"])])
+    X, T = rng.uniform(size=(12, 5)), rng.uniform(size=(12, 2))
+    pop = bpfast.Population(seeds=[3, 4, 5], dtype="float64", **spec)
+    result = pop.fit(X, T, lr=0.1, n_sweeps=20)
+    assert result.engine == "members"  # the lanes take untied nets only
+    for i, seed in enumerate([3, 4, 5]):
+        alone = bpfast.Network(seed=seed, dtype="float64", **spec)
+        alone.fit(X, T, lr=0.1, n_sweeps=20)
+        np.testing.assert_array_equal(pop[i].params, alone.params)
+
+
+@pytest.mark.parametrize("tie, message", [
+    (dict(weights=[("h2", "h1")], biases=["h1"]), "exactly one"),
+    (dict(), "exactly one"),
+    (dict(weights=[("h2", "x")]), "not fed by"),
+    (dict(weights=[("h2", "h1"), ("h2", "h1")]), "twice"),
+    (dict(weights=[("h2", "h1"), ("y", "nobias")]), "one shape"),
+    (dict(weights=[("h2", "h1")], index=np.zeros((3, 3), dtype=np.int64)), "shape"),
+    (dict(weights=[("h2", "h1")], index=np.full((4, 4), 2)), "never uses"),
+    (dict(weights=[("h2", "h1")], index=np.full((4, 4), -2)), "-1"),
+    (dict(weights=[("h2", "h1")], index=np.full((4, 4), 0.5)), "integers"),
+    (dict(weights=[("h2", "h1")], index=np.full((4, 4), -1)), "at least one"),
+    (dict(weights=[("h2", "h1")], gradient="median"), "gradient"),
+    (dict(weights=[("h2", "h1")], gradient=-1.0), "gradient"),
+    (dict(biases=["nobias"]), "no bias"),
+    (dict(weights="h2"), "pairs"),
+])
+def test_bad_ties_are_refused_with_a_clear_message(tie, message):
+    layers = [Layer("h1", 4, ["x"]), Layer("h2", 4, ["h1"]), Layer("nobias", 4, ["h2"], bias=False),
+              Layer("y", 2, ["nobias"])]
+    with pytest.raises((TypeError, ValueError), match=message):
+        Topology({"x": 3}, layers, [Tie(**tie)])
+
+
+def test_a_block_cannot_be_in_two_ties():
+    layers = [Layer("h1", 4, ["x"]), Layer("h2", 4, ["h1"]), Layer("y", 4, ["h2"])]
+    with pytest.raises(ValueError, match="two Ties"):
+        Topology({"x": 4}, layers, [Tie(weights=[("h2", "h1"), ("y", "h2")]),
+                                    Tie(weights=[("y", "h2"), ("h1", "x")])])
+
+
+def test_a_plain_network_still_refuses_nan_targets():
+    """NaN targets mean "no target" only where a RecurrentNetwork masks steps; a feed-forward
+    fit reports them as bad data."""
+    net = bpfast.Network([2, 2, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        net.fit([[0, 1]], [[np.nan]], n_sweeps=1)
