@@ -237,8 +237,9 @@ def delay_line(net: RecurrentNetwork) -> dict:
 SHIFT_REGISTER_NOTES = """Our set-up (the chapter's own is not checked here): every binary sequence of 6 bits, one bit
 per step; the target of step t is the input of step t - 2 (none for steps 1-2). Three hidden units
 are the fewest that can do it (the output reads only h_t, which must hold x_t, x_t-1 and x_t-2
-for the next steps); with two, none of 20 seeds learned it in 10,000 sweeps. "delay_line": each hidden unit holds one of the
-last three inputs (|r| > 0.9), the textbook shift register; other solutions spread them."""
+for the next steps); with two, none of 20 seeds learned it in 10,000 sweeps. "delay_line": each
+hidden unit holds one of the last three inputs (|r| > 0.9), the textbook shift register; other
+solutions spread them."""
 
 SEQUENCES_NOTES = """Where the chapter is silent we chose: T = 6 steps, the letters as one-hot inputs at steps 1
 and 2 and no input after; the digits as one-hot targets of steps 3-6, steps 1-2 untrained (NaN
