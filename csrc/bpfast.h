@@ -83,15 +83,24 @@ typedef struct {
                                   input gradient of this edge adds to one already written */
     int64_t n_params;          /* the parameters: weights then biases */
     /* Weight sharing. The layers compute on a dense arena of n_dense values laid out as above
-       (w_offset and bias_offset index it). Without sharing (share_start NULL) that arena is the
-       parameters themselves and n_dense == n_params. With it, parameter p fills the dense slots
-       share_slot[share_start[p] .. share_start[p + 1] - 1] (ascending), slots of no parameter
-       are absent connections (always 0), and p's gradient is the sum of its slots' gradients in
-       that order, times share_scale[p] if share_scale is not NULL (1 / slots: the mean). */
+       (w_offset and bias_offset index it). Without sharing (share_runs NULL) that arena is the
+       parameters themselves and n_dense == n_params. With it, run r = share_runs[3r .. 3r + 2]
+       = (slot, param, length) says that dense slots slot .. slot + length - 1 hold parameters
+       param .. param + length - 1; slots in no run are absent connections (always 0). A
+       parameter's gradient is the sum of its slots' gradients in run order, times
+       share_scale[param] if share_scale is not NULL (1 / slots: the mean). The sums go by chunks
+       of share_chunk parameters: chunk c's runs are share_chunk_runs[share_chunk_start[c] ..
+       share_chunk_start[c + 1] - 1], in run order. */
     int64_t n_dense;
-    const int64_t *share_start;/* [n_params + 1] */
-    const int64_t *share_slot; /* [share_start[n_params]] */
-    const double *share_scale; /* [n_params] or NULL */
+    int64_t n_share_runs;
+    const int64_t *share_runs;       /* [3 n_share_runs] */
+    int64_t share_chunk;
+    const int64_t *share_chunk_start;/* [ceil(n_params / share_chunk) + 1] */
+    const int64_t *share_chunk_runs;
+    const double *share_scale;       /* [n_params] or NULL */
+    /* NULL, or [n_edges]: edge e's block has present connections in rows row_start[e] ..
+       row_end[e] - 1 only (the rest are absent), and the layers skip the others. */
+    const int *row_start, *row_end;
 } bp_net;
 
 /* How a training run presents the data. */

@@ -398,6 +398,46 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
     }
 }
 
+/* Whether some edge of layer l has rows of absent connections only (a shared net, bp_net's
+   row_start / row_end): its products then skip those rows. */
+static inline int FN(partial_layer)(const bp_net *net, int l)
+{
+    if (!net->row_start)
+        return 0;
+    for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++)
+        if (net->row_start[e] != 0 || net->row_end[e] != net->size[l])
+            return 1;
+    return 0;
+}
+
+/* layer_forward_omp for a partial layer: every row starts at its bias, each edge adds its rows
+   (the recurrent net's outputs: step t's block fills step t's rows only), then the unit
+   function over the whole layer. */
+static void FN(partial_layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params, int l,
+                                          int64_t lanes, const REAL *bias)
+{
+    const int64_t n = net->size[l], ld = ws->ld;
+    REAL *y = ws->y[l];
+    OMP_FOR
+    for (int64_t o = 0; o < n; o++)
+        for (int64_t lane = 0; lane < lanes; lane += VW)
+            FN(vstore)(y + o * ld + lane, FN(vsplat)(bias ? bias[o] : 0));
+    for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+        const int src = net->src_layer[e];
+        const int64_t n_in = net->size[src], r0 = net->row_start[e], rows = net->row_end[e] - r0;
+        if (rows > 0)
+            FN(product_omp)(ws, y + r0 * ld, ld, params + net->w_offset[e] + r0 * n_in, n_in, 1,
+                            ws->y[src], ld, rows, lanes, n_in, NULL, 1, -1, lanes);
+    }
+    if (net->activation[l] == BP_SOFTMAX) {
+        FN(softmax_omp)(y, ld, n, lanes);
+    } else if (net->activation[l] != BP_IDENTITY) {
+        OMP_FOR
+        for (int64_t o = 0; o < n; o++)
+            FN(vactivate_span)((VREAL *)(y + o * ld), lanes / VW, net->activation[l]);
+    }
+}
+
 /* Layer l over `lanes` lanes (the batch rounded up to whole vectors):
  *   y[o, b] = f(bias[o] + sum_e sum_c W_e[o, c] x_e[c, b])      W_e (O, C_e), x_e (C_e, ld)
  * (softmax: the sums, then softmax_omp over the layer once the products' barriers are passed) */
@@ -407,6 +447,10 @@ static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params,
     const REAL *bias = net->bias_offset[l] >= 0 ? params + net->bias_offset[l] : NULL;
     const int first = net->src_start[l], last = net->src_start[l + 1] - 1;
     const int softmax = net->activation[l] == BP_SOFTMAX; /* a function of the whole layer */
+    if (FN(partial_layer)(net, l)) {
+        FN(partial_layer_forward_omp)(net, ws, params, l, lanes, bias);
+        return;
+    }
     for (int e = first; e <= last; e++) {
         const int src = net->src_layer[e];
         const int64_t n_in = net->size[src];
@@ -550,12 +594,19 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         const int64_t n_in = net->size[src];
-        REAL *grad_w = grad + net->w_offset[e];
+        /* rows r0 .. r0 + rows - 1 (all of them unless a shared block's others are absent:
+           their gradients are never read) */
+        const int64_t r0 = net->row_start ? net->row_start[e] : 0;
+        const int64_t rows = net->row_start ? net->row_end[e] - r0 : n_out;
+        REAL *grad_w = grad + net->w_offset[e] + r0 * n_in;
+        const REAL *dx_rows = dx + r0 * ld;
+        if (rows <= 0)
+            continue;
         if (ws->y_rows[src]) {
-            FN(product_omp)(ws, grad_w, n_in, dx, ld, 1, ws->y_rows[src], ws->ld_rows[src], n_out,
-                            ws->ld_rows[src], n_rows, NULL, 0, -1, n_in);
+            FN(product_omp)(ws, grad_w, n_in, dx_rows, ld, 1, ws->y_rows[src], ws->ld_rows[src],
+                            rows, ws->ld_rows[src], n_rows, NULL, 0, -1, n_in);
         } else {
-            const int64_t row_blocks = FN(ceil_div)(n_out, DOT_ROWS);
+            const int64_t row_blocks = FN(ceil_div)(rows, DOT_ROWS);
             const int64_t col_blocks = FN(ceil_div)(n_in, DOT_COLS);
             OMP_FOR_COLLAPSE2_NOWAIT
             for (int64_t rb = 0; rb < row_blocks; rb++)
@@ -563,8 +614,8 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
                     if (FN(skip_tile)(ws, rb * col_blocks + cb, &skip))
                         continue;
                     const int64_t o = rb * DOT_ROWS, c = cb * DOT_COLS;
-                    FN(dot_block)(grad_w + o * n_in + c, n_in, dx + o * ld, ld,
-                                  ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, n_out - o),
+                    FN(dot_block)(grad_w + o * n_in + c, n_in, dx_rows + o * ld, ld,
+                                  ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, rows - o),
                                   MIN(DOT_COLS, n_in - c));
                 }
         }
@@ -593,8 +644,17 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
         if (src < net->n_inputs)
             continue;
         const int64_t n_in = net->size[src];
-        FN(product_omp)(ws, ws->dy[src], ld, params + net->w_offset[e], 1, n_in, ws->dy[l], ld,
-                        n_in, lanes, n_out, NULL, net->accumulate[e], -1, lanes);
+        const int64_t r0 = net->row_start ? net->row_start[e] : 0; /* as in the weights' */
+        const int64_t rows = net->row_start ? net->row_end[e] - r0 : n_out;
+        if (rows > 0) {
+            FN(product_omp)(ws, ws->dy[src], ld, params + net->w_offset[e] + r0 * n_in, 1, n_in,
+                            ws->dy[l] + r0 * ld, ld, n_in, lanes, rows, NULL,
+                            net->accumulate[e], -1, lanes);
+        } else if (!net->accumulate[e]) { /* a block of absent connections passes nothing down */
+            OMP_FOR
+            for (int64_t c = 0; c < n_in; c++)
+                memset(ws->dy[src] + c * ld, 0, (size_t)lanes * sizeof(REAL));
+        }
     }
     OMP_BARRIER /* the weight gradients' nowait loops are done too */
 }

@@ -9,28 +9,39 @@
  */
 
 /* The dense arena the layers compute with: params itself, or (a shared net, see bp_net) each
-   parameter copied into its slots. Parallel over parameters; each slot has one writer. */
+   run of parameters copied into its slots. Each slot has one writer. */
 static const REAL *FN(dense_params_omp)(const bp_net *net, WS *ws, const REAL *params)
 {
-    if (!net->share_start)
+    if (!net->share_runs)
         return params;
     OMP_FOR
-    for (int64_t p = 0; p < net->n_params; p++)
-        for (int64_t s = net->share_start[p]; s < net->share_start[p + 1]; s++)
-            ws->dense_params[net->share_slot[s]] = params[p];
+    for (int64_t r = 0; r < net->n_share_runs; r++) {
+        const int64_t *run = net->share_runs + 3 * r;
+        memcpy(ws->dense_params + run[0], params + run[1], (size_t)run[2] * sizeof(REAL));
+    }
     return ws->dense_params;
 }
 
-/* A shared net's gradient from its slots': each parameter's sum in ascending slot order (one
-   thread per parameter: the same on any thread count), times its share_scale. */
+/* A shared net's gradient from its slots': each chunk of parameters (one thread) summed from the
+   runs that reach into it, in run order (the same sums on any thread count), times share_scale. */
 static void FN(gather_gradient_omp)(const bp_net *net, const WS *ws, REAL *grad)
 {
+    const int64_t chunk = net->share_chunk, n_chunks = FN(ceil_div)(net->n_params, chunk);
     OMP_FOR
-    for (int64_t p = 0; p < net->n_params; p++) {
-        REAL sum = 0;
-        for (int64_t s = net->share_start[p]; s < net->share_start[p + 1]; s++)
-            sum += ws->dense_grad[net->share_slot[s]];
-        grad[p] = net->share_scale ? sum * (REAL)net->share_scale[p] : sum;
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t lo = c * chunk, hi = MIN(lo + chunk, net->n_params);
+        memset(grad + lo, 0, (size_t)(hi - lo) * sizeof(REAL));
+        for (int64_t i = net->share_chunk_start[c]; i < net->share_chunk_start[c + 1]; i++) {
+            const int64_t *run = net->share_runs + 3 * net->share_chunk_runs[i];
+            const int64_t first = MAX(lo, run[1]), end = MIN(hi, run[1] + run[2]);
+            const REAL *BP_RESTRICT from = ws->dense_grad + run[0] + (first - run[1]);
+            REAL *BP_RESTRICT to = grad + first;
+            for (int64_t k = 0; k < end - first; k++)
+                to[k] += from[k];
+        }
+        if (net->share_scale)
+            for (int64_t p = lo; p < hi; p++)
+                grad[p] *= (REAL)net->share_scale[p];
     }
 }
 
@@ -41,14 +52,14 @@ static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const 
                                    int64_t n_rows, const bp_train_config *cfg)
 {
     const REAL *dense = FN(dense_params_omp)(net, ws, params);
-    REAL *dense_grad = net->share_start ? ws->dense_grad : grad;
+    REAL *dense_grad = net->share_runs ? ws->dense_grad : grad;
     if (ws->small_net) {
         OMP_SINGLE
         FN(loss_gradient_small)(net, ws, dense_grad, dense, n_rows, cfg);
     } else {
         FN(loss_gradient_omp)(net, ws, dense_grad, dense, n_rows, cfg);
     }
-    if (net->share_start) /* both paths end in a barrier: every slot's gradient is written */
+    if (net->share_runs) /* both paths end in a barrier: every slot's gradient is written */
         FN(gather_gradient_omp)(net, ws, grad);
 }
 

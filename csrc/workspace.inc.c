@@ -65,8 +65,8 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
                                                  net->n_params))
                     : NULL;
     /* absent connections are the zeros calloc leaves in dense_params: nothing writes them */
-    REAL *dense_params = net->share_start ? TAKE(REAL, net->n_dense) : NULL;
-    REAL *dense_grad = net->share_start && for_training ? TAKE(REAL, net->n_dense) : NULL;
+    REAL *dense_params = net->share_runs ? TAKE(REAL, net->n_dense) : NULL;
+    REAL *dense_grad = net->share_runs && for_training ? TAKE(REAL, net->n_dense) : NULL;
     if (arena) {
         ws->dense_params = dense_params;
         ws->dense_grad = dense_grad;

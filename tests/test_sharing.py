@@ -39,6 +39,17 @@ def tied_chain_net(dtype="float64", seed=0):
         seed=seed, dtype=dtype, init_range=0.5)
 
 
+def wide_tied_net(dtype="float64", seed=0):
+    """Tied 45x45 blocks: runs longer than a chunk of the gradient's sum (SHARE_CHUNK), so every
+    chunk boundary falls inside a run."""
+    return bpfast.Network(
+        inputs={"x": 30},
+        layers=[Layer("h1", 45, ["x"]), Layer("h2", 45, ["h1"]), Layer("h3", 45, ["h2"]),
+                Layer("y", 3, ["h3"])],
+        ties=[Tie(weights=[("h2", "h1"), ("h3", "h2")], gradient="mean")],
+        seed=seed, dtype=dtype, init_range=0.3)
+
+
 def random_map_net(dtype="float64", seed=0):
     """Each connection of two blocks of different shapes mapped at random onto 6 shared
     parameters, about a third absent; the gradient a factor of the sum."""
@@ -52,13 +63,28 @@ def random_map_net(dtype="float64", seed=0):
         seed=seed, dtype=dtype, init_range=0.5)
 
 
+def absent_block_net(dtype="float64", seed=0):
+    """A block whose connections are all absent (its layer passes nothing down through it, and
+    is the first to write its source's gradient), beside a block with absent rows."""
+    rows = -np.ones((6, 8), dtype=np.int64)
+    rows[2:4] = np.arange(16).reshape(2, 8)
+    return bpfast.Network(
+        inputs={"x": 4},
+        layers=[Layer("h", 8, ["x"]), Layer("g", 5, ["h"]), Layer("y", 6, ["g", "h"])],
+        ties=[Tie(weights=[("y", "g"), ("y", "h")],
+                  index=[-np.ones((6, 5), dtype=np.int64), rows])],
+        seed=seed, dtype=dtype, init_range=0.5)
+
+
 def recurrent_net(dtype="float64", seed=0):
     return bpfast.RecurrentNetwork(3, 6, 2, 4, output_feedback=True, gradient="mean",
                                    seed=seed, dtype=dtype, init_range=0.8)
 
 
 NETS = {"receptive_field": receptive_field_net, "tied_chain": tied_chain_net,
-        "random_map": random_map_net, "recurrent": recurrent_net}
+        "wide_tied": wide_tied_net,
+        "random_map": random_map_net, "absent_block": absent_block_net,
+        "recurrent": recurrent_net}
 
 
 def data(rng, net, n_rows):
@@ -78,9 +104,22 @@ def as_given(net, X, T):
 def test_shared_parameters_are_fewer_and_every_one_is_used(name):
     topo = NETS[name]().topology
     assert topo.shared and topo.n_params < topo.n_dense
-    counts = np.diff(topo.share_start)
-    assert (counts >= 1).all() and counts.sum() == (topo.dense_param >= 0).sum()
-    assert np.array_equal(np.sort(topo.share_slot), np.flatnonzero(topo.dense_param >= 0))
+    present = topo.dense_param >= 0
+    assert np.array_equal(np.unique(topo.dense_param[present]), np.arange(topo.n_params))
+    # the runs are the map, in slot order
+    rebuilt = np.full(topo.n_dense, -1)
+    for slot, param, length in topo.share_runs:
+        rebuilt[slot: slot + length] = np.arange(param, param + length)
+    assert np.array_equal(rebuilt, topo.dense_param)
+    assert (np.diff(topo.share_runs[:, 0]) > 0).all()
+    # every run reaches the chunks of SHARE_CHUNK parameters it fills, in slot order
+    from bpfast.topology import SHARE_CHUNK
+    for c in range(len(topo.share_chunk_start) - 1):
+        runs = topo.share_chunk_runs[topo.share_chunk_start[c]: topo.share_chunk_start[c + 1]]
+        assert (np.diff(runs) > 0).all()
+        lo, hi = c * SHARE_CHUNK, (c + 1) * SHARE_CHUNK
+        for r, (slot, param, length) in enumerate(topo.share_runs):
+            assert (r in runs) == (param < hi and param + length > lo)
 
 
 @pytest.mark.parametrize("name", NETS)

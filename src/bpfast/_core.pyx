@@ -31,9 +31,14 @@ cdef extern from "bpfast.h" nogil:
         const int *accumulate
         int64_t n_params
         int64_t n_dense
-        const int64_t *share_start
-        const int64_t *share_slot
+        int64_t n_share_runs
+        const int64_t *share_runs
+        int64_t share_chunk
+        const int64_t *share_chunk_start
+        const int64_t *share_chunk_runs
         const double *share_scale
+        const int *row_start
+        const int *row_end
 
     ctypedef struct bp_stop:
         int interruptible
@@ -330,13 +335,23 @@ cdef class CompiledTopology:
         self.net.accumulate = &accumulate[0]
         self.net.n_params = topology.n_params
         self.net.n_dense = topology.n_dense
-        cdef const int64_t[::1] share_start, share_slot
+        cdef const int64_t[:, ::1] share_runs
+        cdef const int64_t[::1] chunk_start, chunk_runs
         cdef const double[::1] share_scale
+        cdef const int[::1] row_start, row_end
         if topology.shared:
-            share_start, share_slot = topology.share_start, topology.share_slot
-            self.arrays += (share_start, share_slot)
-            self.net.share_start = &share_start[0]
-            self.net.share_slot = &share_slot[0] if share_slot.shape[0] else NULL
+            row_start, row_end = topology.row_start, topology.row_end
+            self.arrays += (row_start, row_end)
+            self.net.row_start = &row_start[0]
+            self.net.row_end = &row_end[0]
+            share_runs = topology.share_runs
+            chunk_start, chunk_runs = topology.share_chunk_start, topology.share_chunk_runs
+            self.arrays += (share_runs, chunk_start, chunk_runs)
+            self.net.n_share_runs = share_runs.shape[0]
+            self.net.share_runs = &share_runs[0, 0]
+            self.net.share_chunk = topology.share_chunk
+            self.net.share_chunk_start = &chunk_start[0]
+            self.net.share_chunk_runs = &chunk_runs[0]
             if topology.share_scale is not None:
                 share_scale = topology.share_scale
                 self.arrays += (share_scale,)

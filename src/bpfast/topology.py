@@ -29,6 +29,8 @@ from .units import ACTIVATION_NUMBERS, ACTIVATIONS
 
 # The C kernels index units with `int`; larger layers could not be addressed.
 MAX_LAYER_SIZE = 2**31 - 1
+# Parameters per chunk of a shared net's gradient sum (one thread each, see Topology).
+SHARE_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -231,17 +233,26 @@ class Topology:
                                         them are weights (the first ones; the rest are biases)
     shared : bool                       whether any Tie makes the parameters differ from the arena
     dense_param : int64 (n_dense,)      the parameter each dense slot holds, -1: absent (if shared)
-    share_start, share_slot : int64     each parameter's dense slots, ascending: parameter p's are
-                                        share_slot[share_start[p]:share_start[p + 1]] (if shared)
+    share_runs : int64 (n_runs, 3)      the same as runs (dense slot, parameter, length) of slots
+                                        holding consecutive parameters, in slot order (if shared)
+    share_chunk_start, share_chunk_runs : int64
+                                        for each chunk of SHARE_CHUNK parameters, the runs that
+                                        fill some of them: share_chunk_runs[share_chunk_start[c]:
+                                        share_chunk_start[c + 1]], in slot order (if shared)
     share_scale : float64 (n_params,)   each parameter's gradient is this times its slots' sum, or
                                         None if every factor is 1 (no Tie with gradient="mean")
+    row_start, row_end : int32 (n_edges,)  the rows of each block that hold present connections
+                                        (the layers skip the rest), or None if all do
     """
 
     # None unless shared (the tables of weight sharing)
     dense_param: Any
-    share_start: Any
-    share_slot: Any
+    share_runs: Any
+    share_chunk_start: Any
+    share_chunk_runs: Any
     share_scale: Any
+    row_start: Any
+    row_end: Any
 
     def __init__(self, inputs: Mapping[str, int], layers: Sequence[Layer], ties: Sequence = ()):
         if not isinstance(inputs, Mapping) or len(inputs) == 0:
@@ -332,7 +343,8 @@ class Topology:
         self._share(n_dense_weights)
         for table in (self.size, self.activation, self.bias_offset, self.input_col,
                       self.src_start, self.src_layer, self.w_offset, self.accumulate,
-                      self.dense_param, self.share_start, self.share_slot, self.share_scale):
+                      self.dense_param, self.share_runs, self.share_chunk_start,
+                      self.share_chunk_runs, self.share_scale, self.row_start, self.row_end):
             if table is not None:
                 table.flags.writeable = False  # compiled code trusts these tables
         self._compiled = None  # the C view of these tables, made by bpfast._core on first use
@@ -385,7 +397,9 @@ class Topology:
         self.shared = bool(self.ties)
         if not self.shared:
             self.n_params, self.n_weights = self.n_dense, n_dense_weights
-            self.dense_param = self.share_start = self.share_slot = self.share_scale = None
+            self.dense_param = self.share_runs = self.share_scale = None
+            self.share_chunk_start = self.share_chunk_runs = None
+            self.row_start = self.row_end = None
             return
         tie_of: dict = {}
         for t, tie in enumerate(self.ties):
@@ -428,12 +442,39 @@ class Topology:
             self.n_weights = n
         self.n_params = n
         self.dense_param = dense_param
-        present = dense_param >= 0
-        counts = np.bincount(dense_param[present], minlength=n)
-        self.share_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        slots = np.flatnonzero(present)
-        self.share_slot = slots[np.argsort(dense_param[present], kind="stable")].astype(np.int64)
+        # Runs of slots that hold consecutive parameters: the core copies and sums them as
+        # vectors (a tied block is one run per row of its block, or one for the whole block).
+        slots = np.flatnonzero(dense_param >= 0)
+        params = dense_param[slots]
+        starts = np.flatnonzero(np.concatenate(
+            [[True], (np.diff(slots) != 1) | (np.diff(params) != 1)]))
+        lengths = np.diff(np.append(starts, len(slots)))
+        self.share_chunk = SHARE_CHUNK
+        self.share_runs = np.ascontiguousarray(
+            np.stack([slots[starts], params[starts], lengths], axis=1), dtype=np.int64)
+        # Each chunk of parameters is summed by one thread from the runs that reach into it.
+        first = self.share_runs[:, 1] // SHARE_CHUNK
+        last = (self.share_runs[:, 1] + self.share_runs[:, 2] - 1) // SHARE_CHUNK
+        chunk_of = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last)])
+        run_of = np.repeat(np.arange(len(first)), last - first + 1)
+        order = np.argsort(chunk_of, kind="stable")  # within a chunk: slot order
+        n_chunks = -(-n // SHARE_CHUNK)
+        self.share_chunk_runs = run_of[order].astype(np.int64)
+        self.share_chunk_start = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1)
+                                                 ).astype(np.int64)
+        counts = np.bincount(params, minlength=n)
         factor = np.where(factor == 0, 1.0 / counts, factor)
+        row_start, row_end = [], []
+        for l in range(self.n_inputs, self.n_layers):
+            for e in range(self.src_start[l], self.src_start[l + 1]):
+                shape = (int(self.size[l]), int(self.size[self.src_layer[e]]))
+                start = int(self.w_offset[e])
+                present = np.flatnonzero(
+                    (dense_param[start: start + shape[0] * shape[1]] >= 0).reshape(shape).any(1))
+                row_start.append(int(present[0]) if present.size else 0)
+                row_end.append(int(present[-1]) + 1 if present.size else 0)
+        self.row_start = np.array(row_start, dtype=np.int32)
+        self.row_end = np.array(row_end, dtype=np.int32)
         self.share_scale = None if (factor == 1).all() else factor
 
     def dense(self, params) -> np.ndarray:
