@@ -8,7 +8,9 @@ Workloads (float32): W1 symmetry 6-2-1, 64 cases, full batch (µs/sweep); W2 fam
 (24->6, 12->6)->12->6->24, 100 cases, full batch (µs/sweep); W3 784-256-10, mini-batch 64, 60,000
 cases (samples/s); W4 1024-1024-1024-10, mini-batch 256, 20,480 cases (samples/s). Every net is
 logistic, trained by plain SGD with momentum on the summed squared error, and the data are
-synthetic (timing does not depend on the values).
+synthetic (timing does not depend on the values). W7, a recurrent net trained through time (the
+sequence-completion net, µs/sweep), runs last through bench/recurrent.py, whose docstring says
+how (W5 and W6, populations, are bench/populations.py's).
 
 Tools: bpfast (one column per kernel variant with --isa: "bpfast avx2", ...); "reference",
 bpfast.reference (NumPy float64: the oracle every tool is verified against, not timed); "numpy", a
@@ -496,7 +498,8 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per tool (default 7)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--workloads", nargs="+", default=[w.key for w in WORKLOADS])
+    parser.add_argument("--workloads", nargs="+", default=[w.key for w in WORKLOADS] + ["W7"],
+                        help="W1-W4 here, W7 (a recurrent net) by bench/recurrent.py")
     parser.add_argument("--isa", nargs="+", default=None,
                         help="kernel variants to time side by side: names, or 'all' for every "
                              f"one this CPU runs ({', '.join(_core.available_isas())}); default: "
@@ -571,6 +574,15 @@ def main(argv=None):
                                 f"than baseline ({fmt(res[tool.name], workload.per_sample)} vs "
                                 f"{fmt(res[base.name], workload.per_sample)})")
         print()
+    recurrent_status = 0
+    if "W7" in args.workloads:  # its own tools: a loop over time steps in NumPy and PyTorch
+        import recurrent
+        recurrent_status = recurrent.main(
+            ["--repeats", str(repeats), "--isa"] + [v.isa or info["simd"] for v in variants] +
+            (["--smoke"] if args.smoke else []))
+        failed = failed or recurrent_status == 1
+        if recurrent_status == 2:
+            bugs.append("W7 (bench/recurrent.py printed it)")
     if any(t.name == "sklearn" for t in comparisons):
         print("sklearn trains the same nets with linear output units (it has no logistic output) "
               "at lr / 10 × batch size (it averages gradients; linear outputs diverge at the "

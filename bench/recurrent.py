@@ -2,6 +2,7 @@
 
     python bench/recurrent.py               # every kernel variant this CPU runs, 1 thread
     python bench/recurrent.py --smoke       # a few sweeps: checks the script and every tool
+    python bench/compare.py --workloads W7  # the same, as part of the comparison script
 
 The workload (issue 11 names it W6; W6 here is the family-trees population of
 bench/populations.py): PDP ch. 8's sequence-completion net, 5 inputs, 30 hidden and 3 output
@@ -35,6 +36,7 @@ from bpfast import _core, reference
 
 LR, MOMENTUM, SHAPE = 0.005, 0.9, (5, 30, 3, 6)
 VERIFY_SWEEPS = 30
+TARGETS = {"reference": 20, "torch": 50}  # issue 11: bpfast at least this many times faster
 
 
 def data():
@@ -219,6 +221,7 @@ def main(argv=None):
     torch = Torch()
     if torch.available():
         tools.append(torch)
+    status = 0
     oracle = LoopOverSteps(np.float64)
     oracle.setup(X, T)
     oracle.run(VERIFY_SWEEPS)
@@ -226,8 +229,10 @@ def main(argv=None):
     for tool in list(tools):
         problem = verify(tool, X, T, expected)
         if problem:
-            print(f"{tool.name}: NOT REPORTED, {problem}")
+            print(f"W7: {tool.name} DISAGREES with the reference ({problem}); not reported",
+                  file=sys.stderr)
             tools.remove(tool)
+            status = 1
     # sweeps per timed run: about 0.1 s each (bpfast's sweeps take tens of microseconds)
     sweeps = {"reference": 100, "numpy": 200, "torch": 50}
     repeats = 2 if args.smoke else args.repeats
@@ -241,28 +246,30 @@ def main(argv=None):
             started = time.perf_counter()
             tool.run(n)
             times[tool.name].append((time.perf_counter() - started) / n * 1e6)
-    print(f"W7 sequence completion 5-30-3, T = 6, 20 sequences, full batch, float32, 1 thread; "
-          f"{cpu_name()}; µs per sweep, median (min-max) of {repeats}")
+    print(f"### W7: sequence completion 5-30-3, T = 6, 20 sequences, full batch, 1 thread\n")
+    print(f"{cpu_name()}; µs per sweep, medians of {repeats} interleaved runs (min-max); float32, "
+          "the reference float64\n")
     medians = {name: statistics.median(v) for name, v in times.items()}
-    for name, values in times.items():
-        print(f"  {name:<16} {medians[name]:10.1f}  ({min(values):.1f}-{max(values):.1f})")
-    status = 0
-    for tool in tools:
-        if not isinstance(tool, Bpfast):
-            continue
+    others = [t.name for t in tools if not isinstance(t, Bpfast)]
+    print("| variant | bpfast | " + " | ".join(others) + " | " +
+          " | ".join(f"vs {o}" for o in others) + " | targets |")
+    print("|" + "---|" * (3 + 2 * len(others)))
+    base = medians.get("bpfast baseline")
+    for tool in [t for t in tools if isinstance(t, Bpfast)]:
         mine = medians[tool.name]
-        parts = []
-        for other, target in (("reference", 20), ("numpy", None), ("torch", 50)):
-            if other in medians:
-                ratio = medians[other] / mine
-                mark = "" if target is None else (" (target >= %dx: %s)" % (
-                    target, "met" if ratio >= target else "MISSED"))
-                parts.append(f"{ratio:.1f}x {other}{mark}")
-        print(f"  {tool.name}: " + ", ".join(parts))
-        if "bpfast baseline" in medians and mine > medians["bpfast baseline"] * 1.1 and \
-                tool.isa != "baseline" and not args.smoke:
-            print(f"  BUG: {tool.name} is slower than the baseline variant")
+        ratios = {o: medians[o] / mine for o in others}
+        misses = [f"{o} {ratios[o]:.3g}× < {goal}×" for o, goal in TARGETS.items()
+                  if o in ratios and ratios[o] < goal]
+        cells = [f"{medians[n]:.1f} ({min(times[n]):.1f}–{max(times[n]):.1f})"
+                 for n in [tool.name] + others]
+        print(f"| {tool.isa} | " + " | ".join(cells) + " | " +
+              " | ".join(f"{ratios[o]:.1f}×" for o in others) + " | " +
+              ("met" if not misses else "MISSED: " + "; ".join(misses)) + " |")
+        if base is not None and tool.isa != "baseline" and mine > base and not args.smoke:
+            print(f"BUG: {tool.name} is slower than the baseline variant ({mine:.1f} vs "
+                  f"{base:.1f} µs)", file=sys.stderr)
             status = 2
+    print()
     return status
 
 

@@ -19,6 +19,10 @@ def test_compare_smoke_runs_and_verifies_every_tool_and_variant():
     assert out.returncode == 0, out.stderr
     assert "DISAGREES" not in out.stderr
     assert "sgemm" in out.stdout
+    assert "### W7" in out.stdout  # the recurrent net, verified by bench/recurrent.py
+    w7 = out.stdout.split("### W7")[1]
+    for isa in _core.available_isas():
+        assert f"| {isa} |" in w7
     for key in ("W1", "W2", "W3", "W4"):
         assert f"### {key}" in out.stdout
         table = out.stdout.split(f"### {key}")[1].split("###")[0]

@@ -305,3 +305,16 @@ def test_a_plain_network_still_refuses_nan_targets():
     net = bpfast.Network([2, 2, 1])
     with pytest.raises(ValueError, match="NaN"):
         net.fit([[0, 1]], [[np.nan]], n_sweeps=1)
+
+
+def test_glorot_bounds_count_the_connections_a_unit_has():
+    """A receptive-field unit has 9 inputs, not the retina's 25: its shared weights are drawn
+    within sqrt(6 / (9 + 25)) (fan_out: the layer's 25 units, as for every net)."""
+    fields = bpfast.datasets.tc(5).fields
+    net = bpfast.Network(inputs={"retina": 25}, layers=[Layer("field", 25, ["retina"]),
+                                                        Layer("out", 1, ["field"])],
+                         ties=[Tie(weights=[("field", "retina")], index=fields)],
+                         init="glorot", dtype="float64")
+    bound = np.sqrt(6 / (9 + 25))
+    shared = net.params[:9]
+    assert np.abs(shared).max() <= bound and np.abs(shared).max() > bound / 3

@@ -284,7 +284,8 @@ FAMILY_TREES_PAPER = {"held-out correct": "4/4 (a second run: 3/4)",
 
 FAMILY_TREES_SPLIT: dict = dict(
     split=_family_trees_split, measure=_family_trees_measure,
-    split_note="each on its own seeded random split (the paper does not say which four it held out)")
+    split_note="each run on its own seeded random split (our splits; the paper does not say "
+               "which four it held out)")
 
 EXPERIMENTS = {e.name: e for e in [
     Experiment(

@@ -52,9 +52,9 @@ def init_bounds(topo: Topology, init: str) -> np.ndarray:
         if topo.bias_offset[l] >= 0:
             bounds[topo.bias_offset[l]: topo.bias_offset[l] + fan_out] = bound
     if topo.shared:  # a shared parameter takes the bound of its first connection
-        present = np.flatnonzero(topo.dense_param >= 0)
-        _, first = np.unique(topo.dense_param[present], return_index=True)
-        bounds = bounds[present[first]]
+        slots = np.flatnonzero(topo.dense_param >= 0)
+        _, first = np.unique(topo.dense_param[slots], return_index=True)
+        bounds = bounds[slots[first]]
     return bounds
 
 
