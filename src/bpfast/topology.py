@@ -392,8 +392,7 @@ class Topology:
         return () if block is None else (block[1],)
 
     def _share(self, n_dense_weights: int) -> None:
-        """The parameters from the dense arena and the ties: each untied block keeps its own
-        parameters, each Tie's are placed where its first block (in arena order) is met."""
+        """The parameters and the sharing tables (see the class docstring) from the ties."""
         self.shared = bool(self.ties)
         if not self.shared:
             self.n_params, self.n_weights = self.n_dense, n_dense_weights
@@ -401,31 +400,45 @@ class Topology:
             self.share_chunk_start = self.share_chunk_runs = None
             self.row_start = self.row_end = None
             return
-        tie_of: dict = {}
-        for t, tie in enumerate(self.ties):
-            for k, use in enumerate(tie.weights or tie.biases):
-                tie_of[use] = (t, k)
-        blocks: list = []  # (dense offset, shape, use) in arena order: weights, then biases
+        self.dense_param, factor = self._layout_parameters()
+        slots = np.flatnonzero(self.dense_param >= 0)
+        params = self.dense_param[slots]
+        self._runs(slots, params)
+        counts = np.bincount(params, minlength=self.n_params)
+        factor = np.where(factor == 0, 1.0 / counts, factor)
+        self.share_scale = None if (factor == 1).all() else factor
+        self._row_ranges()
+
+    def _blocks(self) -> list:
+        """(dense offset, shape, name) of every weight block, then of every bias, in arena
+        order; a block's name is (layer, source), a bias's its layer."""
+        blocks: list = []
         for l in range(self.n_inputs, self.n_layers):
             for e in range(self.src_start[l], self.src_start[l + 1]):
-                shape = (int(self.size[l]), int(self.size[self.src_layer[e]]))
-                blocks.append((int(self.w_offset[e]), shape,
+                blocks.append((int(self.w_offset[e]),
+                               (int(self.size[l]), int(self.size[self.src_layer[e]])),
                                (self.names[l], self.names[self.src_layer[e]])))
-        n_weight_blocks = len(blocks)
         for l in range(self.n_inputs, self.n_layers):
             if self.bias_offset[l] >= 0:
                 blocks.append((int(self.bias_offset[l]), (int(self.size[l]),), self.names[l]))
+        return blocks
+
+    def _layout_parameters(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each dense slot's parameter (-1: absent), and each parameter's gradient factor (1:
+        sum, 0: mean, or a Tie's number). An untied block keeps parameters of its own; a Tie's
+        are placed where its first block (in arena order) is met. Sets n_params, n_weights."""
+        tie_of = {use: (t, k) for t, tie in enumerate(self.ties)
+                  for k, use in enumerate(tie.weights or tie.biases)}
         dense_param = np.full(self.n_dense, -1, dtype=np.int64)
-        factor = np.zeros(0)  # each parameter's: 1 (sum), 0 (mean: 1 / its slots) or a factor
-        base: dict = {}
-        n = 0
-        for b, (offset, shape, use) in enumerate(blocks):
-            if b == n_weight_blocks:
+        factors, base, n = [], {}, 0
+        self.n_weights = -1
+        for offset, shape, use in self._blocks():
+            if not isinstance(use, tuple) and self.n_weights < 0:  # the first bias
                 self.n_weights = n
             size = int(np.prod(shape))
             if use not in tie_of:
                 dense_param[offset: offset + size] = np.arange(n, n + size)
-                factor = np.concatenate([factor, np.ones(size)])
+                factors.append(np.ones(size))
                 n += size
                 continue
             t, k = tie_of[use]
@@ -433,49 +446,49 @@ class Topology:
             if t not in base:
                 count = size if tie.index is None else max(int(m.max()) for m in tie.index) + 1
                 base[t] = n
-                scale = {"sum": 1.0, "mean": 0.0}.get(tie.gradient, tie.gradient)  # type: ignore
-                factor = np.concatenate([factor, np.full(count, scale)])
+                factors.append(np.full(count, {"sum": 1.0, "mean": 0.0}.get(tie.gradient,
+                                                                            tie.gradient)))
                 n += count
             local = np.arange(size) if tie.index is None else tie.index[k].ravel()
             dense_param[offset: offset + size] = np.where(local >= 0, base[t] + local, -1)
-        if n_weight_blocks == len(blocks):
+        if self.n_weights < 0:  # no biases
             self.n_weights = n
         self.n_params = n
-        self.dense_param = dense_param
-        # Runs of slots that hold consecutive parameters: the core copies and sums them as
-        # vectors (a tied block is one run per row of its block, or one for the whole block).
-        slots = np.flatnonzero(dense_param >= 0)
-        params = dense_param[slots]
+        return dense_param, np.concatenate(factors)
+
+    def _runs(self, slots: np.ndarray, params: np.ndarray) -> None:
+        """share_runs: runs of slots that hold consecutive parameters, which the core copies and
+        sums as vectors (a tied block is one run, or one per row of a mapped block); and for each
+        chunk of SHARE_CHUNK parameters the runs that reach into it (one thread sums a chunk)."""
         starts = np.flatnonzero(np.concatenate(
             [[True], (np.diff(slots) != 1) | (np.diff(params) != 1)]))
         lengths = np.diff(np.append(starts, len(slots)))
         self.share_chunk = SHARE_CHUNK
         self.share_runs = np.ascontiguousarray(
             np.stack([slots[starts], params[starts], lengths], axis=1), dtype=np.int64)
-        # Each chunk of parameters is summed by one thread from the runs that reach into it.
         first = self.share_runs[:, 1] // SHARE_CHUNK
         last = (self.share_runs[:, 1] + self.share_runs[:, 2] - 1) // SHARE_CHUNK
         chunk_of = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last)])
         run_of = np.repeat(np.arange(len(first)), last - first + 1)
         order = np.argsort(chunk_of, kind="stable")  # within a chunk: slot order
-        n_chunks = -(-n // SHARE_CHUNK)
+        n_chunks = -(-self.n_params // SHARE_CHUNK)
         self.share_chunk_runs = run_of[order].astype(np.int64)
         self.share_chunk_start = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1)
                                                  ).astype(np.int64)
-        counts = np.bincount(params, minlength=n)
-        factor = np.where(factor == 0, 1.0 / counts, factor)
+
+    def _row_ranges(self) -> None:
+        """row_start, row_end: the rows of each weight block that hold a present connection."""
         row_start, row_end = [], []
-        for l in range(self.n_inputs, self.n_layers):
-            for e in range(self.src_start[l], self.src_start[l + 1]):
-                shape = (int(self.size[l]), int(self.size[self.src_layer[e]]))
-                start = int(self.w_offset[e])
-                present = np.flatnonzero(
-                    (dense_param[start: start + shape[0] * shape[1]] >= 0).reshape(shape).any(1))
-                row_start.append(int(present[0]) if present.size else 0)
-                row_end.append(int(present[-1]) + 1 if present.size else 0)
+        for offset, shape, use in self._blocks():
+            if not isinstance(use, tuple):
+                break  # the biases
+            present = np.flatnonzero(
+                (self.dense_param[offset: offset + shape[0] * shape[1]] >= 0
+                 ).reshape(shape).any(axis=1))
+            row_start.append(int(present[0]) if present.size else 0)
+            row_end.append(int(present[-1]) + 1 if present.size else 0)
         self.row_start = np.array(row_start, dtype=np.int32)
         self.row_end = np.array(row_end, dtype=np.int32)
-        self.share_scale = None if (factor == 1).all() else factor
 
     def dense(self, params) -> np.ndarray:
         """The dense arena of `params`: what every block of the layers sees (float64 for the
