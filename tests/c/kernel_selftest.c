@@ -1,7 +1,9 @@
 /* kernel_selftest.c: the compiled core checked on its own, without Python, for CPUs where the
  * Python tests cannot run here (aarch64 under qemu-user: .ci/aarch64), and natively by
- * tests/test_build.py. For every kernel variant the CPU runs, on two nets (the symmetry chain and
- * a DAG with two input groups, a skip connection, tanh and identity units, a layer without bias):
+ * tests/test_build.py. For every kernel variant the CPU runs, on four nets (the symmetry chain, a
+ * DAG with two input groups, a skip connection, tanh and identity units and a layer without bias,
+ * a wide chain, and a net with shared weights: tied biases, and a block with an absent row whose
+ * other rows share another block's parameters):
  *   - the float64 error equals a plain-loop forward pass;
  *   - the float64 gradient matches central finite differences of that error;
  *   - the float32 gradient matches the float64 one;
@@ -25,6 +27,7 @@ typedef struct {
     int size[MAX_LAYERS], activation[MAX_LAYERS], input_col[MAX_LAYERS];
     int src_start[MAX_LAYERS + 1], src_layer[MAX_EDGES], accumulate[MAX_EDGES];
     int64_t bias_offset[MAX_LAYERS], w_offset[MAX_EDGES];
+    int row_start[MAX_EDGES], row_end[MAX_EDGES];
 } topology;
 
 static int failures = 0;
@@ -70,9 +73,12 @@ static void build(topology *t, const char *name, int n_layers, int n_inputs, con
         for (int f = t->src_start[layer + 1]; f < edges; f++)
             t->accumulate[e] |= t->src_layer[f] == t->src_layer[e];
     }
-    t->net = (bp_net){n_layers, n_inputs, col, t->size, t->activation, t->bias_offset,
-                      t->input_col, t->src_start, t->src_layer, t->w_offset, t->accumulate,
-                      offset, offset}; /* n_params = n_dense: no weight sharing */
+    t->net = (bp_net){.n_layers = n_layers, .n_inputs = n_inputs, .n_input_cols = col,
+                      .size = t->size, .activation = t->activation,
+                      .bias_offset = t->bias_offset, .input_col = t->input_col,
+                      .src_start = t->src_start, .src_layer = t->src_layer,
+                      .w_offset = t->w_offset, .accumulate = t->accumulate,
+                      .n_params = offset, .n_dense = offset}; /* no weight sharing */
 }
 
 static double uniform(uint64_t *state)
@@ -81,11 +87,49 @@ static double uniform(uint64_t *state)
     return (double)(*state >> 11) / 9007199254740992.0;
 }
 
+/* The shared net (bp_net's weight sharing) built on the dense DAG
+ *   x(4) -> h1(5) -> h2(5) -> y(3), and h1 -> y (a skip):
+ * h1's and h2's biases are one vector, and row 0 of the block y <- h1 is absent while its rows 1
+ * and 2 are the parameters of rows 1 and 2 of y <- h2. Dense slots: w(h1<-x) 0..19, w(h2<-h1)
+ * 20..44, w(y<-h2) 45..59, w(y<-h1) 60..74, biases h1 75..79, h2 80..84, y 85..87. */
+static const int64_t SHARED_RUNS[] = {0, 0, 60, 65, 50, 10, 75, 60, 5, 80, 60, 5, 85, 65, 3};
+static const int64_t SHARED_CHUNK_START[] = {0, 5}, SHARED_CHUNK_RUNS[] = {0, 1, 2, 3, 4};
+
+static void share(topology *t)
+{
+    const int starts[] = {0, 0, 0, 1}, ends[] = {5, 5, 3, 3};
+    memcpy(t->row_start, starts, sizeof starts);
+    memcpy(t->row_end, ends, sizeof ends);
+    t->net.n_params = 68;
+    t->net.n_share_runs = 5;
+    t->net.share_runs = SHARED_RUNS;
+    t->net.share_chunk = 1024;
+    t->net.share_chunk_start = SHARED_CHUNK_START;
+    t->net.share_chunk_runs = SHARED_CHUNK_RUNS;
+    t->net.row_start = t->row_start;
+    t->net.row_end = t->row_end;
+}
+
+/* The dense arena of params p: each run copied into its slots, the rest 0. */
+static void expand(const bp_net *net, const double *p, double *dense)
+{
+    if (!net->share_runs) {
+        memcpy(dense, p, (size_t)net->n_dense * sizeof *dense);
+        return;
+    }
+    memset(dense, 0, (size_t)net->n_dense * sizeof *dense);
+    for (int64_t r = 0; r < net->n_share_runs; r++)
+        for (int64_t i = 0; i < net->share_runs[3 * r + 2]; i++)
+            dense[net->share_runs[3 * r] + i] = p[net->share_runs[3 * r + 1] + i];
+}
+
 /* E = 1/2 sum (y - t)^2 by plain loops over cases, layers and units. */
-static double plain_error(const topology *t, const double *p, const double *X, const double *T)
+static double plain_error(const topology *t, const double *params, const double *X,
+                          const double *T)
 {
     const bp_net *net = &t->net;
-    double y[MAX_LAYERS][64], error = 0;
+    double y[MAX_LAYERS][64], error = 0, p[1024];
+    expand(net, params, p);
     for (int r = 0; r < N_ROWS; r++) {
         for (int l = 0; l < net->n_layers; l++) {
             for (int o = 0; o < net->size[l]; o++) {
@@ -204,7 +248,7 @@ static void check_variant(const topology *t, const bp_kernels *k)
 
 int main(void)
 {
-    topology nets[3];
+    topology nets[4];
     const int sym_size[] = {6, 2, 1}, sym_act[] = {0, BP_LOGISTIC, BP_LOGISTIC};
     const int sym_bias[] = {0, 1, 1}, sym_src[][4] = {{-1}, {0, -1}, {1, -1}};
     build(&nets[0], "symmetry", 3, 1, sym_size, sym_act, sym_bias, sym_src);
@@ -215,13 +259,17 @@ int main(void)
     build(&nets[1], "dag", 5, 2, dag_size, dag_act, dag_bias, dag_src);
     const int wide_size[] = {20, 30, 5}, wide_src[][4] = {{-1}, {0, -1}, {1, -1}};
     build(&nets[2], "wide", 3, 1, wide_size, sym_act, sym_bias, wide_src);
+    const int shared_size[] = {4, 5, 5, 3}, shared_act[] = {0, BP_LOGISTIC, BP_LOGISTIC, BP_LOGISTIC};
+    const int shared_bias[] = {0, 1, 1, 1}, shared_src[][4] = {{-1}, {0, -1}, {1, -1}, {2, 1, -1}};
+    build(&nets[3], "shared", 4, 1, shared_size, shared_act, shared_bias, shared_src);
+    share(&nets[3]);
     const char *names[] = {"baseline", "avx2", "avx512"};
     bp_runtime_init();
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const bp_kernels *k = bp_kernels_named(names[i]);
         if (!k)
             continue; /* not built for, or not run by, this CPU */
-        for (int j = 0; j < 3; j++)
+        for (int j = 0; j < 4; j++)
             check_variant(&nets[j], k);
     }
     printf("%s: %d check(s) failed\n", failures ? "FAILED" : "passed", failures);
