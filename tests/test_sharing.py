@@ -318,3 +318,55 @@ def test_glorot_bounds_count_the_connections_a_unit_has():
     bound = np.sqrt(6 / (9 + 25))
     shared = net.params[:9]
     assert np.abs(shared).max() <= bound and np.abs(shared).max() > bound / 3
+
+
+def random_ties(rng, topo):
+    """Random ties on a random DAG: equal-shaped blocks tied whole, single blocks' connections
+    mapped at random onto a few parameters (some absent, some whole rows absent), equal-sized
+    biases tied; each with a random gradient rule."""
+    rules = ["sum", "mean", 0.5]
+    blocks = {}
+    for l in range(topo.n_inputs, topo.n_layers):
+        for e in range(topo.src_start[l], topo.src_start[l + 1]):
+            use = (topo.names[l], topo.names[topo.src_layer[e]])
+            blocks.setdefault(topo.weight_block(*use)[1], []).append(use)
+    ties = []
+    for shape, uses in blocks.items():
+        if len(uses) >= 2 and rng.random() < 0.7:
+            ties.append(Tie(weights=uses, gradient=rules[rng.integers(3)]))
+            continue
+        for use in uses:
+            if rng.random() < 0.5:
+                k = int(rng.integers(1, 7))
+                index = np.where(rng.random(shape) < 0.4, -1, rng.integers(0, k, size=shape))
+                if shape[0] > 1 and rng.random() < 0.5:
+                    index[int(rng.integers(shape[0]))] = -1  # a row of absent connections
+                index.flat[:k] = np.arange(k)  # every shared parameter used
+                ties.append(Tie(weights=[use], index=index, gradient=rules[rng.integers(3)]))
+    sizes = {}
+    for l, layer in enumerate(topo.layers, start=topo.n_inputs):
+        if layer.bias:
+            sizes.setdefault(int(topo.size[l]), []).append(layer.name)
+    for names in sizes.values():
+        if len(names) >= 2 and rng.random() < 0.7:
+            ties.append(Tie(biases=names, gradient=rules[rng.integers(3)]))
+    return ties
+
+
+@pytest.mark.parametrize("case", range(25))
+def test_random_ties_on_random_dags_match_the_reference(case, dtype, isa):
+    from conftest import random_dag
+    rng = np.random.default_rng(1000 + case)
+    plain = random_dag(rng, dtype=dtype, seed=case, activations=["logistic", "tanh", "identity"])
+    ties = random_ties(rng, plain.topology)
+    if not ties:
+        ties = [Tie(weights=[(plain.topology.layers[0].name, plain.topology.layers[0].sources[0])],
+                    index=np.zeros(plain.topology.weight_block(
+                        plain.topology.layers[0].name, plain.topology.layers[0].sources[0])[1],
+                        dtype=np.int64))]
+    net = bpfast.Network(inputs={n: int(plain.topology.size[i])
+                                 for i, n in enumerate(plain.topology.input_names)},
+                         layers=plain.topology.layers, ties=ties, seed=case, dtype=dtype,
+                         init_range=0.5)
+    X, T = data(rng, net, 23)
+    check_gradient_and_threads(net, X, T, lr=1e-2, batch_size=23)
