@@ -145,6 +145,11 @@ def test_bad_recurrent_nets_are_refused_clearly(kwargs, message):
         RecurrentNetwork(**args)
 
 
+def test_an_unrolled_net_too_large_for_memory_is_refused_before_it_is_built():
+    with pytest.raises(MemoryError, match="unrolled net of 10000 steps"):
+        RecurrentNetwork(5, 500, 50, 10_000)
+
+
 def test_the_recurrent_presets_are_listed_and_the_sequence_data_follow_the_rule():
     for name in ("tc", "sequences", "shift-register"):
         assert name in EXPERIMENTS

@@ -277,6 +277,7 @@ def test_population_members_with_ties_train_as_networks_alone():
     (dict(weights=[("h2", "h1"), ("y", "nobias")]), "one shape"),
     (dict(weights=[("h2", "h1")], index=np.zeros((3, 3), dtype=np.int64)), "shape"),
     (dict(weights=[("h2", "h1")], index=np.full((4, 4), 2)), "never uses"),
+    (dict(weights=[("h2", "h1")], index=np.full((4, 4), 10**15)), "only 16 connections"),
     (dict(weights=[("h2", "h1")], index=np.full((4, 4), -2)), "-1"),
     (dict(weights=[("h2", "h1")], index=np.full((4, 4), 0.5)), "integers"),
     (dict(weights=[("h2", "h1")], index=np.full((4, 4), -1)), "at least one"),

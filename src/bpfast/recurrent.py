@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_bool, check_int
+from ._validation import check_bool, check_fits, check_int
 from .network import FitResult, Network
 from .topology import Layer, Tie, Topology
 from .units import ACTIVATIONS
@@ -68,6 +68,9 @@ def unrolled_topology(n_inputs: int, n_hidden: int, n_outputs: int, n_steps: int
     s = _spec(n_inputs, n_hidden, n_outputs, n_steps, output_feedback, activation,
               output_activation, bias, gradient)
     T, H, O, feedback = s["n_steps"], s["n_hidden"], s["n_outputs"], s["output_feedback"]
+    # The output layer holds every step's outputs, fed by every step's hidden units through a
+    # block of T * O x H connections (step t's rows present): T**2 O H of them, with their maps.
+    check_fits(24 * T * T * O * H, f"the unrolled net of {T} steps")
     inputs = {f"x{t}": s["n_inputs"] for t in range(1, T + 1)}
     layers = []
     for t in range(1, T + 1):
@@ -115,7 +118,10 @@ class RecurrentNetwork(Network):
     n_inputs, n_hidden, n_outputs : int
         Units of each kind.
     n_steps : int
-        T, the time steps every sequence runs for (at least 2).
+        T, the time steps every sequence runs for (at least 2). The unrolled net's output layer
+        holds all T steps' outputs, so its connections (most of them absent, and skipped by the
+        core) grow as T**2: long sequences of many units raise MemoryError when they would not
+        fit.
     output_feedback : bool, default False
         Whether the outputs of step t also feed the hidden units at step t + 1 (weights W_fb).
     activation, output_activation : str, default "logistic"

@@ -377,7 +377,13 @@ class Topology:
                     raise ValueError(f"the blocks of a Tie without an index must have one shape, "
                                      f"got {sorted(shapes)} for {list(tie.weights or tie.biases)}")
             else:
-                used = np.zeros(max(int(m.max()) for m in tie.index) + 1, dtype=bool)
+                n_shared = max(int(m.max()) for m in tie.index) + 1
+                n_slots = sum(int(m.size) for m in tie.index)
+                if n_shared > n_slots:  # before sizing anything by a hostile index
+                    raise ValueError(f"a Tie's index names shared parameter {n_shared - 1} but "
+                                     f"its blocks have only {n_slots} connections: every shared "
+                                     f"parameter must be used")
+                used = np.zeros(n_shared, dtype=bool)
                 for m in tie.index:
                     used[m[m >= 0]] = True
                 if not used.all():
