@@ -246,7 +246,7 @@ def main(argv=None):
             started = time.perf_counter()
             tool.run(n)
             times[tool.name].append((time.perf_counter() - started) / n * 1e6)
-    print(f"### W7: sequence completion 5-30-3, T = 6, 20 sequences, full batch, 1 thread\n")
+    print("### W7: sequence completion 5-30-3, T = 6, 20 sequences, full batch, 1 thread\n")
     print(f"{cpu_name()}; µs per sweep, medians of {repeats} interleaved runs (min-max); float32, "
           "the reference float64\n")
     medians = {name: statistics.median(v) for name, v in times.items()}
