@@ -25,6 +25,7 @@ issue 11 (>= 20x the NumPy reference, >= 50x PyTorch, 1 thread) are checked per 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -33,6 +34,9 @@ import numpy as np
 
 import bpfast
 from bpfast import _core, reference
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run from anywhere
+from compare import cpu_name
 
 LR, MOMENTUM, SHAPE = 0.005, 0.9, (5, 30, 3, 6)
 VERIFY_SWEEPS = 30
@@ -71,6 +75,14 @@ class Bpfast:
         return self.net.matrices()
 
 
+def logistic_in_place(a):
+    """1 / (1 + exp(-a)), in a's own buffer."""
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    a += 1
+    return np.reciprocal(a, out=a)
+
+
 class LoopOverSteps:
     """BPTT as a loop over steps in NumPy (the reference in float64, "numpy" in float32)."""
 
@@ -106,18 +118,10 @@ class LoopOverSteps:
             a = X[:, t] @ W["input"].T
             a += hs[-1] @ W["recurrent"].T
             a += W["hidden_bias"]
-            np.negative(a, out=a)
-            np.exp(a, out=a)
-            a += 1
-            np.reciprocal(a, out=a)
-            hs.append(a)
+            hs.append(logistic_in_place(a))
             o = a @ W["output"].T
             o += W["output_bias"]
-            np.negative(o, out=o)
-            np.exp(o, out=o)
-            o += 1
-            np.reciprocal(o, out=o)
-            ys.append(o)
+            ys.append(logistic_in_place(o))
         grads = {k: np.zeros_like(v) for k, v in W.items()}
         dh_next = np.zeros_like(hs[0])
         for t in range(steps, 0, -1):
@@ -194,18 +198,6 @@ def verify(tool, X, T, expected):
         if not np.allclose(got[k], want, rtol=1e-3, atol=1e-3 * scale):
             return f"{k} differs from the reference by {np.max(np.abs(got[k] - want)):.3g}"
     return None
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):
