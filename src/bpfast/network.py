@@ -240,8 +240,7 @@ class Network:
         size = int(np.prod(shape))
         if not self.topology.shared:
             return self._params[offset: offset + size].reshape(shape)
-        slots = self.topology.dense_param[offset: offset + size]
-        block = np.where(slots >= 0, self._params[np.maximum(slots, 0)], 0).astype(self.dtype)
+        block = self.topology.dense(self._params, self.dtype)[offset: offset + size]
         block = block.reshape(shape)
         block.flags.writeable = False
         return block

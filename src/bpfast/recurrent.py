@@ -165,7 +165,7 @@ class RecurrentNetwork(Network):
         params = self._params if params is None else np.asarray(params)
         if params.shape != (topo.n_params,):
             raise ValueError(f"params must have shape ({topo.n_params},), got {params.shape}")
-        dense = np.where(topo.dense_param >= 0, params[np.maximum(topo.dense_param, 0)], 0)
+        dense = topo.dense(params, params.dtype)
 
         def block(layer, source, rows=None):
             offset, shape = topo.weight_block(layer, source)

@@ -496,13 +496,14 @@ class Topology:
         self.row_start = np.array(row_start, dtype=np.int32)
         self.row_end = np.array(row_end, dtype=np.int32)
 
-    def dense(self, params) -> np.ndarray:
-        """The dense arena of `params`: what every block of the layers sees (float64 for the
-        reference; `params` itself, as float64, when nothing is shared)."""
-        params = np.asarray(params, dtype=np.float64)
+    def dense(self, params, dtype=np.float64) -> np.ndarray:
+        """The dense arena of `params` in `dtype`: what every block of the layers sees (absent
+        connections 0; `params` itself, as `dtype`, when nothing is shared)."""
+        params = np.asarray(params, dtype=dtype)
         if not self.shared:
             return params
-        return np.where(self.dense_param >= 0, params[np.maximum(self.dense_param, 0)], 0.0)
+        return np.where(self.dense_param >= 0, params[np.maximum(self.dense_param, 0)],
+                        params.dtype.type(0))
 
     def gather(self, dense_grad) -> np.ndarray:
         """The parameters' gradient from the dense arena's: each parameter's slots summed (in
