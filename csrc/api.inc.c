@@ -107,6 +107,11 @@ static void API(unit_function)(REAL *x, int64_t n, int function)
 
 static int API(small_net)(const bp_net *net) { return FNS(small_net_fits)(net); }
 
+static int API(population_lanes)(const bp_net *net, int64_t n_samples, int weighted)
+{
+    return FNS(population_lanes_fit)(net, n_samples, weighted);
+}
+
 static int API(population_train)(const bp_net *net, const int64_t *order, int64_t n_order,
                                  REAL *params, REAL *velocity, REAL *back, const REAL *X,
                                  int64_t x_stride, const REAL *T, int64_t t_stride,

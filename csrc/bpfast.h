@@ -189,9 +189,12 @@ BP_DECLARE(double, f64)
  *   unit_function:    activation `function` (softmax excepted), or ln if it is BP_N_ACTIVATIONS,
  *                     vectorised, in place (for tests of its accuracy)
  *   small_net:        whether cfg->small_nets would send this net through the whole-net loop
+ *   population_lanes: whether a population of this net, on n_samples cases (with case weights
+ *                     if weighted), trains in the lanes (population_train)
  *   population_train: full-batch sweeps of members order[0 .. n_order) of a population of nets
- *                     of this topology (one that small_net accepts), VW at a time in the vector
- *                     lanes (population.inc.c), each exactly as `train` would take it alone (so
+ *                     of this topology (one that population_lanes accepts), VW at a time in the
+ *                     vector lanes (population.inc.c), each exactly as `train` would take it
+ *                     alone (so
  *                     the caller may regroup them freely between calls). Member m's params and
  *                     velocity are rows m of params and velocity (n_members, n_params); back
  *                     (n_members, 2 n_params) keeps each member's params and velocity at the start
@@ -224,6 +227,7 @@ BP_DECLARE(double, f64)
                              int *all_within);                                                  \
     void (*unit_function_##SFX)(REAL *x, int64_t n, int function);                              \
     int (*small_net_##SFX)(const bp_net *net);                                                  \
+    int (*population_lanes_##SFX)(const bp_net *net, int64_t n_samples, int weighted);          \
     int (*population_train_##SFX)(const bp_net *net, const int64_t *order, int64_t n_order,     \
                                   REAL *params, REAL *velocity, REAL *back, const REAL *X,      \
                                   int64_t x_stride,                                             \

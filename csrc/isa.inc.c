@@ -5,6 +5,9 @@
  *   TILE_ROWS, TILE_VECTORS   the broadcast tile: rows x vectors of accumulators
  *   DOT_ROWS, DOT_COLS        the dot tile: rows x columns of accumulators
  *   VFMA_F32, VFMA_F64        fused a * b + c on vectors where the ISA has it, else a * b + c
+ *   VMIN_*, VMAX_*            one instruction each: VMIN(a, b) = a < b ? a : b, VMAX(a, b) =
+ *                             a > b ? a : b, either NaN where b is NaN (a is never NaN here)
+ *   VFLOOR_F32, VFLOOR_F64    floor, one instruction, where the ISA has one (else undefined)
  * The build sets -ffp-contract=off: the compiler never fuses on its own, so every copy of a kernel
  * (serial, OpenMP, any inlining) rounds the same way, and the fused ones are written out. */
 #ifdef _OPENMP
@@ -43,6 +46,11 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define ITYPE int32_t
 #define VW (VBYTES / 4)
 #define VFMA VFMA_F32
+#define VMIN VMIN_F32
+#define VMAX VMAX_F32
+#ifdef VFLOOR_F32
+#define VFLOOR VFLOOR_F32
+#endif
 #define BP_DOUBLE 0
 #define SQRT sqrtf
 #define FABS fabsf
@@ -56,6 +64,9 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #undef ITYPE
 #undef VW
 #undef VFMA
+#undef VMIN
+#undef VMAX
+#undef VFLOOR
 #undef BP_DOUBLE
 #undef SQRT
 #undef FABS
@@ -69,6 +80,11 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define ITYPE int64_t
 #define VW (VBYTES / 8)
 #define VFMA VFMA_F64
+#define VMIN VMIN_F64
+#define VMAX VMAX_F64
+#ifdef VFLOOR_F64
+#define VFLOOR VFLOOR_F64
+#endif
 #define BP_DOUBLE 1
 #define SQRT sqrt
 #define FABS fabs
@@ -79,10 +95,10 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
         #ISA_ID,                                                                                 \
         forward_f32_##ISA_ID, loss_gradient_f32_##ISA_ID, update_f32_##ISA_ID,          \
         train_f32_##ISA_ID, evaluate_f32_##ISA_ID, unit_function_f32_##ISA_ID, small_net_f32_##ISA_ID, \
-        population_train_f32_##ISA_ID,                                                           \
+        population_lanes_f32_##ISA_ID, population_train_f32_##ISA_ID,                           \
         forward_f64_##ISA_ID, loss_gradient_f64_##ISA_ID, update_f64_##ISA_ID,          \
         train_f64_##ISA_ID, evaluate_f64_##ISA_ID, unit_function_f64_##ISA_ID, small_net_f64_##ISA_ID, \
-        population_train_f64_##ISA_ID,                                                           \
+        population_lanes_f64_##ISA_ID, population_train_f64_##ISA_ID,                           \
     };
 #define KERNEL_TABLE_OF(ISA_ID) KERNEL_TABLE(ISA_ID)
 KERNEL_TABLE_OF(ISA)

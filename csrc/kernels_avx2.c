@@ -20,6 +20,12 @@
 #define DOT_COLS 4
 #define VFMA_F32(a, b, c) ((vf32)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #define VFMA_F64(a, b, c) ((vf64)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
+#define VMIN_F32(a, b) ((vf32)_mm256_min_ps((__m256)(a), (__m256)(b)))
+#define VMIN_F64(a, b) ((vf64)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
+#define VMAX_F32(a, b) ((vf32)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define VMAX_F64(a, b) ((vf64)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+#define VFLOOR_F32(a) ((vf32)_mm256_round_ps((__m256)(a), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC))
+#define VFLOOR_F64(a) ((vf64)_mm256_round_pd((__m256d)(a), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC))
 #include "isa.inc.c"
 
 #if defined(__clang__)

@@ -38,16 +38,18 @@ static ALWAYS_INLINE void FN(vexp_block)(VREAL *v, const int k)
 #endif
     VREAL x[BP_BLOCK], fn[BP_BLOCK], p[BP_BLOCK];
     VINT n[BP_BLOCK];
-    EACH(i, k) {
-        x[i] = FN(vselect)(v[i] > hi, FN(vsplat)(hi), v[i]);
-        x[i] = FN(vselect)(x[i] < lo, FN(vsplat)(lo), x[i]);
-    }
+    EACH(i, k) x[i] = VMAX(FN(vsplat)(lo), VMIN(FN(vsplat)(hi), v[i])); /* (NaN stays NaN) */
     EACH(i, k) {
         const VREAL t = x[i] * (REAL)1.44269504088896341 + (REAL)0.5;
+#ifdef VFLOOR
+        fn[i] = VFLOOR(t);
+        n[i] = __builtin_convertvector(fn[i], VINT); /* exact: |t| < 2^10 */
+#else
         n[i] = __builtin_convertvector(t, VINT);  /* truncates toward zero ... */
         const VINT above = __builtin_convertvector(n[i], VREAL) > t;
         n[i] += above;                            /* ... so step down where that rounded up */
         fn[i] = __builtin_convertvector(n[i], VREAL); /* (comparisons give -1 for true) */
+#endif
     }
     EACH(i, k) x[i] = x[i] - fn[i] * ln2_hi - fn[i] * ln2_lo; /* r */
     EACH(i, k) p[i] = FN(vsplat)(coef[0]);

@@ -154,16 +154,71 @@ def test_whole_members_match_network_fit_bit_for_bit(options, dtype, isa):
         assert_member_is_network(pop, i, net, result, fitted)
 
 
+MID_SIZED_NETS = {
+    # wide sources (at least 16 units): their weight gradients are single sums over the cases
+    "wide": dict(sizes=[20, 16, 3]),
+    # the family-trees net: two input groups, one wide, narrow codes; ReLU and tanh units
+    "family": dict(inputs={"person": 24, "relation": 12},
+                   layers=[Layer("person_code", 6, ["person"], activation="relu"),
+                           Layer("relation_code", 6, ["relation"]),
+                           Layer("central", 12, ["person_code", "relation_code"],
+                                 activation="tanh"),
+                           Layer("output", 24, ["central", "person_code"])]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MID_SIZED_NETS))
+def test_mid_sized_nets_train_in_the_lanes_bit_for_bit(kind, dtype, isa):
+    """Nets beyond the whole-net loop but within the lanes' limits (up to 1,024 parameters),
+    with wide sources, whose weight gradients Network.fit sums case after case (broadcast tiles),
+    and narrow ones, summed lane by lane: each member ends where Network.fit takes it."""
+    spec = dict(MID_SIZED_NETS[kind])
+    sizes = spec.pop("sizes", None)
+    rng = np.random.default_rng(2)
+    n_in = 20 if sizes else 36
+    X, T = rng.uniform(size=(43, n_in)), rng.uniform(size=(43, 3 if sizes else 24))
+    weights = rng.integers(0, 3, size=(5, 43)).astype(float)  # 0: held out of that member
+    seeds = [4, 8, 15, 16, 23]
+    pop = bpfast.Population(sizes, seeds=seeds, dtype=dtype, init_range=0.5, **spec)
+    assert bpfast._core.population_lanes(pop.topology, dtype, 43, True)
+    result = pop.fit(X, T, lr=[0.05, 0.1, 0.02, 0.05, 0.08], n_sweeps=40, sample_weight=weights,
+                     weight_decay=1e-4, record_errors=True, n_threads=2)
+    assert result.engine == "lanes"
+    for i, seed in enumerate(seeds):
+        net = bpfast.Network(sizes, seed=seed, dtype=dtype, init_range=0.5, **spec)
+        fitted = net.fit(X, T, lr=[0.05, 0.1, 0.02, 0.05, 0.08][i], n_sweeps=40,
+                         sample_weight=weights[i], weight_decay=1e-4)
+        assert_member_is_network(pop, i, net, result, fitted)
+
+
 def test_larger_nets_take_whole_members(dtype):
     rng = np.random.default_rng(2)
-    X, T = rng.normal(size=(40, 20)), rng.uniform(size=(40, 3))
-    pop = bpfast.Population([20, 16, 3], seeds=[4, 8, 15], dtype=dtype)
+    X, T = rng.normal(size=(40, 40)), rng.uniform(size=(40, 3))
+    pop = bpfast.Population([40, 24, 3], seeds=[4, 8, 15], dtype=dtype)  # 1,059 parameters
+    assert not bpfast._core.population_lanes(pop.topology, dtype, 40, False)
     result = pop.fit(X, T, lr=0.05, n_sweeps=30, n_threads=2)
     assert result.engine == "members"
     for i, seed in enumerate([4, 8, 15]):
-        net = bpfast.Network([20, 16, 3], seed=seed, dtype=dtype)
+        net = bpfast.Network([40, 24, 3], seed=seed, dtype=dtype)
         fitted = net.fit(X, T, lr=0.05, n_sweeps=30)
         assert_member_is_network(pop, i, net, result, fitted)
+
+
+def test_the_lanes_limits():
+    """Ties, softmax outputs and nets past 1,024 parameters or 2 MiB of buffers per group of
+    members take whole members."""
+    lanes = bpfast._core.population_lanes
+    assert lanes(bpfast.Network([20, 16, 3]).topology, "float32", 100, False)
+    assert not lanes(bpfast.Network([20, 16, 3], output_activation="softmax").topology,
+                     "float32", 100, False)
+    assert not lanes(bpfast.Network([40, 24, 3]).topology, "float32", 100, False)
+    tied = bpfast.Network(inputs={"x": 4},
+                          layers=[Layer("h1", 4, ["x"]), Layer("h2", 4, ["h1"]),
+                                  Layer("out", 1, ["h2"])],
+                          ties=[bpfast.Tie(weights=[("h1", "x"), ("h2", "h1")])])
+    assert not lanes(tied.topology, "float32", 100, False)
+    # the cases as vectors over the members: too many of them for a core's caches
+    assert not lanes(bpfast.Network([20, 16, 3]).topology, "float64", 100_000, False)
 
 
 @pytest.mark.parametrize("batch_size", [None, 16])

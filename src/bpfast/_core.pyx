@@ -134,8 +134,10 @@ cdef extern from "bpfast.h" nogil:
                                int *all_within) noexcept nogil
         void (*unit_function_f32)(float *x, int64_t n, int function) noexcept nogil
         int (*small_net_f32)(const bp_net *net) noexcept nogil
+        int (*population_lanes_f32)(const bp_net *net, int64_t n_samples, int weighted) noexcept nogil
         void (*unit_function_f64)(double *x, int64_t n, int function) noexcept nogil
         int (*small_net_f64)(const bp_net *net) noexcept nogil
+        int (*population_lanes_f64)(const bp_net *net, int64_t n_samples, int weighted) noexcept nogil
         int (*population_train_f32)(const bp_net *net, const int64_t *order, int64_t n_order,
                                     float *params, float *velocity, float *back, const float *X,
                                     int64_t x_stride, const float *T, int64_t t_stride,
@@ -962,7 +964,8 @@ def population_train(topology, params, velocity, back, X, T, *, n_samples, share
                      errors=None, final_error=None, within=None, loss="sse",
                      dead_zone=(0.2, 0.8), reduction="sum", weighted=False, n_threads=1,
                      order=None):
-    """Full-batch sweeps of a population of small nets, members in the vector lanes
+    """Full-batch sweeps of a population of nets that population_lanes() accepts, members in the
+    vector lanes
     (csrc/population.inc.c; bp_kernels.population_train says what each array is): the members
     `order` (int64 indices; None: all), grouped in that order. params and
     velocity are (n_members, n_params), back (n_members, 2 n_params); X and T one member's
@@ -1001,10 +1004,9 @@ def _population_train(topology, floating[:, ::1] params, floating[:, ::1] veloci
     cdef double *final_ptr = NULL
     cdef int *within_ptr = NULL
     cdef int64_t errors_ld = 0
-    if topology.shared or not (kernels.small_net_f32(net) if floating is float
-                               else kernels.small_net_f64(net)):
-        raise ValueError("population_train takes the small nets of small_net() only, without "
-                         "ties")
+    if not (kernels.population_lanes_f32(net, n_samples, weighted) if floating is float
+            else kernels.population_lanes_f64(net, n_samples, weighted)):
+        raise ValueError("population_train takes the nets population_lanes() accepts only")
     if (n_members == 0 or params.shape[1] != n_params or velocity.shape[0] != n_members or
             velocity.shape[1] != n_params or back.shape[0] != n_members or
             back.shape[1] != 2 * n_params):
@@ -1122,6 +1124,15 @@ def unit_function(x, name):
         out64 = out.reshape(-1)
         KERNELS.unit_function_f64(&out64[0], out64.shape[0], function)
     return out
+
+
+def population_lanes(topology, dtype, n_samples, weighted):
+    """Whether a population of `topology` in `dtype`, trained full batch on n_samples cases (with
+    case weights if `weighted`), trains with its members in the vector lanes (population_train)."""
+    cdef CompiledTopology compiled = _compiled(topology)
+    if np.dtype(dtype) == np.float32:
+        return bool(KERNELS.population_lanes_f32(&compiled.net, n_samples, weighted))
+    return bool(KERNELS.population_lanes_f64(&compiled.net, n_samples, weighted))
 
 
 def small_net(topology, dtype):

@@ -8,11 +8,11 @@ or the threads.
 
 How it runs (the library chooses, not the user):
 
-* **members in lanes**: full-batch training of the small nets that take the whole-net loop (the
-  paper's symmetry, XOR, encoder and parity nets, up to 256 parameters): a vector register holds
-  one value of as many members as it has lanes, so a tiny net's few units still fill the vector
-  unit, and there is no per-sweep overhead at all (csrc/population.inc.c). Threads take groups of
-  members.
+* **members in lanes**: full-batch training with the momentum rule of nets up to 1,024
+  parameters without ties or softmax outputs (the paper's symmetry, XOR, encoder, parity and
+  family-trees nets): a vector register holds one value of as many members as it has lanes, so a
+  tiny net's few units still fill the vector unit, and there is no per-sweep overhead at all
+  (csrc/population.inc.c). Threads take groups of members.
 * **whole members per thread**: everything else (larger nets, mini-batches, Adam, dropout,
   clipping, softmax outputs): each thread trains whole members, one after another, with the same
   compiled training loop as Network.fit on one thread.
@@ -468,8 +468,8 @@ class Population:
             raise ValueError(f"members {bad[:10].tolist()} have NaN or infinite params or "
                              f"velocity (written through pop.params?); set finite values")
         lanes = (batch_size == n and optimizer == "momentum" and clip_norm is None and
-                 dropout == 0 and _core.SMALL_NETS and not self.topology.shared
-                 and _core.small_net(self.topology, self.dtype))
+                 dropout == 0 and _core.population_lanes(self.topology, self.dtype, n,
+                                                         weights is not None))
         totals = np.array([sum(p[0] for p in member) for member in phases], dtype=np.int64)
         if record_errors:
             check_fits(int(n_members * max(int(totals.max()), 1) * 8),
