@@ -24,12 +24,17 @@
 /* Vectors of cases a block takes (POP_BLOCK spans of VW cases): the work of setting up each unit
    and each of its sources is shared by this many spans. */
 #define POP_BLOCK 4
-/* The nets that train in the lanes (population_lanes_fit): up to this many parameters, and a
-   group's buffers (population_group_vectors) up to this many bytes, for one core's caches.
-   Measured on Zen 3 (AVX2), 256 family-trees nets (612 parameters, 104 cases, 1,500 sweeps): 5.4-
-   6.1 s on one thread in the lanes against 6.8-7.2 s as whole members (and 6.1-6.7 s as a loop of
-   Network.fit), 3.0 s against 4.0-4.1 s on two. */
+/* The nets that train in the lanes (population_lanes_fit): up to this many parameters and units
+   per layer, and a group's buffers (population_group_vectors) up to this many bytes, for one
+   core's caches. Measured on Zen 3 (AVX2), 256 family-trees nets (612 parameters, 104 cases,
+   1,500 sweeps): 5.4-6.1 s on one thread in the lanes against 6.8-7.2 s as whole members (and
+   6.1-6.7 s as a loop of Network.fit), 3.0 s against 4.0-4.1 s on two; 64 nets of 200 sweeps,
+   lanes against whole members on one thread: 20-16-3 on 400 cases 216 against 367 ms, 30-30-3 on
+   200 cases 317 against 358 ms, but 64-12-4 on 100 cases 174 against 131 ms (a single net's
+   products of a 64-wide layer fill the register tiles; the baseline variant still gained there,
+   234 against 296 ms). */
 #define POP_MAX_PARAMS 1024
+#define POP_MAX_WIDTH 32
 #define POP_MAX_GROUP_BYTES ((size_t)2 << 20)
 /* Weights of a wide source whose sums over the cases run side by side (independent chains). */
 #define WIDE_CHAINS 4
@@ -51,12 +56,15 @@ static inline size_t FN(population_group_vectors)(const bp_net *net, const bp_tr
 
 /* Whether a population of `net` on n_samples cases (with case weights if `weighted`) trains in the
    lanes: no ties (their gradients are gathered from the slots: whole members), every unit a
-   function of its own total input (no softmax), and its size within the limits above. */
+   function of its own total input (no softmax), and its sizes within the limits above. */
 static inline int FN(population_lanes_fit)(const bp_net *net, int64_t n_samples, int weighted)
 {
     if (net->share_runs || net->n_layers > SMALL_MAX_LAYERS || net->n_params > POP_MAX_PARAMS ||
         net->activation[net->n_layers - 1] == BP_SOFTMAX)
         return 0;
+    for (int l = 0; l < net->n_layers; l++)
+        if (net->size[l] > POP_MAX_WIDTH)
+            return 0;
     bp_train_config cfg = {0};
     cfg.n_samples = n_samples;
     cfg.weighted = weighted;

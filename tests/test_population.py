@@ -205,13 +205,14 @@ def test_larger_nets_take_whole_members(dtype):
 
 
 def test_the_lanes_limits():
-    """Ties, softmax outputs and nets past 1,024 parameters or 2 MiB of buffers per group of
-    members take whole members."""
+    """Ties, softmax outputs and nets past 1,024 parameters, 32 units in a layer or 2 MiB of
+    buffers per group of members take whole members."""
     lanes = bpfast._core.population_lanes
     assert lanes(bpfast.Network([20, 16, 3]).topology, "float32", 100, False)
     assert not lanes(bpfast.Network([20, 16, 3], output_activation="softmax").topology,
                      "float32", 100, False)
     assert not lanes(bpfast.Network([40, 24, 3]).topology, "float32", 100, False)
+    assert not lanes(bpfast.Network([64, 12, 4]).topology, "float32", 100, False)
     tied = bpfast.Network(inputs={"x": 4},
                           layers=[Layer("h1", 4, ["x"]), Layer("h2", 4, ["h1"]),
                                   Layer("out", 1, ["h2"])],
