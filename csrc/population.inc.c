@@ -8,7 +8,8 @@
  * can: every multiply-add is then a full vector's, whatever the net's number of cases. A call
  * first lays out every case's inputs and targets as vectors over the group's members (broadcast
  * where all share them, gathered where each has its own); a pass then goes over blocks of
- * POP_BLOCK spans of VW cases, unit by unit, VW cases side by side for independent work.
+ * POP_BLOCK spans of POP_SPAN cases, unit by unit, a span's cases side by side for independent
+ * work.
  *
  * For each member the operations are those of Network.fit's full-batch sweep on that member
  * alone, in the same order (kernels.inc.c, and small_nets.inc.c, which matches it): the forward
@@ -21,8 +22,12 @@
  * compare the two.
  */
 
-/* Vectors of cases a block takes (POP_BLOCK spans of VW cases): the work of setting up each unit
-   and each of its sources is shared by this many spans. */
+/* Cases a span takes side by side (each a vector over the members), for independent work: VW, and
+   at least 8 (a 4-lane variant's spans of 4 left its few multiply-adds per unit and source
+   waiting on their set-up); a multiple of VW. */
+#define POP_SPAN (VW >= 8 ? VW : 8)
+/* Spans a block takes (POP_BLOCK spans of POP_SPAN cases): the work of setting up each unit and
+   each of its sources is shared by this many spans. */
 #define POP_BLOCK 4
 /* The nets that train in the lanes (population_lanes_fit): up to this many parameters and units
    per layer, and a group's buffers (population_group_vectors) up to this many bytes, for one
@@ -50,7 +55,8 @@ static inline size_t FN(population_group_vectors)(const bp_net *net, const bp_tr
     for (int l = 0; l < net->n_layers; l++)
         units += net->size[l];
     const int64_t n_out = net->size[net->n_layers - 1];
-    return (size_t)(4 * net->n_params + VW * (net->n_params + n_out + 2 * units * POP_BLOCK) +
+    return (size_t)(4 * net->n_params + VW * (net->n_params + n_out) +
+                    2 * units * POP_BLOCK * POP_SPAN +
                     cfg->n_samples * (net->n_input_cols + n_out + cfg->weighted));
 }
 
@@ -100,10 +106,11 @@ static inline int64_t FN(number_units)(const bp_net *net, int64_t *first_unit)
     return units;
 }
 
-/* Cases r0 .. r0 + nb * span - 1 of a gradient pass (population_pass): nb spans of `span` <= VW
- * cases, nb <= POP_BLOCK (span < VW only for the last cases, nb = 1). Case r0 + s * VW + j goes
- * to accumulator j. Inlined with span = VW, so its loops over a span unroll and the sums being
- * built stay in registers, and once more for the last, shorter span. */
+/* Cases r0 .. r0 + nb * span - 1 of a gradient pass (population_pass): nb spans of `span` <=
+ * POP_SPAN cases, nb <= POP_BLOCK (span < POP_SPAN only for the last cases, nb = 1). Case
+ * r0 + s * POP_SPAN + j goes to accumulator j % VW. Inlined with span = POP_SPAN, so its loops
+ * over a span unroll and the sums being built stay in registers, and once more for the last,
+ * shorter span. */
 static ALWAYS_INLINE void FN(population_block)(
     const bp_net *net, const int64_t *first_unit, const VREAL *w, VREAL *acc, VREAL *act,
     VREAL *delta, VREAL *err, const VREAL *xv, const VREAL *tv, const bp_train_config *cfg,
@@ -115,29 +122,30 @@ static ALWAYS_INLINE void FN(population_block)(
     const int64_t n = cfg->n_samples;
     const int out_activation = net->activation[out];
     const VREAL zero = FN(vsplat)(0);
-/* unit u's values for the block's cases (span s at + s * VW), and its error signals */
-#define ACT(u) (act + (u) * POP_BLOCK * VW)
-#define DELTA(u) (delta + (u) * POP_BLOCK * VW)
+/* unit u's values for the block's cases (span s at + s * POP_SPAN), and its error signals */
+#define ACT(u) (act + (u) * POP_BLOCK * POP_SPAN)
+#define DELTA(u) (delta + (u) * POP_BLOCK * POP_SPAN)
 /* the block's values of the first unit of layer src, and the step to the next unit: an input's
    from xv (n apart), else ACT's */
 #define SOURCE(src) (src < net->n_inputs ? xv + net->input_col[src] * n + r0 : ACT(first_unit[src]))
-#define SOURCE_STEP(src) (src < net->n_inputs ? n : POP_BLOCK * VW)
+#define SOURCE_STEP(src) (src < net->n_inputs ? n : POP_BLOCK * POP_SPAN)
     for (int l = net->n_inputs; l < net->n_layers; l++)
         for (int64_t o = 0; o < net->size[l]; o++) {
             const VREAL start = net->bias_offset[l] >= 0 ? w[net->bias_offset[l] + o] : zero;
             VREAL *y_out = ACT(first_unit[l] + o);
             for (int64_t s = 0; s < nb; s++) {
-                VREAL y[VW] = {0}; /* (initialised: the short span's lanes are never read) */
+                VREAL y[POP_SPAN] = {0}; /* (initialised: a short span's are never read) */
                 EACH(j, span) y[j] = start;
                 for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
                     const int src = net->src_layer[e];
                     const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
-                    const VREAL *wo = w + net->w_offset[e] + o * n_in, *x = SOURCE(src) + s * VW;
+                    const VREAL *wo = w + net->w_offset[e] + o * n_in;
+                    const VREAL *x = SOURCE(src) + s * POP_SPAN;
                     for (int64_t c = 0; c < n_in; c++, x += step)
                         EACH(j, span) y[j] = VFMA(wo[c], x[j], y[j]);
                 }
-                EACH(j, span) y_out[s * VW + j] = y[j];
-                FN(vactivate_span)(y_out + s * VW, span, net->activation[l]);
+                EACH(j, span) y_out[s * POP_SPAN + j] = y[j];
+                FN(vactivate_span)(y_out + s * POP_SPAN, span, net->activation[l]);
             }
         }
     for (int64_t o = 0; o < n_out; o++) {
@@ -146,10 +154,10 @@ static ALWAYS_INLINE void FN(population_block)(
         const VREAL *t = tv + o * n + r0, *weight = tv + n_out * n + r0;
         for (int64_t s = 0; s < nb; s++)
             EACH(j, span)
-                d[s * VW + j] = FN(output_delta)(
-                    y[s * VW + j], t[s * VW + j], cfg->weighted ? weight[s * VW + j]
-                                                                 : FN(vsplat)(1),
-                    VW, cfg, out_activation, scale, tol, &err[o * VW + j], outside);
+                d[s * POP_SPAN + j] = FN(output_delta)(
+                    y[s * POP_SPAN + j], t[s * POP_SPAN + j],
+                    cfg->weighted ? weight[s * POP_SPAN + j] : FN(vsplat)(1),
+                    VW, cfg, out_activation, scale, tol, &err[o * VW + j % VW], outside);
     }
     if (!gradients)
         return;
@@ -161,8 +169,8 @@ static ALWAYS_INLINE void FN(population_block)(
                 const VREAL *y = ACT(first_unit[l] + o);
                 for (int64_t s = 0; s < nb; s++)
                     EACH(j, span)
-                        d[s * VW + j] = d[s * VW + j] *
-                                        FN(vderivative)(y[s * VW + j], net->activation[l]);
+                        d[s * POP_SPAN + j] = d[s * POP_SPAN + j] *
+                                        FN(vderivative)(y[s * POP_SPAN + j], net->activation[l]);
             }
             /* each sum over the block's spans in registers, in the order of the cases */
             for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
@@ -177,31 +185,34 @@ static ALWAYS_INLINE void FN(population_block)(
                         EACH(i, WIDE_CHAINS) a[i] = sum[(c + i) * VW];
                         for (int64_t s = 0; s < nb; s++)
                             EACH(j, span) EACH(i, WIDE_CHAINS)
-                                a[i] = VFMA(d[s * VW + j], x[(c + i) * step + s * VW + j], a[i]);
+                                a[i] = VFMA(d[s * POP_SPAN + j],
+                                            x[(c + i) * step + s * POP_SPAN + j], a[i]);
                         EACH(i, WIDE_CHAINS) sum[(c + i) * VW] = a[i];
                     }
                     for (; c < n_in; c++) {
                         VREAL a = sum[c * VW];
                         for (int64_t s = 0; s < nb; s++)
-                            EACH(j, span) a = VFMA(d[s * VW + j], x[c * step + s * VW + j], a);
+                            EACH(j, span)
+                                a = VFMA(d[s * POP_SPAN + j], x[c * step + s * POP_SPAN + j], a);
                         sum[c * VW] = a;
                     }
                     continue;
                 }
                 for (int64_t c = 0; c < n_in; c++, sum += VW, x += step) {
-                    VREAL a[VW] = {0};
-                    EACH(j, span) a[j] = sum[j];
+                    VREAL a[VW];
+                    EACH(k, VW) a[k] = sum[k];
                     for (int64_t s = 0; s < nb; s++)
-                        EACH(j, span) a[j] = VFMA(d[s * VW + j], x[s * VW + j], a[j]);
-                    EACH(j, span) sum[j] = a[j];
+                        EACH(j, span) a[j % VW] = VFMA(d[s * POP_SPAN + j], x[s * POP_SPAN + j],
+                                                       a[j % VW]);
+                    EACH(k, VW) sum[k] = a[k];
                 }
             }
             if (net->bias_offset[l] >= 0) {
-                VREAL *sum = acc + (net->bias_offset[l] + o) * VW, a[VW] = {0};
-                EACH(j, span) a[j] = sum[j];
+                VREAL *sum = acc + (net->bias_offset[l] + o) * VW, a[VW];
+                EACH(k, VW) a[k] = sum[k];
                 for (int64_t s = 0; s < nb; s++)
-                    EACH(j, span) a[j] += d[s * VW + j];
-                EACH(j, span) sum[j] = a[j];
+                    EACH(j, span) a[j % VW] += d[s * POP_SPAN + j];
+                EACH(k, VW) sum[k] = a[k];
             }
         }
         for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
@@ -213,13 +224,13 @@ static ALWAYS_INLINE void FN(population_block)(
             for (int64_t c = 0; c < n_in; c++) {
                 VREAL *d_src = DELTA(first_unit[src] + c);
                 for (int64_t s = 0; s < nb; s++) {
-                    VREAL sum[VW] = {0};
-                    EACH(j, span) sum[j] = net->accumulate[e] ? d_src[s * VW + j] : zero;
+                    VREAL sum[POP_SPAN] = {0};
+                    EACH(j, span) sum[j] = net->accumulate[e] ? d_src[s * POP_SPAN + j] : zero;
                     for (int64_t o = 0; o < size; o++) {
-                        const VREAL *d = DELTA(first_unit[l] + o) + s * VW;
+                        const VREAL *d = DELTA(first_unit[l] + o) + s * POP_SPAN;
                         EACH(j, span) sum[j] = VFMA(we[o * n_in + c], d[j], sum[j]);
                     }
-                    EACH(j, span) d_src[s * VW + j] = sum[j];
+                    EACH(j, span) d_src[s * POP_SPAN + j] = sum[j];
                 }
             }
         }
@@ -261,9 +272,10 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
         err[i] = zero;
     VINT lanes_outside = {0};
     int64_t r0 = 0;
-    for (int64_t nb; (nb = MIN(POP_BLOCK, (cfg->n_samples - r0) / VW)) > 0; r0 += nb * VW)
+    for (int64_t nb; (nb = MIN(POP_BLOCK, (cfg->n_samples - r0) / POP_SPAN)) > 0;
+         r0 += nb * POP_SPAN)
         FN(population_block)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
-                             gradients, &lanes_outside, r0, nb, VW);
+                             gradients, &lanes_outside, r0, nb, POP_SPAN);
     if (r0 < cfg->n_samples)
         FN(population_block)(net, first_unit, w, acc, act, delta, err, xv, tv, cfg, scale, tol,
                              gradients, &lanes_outside, r0, 1, (int)(cfg->n_samples - r0));
@@ -305,7 +317,8 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
     const int64_t units = FN(number_units)(net, first_unit);
     VREAL *w = scratch, *v = w + n_params, *back_w = v + n_params, *back_v = back_w + n_params;
     VREAL *acc = back_v + n_params, *err = acc + n_params * VW, *act = err + n_out * VW;
-    VREAL *delta = act + units * POP_BLOCK * VW, *xv = delta + units * POP_BLOCK * VW;
+    VREAL *delta = act + units * POP_BLOCK * POP_SPAN;
+    VREAL *xv = delta + units * POP_BLOCK * POP_SPAN;
     VREAL *tv = xv + cfg->n_samples * net->n_input_cols;
     const VREAL zero = FN(vsplat)(0);
     FN(member_vectors)(xv, X, x_stride, cfg->n_samples, net->n_input_cols, member, count);
