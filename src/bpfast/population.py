@@ -9,10 +9,10 @@ or the threads.
 How it runs (the library chooses, not the user):
 
 * **members in lanes**: full-batch training with the momentum rule of nets up to 1,024
-  parameters and 32 units a layer, without ties or softmax outputs (the paper's symmetry, XOR, encoder, parity and
-  family-trees nets): a vector register holds one value of as many members as it has lanes, so a
-  tiny net's few units still fill the vector unit, and there is no per-sweep overhead at all
-  (csrc/population.inc.c). Threads take groups of members.
+  parameters and 32 units a layer, without ties or softmax outputs (the paper's symmetry, XOR,
+  encoder, parity and family-trees nets): a vector register holds one value of as many members
+  as it has lanes, so a tiny net's few units still fill the vector unit, and there is no
+  per-sweep overhead at all (csrc/population.inc.c). Threads take groups of members.
 * **whole members per thread**: everything else (larger nets, mini-batches, Adam, dropout,
   clipping, softmax outputs): each thread trains whole members, one after another, with the same
   compiled training loop as Network.fit on one thread.
