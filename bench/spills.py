@@ -21,6 +21,7 @@ LOAD = re.compile(r"\b(vmovups|vmovaps|vbroadcastss|vbroadcastsd|movups|movaps|m
 
 
 def loops(lines):
+    """(function, first line, last line) of every backward jump's loop, in listing order."""
     labels = {}
     current = None
     for i, line in enumerate(lines):
@@ -32,16 +33,21 @@ def loops(lines):
             labels[m.group(1)] = i
         m = re.match(r"^\s+(j\w+|b\.?\w*|cbnz|cbz)\s+(?:\S+,\s*)*(\.L\w+)", line)
         if m and m.group(2) in labels and labels[m.group(2)] < i:
-            yield current, lines[labels[m.group(2)]:i + 1]
+            yield current, labels[m.group(2)], i
 
 
 def innermost(lines):
-    found = list(loops(lines))
-    spans = [(func, body) for func, body in found]
-    for func, body in spans:
-        if not any(other is not body and other[0] in body[1:-1] for _, other in spans
-                   if len(other) < len(body)):
-            yield func, body
+    """(function, body) of the tile and dot functions' loops that hold no shorter loop: compared
+    within each function only (a listing of every variant has tens of thousands of loops)."""
+    by_function = {}
+    for func, start, end in loops(lines):
+        if re.match(r"(tile|dots)_", func or ""):
+            by_function.setdefault(func, []).append((start, end))
+    for func, spans in by_function.items():
+        for start, end in spans:
+            if not any(start < other < end and other_end - other < end - start
+                       for other, other_end in spans):
+                yield func, lines[start:end + 1]
 
 
 def main(path):
@@ -49,8 +55,6 @@ def main(path):
         lines = listing.read().split("\n")
     best = {}
     for func, body in innermost(lines):
-        if not re.match(r"(tile|dots)_", func or ""):
-            continue
         if any(CONSTANT.search(l) for l in body):
             continue
         arith = sum(bool(ARITH.search(l)) for l in body)

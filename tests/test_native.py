@@ -28,15 +28,26 @@ def compile_all(jobs):
             assert done.returncode == 0, done.stderr
 
 
-def test_the_kernel_self_test_passes(tmp_path):
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Every C source compiled once with the release flags: {source: (object, assembly)}. The
+    assembly is the compiler's own (-save-temps), so the spill check reads the listing of the
+    very objects the self-test links."""
+    out = tmp_path_factory.mktemp("csrc")
     sources = ["bpfast.c", "workspace.c", "runtime.c", "kernels_baseline.c", "kernels_avx2.c",
                "kernels_avx512.c"]
-    objects = [str(tmp_path / (s + ".o")) for s in sources]
-    compile_all([[*FLAGS, "-c", os.path.join(CSRC, s), "-o", o]
-                 for s, o in zip(sources, objects)])
+    compile_all([[*FLAGS, "-save-temps=obj", "-c", os.path.join(CSRC, s),
+                  "-o", str(out / (s[:-2] + ".o"))] for s in sources])
+    return {s: (str(out / (s[:-2] + ".o")), str(out / (s[:-2] + ".s"))) for s in sources}
+
+
+# ~35 s compiling the core (three variants at -O3) on 2 cores: in the slow job (README), where the
+# spill check below shares the compilation; CI's aarch64 step runs the same self-test under qemu.
+@pytest.mark.slow
+def test_the_kernel_self_test_passes(built, tmp_path):
     exe = str(tmp_path / "selftest")
-    compile_all([[*FLAGS, os.path.join(ROOT, "tests", "c", "kernel_selftest.c"), *objects, "-lm",
-                  "-o", exe]])
+    compile_all([[*FLAGS, os.path.join(ROOT, "tests", "c", "kernel_selftest.c"),
+                  *(obj for obj, _ in built.values()), "-lm", "-o", exe]])
     out = subprocess.run([exe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "passed: 0 check(s) failed" in out.stdout
@@ -44,15 +55,11 @@ def test_the_kernel_self_test_passes(tmp_path):
     assert out.stdout.count("\nok ") >= 3 * 5  # the baseline variant's checks on three nets
 
 
-@pytest.mark.slow  # ~35 s compiling every variant to assembly: in the slow job (README)
+@pytest.mark.slow
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 variants")
-def test_no_register_tile_spills_in_any_x86_variant(tmp_path):
-    jobs, listings = [], []
+def test_no_register_tile_spills_in_any_x86_variant(built):
     for isa in ("baseline", "avx2", "avx512"):
-        listings.append(str(tmp_path / f"{isa}.s"))
-        jobs.append([*FLAGS, "-S", os.path.join(CSRC, f"kernels_{isa}.c"), "-o", listings[-1]])
-    compile_all(jobs)
-    for listing in listings:
+        listing = built[f"kernels_{isa}.c"][1]
         out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "spills.py"), listing],
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stdout
