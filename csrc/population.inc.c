@@ -108,9 +108,10 @@ static inline int64_t FN(number_units)(const bp_net *net, int64_t *first_unit)
 
 /* Cases r0 .. r0 + nb * span - 1 of a gradient pass (population_pass): nb spans of `span` <=
  * POP_SPAN cases, nb <= POP_BLOCK (span < POP_SPAN only for the last cases, nb = 1). Case
- * r0 + s * POP_SPAN + j goes to accumulator j % VW. Inlined with span = POP_SPAN, so its loops
- * over a span unroll and the sums being built stay in registers, and once more for the last,
- * shorter span. */
+ * r0 + s * POP_SPAN + j goes to accumulator j % VW; the block at r0 = 0 starts the sums from
+ * zero (no pass over acc to clear it first), the others add to them. Inlined with span =
+ * POP_SPAN, so its loops over a span unroll and the sums being built stay in registers, and once
+ * more for the last, shorter span. */
 static ALWAYS_INLINE void FN(population_block)(
     const bp_net *net, const int64_t *first_unit, const VREAL *w, VREAL *acc, VREAL *act,
     VREAL *delta, VREAL *err, const VREAL *xv, const VREAL *tv, const bp_train_config *cfg,
@@ -148,30 +149,38 @@ static ALWAYS_INLINE void FN(population_block)(
                 FN(vactivate_span)(y_out + s * POP_SPAN, span, net->activation[l]);
             }
         }
-    for (int64_t o = 0; o < n_out; o++) {
-        const VREAL *y = ACT(first_unit[out] + o);
-        VREAL *d = DELTA(first_unit[out] + o);
-        const VREAL *t = tv + o * n + r0, *weight = tv + n_out * n + r0;
-        for (int64_t s = 0; s < nb; s++)
-            EACH(j, span)
-                d[s * POP_SPAN + j] = FN(output_delta)(
-                    y[s * POP_SPAN + j], t[s * POP_SPAN + j],
-                    cfg->weighted ? weight[s * POP_SPAN + j] : FN(vsplat)(1),
-                    VW, cfg, out_activation, scale, tol, &err[o * VW + j % VW], outside);
+/* every output's error signals for the block, output_delta under `config` */
+#define OUTPUT_DELTAS(config, activation)                                                        \
+    for (int64_t o = 0; o < n_out; o++) {                                                        \
+        const VREAL *y = ACT(first_unit[out] + o);                                               \
+        VREAL *d = DELTA(first_unit[out] + o);                                                   \
+        const VREAL *t = tv + o * n + r0, *weight = tv + n_out * n + r0;                         \
+        for (int64_t s = 0; s < nb; s++)                                                         \
+            EACH(j, span)                                                                        \
+                d[s * POP_SPAN + j] = FN(output_delta)(                                          \
+                    y[s * POP_SPAN + j], t[s * POP_SPAN + j],                                    \
+                    (config)->weighted ? weight[s * POP_SPAN + j] : FN(vsplat)(1), VW, config,   \
+                    activation, scale, tol, &err[o * VW + j % VW], outside);                     \
     }
+    if (cfg->loss == BP_SSE && !cfg->weighted && out_activation == BP_LOGISTIC) {
+        /* the paper's outputs, with output_delta's branches on the loss and the case weights
+           decided here, once (its operations are the same) */
+        const bp_train_config paper = {.loss = BP_SSE, .weighted = 0, .mean = cfg->mean};
+        OUTPUT_DELTAS(&paper, BP_LOGISTIC)
+    } else {
+        OUTPUT_DELTAS(cfg, out_activation)
+    }
+#undef OUTPUT_DELTAS
     if (!gradients)
         return;
     for (int l = out; l >= net->n_inputs; l--) {
         const int64_t size = net->size[l];
         for (int64_t o = 0; o < size; o++) {
             VREAL *d = DELTA(first_unit[l] + o);
-            if (l != out && net->activation[l] != BP_IDENTITY) {
-                const VREAL *y = ACT(first_unit[l] + o);
+            if (l != out && net->activation[l] != BP_IDENTITY)
                 for (int64_t s = 0; s < nb; s++)
-                    EACH(j, span)
-                        d[s * POP_SPAN + j] = d[s * POP_SPAN + j] *
-                                        FN(vderivative)(y[s * POP_SPAN + j], net->activation[l]);
-            }
+                    FN(vderivative_times)(d + s * POP_SPAN, ACT(first_unit[l] + o) + s * POP_SPAN,
+                                          span, net->activation[l]);
             /* each sum over the block's spans in registers, in the order of the cases */
             for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
                 const int src = net->src_layer[e];
@@ -182,7 +191,7 @@ static ALWAYS_INLINE void FN(population_block)(
                     int64_t c = 0;
                     for (; c + WIDE_CHAINS <= n_in; c += WIDE_CHAINS) {
                         VREAL a[WIDE_CHAINS];
-                        EACH(i, WIDE_CHAINS) a[i] = sum[(c + i) * VW];
+                        EACH(i, WIDE_CHAINS) a[i] = r0 == 0 ? zero : sum[(c + i) * VW];
                         for (int64_t s = 0; s < nb; s++)
                             EACH(j, span) EACH(i, WIDE_CHAINS)
                                 a[i] = VFMA(d[s * POP_SPAN + j],
@@ -190,7 +199,7 @@ static ALWAYS_INLINE void FN(population_block)(
                         EACH(i, WIDE_CHAINS) sum[(c + i) * VW] = a[i];
                     }
                     for (; c < n_in; c++) {
-                        VREAL a = sum[c * VW];
+                        VREAL a = r0 == 0 ? zero : sum[c * VW];
                         for (int64_t s = 0; s < nb; s++)
                             EACH(j, span)
                                 a = VFMA(d[s * POP_SPAN + j], x[c * step + s * POP_SPAN + j], a);
@@ -200,7 +209,7 @@ static ALWAYS_INLINE void FN(population_block)(
                 }
                 for (int64_t c = 0; c < n_in; c++, sum += VW, x += step) {
                     VREAL a[VW];
-                    EACH(k, VW) a[k] = sum[k];
+                    EACH(k, VW) a[k] = r0 == 0 ? zero : sum[k];
                     for (int64_t s = 0; s < nb; s++)
                         EACH(j, span) a[j % VW] = VFMA(d[s * POP_SPAN + j], x[s * POP_SPAN + j],
                                                        a[j % VW]);
@@ -209,7 +218,7 @@ static ALWAYS_INLINE void FN(population_block)(
             }
             if (net->bias_offset[l] >= 0) {
                 VREAL *sum = acc + (net->bias_offset[l] + o) * VW, a[VW];
-                EACH(k, VW) a[k] = sum[k];
+                EACH(k, VW) a[k] = r0 == 0 ? zero : sum[k];
                 for (int64_t s = 0; s < nb; s++)
                     EACH(j, span) a[j % VW] += d[s * POP_SPAN + j];
                 EACH(k, VW) sum[k] = a[k];
@@ -261,13 +270,10 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
                                 const bp_train_config *cfg, VREAL scale, VREAL tol,
                                 int gradients, double *error, VINT *outside)
 {
-    const int64_t n_out = net->size[net->n_layers - 1], n_params = net->n_params;
+    const int64_t n_out = net->size[net->n_layers - 1];
     int64_t first_unit[SMALL_MAX_LAYERS];
     FN(number_units)(net, first_unit);
     const VREAL zero = FN(vsplat)(0);
-    if (gradients)
-        for (int64_t i = 0; i < n_params * VW; i++)
-            acc[i] = zero;
     for (int64_t i = 0; i < n_out * VW; i++)
         err[i] = zero;
     VINT lanes_outside = {0};

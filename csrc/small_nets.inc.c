@@ -119,12 +119,9 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
         for (int l = out; l >= net->n_inputs; l--) {
             const int64_t n = net->size[l];
             if (l != out && net->activation[l] != BP_IDENTITY)
-                for (int64_t o = 0; o < n; o++) {
-                    VREAL *d = DELTA(first_unit[l] + o);
-                    const VREAL *y = ACT(first_unit[l] + o);
-                    for (int64_t j = 0; j < span; j++)
-                        d[j] = d[j] * FN(vderivative)(y[j], net->activation[l]);
-                }
+                for (int64_t o = 0; o < n; o++)
+                    FN(vderivative_times)(DELTA(first_unit[l] + o), ACT(first_unit[l] + o),
+                                          (int)span, net->activation[l]);
             for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
                 const int src = net->src_layer[e];
                 const int64_t n_in = net->size[src];

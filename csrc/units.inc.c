@@ -185,6 +185,21 @@ static inline VREAL FN(vderivative)(VREAL y, int activation)
     }
 }
 
+/* d[j] *= the unit's derivative at its output y[j], j < n: the switch taken once for the n
+   vectors (inside the loop, the compiler keeps one switch a vector), the same product each. */
+static ALWAYS_INLINE void FN(vderivative_times)(VREAL *d, const VREAL *y, const int n,
+                                                int activation)
+{
+    switch (activation) {
+#define TIMES(id, name)                                                                          \
+    case id:                                                                                     \
+        EACH(j, n) d[j] = d[j] * FN(vderivative)(y[j], id);                                     \
+        break;
+        BP_ACTIVATIONS(TIMES)
+#undef TIMES
+    }
+}
+
 /* Softmax over the n units of a layer whose rows (ld apart) hold total inputs, case by case
  * (lane by lane): y_u = exp(x_u - max x) / sum_v exp(x_v - max x), over `lanes` lanes. */
 static void FN(softmax_omp)(REAL *y, int64_t ld, int64_t n, int64_t lanes)
