@@ -322,6 +322,10 @@ def main(argv=None):
                 tool.run(workload, threads, sweeps=min(20, workload["sweeps"]))
             for _ in range(repeats):
                 for tool in checked:
+                    # Thread pools (OpenBLAS's, PyTorch's, ours) spin-wait for a while after their
+                    # last task; without a pause, the tool timed next shares its cores with that
+                    # spinning (as in compare.py).
+                    time.sleep(0.02 if args.smoke else 0.3)
                     elapsed, _, _ = tool.run(workload, threads)
                     if isinstance(tool, LoopTool):  # per the whole population
                         elapsed *= workload["members"] / workload["loop_members"]
