@@ -18,9 +18,13 @@
 #define SMALL_MAX_PARAMS 256
 #define SMALL_MAX_UNITS 64
 #define SMALL_MAX_LAYERS 16
-/* Vectors of cases per pass: enough independent work per unit to hide the latency of the unit
-   function (a chain of ~20 operations), few enough for the pass to stay in L1. */
-#define SPAN_VECTORS 16
+/* Vectors of cases per span: enough independent work per unit to hide the latency of the unit
+   function (a chain of ~20 operations), few enough for a unit's sums over the span to stay in
+   registers (16 of them on SSE2 and AVX2). The sums over the cases go vector after vector in
+   order whatever the span, so it changes no result. */
+#define SPAN_VECTORS 8
+/* Weights whose gradient sums over a span run side by side (independent chains). */
+#define GRAD_CHAINS 4
 
 /* Whether `net` takes this path: few parameters, units and layers, every source narrow, and
    every unit a function of its own total input (no softmax). */
@@ -41,6 +45,135 @@ static inline int FN(small_net_fits)(const bp_net *net)
                    sizeof(VREAL) <= BP_PACK_BYTES;
 }
 
+/* One span of `span` <= SPAN_VECTORS vectors of cases from lane lane0 of the bound batch (of
+ * n_rows): every layer forward, the output error (into err_sum, *outside) and every layer backward
+ * (the gradients into gacc), with the span's activations and errors in act and delta. Inlined with
+ * span = SPAN_VECTORS, so that its loops over the span unroll and the sums being built stay in
+ * registers, and once more for a last, shorter span. */
+static ALWAYS_INLINE void FN(small_span)(const bp_net *net, const WS *ws, const REAL *params,
+                                         const int64_t *first_unit, VREAL *act, VREAL *delta,
+                                         VREAL *gacc, VREAL *err_sum, int64_t n_rows,
+                                         int64_t lane0, const bp_train_config *cfg, VREAL scale,
+                                         VREAL tol, VINT *outside, const int span)
+{
+    const int out = net->n_layers - 1;
+    const int64_t n_out = net->size[out], ld = ws->ld;
+    const int out_activation = net->activation[out];
+    const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ld : NULL;
+#define ACT(u) (act + (u) * SPAN_VECTORS)
+#define DELTA(u) (delta + (u) * SPAN_VECTORS)
+/* the span's values of the first unit of layer src, and the step (in REALs) to the next unit: an
+   input group's read where the batch is bound, else ACT's */
+#define SOURCE(src) (src < net->n_inputs ? ws->y[src] + lane0 : (const REAL *)ACT(first_unit[src]))
+#define SOURCE_STEP(src) (src < net->n_inputs ? ld : SPAN_VECTORS * VW)
+    /* forward: layer_forward_omp's tiles, one unit at a time */
+    for (int l = net->n_inputs; l < net->n_layers; l++) {
+        const REAL *bias = net->bias_offset[l] >= 0 ? params + net->bias_offset[l] : NULL;
+        for (int64_t o = 0; o < net->size[l]; o++) {
+            VREAL y[SPAN_VECTORS] = {0}; /* (initialised: a short span's are never read) */
+            EACH(j, span) y[j] = FN(vsplat)(bias ? bias[o] : (REAL)0);
+            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+                const int src = net->src_layer[e];
+                const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
+                const REAL *w = params + net->w_offset[e] + o * n_in, *x = SOURCE(src);
+                for (int64_t c = 0; c < n_in; c++, x += step) {
+                    const VREAL wc = FN(vsplat)(w[c]);
+                    EACH(j, span) y[j] = VFMA(wc, FN(vload)(x + j * VW), y[j]);
+                }
+            }
+            VREAL *y_out = ACT(first_unit[l] + o);
+            EACH(j, span) y_out[j] = y[j];
+            FN(vactivate_span)(y_out, span, net->activation[l]);
+        }
+    }
+    /* the output error: output_error_omp for these vectors */
+#define OUTPUT_DELTAS(config, activation)                                                        \
+    for (int64_t o = 0; o < n_out; o++) {                                                        \
+        const VREAL *y = ACT(first_unit[out] + o);                                               \
+        VREAL *d = DELTA(first_unit[out] + o);                                                   \
+        VREAL sum = err_sum[o];                                                                  \
+        EACH(j, span) {                                                                          \
+            const int64_t lane = lane0 + j * VW;                                                 \
+            const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);                 \
+            d[j] = FN(output_delta)(y[j], FN(vload)(ws->t_batch + o * ld + lane), w,             \
+                                    n_rows - lane, config, activation, scale, tol, &sum,         \
+                                    outside);                                                    \
+        }                                                                                        \
+        err_sum[o] = sum;                                                                        \
+    }
+    if (cfg->loss == BP_SSE && !cfg->weighted && out_activation == BP_LOGISTIC) {
+        /* the paper's outputs, with output_delta's branches on the loss and the case weights
+           decided here, once (its operations are the same) */
+        const bp_train_config paper = {.loss = BP_SSE, .weighted = 0, .mean = cfg->mean};
+        OUTPUT_DELTAS(&paper, BP_LOGISTIC)
+    } else {
+        OUTPUT_DELTAS(cfg, out_activation)
+    }
+#undef OUTPUT_DELTAS
+    /* backward, highest layer first: layer_activation_backward_omp,
+       layer_backward_weights_omp (the dot path) and layer_backward_inputs_omp */
+    for (int l = out; l >= net->n_inputs; l--) {
+        const int64_t n = net->size[l];
+        if (l != out && net->activation[l] != BP_IDENTITY)
+            for (int64_t o = 0; o < n; o++)
+                FN(vderivative_times)(DELTA(first_unit[l] + o), ACT(first_unit[l] + o), span,
+                                      net->activation[l]);
+        /* each weight's sum lane-wise over the span's vectors in order, GRAD_CHAINS weights side
+           by side */
+        for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+            const int src = net->src_layer[e];
+            const int64_t n_in = net->size[src], step = SOURCE_STEP(src);
+            for (int64_t o = 0; o < n; o++) {
+                const VREAL *d = DELTA(first_unit[l] + o);
+                const REAL *x = SOURCE(src);
+                VREAL *g = gacc + net->w_offset[e] + o * n_in;
+                int64_t c = 0;
+                for (; c + GRAD_CHAINS <= n_in; c += GRAD_CHAINS) {
+                    VREAL a[GRAD_CHAINS];
+                    EACH(i, GRAD_CHAINS) a[i] = g[c + i];
+                    EACH(j, span) EACH(i, GRAD_CHAINS)
+                        a[i] = VFMA(d[j], FN(vload)(x + (c + i) * step + j * VW), a[i]);
+                    EACH(i, GRAD_CHAINS) g[c + i] = a[i];
+                }
+                for (; c < n_in; c++) {
+                    VREAL a = g[c];
+                    EACH(j, span) a = VFMA(d[j], FN(vload)(x + c * step + j * VW), a);
+                    g[c] = a;
+                }
+            }
+        }
+        if (net->bias_offset[l] >= 0)
+            for (int64_t o = 0; o < n; o++) {
+                const VREAL *d = DELTA(first_unit[l] + o);
+                VREAL sum = gacc[net->bias_offset[l] + o];
+                EACH(j, span) sum += d[j];
+                gacc[net->bias_offset[l] + o] = sum;
+            }
+        for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
+            const int src = net->src_layer[e];
+            if (src < net->n_inputs)
+                continue;
+            const int64_t n_in = net->size[src];
+            const REAL *w = params + net->w_offset[e];
+            for (int64_t c = 0; c < n_in; c++) {
+                VREAL *d_src = DELTA(first_unit[src] + c);
+                VREAL sum[SPAN_VECTORS] = {0}; /* (initialised: a short span's are never read) */
+                EACH(j, span) sum[j] = net->accumulate[e] ? d_src[j] : FN(vsplat)(0);
+                for (int64_t o = 0; o < n; o++) {
+                    const VREAL wo = FN(vsplat)(w[o * n_in + c]);
+                    const VREAL *d = DELTA(first_unit[l] + o);
+                    EACH(j, span) sum[j] = VFMA(wo, d[j], sum[j]);
+                }
+                EACH(j, span) d_src[j] = sum[j];
+            }
+        }
+    }
+#undef ACT
+#undef DELTA
+#undef SOURCE
+#undef SOURCE_STEP
+}
+
 /* loss_gradient_omp for a net that small_net_fits: grad, ws->error, ws->all_within over the bound
    batch of n_rows, SPAN_VECTORS vectors of cases at a time, every layer of them before the next.
    One thread. */
@@ -48,8 +181,7 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
                                     int64_t n_rows, const bp_train_config *cfg)
 {
     const int out = net->n_layers - 1;
-    const int64_t n_out = net->size[out], ld = ws->ld;
-    const int64_t n_vectors = FN(ceil_div)(n_rows, VW);
+    const int64_t n_out = net->size[out], n_vectors = FN(ceil_div)(n_rows, VW);
     int64_t first_unit[SMALL_MAX_LAYERS], units = 0;
     for (int l = 0; l < net->n_layers; l++) {
         first_unit[l] = units;
@@ -64,108 +196,17 @@ static void FN(loss_gradient_small)(const bp_net *net, WS *ws, REAL *grad, const
         gacc[p] = FN(vsplat)(0);
     for (int64_t o = 0; o < n_out; o++)
         err_sum[o] = FN(vsplat)(0);
-    const int out_activation = net->activation[out];
-    const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ld : NULL;
+    const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ws->ld : NULL;
     const VREAL scale = FN(vsplat)(FN(gradient_scale)(weights, n_rows, cfg));
     const VREAL tol = FN(vsplat)((REAL)cfg->stop_tol);
     VINT outside = {0};
-#define ACT(u) (act + (u) * SPAN_VECTORS)
-#define DELTA(u) (delta + (u) * SPAN_VECTORS)
-
-    for (int64_t v0 = 0; v0 < n_vectors; v0 += SPAN_VECTORS) {
-        const int64_t span = MIN(SPAN_VECTORS, n_vectors - v0), lane0 = v0 * VW;
-        for (int g = 0; g < net->n_inputs; g++)
-            for (int64_t c = 0; c < net->size[g]; c++)
-                for (int64_t j = 0; j < span; j++)
-                    ACT(first_unit[g] + c)[j] = FN(vload)(ws->y[g] + c * ld + lane0 + j * VW);
-        /* forward: layer_forward_omp's tiles, one unit at a time */
-        for (int l = net->n_inputs; l < net->n_layers; l++) {
-            const REAL *bias = net->bias_offset[l] >= 0 ? params + net->bias_offset[l] : NULL;
-            for (int64_t o = 0; o < net->size[l]; o++) {
-                VREAL *y = ACT(first_unit[l] + o);
-                const VREAL start = FN(vsplat)(bias ? bias[o] : (REAL)0);
-                for (int64_t j = 0; j < span; j++)
-                    y[j] = start;
-                for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-                    const int src = net->src_layer[e];
-                    const int64_t n_in = net->size[src];
-                    const REAL *w = params + net->w_offset[e] + o * n_in;
-                    for (int64_t c = 0; c < n_in; c++) {
-                        const VREAL wc = FN(vsplat)(w[c]);
-                        const VREAL *x = ACT(first_unit[src] + c);
-                        for (int64_t j = 0; j < span; j++)
-                            y[j] = VFMA(wc, x[j], y[j]);
-                    }
-                }
-                FN(vactivate_span)(y, span, net->activation[l]);
-            }
-        }
-        /* the output error: output_error_omp for these vectors */
-        for (int64_t o = 0; o < n_out; o++) {
-            const VREAL *y = ACT(first_unit[out] + o);
-            VREAL *d = DELTA(first_unit[out] + o);
-            VREAL sum = err_sum[o];
-            for (int64_t j = 0; j < span; j++) {
-                const int64_t lane = lane0 + j * VW;
-                const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
-                d[j] = FN(output_delta)(y[j], FN(vload)(ws->t_batch + o * ld + lane), w,
-                                        n_rows - lane, cfg, out_activation, scale, tol,
-                                        &sum, &outside);
-            }
-            err_sum[o] = sum;
-        }
-        /* backward, highest layer first: layer_activation_backward_omp,
-           layer_backward_weights_omp (the dot path) and layer_backward_inputs_omp */
-        for (int l = out; l >= net->n_inputs; l--) {
-            const int64_t n = net->size[l];
-            if (l != out && net->activation[l] != BP_IDENTITY)
-                for (int64_t o = 0; o < n; o++)
-                    FN(vderivative_times)(DELTA(first_unit[l] + o), ACT(first_unit[l] + o),
-                                          (int)span, net->activation[l]);
-            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-                const int src = net->src_layer[e];
-                const int64_t n_in = net->size[src];
-                VREAL *g = gacc + net->w_offset[e];
-                for (int64_t o = 0; o < n; o++)
-                    for (int64_t c = 0; c < n_in; c++) {
-                        const VREAL *d = DELTA(first_unit[l] + o), *x = ACT(first_unit[src] + c);
-                        VREAL sum = g[o * n_in + c];
-                        for (int64_t j = 0; j < span; j++)
-                            sum = VFMA(d[j], x[j], sum);
-                        g[o * n_in + c] = sum;
-                    }
-            }
-            if (net->bias_offset[l] >= 0)
-                for (int64_t o = 0; o < n; o++) {
-                    const VREAL *d = DELTA(first_unit[l] + o);
-                    VREAL sum = gacc[net->bias_offset[l] + o];
-                    for (int64_t j = 0; j < span; j++)
-                        sum += d[j];
-                    gacc[net->bias_offset[l] + o] = sum;
-                }
-            for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
-                const int src = net->src_layer[e];
-                if (src < net->n_inputs)
-                    continue;
-                const int64_t n_in = net->size[src];
-                const REAL *w = params + net->w_offset[e];
-                for (int64_t c = 0; c < n_in; c++) {
-                    VREAL *d_src = DELTA(first_unit[src] + c);
-                    if (!net->accumulate[e])
-                        for (int64_t j = 0; j < span; j++)
-                            d_src[j] = FN(vsplat)(0);
-                    for (int64_t o = 0; o < n; o++) {
-                        const VREAL wo = FN(vsplat)(w[o * n_in + c]);
-                        const VREAL *d = DELTA(first_unit[l] + o);
-                        for (int64_t j = 0; j < span; j++)
-                            d_src[j] = VFMA(wo, d[j], d_src[j]);
-                    }
-                }
-            }
-        }
-    }
-#undef ACT
-#undef DELTA
+    int64_t v0 = 0;
+    for (; v0 + SPAN_VECTORS <= n_vectors; v0 += SPAN_VECTORS)
+        FN(small_span)(net, ws, params, first_unit, act, delta, gacc, err_sum, n_rows, v0 * VW,
+                       cfg, scale, tol, &outside, SPAN_VECTORS);
+    if (v0 < n_vectors)
+        FN(small_span)(net, ws, params, first_unit, act, delta, gacc, err_sum, n_rows, v0 * VW,
+                       cfg, scale, tol, &outside, (int)(n_vectors - v0));
     for (int64_t p = 0; p < net->n_dense; p++)
         grad[p] = FN(hsum)(gacc[p]);
     double error = 0;

@@ -40,25 +40,33 @@ def data(net, n_rows, seed=0):
     return X, T
 
 
-def train(net, X, T, small, monkeypatch, **kwargs):
+def train(net, X, T, small, monkeypatch, lr_scale=1.0, **kwargs):
     monkeypatch.setattr(_core, "SMALL_NETS", small)
     params, velocity = net.params.copy(), net.velocity.copy()
     result = _core.train(net.topology, params, velocity, X, T,
-                         [(7, 0.3, 0.5, 0.001, net.topology.n_params), (8, 0.5, 0.9, 0.0, 0)],
+                         [(7, 0.3 * lr_scale, 0.5, 0.001, net.topology.n_params),
+                          (8, 0.5 * lr_scale, 0.9, 0.0, 0)],
                          rng_state=11, **kwargs)
     return params, velocity, result
 
 
 @pytest.mark.parametrize("name", NETS)
-@pytest.mark.parametrize("mode", ["full", "minibatch", "online"])
-@pytest.mark.parametrize("loss", ["sse", "dead_zone"])
-def test_the_whole_net_loop_gives_the_same_bits_as_the_layer_kernels(name, mode, loss, dtype,
-                                                                     isa, monkeypatch):
+# 37 cases: a partial vector of lanes at the end of every batch; a full batch of 150: several whole
+# spans (SPAN_VECTORS vectors) on every variant, then a shorter one
+@pytest.mark.parametrize("mode, n_rows", [("full", 37), ("full", 150), ("minibatch", 37),
+                                          ("online", 37)])
+@pytest.mark.parametrize("loss", ["sse", "dead_zone", "sse, case weights", "sse, mean"])
+def test_the_whole_net_loop_gives_the_same_bits_as_the_layer_kernels(name, mode, n_rows, loss,
+                                                                     dtype, isa, monkeypatch):
     net = NETS[name](dtype)
     assert _core.small_net(net.topology, dtype)  # else this test compares a path with itself
-    X, T = data(net, 37)  # 37 cases: a partial vector of lanes at the end of every batch
-    batch = {"full": 37, "minibatch": 10, "online": 1}[mode]
-    kwargs = dict(batch_size=batch, shuffle=mode != "full", loss=loss, stop_tol=None)
+    X, T = data(net, n_rows)
+    batch = {"full": n_rows, "minibatch": 10, "online": 1}[mode]
+    weights = np.random.default_rng(1).uniform(0, 2, n_rows) if "weights" in loss else None
+    kwargs = dict(batch_size=batch, shuffle=mode != "full", loss=loss.split(",")[0],
+                  reduction="mean" if "mean" in loss else "sum", sample_weight=weights,
+                  stop_tol=None,
+                  lr_scale=37 / n_rows)  # the summed gradient of more cases, the same steps
     small = train(net, X, T, True, monkeypatch, **kwargs)
     layered = train(net, X, T, False, monkeypatch, **kwargs)
     for a, b in zip(small[:2], layered[:2]):
