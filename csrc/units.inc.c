@@ -155,15 +155,19 @@ static ALWAYS_INLINE void FN(vactivate_block)(VREAL *y, const int k, int activat
     }
 }
 
-/* vactivate of each of y[0 .. n): blocks of ACTIVATE_BLOCK vectors, then one at a time. */
-#ifndef ACTIVATE_BLOCK
-#define ACTIVATE_BLOCK 4
-#endif
+/* vactivate of each of y[0 .. n): blocks of ACTIVATE_BLOCK vectors, a block of half as many, then
+   one at a time. 8 chains side by side (against 4): the whole-net loop's W1 -5% on avx2 and -8% on
+   baseline (Zen 3), where a span's units wait on each other's activations. */
+#define ACTIVATE_BLOCK 8
 static ALWAYS_INLINE void FN(vactivate_span)(VREAL *y, int64_t n, int activation)
 {
     int64_t j = 0;
     for (; j + ACTIVATE_BLOCK <= n; j += ACTIVATE_BLOCK)
         FN(vactivate_block)(y + j, ACTIVATE_BLOCK, activation);
+    if (j + ACTIVATE_BLOCK / 2 <= n) {
+        FN(vactivate_block)(y + j, ACTIVATE_BLOCK / 2, activation);
+        j += ACTIVATE_BLOCK / 2;
+    }
     for (; j < n; j++)
         y[j] = FN(vactivate)(y[j], activation);
 }
