@@ -344,9 +344,14 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
     /* each member's settings as lanes */
     VREAL lr = zero, momentum = zero, keep = zero, tol = zero, scale = zero;
     int64_t remaining[VW] = {0};
+    /* each lane's sweeps done, counted here and written back at the end: other threads' groups
+       hold the neighbouring members, and a write to their cache line every sweep cost the
+       two-thread runs about a tenth of their time */
+    int64_t done[VW] = {0};
     int stop_rule[VW] = {0};
     for (int64_t k = 0; k < count; k++) {
         const int64_t m = member[k];
+        done[k] = n_done[m];
         lr[k] = (REAL)members->lr[m];
         momentum[k] = (REAL)members->momentum[m];
         keep[k] = (REAL)(1.0 - members->weight_decay[m]);
@@ -403,8 +408,8 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
                 errors[m * errors_ld + sweep] = error[k];
             if (!isfinite(error[k])) {
                 status[m] = BP_NON_FINITE;
-                if (n_done[m] > 0) {
-                    n_done[m]--;
+                if (done[k] > 0) {
+                    done[k]--;
                     for (int64_t p = 0; p < n_params; p++) {
                         w[p][k] = back_w[p][k];
                         v[p][k] = back_v[p][k];
@@ -444,12 +449,14 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
                     v[p][k] = back_v[p][k];
                 }
             } else {
-                n_done[m]++;
+                done[k]++;
                 remaining[k]--;
             }
         }
     }
 
+    for (int64_t k = 0; k < count; k++)
+        n_done[member[k]] = done[k];
     for (int64_t p = 0; p < n_params; p++)
         for (int64_t k = 0; k < count; k++) {
             const int64_t m = member[k];
