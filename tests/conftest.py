@@ -1,5 +1,7 @@
 """Shared tolerances and network factories for the tests."""
 
+import signal
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,13 @@ import bpfast
 from bpfast import Layer
 
 DTYPES = ["float32", "float64"]
+
+# A shell's background job (and nohup) starts with SIGINT ignored, and the processes it starts
+# inherit that: Python then installs no KeyboardInterrupt handler. The Ctrl-C tests need Python's
+# own, here and in the child processes they interrupt (a caught signal is reset to the default at
+# exec, so the children install theirs).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Kernel results vs the float64 reference. float32 carries ~6e-8 relative rounding per operation;
 # sums over a few hundred terms of mixed sign lose up to ~1e-5 of the largest term, so float32
