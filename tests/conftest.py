@@ -1,5 +1,6 @@
 """Shared tolerances and network factories for the tests."""
 
+import contextlib
 import signal
 
 import numpy as np
@@ -33,6 +34,19 @@ SANITIZED = "-fsanitize" in bpfast.build_info()["compile_args"]
 # instrumented; the interrupted run would otherwise take hours).
 INTERRUPT_LATENCY = 5.0 if SANITIZED else 1.0
 
+@contextlib.contextmanager
+def killed_at_exit(proc):
+    """Kill `proc` if it still runs when the block ends: a check that failed (an interrupt that
+    was never caught) must not leave a training run of hours behind, on the cores of the tests
+    that follow."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def interrupt_script(script, *args):
     """Run `script` (which prints "ready", then trains until interrupted and prints
     "caught <time.time()>" and "interrupted"); send it SIGINT half a second after "ready".
@@ -43,11 +57,12 @@ def interrupt_script(script, *args):
     import time
     proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.5)
-    sent = time.time()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    with killed_at_exit(proc):
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        sent = time.time()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "interrupted" in out
     return out, float(out.split("caught ")[1].split()[0]) - sent

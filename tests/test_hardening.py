@@ -15,7 +15,7 @@ import pytest
 
 import bpfast
 from bpfast import _core, _threads, _validation
-from conftest import INTERRUPT_LATENCY, SANITIZED
+from conftest import INTERRUPT_LATENCY, SANITIZED, killed_at_exit
 
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork and signals")
 # ASan's quarantine and shadow memory change the footprint these tests measure (conftest).
@@ -649,12 +649,13 @@ LONG_SWEEP = """
 def test_ctrl_c_inside_one_long_sweep_stops_within_a_second_and_restores_its_start(batch_size):
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(LONG_SWEEP), str(batch_size)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    estimate = float(proc.stdout.readline().split()[-1])
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(min(1.0, estimate / 4))  # well inside the first sweep
-    sent = time.time()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    with killed_at_exit(proc):
+        estimate = float(proc.stdout.readline().split()[-1])
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(min(1.0, estimate / 4))  # well inside the first sweep
+        sent = time.time()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
     assert "caught" in out, err
     assert float(out.split("caught ")[1].split()[0]) - sent < INTERRUPT_LATENCY, estimate
     # No sweep finished: the network is back at its start (the first mini-batch's update undone).
