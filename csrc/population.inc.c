@@ -162,14 +162,7 @@ static ALWAYS_INLINE void FN(population_block)(
                     (config)->weighted ? weight[s * POP_SPAN + j] : FN(vsplat)(1), VW, config,   \
                     activation, scale, tol, &err[o * VW + j % VW], outside);                     \
     }
-    if (cfg->loss == BP_SSE && !cfg->weighted && out_activation == BP_LOGISTIC) {
-        /* the paper's outputs, with output_delta's branches on the loss and the case weights
-           decided here, once (its operations are the same) */
-        const bp_train_config paper = {.loss = BP_SSE, .weighted = 0, .mean = cfg->mean};
-        OUTPUT_DELTAS(&paper, BP_LOGISTIC)
-    } else {
-        OUTPUT_DELTAS(cfg, out_activation)
-    }
+    OUTPUT_DELTAS_DECIDED(cfg, out_activation)
 #undef OUTPUT_DELTAS
     if (!gradients)
         return;

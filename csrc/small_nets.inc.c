@@ -101,14 +101,7 @@ static ALWAYS_INLINE void FN(small_span)(const bp_net *net, const WS *ws, const 
         }                                                                                        \
         err_sum[o] = sum;                                                                        \
     }
-    if (cfg->loss == BP_SSE && !cfg->weighted && out_activation == BP_LOGISTIC) {
-        /* the paper's outputs, with output_delta's branches on the loss and the case weights
-           decided here, once (its operations are the same) */
-        const bp_train_config paper = {.loss = BP_SSE, .weighted = 0, .mean = cfg->mean};
-        OUTPUT_DELTAS(&paper, BP_LOGISTIC)
-    } else {
-        OUTPUT_DELTAS(cfg, out_activation)
-    }
+    OUTPUT_DELTAS_DECIDED(cfg, out_activation)
 #undef OUTPUT_DELTAS
     /* backward, highest layer first: layer_activation_backward_omp,
        layer_backward_weights_omp (the dot path) and layer_backward_inputs_omp */

@@ -204,6 +204,18 @@ static ALWAYS_INLINE void FN(vderivative_times)(VREAL *d, const VREAL *y, const 
     }
 }
 
+/* The caller's OUTPUT_DELTAS(config, activation) (a loop of output_delta calls) with, for the
+   paper's outputs (logistic units, summed squared error, no case weights), output_delta's
+   branches on the loss and the case weights decided here, once, instead of once a vector: the
+   constants of `paper` fold them away, and the operations are the same. */
+#define OUTPUT_DELTAS_DECIDED(cfg, out_activation)                                               \
+    if ((cfg)->loss == BP_SSE && !(cfg)->weighted && (out_activation) == BP_LOGISTIC) {          \
+        const bp_train_config paper = {.loss = BP_SSE, .weighted = 0, .mean = (cfg)->mean};      \
+        OUTPUT_DELTAS(&paper, BP_LOGISTIC)                                                       \
+    } else {                                                                                     \
+        OUTPUT_DELTAS(cfg, out_activation)                                                       \
+    }
+
 /* Softmax over the n units of a layer whose rows (ld apart) hold total inputs, case by case
  * (lane by lane): y_u = exp(x_u - max x) / sum_v exp(x_v - max x), over `lanes` lanes. */
 static void FN(softmax_omp)(REAL *y, int64_t ld, int64_t n, int64_t lanes)
