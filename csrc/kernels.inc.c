@@ -662,6 +662,7 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
 /* Turn layer l's dE/dy (complete once every higher layer has run) into dE/dx. Under dropout
  * (a hidden layer, y its outputs after dropout_omp) dE/dx = dE/dy_after mask scale f'(y_before),
  * with y_before = y (1 - dropout) for the kept (f' of a dropped unit is multiplied by 0). */
+#define DERIVATIVE_BLOCK 8
 static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, int64_t lanes,
                                               double dropout)
 {
@@ -671,23 +672,42 @@ static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, 
         return;
     const uint32_t threshold = bp_dropout_threshold(dropout);
     const REAL scale = (REAL)(1.0 / (1.0 - dropout)), keep = (REAL)(1.0 - dropout);
+    REAL *const dy_layer = ws->dy[l];
+    const REAL *const y_layer = ws->y[l];
     int skip = 0;
     OMP_FOR
     for (int64_t u = 0; u < n; u++) {
         if (FN(skip_tile)(ws, u, &skip))
             continue;
-        const uint32_t stream = dropout > 0 ? bp_dropout_stream(ws->dropout_key, l, u) : 0;
-        for (int64_t lane = 0; lane < lanes; lane += VW) {
-            REAL *dy = ws->dy[l] + u * ld + lane;
-            const VREAL y = FN(vload)(ws->y[l] + u * ld + lane);
-            if (dropout > 0)
-                FN(vstore)(dy, FN(vselect)(FN(dropout_keep)(stream, lane, threshold),
-                                           FN(vload)(dy) * scale *
-                                               FN(vderivative)(y * keep, activation),
-                                           FN(vsplat)(0)));
-            else
-                FN(vstore)(dy, FN(vload)(dy) * FN(vderivative)(y, activation));
+        REAL *dy = dy_layer + u * ld;
+        const REAL *y = y_layer + u * ld;
+        if (dropout > 0) {
+            const uint32_t stream = bp_dropout_stream(ws->dropout_key, l, u);
+            for (int64_t lane = 0; lane < lanes; lane += VW)
+                FN(vstore)(dy + lane,
+                           FN(vselect)(FN(dropout_keep)(stream, lane, threshold),
+                                       FN(vload)(dy + lane) * scale *
+                                           FN(vderivative)(FN(vload)(y + lane) * keep,
+                                                           activation),
+                                       FN(vsplat)(0)));
+            continue;
         }
+        /* DERIVATIVE_BLOCK vectors at a time: the activation's switch once a block, where the
+           compiler kept it once a vector (with the loads of ws->dy and ws->y) */
+        int64_t lane = 0;
+        for (; lane + DERIVATIVE_BLOCK * VW <= lanes; lane += DERIVATIVE_BLOCK * VW) {
+            VREAL d[DERIVATIVE_BLOCK], yv[DERIVATIVE_BLOCK];
+            for (int j = 0; j < DERIVATIVE_BLOCK; j++) {
+                d[j] = FN(vload)(dy + lane + j * VW);
+                yv[j] = FN(vload)(y + lane + j * VW);
+            }
+            FN(vderivative_times)(d, yv, DERIVATIVE_BLOCK, activation);
+            for (int j = 0; j < DERIVATIVE_BLOCK; j++)
+                FN(vstore)(dy + lane + j * VW, d[j]);
+        }
+        for (; lane < lanes; lane += VW)
+            FN(vstore)(dy + lane, FN(vload)(dy + lane) * FN(vderivative)(FN(vload)(y + lane),
+                                                                         activation));
     }
 }
 
