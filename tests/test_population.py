@@ -278,6 +278,18 @@ def test_members_start_as_networks_and_copy_in_and_out():
     assert [net.seed for net in pop] == [5, 9]
 
 
+def test_members_generators_start_where_their_networks_do():
+    # pop[i] takes member i's generator from the states kept at construction, or draws it again
+    # (a loaded or unpickled population, a member put in by pop[i] = net): the same either way
+    spec = dict(sizes=[6, 2, 1], init="glorot")
+    pop = bpfast.Population(seeds=[3, 4, 5], **spec)
+    pop[1] = bpfast.Network(seed=11, **spec)
+    for members, seeds in [(pop, [3, 11, 5]), (pickle.loads(pickle.dumps(pop)), [3, 11, 5]),
+                           (pop._subset(np.array([2, 0])), [5, 3])]:
+        for i, seed in enumerate(seeds):
+            assert_same_network(members[i], bpfast.Network(seed=seed, **spec))
+
+
 def test_pickle_round_trip_keeps_every_member():
     pop = bpfast.Population([6, 2, 1], seeds=range(3))
     pop.fit(X_SYM, T_SYM, n_sweeps=10, optimizer="adam", lr=0.01)

@@ -226,15 +226,17 @@ class Population:
                                       for r in ranges], dtype=np.float64)
         self._seeds = np.array(seed_list, dtype=object)  # Python ints: seeds may pass 2**63
         n_params = self.topology.n_params
-        check_fits(n * n_params * (2 * self.dtype.itemsize + 8),
+        check_fits(n * (n_params * (2 * self.dtype.itemsize + 8) + _START_RNG_BYTES),
                    f"a population of {n:,} networks of {n_params:,} parameters")
         self._params = np.empty((n, n_params), dtype=self.dtype)
         self._shuffle = np.empty(n, dtype=np.uint64)
+        self._start_rng = np.empty((n, _START_RNG_WORDS), dtype=np.uint64)
         bounds = None if init == "uniform" else init_bounds(self.topology, init)
         for i in range(n):
-            _, self._params[i], self._shuffle[i] = starting_state(
+            rng, self._params[i], self._shuffle[i] = starting_state(
                 self.topology, seed_list[i], init, float(self._init_ranges[i]), self.dtype,
                 bounds)
+            self._start_rng[i] = _pack_pcg64(rng.bit_generator.state)
         self._velocity = np.zeros_like(self._params)
         self.optimizer = "momentum"
         self._guard = _core.TrainingGuard()
@@ -278,11 +280,10 @@ class Population:
         """A copy of member i as an ordinary Network."""
         i = self._index(i)
         seed, init_range = int(self._seeds[i]), float(self._init_ranges[i])
-        rng, _, _ = starting_state(self.topology, seed, self.init, init_range, self.dtype)
         net = Network.__new__(Network)
         net.__setstate__({"topology": self.topology, "dtype": self.dtype.name,
                           "init_range": init_range, "init": self.init, "seed": seed,
-                          "rng": rng.bit_generator.state, "params": self._params[i].copy(),
+                          "rng": self._start_rng_state(i), "params": self._params[i].copy(),
                           "velocity": self._velocity[i].copy(),
                           "shuffle_state": int(self._shuffle[i]), "optimizer": self.optimizer})
         return net
@@ -304,9 +305,21 @@ class Population:
         self._shuffle[i] = net._shuffle_state
         self._seeds[i] = net.seed
         self._init_ranges[i] = net.init_range
+        if self._start_rng is not None:  # member i now starts from net's seed: drawn when asked
+            self._start_rng[i] = 0
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+    def _start_rng_state(self, i: int) -> dict:
+        """Member i's generator as Network(seed=seeds[i]) leaves it after drawing its start: kept
+        from __init__ (redrawing a member's start costs more than the rest of pop[i]), else drawn
+        again (a loaded or unpickled population, or a member put in by __setitem__)."""
+        if self._start_rng is not None and self._start_rng[i].any():
+            return _unpack_pcg64(self._start_rng[i])
+        rng, _, _ = starting_state(self.topology, int(self._seeds[i]), self.init,
+                                   float(self._init_ranges[i]), self.dtype)
+        return rng.bit_generator.state
 
     def _subset(self, members: np.ndarray) -> Population:
         """A population of copies of these members (in this order)."""
@@ -316,6 +329,7 @@ class Population:
         sub._seeds, sub._init_ranges = self._seeds[members], self._init_ranges[members]
         sub._params, sub._velocity = self._params[members], self._velocity[members]
         sub._shuffle = self._shuffle[members]
+        sub._start_rng = None if self._start_rng is None else self._start_rng[members]
         sub._guard = _core.TrainingGuard()
         return sub
 
@@ -738,6 +752,7 @@ class Population:
         self._params = np.array(state["params"], dtype=self.dtype, order="C")
         self._velocity = np.array(state["velocity"], dtype=self.dtype, order="C")
         self._shuffle = np.array(state["shuffle_state"], dtype=np.uint64)
+        self._start_rng = None  # not saved: members' starts are drawn again when asked for
         if (n == 0 or self._init_ranges.shape != (n,) or self._shuffle.shape != (n,) or
                 self._params.shape != (n, n_params) or
                 self._velocity.shape != (n, state_length(self.optimizer, n_params)) or
@@ -786,3 +801,25 @@ class _Progress:
     def close(self) -> None:
         self.stream.write("\r" + " " * 78 + "\r")
         self.stream.flush()
+
+
+# A PCG64 state (numpy's default_rng) packed into words: the 128-bit state and increment, high
+# word first, then has_uint32 and uinteger. All zero marks "not kept" (a PCG64 increment is odd).
+_START_RNG_WORDS = 6
+_START_RNG_BYTES = 8 * _START_RNG_WORDS
+_WORD = (1 << 64) - 1
+
+
+def _pack_pcg64(state: dict) -> list[int]:
+    if state["bit_generator"] != "PCG64":  # a NumPy whose default_rng differs: not kept
+        return [0] * _START_RNG_WORDS
+    inner = state["state"]
+    return [inner["state"] >> 64, inner["state"] & _WORD, inner["inc"] >> 64, inner["inc"] & _WORD,
+            state["has_uint32"], state["uinteger"]]
+
+
+def _unpack_pcg64(words: np.ndarray) -> dict:
+    w = [int(x) for x in words]
+    return {"bit_generator": "PCG64", "state": {"state": (w[0] << 64) | w[1],
+                                                 "inc": (w[2] << 64) | w[3]},
+            "has_uint32": w[4], "uinteger": w[5]}
