@@ -128,21 +128,19 @@ static int API(population_train)(const bp_net *net, const int64_t *order, int64_
         return -1;
     VREAL *scratch = (VREAL *)(((uintptr_t)block + 63) & ~(uintptr_t)63);
     int stopped = 0;
-#define GROUP(g, buffers)                                                                        \
-    FNS(population_group)(net, order + (g) * VW, MIN((int64_t)VW, n_order - (g) * VW), params,   \
-                          velocity, back, X, x_stride, T, t_stride, cfg, members, status,        \
-                          n_done, errors, errors_ld, final_error, within, buffers)
+    int64_t next = 0; /* the members' cursor, shared by the threads: each lane takes the next */
+#define GROUP(buffers)                                                                           \
+    FNS(population_group)(net, order, n_order, &next, params, velocity, back, X, x_stride, T,    \
+                          t_stride, cfg, members, status, n_done, errors, errors_ld,            \
+                          final_error, within, buffers)
 #ifdef _OPENMP
     if (n_threads > 1) {
-        /* dynamic: members that stop early leave their groups short */
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1) reduction(| : stopped)
-        for (int64_t g = 0; g < n_groups; g++)
-            stopped |= GROUP(g, scratch + (size_t)omp_get_thread_num() * vectors);
+#pragma omp parallel num_threads(n_threads) reduction(| : stopped)
+        stopped |= GROUP(scratch + (size_t)omp_get_thread_num() * vectors);
     } else
 #endif
     {
-        for (int64_t g = 0; g < n_groups; g++)
-            stopped |= GROUP(g, scratch);
+        stopped = GROUP(scratch);
     }
 #undef GROUP
     free(block);

@@ -207,8 +207,8 @@ BP_DECLARE(double, f64)
  *                     is non-finite goes back to its previous sweep's start, one whose update made
  *                     a weight non-finite to this sweep's start, as Network.fit does. With
  *                     final_error not NULL it only evaluates: final_error[m] = E and within[m] =
- *                     the stop test of members->stop_tol. Threads (cfg->n_threads) take whole
- *                     groups of members. Returns 0, BP_STOPPED if cfg->stop cut it short (each
+ *                     the stop test of members->stop_tol. Each thread (cfg->n_threads) fills its
+ *                     lanes with the members no thread has taken yet, a lane at a time. Returns 0, BP_STOPPED if cfg->stop cut it short (each
  *                     member at the end of a sweep), or -1 if out of memory (nothing changed). */
 #define BP_KERNEL_FIELDS(REAL, SFX)                                                              \
     int (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,         \

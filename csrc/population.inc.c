@@ -1,13 +1,13 @@
 /* population.inc.c: full-batch training of a population of one small net with its members in the
- * vector lanes, for one (REAL, ISA); included by variant.inc.c in the serial instantiation (threads
- * take whole groups of VW members, see api.inc.c: population_train).
+ * vector lanes, for one (REAL, ISA); included by variant.inc.c in the serial instantiation (each
+ * thread fills its lanes with members from a shared cursor, see api.inc.c: population_train).
  *
  * The k-th member of a group (member[k], any members of the population in any order) lives in
  * lane k of every vector: its parameter p is lane k of w[p]. For a tiny net one member cannot
  * fill a vector with work (the paper's 6-2-1 symmetry net has two hidden units), but VW members
- * can: every multiply-add is then a full vector's, whatever the net's number of cases. A call
- * first lays out every case's inputs and targets as vectors over the group's members (broadcast
- * where all share them, gathered where each has its own); a pass then goes over blocks of
+ * can: every multiply-add is then a full vector's, whatever the net's number of cases. Every
+ * case's inputs and targets are vectors over the lanes' members (broadcast where all share them,
+ * a member's own put in its lane when it arrives); a pass then goes over blocks of
  * POP_BLOCK spans of POP_SPAN cases, unit by unit, a span's cases side by side for independent
  * work.
  *
@@ -75,24 +75,6 @@ static inline int FN(population_lanes_fit)(const bp_net *net, int64_t n_samples,
     cfg.n_samples = n_samples;
     cfg.weighted = weighted;
     return FN(population_group_vectors)(net, &cfg) * sizeof(VREAL) <= POP_MAX_GROUP_BYTES;
-}
-
-/* out[col * n + r] = value `col` of case r (rows of `cols` values) as a vector over the group's
-   members (`member[k]` in lane k): broadcast if every member shares the data (member_stride 0),
-   else each lane from its member's own rows (lanes past the last member repeat it). */
-static void FN(member_vectors)(VREAL *out, const REAL *data, int64_t member_stride, int64_t n,
-                               int64_t cols, const int64_t *member, int64_t count)
-{
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t col = 0; col < cols; col++) {
-            VREAL v;
-            if (member_stride == 0)
-                v = FN(vsplat)(data[r * cols + col]);
-            else
-                for (int k = 0; k < VW; k++)
-                    v[k] = data[member[MIN(k, count - 1)] * member_stride + r * cols + col];
-            out[col * n + r] = v;
-        }
 }
 
 /* The net's unit numbering: unit u of layer l is first_unit[l] + u. */
@@ -299,90 +281,149 @@ static void FN(population_pass)(const bp_net *net, const VREAL *w, VREAL *acc, V
     *outside = lanes_outside;
 }
 
-/* Train (or, if final_error, evaluate) the population's members member[0 .. count), count <= VW,
- * in lanes 0 .. count-1, with `scratch` of population_group_vectors vectors. See
+/* Lane k of out[col * n + r] = value `col` of case r of one member's rows (`cols` values each):
+   a member's own data put in the lane it takes. */
+static void FN(lane_vectors)(VREAL *out, const REAL *data, int64_t n, int64_t cols, int k)
+{
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t col = 0; col < cols; col++)
+            out[col * n + r][k] = data[r * cols + col];
+}
+
+/* The next member of order[0 .. n_order) no thread has taken (*next: the shared cursor), or -1. */
+static inline int64_t FN(take_member)(const int64_t *order, int64_t n_order, int64_t *next)
+{
+    const int64_t i = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+    return i < n_order ? order[i] : -1;
+}
+
+/* One thread's share of population_train: members taken from order[0 .. n_order) through the
+ * shared cursor *next, VW at a time in the lanes of `scratch` (population_group_vectors vectors).
+ * A lane whose member stops (solved, diverged, or its sweeps run) takes the next member at once:
+ * a seed sweep's few members that never solve then run their last sweeps side by side, not each
+ * in a group of its own (the symmetry net's 1,000 seeds spent half their lane-sweeps on lanes
+ * already stopped). Every operation is lane by lane, so a member's lane, its neighbours and the
+ * thread that takes it change nothing. With final_error it only evaluates. See
  * bp_kernels.population_train. */
-static int FN(population_group)(const bp_net *net, const int64_t *member, int64_t count,
-                                REAL *params,
-                                REAL *velocity, REAL *back, const REAL *X, int64_t x_stride,
-                                const REAL *T, int64_t t_stride, const bp_train_config *cfg,
-                                const bp_members *members, int *status, int64_t *n_done,
-                                double *errors, int64_t errors_ld, double *final_error,
-                                int *within, VREAL *scratch)
+static int FN(population_group)(const bp_net *net, const int64_t *order, int64_t n_order,
+                                int64_t *next, REAL *params, REAL *velocity, REAL *back,
+                                const REAL *X, int64_t x_stride, const REAL *T, int64_t t_stride,
+                                const bp_train_config *cfg, const bp_members *members,
+                                int *status, int64_t *n_done, double *errors, int64_t errors_ld,
+                                double *final_error, int *within, VREAL *scratch)
 {
     const int64_t n_params = net->n_params;
     const int64_t n_out = net->size[net->n_layers - 1];
+    const int64_t n = cfg->n_samples, t_cols = n_out + cfg->weighted;
     int64_t first_unit[SMALL_MAX_LAYERS];
     const int64_t units = FN(number_units)(net, first_unit);
     VREAL *w = scratch, *v = w + n_params, *back_w = v + n_params, *back_v = back_w + n_params;
     VREAL *acc = back_v + n_params, *err = acc + n_params * VW, *act = err + n_out * VW;
     VREAL *delta = act + units * POP_BLOCK * POP_SPAN;
     VREAL *xv = delta + units * POP_BLOCK * POP_SPAN;
-    VREAL *tv = xv + cfg->n_samples * net->n_input_cols;
+    VREAL *tv = xv + n * net->n_input_cols;
     const VREAL zero = FN(vsplat)(0);
-    FN(member_vectors)(xv, X, x_stride, cfg->n_samples, net->n_input_cols, member, count);
-    FN(member_vectors)(tv, T, t_stride, cfg->n_samples, n_out + cfg->weighted, member, count);
-
-    /* the members' lanes; lanes past the last member hold zeros and never change */
-    for (int64_t p = 0; p < n_params; p++) {
+    /* lanes without a member hold zeros (and stay finite once a member has left them) */
+    for (int64_t p = 0; p < n_params; p++)
         w[p] = v[p] = back_w[p] = back_v[p] = zero;
-        for (int64_t k = 0; k < count; k++) {
-            const int64_t m = member[k];
-            w[p][k] = params[m * n_params + p];
-            v[p][k] = velocity[m * n_params + p];
-            back_w[p][k] = back[m * 2 * n_params + p];
-            back_v[p][k] = back[m * 2 * n_params + n_params + p];
-        }
-    }
-    /* each member's settings as lanes */
+    for (int64_t i = 0; i < n * net->n_input_cols; i++)
+        xv[i] = x_stride == 0 ? FN(vsplat)(X[(i % n) * net->n_input_cols + i / n]) : zero;
+    for (int64_t i = 0; i < n * t_cols; i++)
+        tv[i] = t_stride == 0 ? FN(vsplat)(T[(i % n) * t_cols + i / n]) : zero;
+
+    /* each lane's member (-1: none) and its settings */
+    int64_t member[VW];
     VREAL lr = zero, momentum = zero, keep = zero, tol = zero, scale = zero;
     int64_t remaining[VW] = {0};
-    /* each lane's sweeps done, counted here and written back at the end: other threads' groups
-       hold the neighbouring members, and a write to their cache line every sweep cost the
-       two-thread runs about a tenth of their time */
-    int64_t done[VW] = {0};
+    /* each lane's sweeps done and sweeps of this call, written back when its member leaves:
+       other threads' lanes hold the neighbouring members, and a write to their cache line every
+       sweep cost the two-thread runs about a tenth of their time */
+    int64_t done[VW] = {0}, sweep[VW] = {0};
     int stop_rule[VW] = {0};
-    for (int64_t k = 0; k < count; k++) {
-        const int64_t m = member[k];
-        done[k] = n_done[m];
-        lr[k] = (REAL)members->lr[m];
-        momentum[k] = (REAL)members->momentum[m];
-        keep[k] = (REAL)(1.0 - members->weight_decay[m]);
-        tol[k] = (REAL)members->stop_tol[m];
-        stop_rule[k] = members->stop_tol[m] > 0;
-        remaining[k] = status[m] == BP_RUNNING ? members->n_sweeps[m] : 0;
-        /* gradient_scale's, from this member's own case weights */
-        double total = (double)cfg->n_samples;
-        if (cfg->weighted) {
-            const REAL *t = T + m * t_stride + n_out;
-            total = 0;
-            for (int64_t r = 0; r < cfg->n_samples; r++)
-                total += t[r * (n_out + 1)];
-        }
-        scale[k] = total > 0 ? (REAL)(1.0 / total) : (REAL)0;
+    for (int k = 0; k < VW; k++)
+        member[k] = -1;
+
+/* Put the next member that has sweeps to run (final_error: the next member) in lane k, if any. */
+#define TAKE_INTO(k)                                                                             \
+    for (int64_t m; member[k] < 0 && (m = FN(take_member)(order, n_order, next)) >= 0;) {        \
+        if (!final_error && (status[m] != BP_RUNNING || members->n_sweeps[m] <= 0))               \
+            continue; /* left as it is */                                                        \
+        member[k] = m;                                                                           \
+        for (int64_t p = 0; p < n_params; p++) {                                                 \
+            w[p][k] = params[m * n_params + p];                                                  \
+            v[p][k] = velocity[m * n_params + p];                                                \
+            back_w[p][k] = back[m * 2 * n_params + p];                                           \
+            back_v[p][k] = back[m * 2 * n_params + n_params + p];                                \
+        }                                                                                        \
+        if (x_stride)                                                                            \
+            FN(lane_vectors)(xv, X + m * x_stride, n, net->n_input_cols, k);                     \
+        if (t_stride)                                                                            \
+            FN(lane_vectors)(tv, T + m * t_stride, n, t_cols, k);                                \
+        done[k] = n_done[m];                                                                     \
+        sweep[k] = 0;                                                                            \
+        lr[k] = (REAL)members->lr[m];                                                            \
+        momentum[k] = (REAL)members->momentum[m];                                                \
+        keep[k] = (REAL)(1.0 - members->weight_decay[m]);                                        \
+        tol[k] = (REAL)members->stop_tol[m];                                                     \
+        stop_rule[k] = members->stop_tol[m] > 0;                                                 \
+        remaining[k] = members->n_sweeps[m];                                                     \
+        /* gradient_scale's, from this member's own case weights */                              \
+        double total = (double)n;                                                                \
+        if (cfg->weighted) {                                                                     \
+            const REAL *t = T + m * t_stride + n_out;                                            \
+            total = 0;                                                                           \
+            for (int64_t r = 0; r < n; r++)                                                      \
+                total += t[r * (n_out + 1)];                                                     \
+        }                                                                                        \
+        scale[k] = total > 0 ? (REAL)(1.0 / total) : (REAL)0;                                    \
     }
+/* Member of lane k back to the population's arrays; the lane is free. */
+#define LEAVE(k)                                                                                 \
+    do {                                                                                         \
+        const int64_t m = member[k];                                                             \
+        n_done[m] = done[k];                                                                     \
+        for (int64_t p = 0; p < n_params; p++) {                                                 \
+            params[m * n_params + p] = w[p][k];                                                  \
+            velocity[m * n_params + p] = v[p][k];                                                \
+            back[m * 2 * n_params + p] = back_w[p][k];                                           \
+            back[m * 2 * n_params + n_params + p] = back_v[p][k];                                \
+        }                                                                                        \
+        member[k] = -1;                                                                          \
+    } while (0)
+
     double error[VW];
     VINT outside;
-
     if (final_error) {
-        FN(population_pass)(net, w, acc, act, delta, err, xv, tv, cfg, scale, tol, 0, error,
-                            &outside);
-        for (int64_t k = 0; k < count; k++) {
-            final_error[member[k]] = error[k];
-            within[member[k]] = outside[k] == 0;
+        for (;;) {
+            int any = 0;
+            for (int k = 0; k < VW; k++) {
+                TAKE_INTO(k)
+                any |= member[k] >= 0;
+            }
+            if (!any)
+                return 0;
+            FN(population_pass)(net, w, acc, act, delta, err, xv, tv, cfg, scale, tol, 0, error,
+                                &outside);
+            for (int k = 0; k < VW; k++)
+                if (member[k] >= 0) {
+                    final_error[member[k]] = error[k];
+                    within[member[k]] = outside[k] == 0;
+                    member[k] = -1;
+                }
         }
-        return 0;
     }
 
     int stopped = 0;
-    for (int64_t sweep = 0;; sweep++) {
+    for (;;) {
         VINT active = {0};
         int any = 0;
-        for (int64_t k = 0; k < count; k++)
-            if (remaining[k] > 0) {
+        for (int k = 0; k < VW; k++) {
+            TAKE_INTO(k)
+            if (member[k] >= 0) {
                 active[k] = -1;
                 any = 1;
             }
+        }
         if (!any)
             break;
         if (bp_stop_requested(cfg->stop)) {
@@ -393,12 +434,13 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
                             &outside);
         /* train_body's decisions, member by member: a non-finite error goes back to the start
            of the sweep before (whose update led here), a member within its tol has solved */
-        for (int64_t k = 0; k < count; k++) {
+        for (int k = 0; k < VW; k++) {
             if (!active[k])
                 continue;
             const int64_t m = member[k];
             if (errors)
-                errors[m * errors_ld + sweep] = error[k];
+                errors[m * errors_ld + sweep[k]] = error[k];
+            sweep[k]++;
             if (!isfinite(error[k])) {
                 status[m] = BP_NON_FINITE;
                 if (done[k] > 0) {
@@ -430,33 +472,30 @@ static int FN(population_group)(const bp_net *net, const int64_t *member, int64_
             v[p] = FN(vselect)(active, vp, v[p]);
             bad |= active & ~(wp - wp == 0);
         }
-        for (int64_t k = 0; k < count; k++) {
-            if (!active[k])
+        for (int k = 0; k < VW; k++) {
+            if (member[k] < 0)
                 continue;
-            const int64_t m = member[k];
-            if (bad[k]) { /* back to this sweep's start */
-                status[m] = BP_NON_FINITE_WEIGHTS;
-                remaining[k] = 0;
-                for (int64_t p = 0; p < n_params; p++) {
-                    w[p][k] = back_w[p][k];
-                    v[p][k] = back_v[p][k];
+            if (active[k]) {
+                if (bad[k]) { /* back to this sweep's start */
+                    status[member[k]] = BP_NON_FINITE_WEIGHTS;
+                    remaining[k] = 0;
+                    for (int64_t p = 0; p < n_params; p++) {
+                        w[p][k] = back_w[p][k];
+                        v[p][k] = back_v[p][k];
+                    }
+                } else {
+                    done[k]++;
+                    remaining[k]--;
                 }
-            } else {
-                done[k]++;
-                remaining[k]--;
             }
+            if (remaining[k] == 0)
+                LEAVE(k);
         }
     }
-
-    for (int64_t k = 0; k < count; k++)
-        n_done[member[k]] = done[k];
-    for (int64_t p = 0; p < n_params; p++)
-        for (int64_t k = 0; k < count; k++) {
-            const int64_t m = member[k];
-            params[m * n_params + p] = w[p][k];
-            velocity[m * n_params + p] = v[p][k];
-            back[m * 2 * n_params + p] = back_w[p][k];
-            back[m * 2 * n_params + n_params + p] = back_v[p][k];
-        }
+    for (int k = 0; k < VW; k++) /* a requested stop: each member as it is */
+        if (member[k] >= 0)
+            LEAVE(k);
+#undef TAKE_INTO
+#undef LEAVE
     return stopped;
 }

@@ -12,7 +12,8 @@ How it runs (the library chooses, not the user):
   parameters and 32 units a layer, without ties or softmax outputs (the paper's symmetry, XOR,
   encoder, parity and family-trees nets): a vector register holds one value of as many members
   as it has lanes, so a tiny net's few units still fill the vector unit, and there is no
-  per-sweep overhead at all (csrc/population.inc.c). Threads take groups of members.
+  per-sweep overhead at all (csrc/population.inc.c). Each thread fills its lanes with members,
+  and a lane whose member stops takes the next.
 * **whole members per thread**: everything else (larger nets, mini-batches, Adam, dropout,
   clipping, softmax outputs): each thread trains whole members, one after another, with the same
   compiled training loop as Network.fit on one thread.
