@@ -299,11 +299,11 @@ static inline int64_t FN(take_member)(const int64_t *order, int64_t n_order, int
 
 /* One thread's share of population_train: members taken from order[0 .. n_order) through the
  * shared cursor *next, VW at a time in the lanes of `scratch` (population_group_vectors vectors).
- * A lane whose member stops (solved, diverged, or its sweeps run) takes the next member at once:
- * a seed sweep's few members that never solve then run their last sweeps side by side, not each
- * in a group of its own (the symmetry net's 1,000 seeds spent half their lane-sweeps on lanes
- * already stopped). Every operation is lane by lane, so a member's lane, its neighbours and the
- * thread that takes it change nothing. With final_error it only evaluates. See
+ * A lane whose member stops (solved, diverged, or its sweeps run) takes the next member at once,
+ * where a fixed group of VW members ran until its last one stopped (1,000 symmetry seeds with a
+ * stop rule, 2 threads: 0.86 -> 0.79 s; Population.fit also packs the running members afresh for
+ * each call). Every operation is lane by lane, so a member's lane, its neighbours and the thread
+ * that takes it change nothing. With final_error it only evaluates. See
  * bp_kernels.population_train. */
 static int FN(population_group)(const bp_net *net, const int64_t *order, int64_t n_order,
                                 int64_t *next, REAL *params, REAL *velocity, REAL *back,
