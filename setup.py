@@ -4,6 +4,8 @@ Environment switches:
   BPFAST_FAIL_NO_OPENMP=1  fail instead of building a single-threaded library without OpenMP
   BPFAST_NATIVE=1          add -march=native (local builds only: the result may not run elsewhere)
   BPFAST_DEBUG=1           Cython bounds checks on, -O1 -g, AddressSanitizer and UBSan
+  BPFAST_QUICK_BUILD=1     -O0: builds in seconds (against minutes) and runs many times slower;
+                           for tests of the packaging (tests/test_build.py), never for use
 """
 
 import importlib.util
@@ -39,7 +41,7 @@ debug = flag("BPFAST_DEBUG")
 # Release builds drop the debug information Python's own flags ask for (-g0 after them): it is
 # most of the shared object's size (5.9 MB with it).
 compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"] if debug \
-    else ["-O3", "-g0"]
+    else ["-O0", "-g0"] if flag("BPFAST_QUICK_BUILD") else ["-O3", "-g0"]
 # The kernels write their fused multiply-adds out (csrc/isa.inc.c); the compiler must not add
 # others of its own, which could differ between the serial and OpenMP copies of a kernel.
 compile_args.append("-ffp-contract=off")
