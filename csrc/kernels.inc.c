@@ -662,7 +662,6 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
 /* Turn layer l's dE/dy (complete once every higher layer has run) into dE/dx. Under dropout
  * (a hidden layer, y its outputs after dropout_omp) dE/dx = dE/dy_after mask scale f'(y_before),
  * with y_before = y (1 - dropout) for the kept (f' of a dropped unit is multiplied by 0). */
-#define DERIVATIVE_BLOCK 8
 static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, int64_t lanes,
                                               double dropout)
 {
@@ -692,22 +691,9 @@ static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, 
                                        FN(vsplat)(0)));
             continue;
         }
-        /* DERIVATIVE_BLOCK vectors at a time: the activation's switch once a block, where the
-           compiler kept it once a vector (with the loads of ws->dy and ws->y) */
-        int64_t lane = 0;
-        for (; lane + DERIVATIVE_BLOCK * VW <= lanes; lane += DERIVATIVE_BLOCK * VW) {
-            VREAL d[DERIVATIVE_BLOCK], yv[DERIVATIVE_BLOCK];
-            for (int j = 0; j < DERIVATIVE_BLOCK; j++) {
-                d[j] = FN(vload)(dy + lane + j * VW);
-                yv[j] = FN(vload)(y + lane + j * VW);
-            }
-            FN(vderivative_times)(d, yv, DERIVATIVE_BLOCK, activation);
-            for (int j = 0; j < DERIVATIVE_BLOCK; j++)
-                FN(vstore)(dy + lane + j * VW, d[j]);
-        }
-        for (; lane < lanes; lane += VW)
-            FN(vstore)(dy + lane, FN(vload)(dy + lane) * FN(vderivative)(FN(vload)(y + lane),
-                                                                         activation));
+        /* the activation's switch once a row (per vector, the compiler kept it inside the loop,
+           with the loads of ws->dy and ws->y); rows are whole, aligned vectors (ws->ld) */
+        FN(vderivative_times)((VREAL *)dy, (const VREAL *)y, (int)(lanes / VW), activation);
     }
 }
 

@@ -189,8 +189,9 @@ static inline VREAL FN(vderivative)(VREAL y, int activation)
     }
 }
 
-/* d[j] *= the unit's derivative at its output y[j], j < n: the switch taken once for the n
-   vectors (inside the loop, the compiler keeps one switch a vector), the same product each. */
+/* d[j] *= the unit's derivative at its output y[j], j < n (a span, or a whole row's vectors): the
+   switch taken once for the n vectors (inside the loop, the compiler keeps one switch a vector),
+   the same product each. */
 static ALWAYS_INLINE void FN(vderivative_times)(VREAL *d, const VREAL *y, const int n,
                                                 int activation)
 {
