@@ -7,7 +7,6 @@
  *   VFMA_F32, VFMA_F64        fused a * b + c on vectors where the ISA has it, else a * b + c
  *   VMIN_*, VMAX_*            one instruction each: VMIN(a, b) = a < b ? a : b, VMAX(a, b) =
  *                             a > b ? a : b, either NaN where b is NaN (a is never NaN here)
- *   VFLOOR_F32, VFLOOR_F64    floor, one instruction, where the ISA has one (else undefined)
  * The build sets -ffp-contract=off: the compiler never fuses on its own, so every copy of a kernel
  * (serial, OpenMP, any inlining) rounds the same way, and the fused ones are written out. */
 #ifdef _OPENMP
@@ -24,6 +23,9 @@ typedef float vf32 __attribute__((vector_size(VBYTES)));
 typedef int32_t vi32 __attribute__((vector_size(VBYTES)));
 typedef double vf64 __attribute__((vector_size(VBYTES)));
 typedef int64_t vi64 __attribute__((vector_size(VBYTES)));
+/* the bits of a vector of the precision, unsigned (shifts that carry bits out are defined) */
+typedef uint32_t vu32 __attribute__((vector_size(VBYTES)));
+typedef uint64_t vu64 __attribute__((vector_size(VBYTES)));
 /* 32-bit lanes, as many as a vector of the precision has: dropout's hashes */
 typedef uint32_t vu32_f32 __attribute__((vector_size(VBYTES)));
 typedef uint32_t vu32_f64 __attribute__((vector_size(VBYTES / 2)));
@@ -42,15 +44,13 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VREAL vf32
 #define UVREAL uvf32
 #define VINT vi32
+#define VBITS vu32
 #define VU32 vu32_f32
 #define ITYPE int32_t
 #define VW (VBYTES / 4)
 #define VFMA VFMA_F32
 #define VMIN VMIN_F32
 #define VMAX VMAX_F32
-#ifdef VFLOOR_F32
-#define VFLOOR VFLOOR_F32
-#endif
 #define BP_DOUBLE 0
 #define SQRT sqrtf
 #define FABS fabsf
@@ -60,13 +60,13 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #undef VREAL
 #undef UVREAL
 #undef VINT
+#undef VBITS
 #undef VU32
 #undef ITYPE
 #undef VW
 #undef VFMA
 #undef VMIN
 #undef VMAX
-#undef VFLOOR
 #undef BP_DOUBLE
 #undef SQRT
 #undef FABS
@@ -76,15 +76,13 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VREAL vf64
 #define UVREAL uvf64
 #define VINT vi64
+#define VBITS vu64
 #define VU32 vu32_f64
 #define ITYPE int64_t
 #define VW (VBYTES / 8)
 #define VFMA VFMA_F64
 #define VMIN VMIN_F64
 #define VMAX VMAX_F64
-#ifdef VFLOOR_F64
-#define VFLOOR VFLOOR_F64
-#endif
 #define BP_DOUBLE 1
 #define SQRT sqrt
 #define FABS fabs

@@ -24,10 +24,6 @@
 #define VMIN_F64(a, b) ((vf64)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
 #define VMAX_F32(a, b) ((vf32)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define VMAX_F64(a, b) ((vf64)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
-#define VFLOOR_F32(a) \
-    ((vf32)_mm256_round_ps((__m256)(a), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC))
-#define VFLOOR_F64(a) \
-    ((vf64)_mm256_round_pd((__m256d)(a), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC))
 #include "isa.inc.c"
 
 #if defined(__clang__)

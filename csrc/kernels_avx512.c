@@ -24,10 +24,6 @@
 #define VMIN_F64(a, b) ((vf64)_mm512_min_pd((__m512d)(a), (__m512d)(b)))
 #define VMAX_F32(a, b) ((vf32)_mm512_max_ps((__m512)(a), (__m512)(b)))
 #define VMAX_F64(a, b) ((vf64)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
-#define VFLOOR_F32(a) \
-    ((vf32)_mm512_roundscale_ps((__m512)(a), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC))
-#define VFLOOR_F64(a) \
-    ((vf64)_mm512_roundscale_pd((__m512d)(a), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC))
 #include "isa.inc.c"
 
 #if defined(__clang__)

@@ -22,8 +22,6 @@
 #define VMIN_F64(a, b) ((vf64)vminq_f64((float64x2_t)(a), (float64x2_t)(b)))
 #define VMAX_F32(a, b) ((vf32)vmaxq_f32((float32x4_t)(a), (float32x4_t)(b)))
 #define VMAX_F64(a, b) ((vf64)vmaxq_f64((float64x2_t)(a), (float64x2_t)(b)))
-#define VFLOOR_F32(a) ((vf32)vrndmq_f32((float32x4_t)(a)))
-#define VFLOOR_F64(a) ((vf64)vrndmq_f64((float64x2_t)(a)))
 #else
 #define TILE_ROWS 4
 #define TILE_VECTORS 3
@@ -36,6 +34,5 @@
 #define VMIN_F64(a, b) ((vf64)_mm_min_pd((__m128d)(a), (__m128d)(b)))
 #define VMAX_F32(a, b) ((vf32)_mm_max_ps((__m128)(a), (__m128)(b)))
 #define VMAX_F64(a, b) ((vf64)_mm_max_pd((__m128d)(a), (__m128d)(b)))
-/* no VFLOOR: SSE2 has no rounding instruction (units.inc.c floors by conversions) */
 #endif
 #include "isa.inc.c"

@@ -15,10 +15,15 @@
 #endif
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* exp(x) of each of v[0 .. k), vectorised: x = n ln2 + r with |r| <= ln2/2, exp(r) by a
- * polynomial, 2^n through the exponent bits. Inputs are clamped to the range where 2^n is a
- * normal number. Error: a few ulp (tested against libm in tests/test_kernels.py). */
-static ALWAYS_INLINE void FN(vexp_block)(VREAL *v, const int k)
+/* exp(x) of each of v[0 .. k) as two factors, exp(x) = p[i] * scale[i] with scale[i] = 2^n exactly,
+ * vectorised: x = n ln2 + r with n = x / ln2 rounded to the nearest integer, so |r| <= ln2/2,
+ * exp(r) = 1 + r (1 + r P(r)) by a polynomial, 2^n through the exponent bits. Inputs are clamped to
+ * the range where 2^n is a normal number. Error: a few ulp (tested against libm in
+ * tests/test_kernels.py). The logistic unit takes 17 operations a vector this way, against 25 with
+ * a floor, a conversion and unfused steps (callgrind, W5's population: 44.6M -> 40.9M
+ * instructions; its logistic units were a third of its time). */
+static ALWAYS_INLINE void FN(vexp_parts_block)(const VREAL *v, VREAL *p, VREAL *scale,
+                                               const int k)
 {
 #if BP_DOUBLE
     const REAL hi = 708.0, lo = -708.0;
@@ -28,6 +33,7 @@ static ALWAYS_INLINE void FN(vexp_block)(VREAL *v, const int k)
                                 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5};
     /* Taylor series to r^13: the remainder is below 1e-17 for |r| <= ln2/2. */
     enum { TERMS = 12, MANTISSA = 52, BIAS = 1023 };
+    const REAL shifter = 0x1.8p52 + BIAS;
 #else
     const REAL hi = 88.0f, lo = -87.0f;
     const REAL ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
@@ -35,39 +41,53 @@ static ALWAYS_INLINE void FN(vexp_block)(VREAL *v, const int k)
     static const REAL coef[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                                 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
     enum { TERMS = 6, MANTISSA = 23, BIAS = 127 };
+    const REAL shifter = 0x1.8p23f + BIAS;
 #endif
-    VREAL x[BP_BLOCK], fn[BP_BLOCK], p[BP_BLOCK];
-    VINT n[BP_BLOCK];
+    /* z = x / ln2 + shifter: at that magnitude the sum rounds to an integer, n + shifter (|n| <
+       2^10), whose low bits hold n + BIAS, which shifted up are the exponent field of 2^n (n + BIAS
+       is in [1, 2 BIAS] in the clamped range) */
+    VREAL x[BP_BLOCK], z[BP_BLOCK];
     EACH(i, k) x[i] = VMAX(FN(vsplat)(lo), VMIN(FN(vsplat)(hi), v[i])); /* (NaN stays NaN) */
+    EACH(i, k) z[i] = VFMA(x[i], FN(vsplat)((REAL)1.44269504088896341), FN(vsplat)(shifter));
     EACH(i, k) {
-        const VREAL t = x[i] * (REAL)1.44269504088896341 + (REAL)0.5;
-#ifdef VFLOOR
-        fn[i] = VFLOOR(t);
-        n[i] = __builtin_convertvector(fn[i], VINT); /* exact: |t| < 2^10 */
-#else
-        n[i] = __builtin_convertvector(t, VINT);  /* truncates toward zero ... */
-        const VINT above = __builtin_convertvector(n[i], VREAL) > t;
-        n[i] += above;                            /* ... so step down where that rounded up */
-        fn[i] = __builtin_convertvector(n[i], VREAL); /* (comparisons give -1 for true) */
-#endif
+        const VREAL fn = z[i] - shifter; /* n, exactly */
+        x[i] = VFMA(fn, FN(vsplat)(-ln2_hi), x[i]); /* exact: ln2_hi has few bits */
+        x[i] = VFMA(fn, FN(vsplat)(-ln2_lo), x[i]); /* r */
     }
-    EACH(i, k) x[i] = x[i] - fn[i] * ln2_hi - fn[i] * ln2_lo; /* r */
     EACH(i, k) p[i] = FN(vsplat)(coef[0]);
     for (int term = 1; term < TERMS; term++)
         EACH(i, k) p[i] = VFMA(p[i], x[i], FN(vsplat)(coef[term]));
     EACH(i, k) {
-        p[i] = p[i] * x[i] * x[i] + x[i] + (REAL)1;
-        const VINT bits = (n[i] + BIAS) << MANTISSA;
-        VREAL scale;
-        memcpy(&scale, &bits, sizeof scale);
-        v[i] = p[i] * scale;
+        p[i] = VFMA(x[i], VFMA(x[i], p[i], FN(vsplat)(1)), FN(vsplat)(1));
+        VBITS bits;
+        memcpy(&bits, &z[i], sizeof bits);
+        bits <<= MANTISSA;
+        memcpy(&scale[i], &bits, sizeof scale[i]);
     }
+}
+
+/* exp of each of v[0 .. k), in place (a block function: see above) */
+static ALWAYS_INLINE void FN(vexp_block)(VREAL *v, const int k)
+{
+    VREAL p[BP_BLOCK], scale[BP_BLOCK];
+    FN(vexp_parts_block)(v, p, scale, k);
+    EACH(i, k) v[i] = p[i] * scale[i];
 }
 
 static inline VREAL FN(vexp)(VREAL x)
 {
     FN(vexp_block)(&x, 1);
     return x;
+}
+
+/* The logistic function of each of y[0 .. k), in place: 1 / (1 + exp(-y)), the 1 added in the
+   same rounding as the product p * 2^n (exact, a normal number), so it is the same number */
+static ALWAYS_INLINE void FN(vlogistic_block)(VREAL *y, const int k)
+{
+    VREAL e[BP_BLOCK], p[BP_BLOCK], scale[BP_BLOCK];
+    EACH(i, k) e[i] = -y[i];
+    FN(vexp_parts_block)(e, p, scale, k);
+    EACH(i, k) y[i] = (REAL)1 / VFMA(p[i], scale[i], FN(vsplat)(1));
 }
 
 /* ln(x) for positive normal x, vectorised: x = 2^k m with m in [sqrt(1/2), sqrt(2)), and
@@ -130,7 +150,8 @@ static inline VREAL FN(vactivate)(VREAL x, int activation)
 {
     switch (activation) {
     case BP_LOGISTIC:
-        return (REAL)1 / ((REAL)1 + FN(vexp)(-x));
+        FN(vlogistic_block)(&x, 1);
+        return x;
     case BP_TANH:
         return FN(vtanh)(x);
     case BP_RELU: /* x < 0, not x > 0: a NaN passes through (and is noticed) */
@@ -146,10 +167,7 @@ static inline VREAL FN(vactivate)(VREAL x, int activation)
 static ALWAYS_INLINE void FN(vactivate_block)(VREAL *y, const int k, int activation)
 {
     if (activation == BP_LOGISTIC) {
-        VREAL e[BP_BLOCK];
-        EACH(i, k) e[i] = -y[i];
-        FN(vexp_block)(e, k);
-        EACH(i, k) y[i] = (REAL)1 / ((REAL)1 + e[i]);
+        FN(vlogistic_block)(y, k);
     } else {
         EACH(i, k) y[i] = FN(vactivate)(y[i], activation);
     }
