@@ -43,6 +43,10 @@
 #define POP_MAX_GROUP_BYTES ((size_t)2 << 20)
 /* Weights of a wide source whose sums over the cases run side by side (independent chains). */
 #define WIDE_CHAINS 4
+/* A narrow source's weight gradients: inputs whose sums run side by side, over this many of their
+   VW accumulators each (registers: NARROW_INPUTS * NARROW_ACCS sums, an error signal, a product). */
+#define NARROW_INPUTS 3
+#define NARROW_ACCS (VW < 4 ? VW : 4)
 
 /* What a group keeps for its VW members, in vectors: lane-major params and velocity, their copies
    at the start of the last sweep whose update was applied (a diverged member goes back there),
@@ -182,13 +186,37 @@ static ALWAYS_INLINE void FN(population_block)(
                     }
                     continue;
                 }
-                for (int64_t c = 0; c < n_in; c++, sum += VW, x += step) {
+                /* case j of a span adds to accumulator j % VW (the single net's lane for it):
+                   NARROW_INPUTS inputs' sums side by side, over NARROW_ACCS of the accumulators
+                   at a time, so that each error signal loaded serves NARROW_INPUTS products
+                   (where one input at a time loaded it for each) */
+                int64_t c = 0;
+                if (span == POP_SPAN)
+                    for (; c + NARROW_INPUTS <= n_in; c += NARROW_INPUTS)
+                        EACH(kb, VW / NARROW_ACCS) {
+                            VREAL a[NARROW_INPUTS][NARROW_ACCS];
+                            VREAL *sums = sum + c * VW + kb * NARROW_ACCS;
+                            const VREAL *xc = x + c * step;
+                            EACH(i, NARROW_INPUTS) EACH(q, NARROW_ACCS)
+                                a[i][q] = r0 == 0 ? zero : sums[i * VW + q];
+                            for (int64_t s = 0; s < nb; s++)
+                                EACH(j, POP_SPAN) if (j % VW / NARROW_ACCS == kb) {
+                                    const VREAL dj = d[s * POP_SPAN + j];
+                                    EACH(i, NARROW_INPUTS)
+                                        a[i][j % NARROW_ACCS] = VFMA(
+                                            dj, xc[i * step + s * POP_SPAN + j],
+                                            a[i][j % NARROW_ACCS]);
+                                }
+                            EACH(i, NARROW_INPUTS) EACH(q, NARROW_ACCS)
+                                sums[i * VW + q] = a[i][q];
+                        }
+                for (; c < n_in; c++) {
                     VREAL a[VW];
-                    EACH(k, VW) a[k] = r0 == 0 ? zero : sum[k];
+                    EACH(k, VW) a[k] = r0 == 0 ? zero : sum[c * VW + k];
                     for (int64_t s = 0; s < nb; s++)
-                        EACH(j, span) a[j % VW] = VFMA(d[s * POP_SPAN + j], x[s * POP_SPAN + j],
-                                                       a[j % VW]);
-                    EACH(k, VW) sum[k] = a[k];
+                        EACH(j, span) a[j % VW] = VFMA(d[s * POP_SPAN + j],
+                                                       x[c * step + s * POP_SPAN + j], a[j % VW]);
+                    EACH(k, VW) sum[c * VW + k] = a[k];
                 }
             }
             if (net->bias_offset[l] >= 0) {
