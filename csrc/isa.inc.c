@@ -23,12 +23,12 @@ typedef float vf32 __attribute__((vector_size(VBYTES)));
 typedef int32_t vi32 __attribute__((vector_size(VBYTES)));
 typedef double vf64 __attribute__((vector_size(VBYTES)));
 typedef int64_t vi64 __attribute__((vector_size(VBYTES)));
-/* the bits of a vector of the precision, unsigned (shifts that carry bits out are defined) */
-typedef uint32_t vu32 __attribute__((vector_size(VBYTES)));
-typedef uint64_t vu64 __attribute__((vector_size(VBYTES)));
 /* 32-bit lanes, as many as a vector of the precision has: dropout's hashes */
 typedef uint32_t vu32_f32 __attribute__((vector_size(VBYTES)));
 typedef uint32_t vu32_f64 __attribute__((vector_size(VBYTES / 2)));
+/* the bits of a float64 vector, unsigned (shifts that carry bits out are defined); a float32
+   vector's are vu32_f32 */
+typedef uint64_t vu64 __attribute__((vector_size(VBYTES)));
 /* For loads and stores: any alignment, and allowed to alias the arrays of REAL they read. */
 typedef float uvf32 __attribute__((vector_size(VBYTES), aligned(4), may_alias));
 typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias));
@@ -44,7 +44,7 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define VREAL vf32
 #define UVREAL uvf32
 #define VINT vi32
-#define VBITS vu32
+#define VBITS vu32_f32
 #define VU32 vu32_f32
 #define ITYPE int32_t
 #define VW (VBYTES / 4)
