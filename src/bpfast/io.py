@@ -102,7 +102,7 @@ def save(net: Network, path) -> None:
         "bpfast_version": __version__, "optimizer": net.optimizer,
         "topology": net.topology.describe(), "dtype": net.dtype.name,
         "init_range": net.init_range, "init": net.init, "seed": net.seed,
-        "rng_state": net._rng.bit_generator.state, "shuffle_state": net._shuffle_state,
+        "rng_state": net._rng_state, "shuffle_state": net._shuffle_state,
         "n_params": int(net.topology.n_params),
     }
     if isinstance(net, RecurrentNetwork):

@@ -193,8 +193,10 @@ class Network:
         n_params = self.topology.n_params
         # the float64 draw, then params and velocities (fit checks what training adds)
         check_fits(n_params * (8 + 2 * self.dtype.itemsize), f"a network of {n_params:,} parameters")
-        self._rng, self._params, shuffle_state = starting_state(
+        rng, self._params, shuffle_state = starting_state(
             self.topology, self.seed, init, self.init_range, self.dtype)
+        # the generator's state once the start is drawn: kept (saved, pickled), never drawn from
+        self._rng_state = rng.bit_generator.state
         self._velocity = np.zeros_like(self._params)
         self.optimizer = "momentum"  # the rule self._velocity is the state of
         # The shuffling generator's state, in a box the compiled core writes back into even when
@@ -635,38 +637,47 @@ class Network:
     def __getstate__(self):
         return {"topology": self.topology.describe(), "dtype": self.dtype.name,
                 "init_range": self.init_range, "init": self.init, "seed": self.seed,
-                "rng": self._rng.bit_generator.state, "params": self._params.copy(),
+                "rng": self._rng_state, "params": self._params.copy(),
                 "velocity": self._velocity.copy(), "shuffle_state": self._shuffle_state,
                 "optimizer": self.optimizer}
 
     def __setstate__(self, state):
         topology = state["topology"]  # a description, or (from a Population) a Topology to share
-        self.topology = topology if isinstance(topology, Topology) else \
+        topology = topology if isinstance(topology, Topology) else \
             Topology.from_description(topology)
-        self.dtype = np.dtype(state["dtype"])
-        self.init_range, self.seed = state["init_range"], state["seed"]
-        self.init = state.get("init", "uniform")  # how it started; older pickles: the paper's
-        self._rng = np.random.default_rng()
-        self._rng.bit_generator.state = state["rng"]
-        self._params = np.array(state["params"], dtype=self.dtype, order="C")
-        self._velocity = np.array(state["velocity"], dtype=self.dtype, order="C")
-        self.optimizer = state.get("optimizer", "momentum")  # older pickles: the paper's rule
-        if self.optimizer not in OPTIMIZERS:
+        dtype = np.dtype(state["dtype"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]  # checks it
+        params = np.array(state["params"], dtype=dtype, order="C")
+        velocity = np.array(state["velocity"], dtype=dtype, order="C")
+        optimizer = state.get("optimizer", "momentum")  # older pickles: the paper's rule
+        if optimizer not in OPTIMIZERS:
             raise ValueError(f"a pickled network's optimizer must be one of {list(OPTIMIZERS)}, "
-                             f"got {self.optimizer!r}")
-        n_params = self.topology.n_params
-        for name, array, length in (("params", self._params, n_params),
-                                    ("velocity", self._velocity,
-                                     state_length(self.optimizer, n_params))):
+                             f"got {optimizer!r}")
+        n_params = topology.n_params
+        for name, array, length in (("params", params, n_params),
+                                    ("velocity", velocity, state_length(optimizer, n_params))):
             if array.shape != (length,) or not np.isfinite(array).all():
                 raise ValueError(f"a pickled network's {name} must be {length} finite values, "
                                  f"got shape {array.shape}")
-        if self.optimizer == "adam":
-            count = float(self._velocity[-1])  # Adam's updates so far: a whole number >= 0
-            if count < 0 or count != int(count) or (self._velocity[n_params:-1] < 0).any():
+        if optimizer == "adam":
+            count = float(velocity[-1])  # Adam's updates so far: a whole number >= 0
+            if count < 0 or count != int(count) or (velocity[n_params:-1] < 0).any():
                 raise ValueError(f"a pickled network's Adam state must end with a whole update "
                                  f"count >= 0 after second moments >= 0, got count {count}")
-        self._shuffle_box = np.array([state["shuffle_state"]], dtype=np.uint64)
+        self._assign(topology, dtype, state["init_range"], state.get("init", "uniform"),
+                     state["seed"], rng.bit_generator.state, params, velocity,
+                     state["shuffle_state"], optimizer)
+
+    def _assign(self, topology, dtype, init_range, init, seed, rng_state, params, velocity,
+                shuffle_state, optimizer) -> None:
+        """Every attribute from parts already checked (unpickling checks them first; a
+        Population's members are its own): `params` and `velocity` are taken, not copied."""
+        self.topology, self.dtype = topology, dtype
+        self.init_range, self.init, self.seed = init_range, init, seed
+        self._rng_state = rng_state
+        self._params, self._velocity, self.optimizer = params, velocity, optimizer
+        self._shuffle_box = np.array([shuffle_state], dtype=np.uint64)
         self._guard = _core.TrainingGuard()
 
     def __repr__(self):

@@ -282,11 +282,9 @@ class Population:
         i = self._index(i)
         seed, init_range = int(self._seeds[i]), float(self._init_ranges[i])
         net = Network.__new__(Network)
-        net.__setstate__({"topology": self.topology, "dtype": self.dtype.name,
-                          "init_range": init_range, "init": self.init, "seed": seed,
-                          "rng": self._start_rng_state(i), "params": self._params[i].copy(),
-                          "velocity": self._velocity[i].copy(),
-                          "shuffle_state": int(self._shuffle[i]), "optimizer": self.optimizer})
+        net._assign(self.topology, self.dtype, init_range, self.init, seed,
+                    self._start_rng_state(i), self._params[i].copy(), self._velocity[i].copy(),
+                    int(self._shuffle[i]), self.optimizer)
         return net
 
     def __setitem__(self, i, net: Network) -> None:
@@ -537,8 +535,15 @@ class Population:
         settings = [_per_member(name, value, n_members) for name, value in
                     (("lr", lr), ("momentum", momentum), ("n_sweeps", n_sweeps),
                      ("weight_decay", weight_decay))]
-        return [shell._phases(*values, schedules[i], decay_biases, rule)
-                for i, values in enumerate(zip(*settings))]
+        # members of the same settings share one checked list (1,000 seeds of one recipe: one)
+        checked: dict = {}
+        phases = []
+        for i, values in enumerate(zip(*settings)):
+            key = (values, id(schedules[i]))
+            if key not in checked:
+                checked[key] = shell._phases(*values, schedules[i], decay_biases, rule)
+            phases.append(checked[key])
+        return phases
 
     def _fit_lanes(self, state, plan: _Plan, threads: int, progress: bool):
         """Full batch, members in the vector lanes: chunks of sweeps in which every running
@@ -567,7 +572,8 @@ class Population:
         # settings (lr, momentum, weight decay)
         width = max(len(member) for member in phases)
         padded = [member + [member[-1]] * (width - len(member)) for member in phases]
-        ends = np.array([np.cumsum([p[0] for p in member]) for member in padded], np.int64)
+        ends = np.cumsum(np.array([[p[0] for p in member] for member in padded], np.int64),
+                         axis=1)
         ends[:, :][np.arange(width)[None, :] >= np.array([len(m) for m in phases])[:, None]] = \
             INT64_MAX
         settings = np.array([[p[1:4] for p in member] for member in padded], np.float64)
