@@ -10,7 +10,7 @@ import pytest
 from conftest import INTERRUPT_LATENCY, interrupt_script
 
 import bpfast
-from bpfast import Layer, Phase
+from bpfast import Layer, Phase, _core
 
 X_SYM, T_SYM = bpfast.datasets.symmetry()
 
@@ -473,3 +473,24 @@ def test_experiment_seeds_as_a_population_match_single_runs(name):
         assert outcome.result.n_sweeps == alone.result.n_sweeps
         assert outcome.result.final_error == alone.result.final_error
         assert outcome.measures == alone.measures
+
+
+def test_the_lanes_kernel_refuses_a_member_named_twice():
+    # two lanes on one member would race on its weights: refused before any work
+    pop = bpfast.Population([6, 2, 1], seeds=range(3))
+    n, p = len(pop), pop.topology.n_params
+    X, T = np.ascontiguousarray(X_SYM, np.float32), np.ascontiguousarray(T_SYM, np.float32)
+    args = (pop.topology, pop.params, np.zeros((n, p), np.float32),
+            np.zeros((n, 2 * p), np.float32), X.ravel(), T.ravel())
+    kwargs = dict(n_samples=64, shared_x=True, shared_t=True, lr=np.full(n, 0.1),
+                  momentum=np.full(n, 0.9), weight_decay=np.zeros(n), stop_tol=np.zeros(n),
+                  n_sweeps=np.ones(n, np.int64), n_decayed=0, status=np.zeros(n, np.int32),
+                  n_done=np.zeros(n, np.int64))
+    before = pop.params.copy()
+    for order in ([0, 2, 0], [1, 3], [-1]):
+        with pytest.raises(ValueError, match="distinct members"):
+            _core.population_train(*args, order=np.array(order, np.int64), **kwargs)
+    np.testing.assert_array_equal(pop.params, before)
+    _core.population_train(*args, order=np.array([2, 0], np.int64), **kwargs)
+    assert (pop.params[[0, 2]] != before[[0, 2]]).any(axis=1).all()
+    np.testing.assert_array_equal(pop.params[1], before[1])
