@@ -535,11 +535,12 @@ class Population:
         settings = [_per_member(name, value, n_members) for name, value in
                     (("lr", lr), ("momentum", momentum), ("n_sweeps", n_sweeps),
                      ("weight_decay", weight_decay))]
-        # members of the same settings share one checked list (1,000 seeds of one recipe: one)
+        # members given the same setting objects (a value for all: 1,000 seeds of one recipe)
+        # share one checked list; by identity, as the values may be anything until checked
         checked: dict = {}
         phases = []
         for i, values in enumerate(zip(*settings)):
-            key = (values, id(schedules[i]))
+            key = tuple(map(id, values)) + (id(schedules[i]),)
             if key not in checked:
                 checked[key] = shell._phases(*values, schedules[i], decay_biases, rule)
             phases.append(checked[key])
