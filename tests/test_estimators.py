@@ -149,6 +149,30 @@ def test_binary_multiclass_and_multilabel_targets():
         assert (multi.predict(X) == Y).mean() > 0.85
 
 
+@pytest.mark.parametrize("labels, classes", [
+    (np.array([3.0, -1.0, 3.0, 3.0, -1.0, 3.0]), None),                # binary, floats
+    (np.array(["eel", "cat", "dog", "cat", "eel", "dog"]), None),       # multiclass, strings
+    (np.array(["b", "a", "b", "a", "a", "b"], dtype=object), None),      # objects
+    (np.array([0, 0, 1, 0, 1, 1]), [0, 1, 2, 3]),                        # declared, some unseen
+    (np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 1]]), None),  # multilabel
+])
+def test_targets_are_encoded_as_label_binarizer_encodes_them(labels, classes):
+    from sklearn.preprocessing import LabelBinarizer
+    X = np.random.default_rng(0).normal(size=(len(labels), 3))
+    clf = BPClassifier(max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if classes is None:
+            clf.fit(X, labels)
+        else:
+            clf.partial_fit(X, labels, classes=classes)
+    T, _ = clf._encode_targets(labels, first=False)
+    expected = LabelBinarizer().fit(labels if classes is None else classes).transform(labels)
+    assert T.dtype == np.float64
+    np.testing.assert_array_equal(T, expected)
+    assert clf.n_outputs_ == expected.shape[1]
+
+
 def test_sample_weights_steer_the_fit():
     """Weight 0 on one class: the classifier never learns to predict it."""
     X, y = make_classification(n_samples=300, n_features=6, n_classes=3, n_informative=4,
