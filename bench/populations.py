@@ -19,7 +19,10 @@ Every tool is verified before it is timed: from the population's starting weight
 each must end with every member's error within float32 tolerance of the population's (and the loop
 bit for bit). Runs are interleaved (A, B, C, A, B, C, ...) after a warm-up and reported as median
 (min-max) seconds; ratios are of medians. W5 also reports seconds per 1,000 nets and the rate in
-GFLOP/s against the core's FMA peak.
+GFLOP/s against the core's FMA peak at the clock /proc/cpuinfo gives. That is the nominal clock,
+and on a VM it can be well below the real one: on the Zen 3 VM of the README's figures cpuinfo says
+2,445 MHz while a loop of independent FMAs runs at 3.1 GHz, so there the percentages are about a
+quarter too high.
 """
 
 from __future__ import annotations
@@ -260,7 +263,8 @@ def verify(tool, oracle, workload):
 
 
 def fma_peak(isa):
-    """Single-core multiply-adds per second: 2 FMA units x lanes x the clock read off cpuinfo."""
+    """(Single-core multiply-adds per second, MHz): 2 FMA units x lanes x the clock read off
+    cpuinfo (nominal: see the module docstring)."""
     mhz = None
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         for line in f:
@@ -268,7 +272,7 @@ def fma_peak(isa):
                 mhz = float(line.split(":")[1])
                 break
     lanes = {"avx512": 16, "avx2": 8, "baseline": 4}[isa]
-    return None if mhz is None else 2 * lanes * mhz * 1e6
+    return None if mhz is None else (2 * lanes * mhz * 1e6, mhz)
 
 
 def flops(workload):
@@ -343,7 +347,8 @@ def main(argv=None):
                     line += f"  {rate / 1e9:6.2f} GFLOP/s"
                     peak = fma_peak(isa)
                     if peak is not None:
-                        line += f" ({rate / (2 * peak * threads):.0%} of {threads}-core FMA peak)"
+                        line += (f" ({rate / (2 * peak[0] * threads):.0%} of {threads}-core FMA "
+                                 f"peak at cpuinfo's {peak[1]:,.0f} MHz)")
                     if workload["key"] == "W5":
                         line += f", {median / workload['members'] * 1000:.3f} s per 1,000 nets"
                 else:
