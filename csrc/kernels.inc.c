@@ -399,13 +399,15 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
                         packed ? TILE_LANES : ldb, k_count, first && init ? init + i : NULL,
                         !first || accumulate, last ? activation : -1, MIN(TILE_ROWS, M - i),
                         MIN(TILE_VECTORS, (N - j) / VW), width - j);
-                    next = t + 1; /* its tile: the next row tile, or the next panel's first, or
-                                     the next block's */
+                    /* tile t + 1: the next row tile, else the next panel's first, else the
+                       next block's first */
+                    next = t + 1;
                     if (++rb == rb0 + row_tiles) {
                         rb = rb0;
                         if (++lb == lane_blocks) {
                             lb = 0;
-                            rb = rb0 += BLOCK_ROW_TILES;
+                            rb0 += BLOCK_ROW_TILES;
+                            rb = rb0;
                             row_tiles = MIN(BLOCK_ROW_TILES, tiles - rb0);
                         }
                     }
