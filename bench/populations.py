@@ -347,8 +347,9 @@ def main(argv=None):
                     line += f"  {rate / 1e9:6.2f} GFLOP/s"
                     peak = fma_peak(isa)
                     if peak is not None:
-                        line += (f" ({rate / (2 * peak[0] * threads):.0%} of {threads}-core FMA "
-                                 f"peak at cpuinfo's {peak[1]:,.0f} MHz)")
+                        fmas, mhz = peak
+                        line += (f" ({rate / (2 * fmas * threads):.0%} of {threads}-core FMA "
+                                 f"peak at cpuinfo's {mhz:,.0f} MHz)")
                     if workload["key"] == "W5":
                         line += f", {median / workload['members'] * 1000:.3f} s per 1,000 nets"
                 else:
