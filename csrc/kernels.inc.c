@@ -99,6 +99,21 @@ static inline REAL FN(hsum)(VREAL v)
    alone (and bench/spills.py can check), and a call costs nothing beside K x MR x NV FMAs. */
 #define NOINLINE __attribute__((noinline))
 
+/* The unit function of a tile's n vectors (n a constant): one block, or two where n is above
+   BP_BLOCK. A vector at a time, each logistic unit was a chain of ~20 dependent operations waiting
+   on its own. */
+_Static_assert(TILE_ROWS * TILE_VECTORS <= 2 * BP_BLOCK,
+               "a tile's vectors must make at most two blocks");
+static ALWAYS_INLINE void FN(vactivate_tile)(VREAL *y, const int n, int activation)
+{
+    if (n <= BP_BLOCK) {
+        FN(vactivate_block)(y, n, activation);
+    } else {
+        FN(vactivate_block)(y, n / 2, activation);
+        FN(vactivate_block)(y + n / 2, n - n / 2, activation);
+    }
+}
+
 /* C[i, lanes] = start + sum_k A(i,k) B[k, lanes], for MR rows and NV vectors of lanes.
  * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient, D for the weight
  * gradient). start: C itself if `accumulate`, else init[i] (a bias), else 0. If activation >= 0
@@ -125,12 +140,11 @@ static inline REAL FN(hsum)(VREAL v)
                     acc[i][v] = VFMA(a, b[v], acc[i][v]);                                        \
             }                                                                                    \
         }                                                                                        \
+        if (activation >= 0) /* the tile's vectors as one block: their chains side by side */ \
+            FN(vactivate_tile)(&acc[0][0], MR * NV, activation);                                 \
         for (int i = 0; i < MR; i++)                                                             \
             for (int v = 0; v < NV; v++)                                                         \
-                FN(vstore_first)(C + i * ldc + v * VW,                                           \
-                                 activation >= 0 ? FN(vactivate)(acc[i][v], activation)          \
-                                                 : acc[i][v],                                    \
-                                 width - v * VW);                                                \
+                FN(vstore_first)(C + i * ldc + v * VW, acc[i][v], width - v * VW);               \
     }
 /* Full-height tiles, and a tile of each height below for the rows left over (one 4-row tile
    does the work of two 2-row ones with half the loads of B: those were 16% of the tile time of a
