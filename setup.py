@@ -120,7 +120,7 @@ class ParallelBuildExt(build_ext):
         def compile_source(source, args, kwargs):
             if debug and source.endswith("_core.c"):
                 # The Cython glue at -O0 in a debug build: at -O1 under the sanitizers it alone
-                # took 113 s to compile (against 10 s), the longest step of CI, and the hot loops
+                # took 113 s to compile (against 10 s), the longest compile in CI, and the hot loops
                 # it would speed up are in csrc/ (still -O1).
                 kwargs = dict(kwargs, extra_postargs=list(kwargs.get("extra_postargs") or [])
                               + ["-O0"])
