@@ -99,21 +99,6 @@ static inline REAL FN(hsum)(VREAL v)
    alone (and bench/spills.py can check), and a call costs nothing beside K x MR x NV FMAs. */
 #define NOINLINE __attribute__((noinline))
 
-/* The unit function of a tile's n vectors (n a constant): one block, or two where n is above
-   BP_BLOCK. A vector at a time, each logistic unit was a chain of ~20 dependent operations waiting
-   on its own. */
-_Static_assert(TILE_ROWS * TILE_VECTORS <= 2 * BP_BLOCK,
-               "a tile's vectors must make at most two blocks");
-static ALWAYS_INLINE void FN(vactivate_tile)(VREAL *y, const int n, int activation)
-{
-    if (n <= BP_BLOCK) {
-        FN(vactivate_block)(y, n, activation);
-    } else {
-        FN(vactivate_block)(y, n / 2, activation);
-        FN(vactivate_block)(y + n / 2, n - n / 2, activation);
-    }
-}
-
 /* C[i, lanes] = start + sum_k A(i,k) B[k, lanes], for MR rows and NV vectors of lanes.
  * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient, D for the weight
  * gradient). start: C itself if `accumulate`, else init[i] (a bias), else 0. If activation >= 0
@@ -140,8 +125,8 @@ static ALWAYS_INLINE void FN(vactivate_tile)(VREAL *y, const int n, int activati
                     acc[i][v] = VFMA(a, b[v], acc[i][v]);                                        \
             }                                                                                    \
         }                                                                                        \
-        if (activation >= 0) /* the tile's vectors as one block: their chains side by side */ \
-            FN(vactivate_tile)(&acc[0][0], MR * NV, activation);                                 \
+        if (activation >= 0) /* the tile's vectors in blocks: their chains side by side */    \
+            FN(vactivate_span)(&acc[0][0], MR * NV, activation);                                 \
         for (int i = 0; i < MR; i++)                                                             \
             for (int v = 0; v < NV; v++)                                                         \
                 FN(vstore_first)(C + i * ldc + v * VW, acc[i][v], width - v * VW);               \
