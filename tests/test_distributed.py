@@ -78,20 +78,27 @@ class Reruns(distributed.diagnostics.plugin.SchedulerPlugin):
             self.reruns.append(str(key))
 
 
-def test_a_killed_worker_loses_and_duplicates_nothing(client):
-    """Kill a worker while it trains a shard: Dask runs the shard again on the other worker (or
-    the restarted one), and every member ends as in the local run."""
-    client.register_plugin(Reruns())
-    seeds = range(64)
-    fit = dict(n_sweeps=30000, shards=4)  # about half a second per shard
+def fit_while(client, kill, remote=None, seeds=range(64), **fit):
+    """Fit `seeds` locally and (into `remote`, if given) on the cluster; `kill(pids, busy_worker)`
+    mid-shard. Raises what the cluster's fit raised."""
+    fit = dict(n_sweeps=30000, shards=4, **fit)  # about half a second per shard
     local = bpfast.Population([6, 2, 1], seeds=seeds)
     expected = local.fit(X, T, **{k: v for k, v in fit.items() if k != "shards"})
-    remote = bpfast.Population([6, 2, 1], seeds=seeds)
-    outcome = {}
-    runner = threading.Thread(
-        target=lambda: outcome.setdefault("result", remote.fit(X, T, client=client, **fit)))
-    runner.start()
+    if remote is None:
+        remote = bpfast.Population([6, 2, 1], seeds=seeds)
+    client.wait_for_workers(2, timeout=60)  # a worker an earlier test killed is back
     pids = client.run(os.getpid)
+    assert len(pids) == 2
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = remote.fit(X, T, client=client, **fit)
+        except Exception as error:  # noqa: BLE001 (given to the test to check)
+            outcome["error"] = error
+
+    runner = threading.Thread(target=run)
+    runner.start()
     victim = None
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
@@ -101,10 +108,70 @@ def test_a_killed_worker_loses_and_duplicates_nothing(client):
         time.sleep(0.02)
     assert victim is not None, "no shard started"
     time.sleep(0.05)  # into the shard
-    os.kill(pids[victim], signal.SIGKILL)
+    kill(pids, victim)
     runner.join(timeout=300)
     assert not runner.is_alive()
+    if "error" in outcome:
+        raise outcome["error"]
+    return local, remote, expected, outcome["result"]
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(client):
+    """Kill a worker while it trains a shard: the shard runs again on the other worker (or the
+    restarted one), and every member ends as in the local run."""
+    client.register_plugin(Reruns())
+    both = fit_while(client, lambda pids, victim: os.kill(pids[victim], signal.SIGKILL))
     reruns = client.run_on_scheduler(
         lambda dask_scheduler: dask_scheduler.plugins[Reruns.name].reruns)
     assert reruns, "the killed worker's shard was not run again: it had finished before the kill"
-    assert_same(local, remote, expected, outcome["result"])
+    assert_same(*both)
+
+
+def kill_all(pids, victim):
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+
+
+class ShardKeys(distributed.diagnostics.plugin.SchedulerPlugin):
+    """The distinct shard tasks the scheduler has seen."""
+
+    name = "bpfast-shard-keys"
+
+    def __init__(self):
+        self.keys = set()
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if "_train_shard" in str(key):
+            self.keys.add(str(key))
+
+
+def test_shards_whose_shared_data_died_are_scattered_and_sent_again(client):
+    """Kill every worker mid-fit: the shared data scattered to them die too, and the scheduler,
+    which cannot remake data it was given, forgets the shards that need them. (With one worker
+    killed the same happens whenever Dask's memory manager had left the data only there: the flake
+    this test pins down.) The fit scatters the data again and resubmits those shards as new tasks,
+    and every member still ends as in the local run."""
+    client.register_plugin(ShardKeys())
+    both = fit_while(client, kill_all)
+    keys = client.run_on_scheduler(
+        lambda dask_scheduler: dask_scheduler.plugins[ShardKeys.name].keys)
+    assert len(keys) > 4, f"no shard was resubmitted: {sorted(keys)}"
+    assert_same(*both)
+
+
+def test_a_shard_forgotten_too_often_raises_and_leaves_its_members_as_they_were(
+        client, monkeypatch):
+    """A cluster that keeps forgetting a shard (here: no resubmission allowed) is an error that
+    says so; each member ends either trained, as in the local run (its shard was gathered before
+    the error), or as it started (its shard was not)."""
+    monkeypatch.setattr(bpfast.distributed, "RESUBMITS", 0)
+    remote = bpfast.Population([6, 2, 1], seeds=range(64))
+    start = remote.params.copy()
+    trained = bpfast.Population([6, 2, 1], seeds=range(64))
+    with pytest.raises(RuntimeError, match="forgotten by the cluster after 0 resubmissions"):
+        fit_while(client, kill_all, remote=remote)
+    trained.fit(X, T, n_sweeps=30000)
+    as_trained = (remote.params == trained.params).all(axis=1)
+    as_started = (remote.params == start).all(axis=1)
+    assert (as_trained | as_started).all()
+    assert as_started.any()

@@ -8,8 +8,12 @@ shard.
 
 A worker that dies takes its running tasks with it; Dask's scheduler runs them again on another
 worker (up to its ``distributed.scheduler.allowed-failures`` times) from the shard's start, which
-the task received as its input, so nothing is lost and each member's result arrives once. Needs
-``dask[distributed]`` (``pip install 'bpfast[distributed]'``); nothing else in bpfast imports it.
+the task received as its input. If the dead worker held the last copy of the shared data (Dask's
+memory manager keeps as few copies as the waiting tasks need), the scheduler cannot remake them
+and forgets the tasks that need them; this side, which still has everything, then scatters the
+data again and resubmits those shards. Either way nothing is lost and each member's result is
+taken once. Needs ``dask[distributed]`` (``pip install 'bpfast[distributed]'``); nothing else in
+bpfast imports it.
 
     from dask.distributed import Client
     client = Client("tcp://scheduler-host:8786")      # a running cluster's scheduler
@@ -41,6 +45,34 @@ def _train_shard(sub, plan, X, T, n_threads, progress):
     return sub, result
 
 
+# How many times one shard may be resubmitted after the cluster forgot it; a shard forgotten more
+# often than that means the cluster is going away (or someone cancels its tasks), not bad luck.
+RESUBMITS = 3
+
+
+class _SharedData:
+    """The data all shards share, scattered to every worker once, and again when lost."""
+
+    def __init__(self, client, plan):
+        self.client, self.plan = client, plan
+        self.generation = 0
+        self._scatter()
+
+    def _scatter(self):
+        # hash=False: a key of its own, which the release of an earlier scatter of the same values
+        # (same hash, same key) cannot delete while this fit still needs it ("lost dependencies").
+        def scatter(data):
+            return self.client.scatter(data, broadcast=True, hash=False)
+        self.X = scatter(self.plan.X) if self.plan.shared_x else None
+        self.T = scatter(self.plan.T) if self.plan.shared_t else None
+
+    def renew(self, generation):
+        """Scatter again, unless a shard of the same loss has had it done already."""
+        if generation == self.generation:
+            self.generation += 1
+            self._scatter()
+
+
 def fit_sharded(pop, client, plan, n_threads, shards, progress):
     """Population.fit on `client`'s cluster (see Population.fit)."""
     from .population import PopulationResult
@@ -54,31 +86,46 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
         shards = 4 * max(1, len(client.scheduler_info().get("workers", {})))
     shards = min(check_int("shards", shards, low=1), n_members)
     parts = [part for part in np.array_split(np.arange(n_members), shards) if part.size]
-    # Shared data once to every worker; a member's own data go with its shard. hash=False: a key
-    # of its own, which the release of an earlier scatter of the same values (same hash, same
-    # key) cannot delete while this fit still needs it (seen as "lost dependencies").
-    X = client.scatter(plan.X, broadcast=True, hash=False) if plan.shared_x else None
-    T = client.scatter(plan.T, broadcast=True, hash=False) if plan.shared_t else None
-    futures = {}
-    for index, members in enumerate(parts):
-        sub_plan = plan.subset(members)
+    shared = _SharedData(client, plan)
+    pending = {}  # future -> (shard index, generation of the shared data it was given)
+
+    def submit(index):
+        sub_plan = plan.subset(parts[index])
         future = client.submit(
-            _train_shard, pop._subset(members),
+            _train_shard, pop._subset(parts[index]),
             dataclasses.replace(sub_plan, X=None, T=None),
-            X if plan.shared_x else sub_plan.X, T if plan.shared_t else sub_plan.T,
+            shared.X if plan.shared_x else sub_plan.X, shared.T if plan.shared_t else sub_plan.T,
             n_threads, False, pure=False)
-        futures[future] = index
+        pending[future] = index, shared.generation
+        return future
+
     results: list = [None] * len(parts)
+    resubmits = [0] * len(parts)
     try:
-        for done, future in enumerate(as_completed(list(futures)), start=1):
-            index = futures[future]
+        waiting = as_completed([submit(index) for index in range(len(parts))])
+        for future in waiting:
+            index, generation = pending.pop(future)
+            if future.cancelled():
+                # The scheduler forgot the task: a worker's death took the last copy of its
+                # input. Everything is still here; send it again.
+                if resubmits[index] == RESUBMITS:
+                    raise RuntimeError(
+                        f"shard {index} of {len(parts)} was forgotten by the cluster after "
+                        f"{RESUBMITS} resubmissions (its workers keep dying, or something "
+                        "cancels its tasks); the members of the shards not gathered keep their "
+                        "starting state")
+                resubmits[index] += 1
+                shared.renew(generation)
+                waiting.add(submit(index))
+                continue
             sub, result = future.result()
             pop._put(parts[index], sub)
             results[index] = result
             if progress:
+                done = sum(r is not None for r in results)
                 print(f"\r{done}/{len(parts)} shards back", end="", file=sys.stderr, flush=True)
     except BaseException:
-        client.cancel(list(futures))
+        client.cancel(list(pending))
         raise
     if progress:
         print(file=sys.stderr)

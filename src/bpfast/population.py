@@ -419,10 +419,13 @@ class Population:
             Train on a Dask cluster instead (``pip install 'bpfast[distributed]'``): the members
             are split into `shards` (default: four per worker) sub-populations, each trained by
             one task on a worker, and gathered back; the result is bit for bit the local one. A
-            task whose worker dies is run again elsewhere from its shard's start (Dask does that
-            by itself), so nothing is lost or counted twice. With n_threads None each task uses
+            task whose worker dies is run again elsewhere from its shard's start (by Dask; or, if
+            the shared data died with the worker, resubmitted from here with the data scattered
+            again), so nothing is lost or counted twice. With n_threads None each task uses
             its worker's threads. On Ctrl-C the shards not yet gathered are cancelled and keep
             their starting state; the gathered ones keep their training.
+            A shard the cluster forgets again after 3 resubmissions raises RuntimeError, with
+            the same outcome for the members.
         shards : int, optional
             How many sub-populations to split the members into with `client`.
         n_threads : int, optional
