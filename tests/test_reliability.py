@@ -84,10 +84,12 @@ def test_divergence_after_many_snapshots_and_phases_restores_exactly(monkeypatch
 def test_absurd_sizes_raise_memory_error_before_allocating():
     with pytest.raises(MemoryError, match="GiB"):
         bpfast.Network([100_000, 100_000, 100_000])
-    net = bpfast.Network([3, 2**24, 1])  # 50M params: fits
-    # 1,000 rows of 2**24 units, feature-major with both activations and their gradients: ~134 GB
-    with pytest.raises(MemoryError, match="batches of 1,000 rows"):
-        net.fit(np.zeros((1000, 3)), np.zeros(1000), n_sweeps=1)
+    # 4M params: fit. (Not more: in these VMs the first touch of fresh memory runs at ~90 MB/s,
+    # and a 50M-param net took 12 s to build.)
+    net = bpfast.Network([3, 2**20, 1])
+    # 10,000 rows of 2**20 units, feature-major with both activations and their gradients: ~117 GiB
+    with pytest.raises(MemoryError, match="batches of 10,000 rows"):
+        net.fit(np.zeros((10_000, 3)), np.zeros(10_000), n_sweeps=1)
     with pytest.raises(MemoryError, match="outputs for"):
         bpfast.Network([3, 4, 2**16], seed=0).predict(np.zeros((10**5, 3)))  # 26 GB of outputs
 
