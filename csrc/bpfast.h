@@ -130,6 +130,9 @@ typedef struct {
                                   u of layer l for the batch's b-th case is a hash of (key, l, u,
                                   b) (kernels.inc.c: dropout_keep), so it does not depend on the
                                   threads. */
+    int x_double;              /* 1 (a float net only): X holds doubles, each rounded to float as
+                                  its case is bound, as a float copy of X would give it, without
+                                  that copy (a user's float64 data). T is always REAL. */
 } bp_train_config;
 
 /* One phase of a schedule, applied for a number of sweeps. */

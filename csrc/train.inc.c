@@ -63,6 +63,23 @@ static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const 
         FN(gather_gradient_omp)(net, ws, grad);
 }
 
+/* Values c .. c + VW - 1 of a case's row, which holds REALs, or doubles if from_double (rounded
+   to REAL as a conversion of the whole array would round them). */
+typedef double FN(vdouble) __attribute__((vector_size(VW * sizeof(double))));
+static inline VREAL FN(load_cases)(const char *row, int64_t c, int from_double)
+{
+    if (!from_double)
+        return FN(vload)((const REAL *)row + c);
+    FN(vdouble) wide;
+    memcpy(&wide, (const double *)row + c, sizeof wide);
+    return __builtin_convertvector(wide, VREAL);
+}
+
+static inline REAL FN(case_value)(const char *row, int64_t c, int from_double)
+{
+    return from_double ? (REAL)((const double *)row)[c] : ((const REAL *)row)[c];
+}
+
 /* dst[c * ld + r] = the c-th of n_cols values of case r (row `order[r]`, or `start + r`, of src,
  * whose rows are `stride` long), for r < n_rows; zeros up to `lanes`. VW cases at a time, VW
  * columns at a time as a vector block transposed in registers (value by value, binding W3's
@@ -73,24 +90,27 @@ static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const 
 static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64_t stride,
                                    int64_t n_cols, int64_t start, int64_t n_rows,
                                    const int64_t *order, int64_t lanes, REAL *rows_dst,
-                                   int64_t ld_rows)
+                                   int64_t ld_rows, int from_double)
 {
+    /* from_double: src holds doubles (bp_train_config.x_double), rounded here */
+    const char *base = (const char *)src;
+    const int64_t size = from_double ? (int64_t)sizeof(double) : (int64_t)sizeof(REAL);
     OMP_FOR
     for (int64_t r0 = 0; r0 < n_rows; r0 += VW) {
         const int64_t rows = MIN(VW, n_rows - r0);
-        const REAL *case_row[VW];
+        const char *case_row[VW];
         for (int64_t r = 0; r < rows; r++)
-            case_row[r] = src + (order ? order[r0 + r] : start + r0 + r) * stride;
+            case_row[r] = base + (order ? order[r0 + r] : start + r0 + r) * stride * size;
         if (order)
             for (int64_t r = r0 + VW; r < MIN(r0 + 2 * VW, n_rows); r++)
-                for (int64_t c = 0; c < n_cols; c += 64 / (int64_t)sizeof(REAL))
-                    __builtin_prefetch(src + order[r] * stride + c);
+                for (int64_t c = 0; c < n_cols * size; c += 64)
+                    __builtin_prefetch(base + order[r] * stride * size + c);
         int64_t c = 0;
         if (rows == VW)
             for (; c + VW <= n_cols; c += VW) {
                 VREAL block[VW];
                 for (int r = 0; r < VW; r++)
-                    block[r] = FN(vload)(case_row[r] + c);
+                    block[r] = FN(load_cases)(case_row[r], c, from_double);
                 if (rows_dst)
                     for (int r = 0; r < VW; r++)
                         FN(vstore)(rows_dst + (r0 + r) * ld_rows + c, block[r]);
@@ -100,9 +120,10 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
             }
         for (; c < n_cols; c++)
             for (int64_t r = 0; r < rows; r++) {
-                dst[c * ld + r0 + r] = case_row[r][c];
+                const REAL value = FN(case_value)(case_row[r], c, from_double);
+                dst[c * ld + r0 + r] = value;
                 if (rows_dst)
-                    rows_dst[(r0 + r) * ld_rows + c] = case_row[r][c];
+                    rows_dst[(r0 + r) * ld_rows + c] = value;
             }
     }
     if (lanes > n_rows) {
@@ -116,8 +137,9 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
 /* Bind rows [start, start + n_rows) of the cases (through ws->order if `ordered`) as the batch:
  * copied feature-major into x_batch / t_batch (T's rows end with a case weight if `weighted`),
  * the padding lanes up to a whole vector zeroed. */
-static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const REAL *T,
-                              int weighted, int64_t start, int64_t n_rows, int ordered)
+static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, int x_double,
+                              const REAL *T, int weighted, int64_t start, int64_t n_rows,
+                              int ordered)
 {
     const int64_t n_cols = net->n_input_cols, t_cols = net->size[net->n_layers - 1] + weighted;
     const int64_t ld = ws->ld, lanes = FN(ceil_div)(n_rows, VW) * VW;
@@ -125,18 +147,22 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const RE
     /* one input group: its batch-major copy (if it is wide) is made with the transpose */
     REAL *rows_dst = net->n_inputs == 1 ? ws->y_rows[0] : NULL;
     FN(transpose_rows_omp)(ws->x_batch, ld, X, n_cols, n_cols, start, n_rows, order, lanes,
-                           rows_dst, rows_dst ? ws->ld_rows[0] : 0);
+                           rows_dst, rows_dst ? ws->ld_rows[0] : 0, x_double);
     if (T) /* a forward pass has no targets */
         FN(transpose_rows_omp)(ws->t_batch, ld, T, t_cols, t_cols, start, n_rows, order, lanes,
-                               NULL, 0);
+                               NULL, 0, 0);
     /* else, batch-major copies of the wide input groups, for weight gradients */
     if (net->n_inputs > 1) {
         OMP_FOR
         for (int64_t r = 0; r < n_rows; r++) {
-            const REAL *x_row = X + (order ? order[r] : start + r) * n_cols;
+            const int64_t row = (order ? order[r] : start + r) * n_cols;
             for (int g = 0; g < net->n_inputs; g++)
-                if (ws->y_rows[g])
-                    memcpy(ws->y_rows[g] + r * ws->ld_rows[g], x_row + net->input_col[g],
+                if (ws->y_rows[g] && x_double)
+                    for (int64_t c = 0; c < net->size[g]; c++)
+                        ws->y_rows[g][r * ws->ld_rows[g] + c] =
+                            (REAL)((const double *)X)[row + net->input_col[g] + c];
+                else if (ws->y_rows[g])
+                    memcpy(ws->y_rows[g] + r * ws->ld_rows[g], X + row + net->input_col[g],
                            (size_t)net->size[g] * sizeof(REAL));
         }
     }
@@ -145,12 +171,12 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, const RE
 }
 
 /* Bind every case at once (the workspace holds them all), unless they are bound already. */
-static void FN(bind_all_omp)(const bp_net *net, WS *ws, const REAL *X, const REAL *T,
-                             int weighted, int64_t n_samples)
+static void FN(bind_all_omp)(const bp_net *net, WS *ws, const REAL *X, int x_double,
+                             const REAL *T, int weighted, int64_t n_samples)
 {
     if (ws->bound_x == X)
         return;
-    FN(bind_rows_omp)(net, ws, X, T, weighted, 0, n_samples, 0);
+    FN(bind_rows_omp)(net, ws, X, x_double, T, weighted, 0, n_samples, 0);
     OMP_SINGLE
     ws->bound_x = X;
 }
@@ -166,9 +192,9 @@ static void FN(evaluate_omp)(const bp_net *net, WS *ws, const REAL *params, cons
     for (int64_t start = 0; start < cfg->n_samples; start += ws->max_rows) {
         const int64_t n_rows = MIN(ws->max_rows, cfg->n_samples - start);
         if (n_rows == cfg->n_samples)
-            FN(bind_all_omp)(net, ws, X, T, cfg->weighted, n_rows);
+            FN(bind_all_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, n_rows);
         else
-            FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, start, n_rows, 0);
+            FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows, 0);
         FN(forward_omp)(net, ws, params, n_rows, 0, 0.0);
         FN(output_error_omp)(net, ws, n_rows, FN(ceil_div)(n_rows, VW) * VW, cfg);
         error += ws->error;
@@ -285,7 +311,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 ws->start_rng = *rng_state;
             }
             FN(next_dropout_key_omp)(ws, cfg, rng_state);
-            FN(bind_all_omp)(net, ws, X, T, cfg->weighted, cfg->n_samples);
+            FN(bind_all_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, cfg->n_samples);
             FN(batch_gradient_omp)(net, ws, grad, params, cfg->n_samples, cfg);
             OMP_SINGLE
             errors[sweep] = ws->error;
@@ -328,7 +354,8 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                         break;
                 }
                 FN(next_dropout_key_omp)(ws, cfg, rng_state);
-                FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, start, n_rows, shuffled);
+                FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows,
+                                  shuffled);
                 FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 OMP_SINGLE
                 errors[sweep] += ws->error;
@@ -358,7 +385,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
 static void FN(forward_body)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
                              int64_t n_rows)
 {
-    FN(bind_rows_omp)(net, ws, X, NULL, 0, 0, n_rows, 0);
+    FN(bind_rows_omp)(net, ws, X, 0, NULL, 0, 0, n_rows, 0);
     FN(forward_omp)(net, ws, FN(dense_params_omp)(net, ws, params), n_rows, 0, 0.0);
 }
 
@@ -368,6 +395,6 @@ static void FN(loss_gradient_body)(const bp_net *net, WS *ws, REAL *grad, const 
 {
     OMP_SINGLE
     ws->dropout_key = cfg->dropout_key;
-    FN(bind_rows_omp)(net, ws, X, T, cfg->weighted, 0, n_rows, 0);
+    FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, 0, n_rows, 0);
     FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
 }

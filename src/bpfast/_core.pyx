@@ -60,6 +60,7 @@ cdef extern from "bpfast.h" nogil:
         int small_nets
         double dropout
         uint64_t dropout_key
+        int x_double
 
     ctypedef struct bp_phase:
         double lr
@@ -420,6 +421,7 @@ cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle
     cfg.n_threads = n_threads
     cfg.stop = NULL
     cfg.small_nets = SMALL_NETS
+    cfg.x_double = 0
     return cfg
 
 
@@ -576,7 +578,7 @@ def _evaluate(topology, const floating[::1] params, const floating[:, ::1] X,
     armed = _arm_interrupts(&stop)
     cfg.stop = &stop
     try:
-        error = _evaluate_in(KERNELS, &compiled.net, ws, params, X, T, &cfg, &all_within)
+        error = _evaluate_in(KERNELS, &compiled.net, ws, params, &X[0, 0], T, &cfg, &all_within)
     finally:
         if armed:
             bp_interrupt_uninstall()
@@ -585,18 +587,19 @@ def _evaluate(topology, const floating[::1] params, const floating[:, ::1] X,
 
 
 cdef double _evaluate_in(const bp_kernels *kernels, const bp_net *net, void *ws,
-                         const floating[::1] params, const floating[:, ::1] X,
+                         const floating[::1] params, const floating *X,
                          const floating[:, ::1] T, bp_train_config *cfg,
                          int *all_within) except? -1:
-    """Evaluation in a workspace, again after every stop (Ctrl-C raises from _interrupted)."""
+    """Evaluation in a workspace, again after every stop (Ctrl-C raises from _interrupted). X: the
+    cases' first value (doubles if cfg.x_double)."""
     cdef double error
     while True:
         with nogil:
             if floating is float:
-                error = kernels.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0], &X[0, 0],
+                error = kernels.evaluate_f32(net, <bp_workspace_f32 *>ws, &params[0], X,
                                              &T[0, 0], cfg, all_within)
             else:
-                error = kernels.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0], &X[0, 0],
+                error = kernels.evaluate_f64(net, <bp_workspace_f64 *>ws, &params[0], X,
                                              &T[0, 0], cfg, all_within)
         if cfg.stop == NULL or not bp_stop_requested(cfg.stop):
             return error
@@ -752,8 +755,7 @@ cdef class _ErrorLog:
         return self.array
 
 
-def _train(topology, floating[::1] params, floating[::1] velocity, const floating[:, ::1] X,
-           const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
+def _train(topology, floating[::1] params, floating[::1] velocity, X, const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
            dead_zone, str reduction, bint weighted, double dropout, stop_tol, rng_state, callback,
            int64_t callback_every, int n_threads, chooser, TrainingGuard guard, memory_check,
            bint evaluate, InterruptWatch watch):
@@ -779,6 +781,18 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                          f"{T.shape[0]}")
     cdef bp_train_config cfg = _config(n, min(batch_size, n), shuffle, loss, dead_zone, stop_tol,
                                        n_threads, reduction, weighted, dropout)
+    # X in the params' type, or float64 for a float32 net: rounded as each case is bound, the
+    # same numbers as a float32 copy of it would hold, without making one
+    cdef const floating[:, ::1] x_same
+    cdef const double[:, ::1] x_wide
+    cdef const floating *x_data
+    if floating is float and X.dtype == np.float64:
+        x_wide = X
+        x_data = <const floating *>&x_wide[0, 0]
+        cfg.x_double = 1
+    else:
+        x_same = X
+        x_data = &x_same[0, 0]
     cdef floating *kind = NULL
     cdef int64_t total = 0
     for p in phases:
@@ -849,7 +863,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                 cfg.n_threads = threads
                 log.reserve(done + chunk)
                 errors = log.array
-                ran, status = _run(kernels, net, ws, params, velocity, grad_array, X, T, &cfg,
+                ran, status = _run(kernels, net, ws, params, velocity, grad_array, x_data, T, &cfg,
                                    phases[index], chunk, &state, errors, done, True)
                 done += ran
                 remaining -= ran
@@ -895,7 +909,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
             for index in range(len(phases)):
                 end = first + phases[index][0]
                 if position < min(end, target):
-                    ran, _ = _run(kernels, net, ws, params, velocity, grad_array, X, T, &cfg,
+                    ran, _ = _run(kernels, net, ws, params, velocity, grad_array, x_data, T, &cfg,
                                   phases[index], <int64_t>(min(end, target) - position), &state,
                                   errors, <int64_t>(position - snap_done), False)
                     position += ran
@@ -909,7 +923,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
                 replay_failed, target = True, snap_done
             done = target
         if evaluate or status == BP_NON_FINITE or status == BP_NON_FINITE_WEIGHTS:
-            final_error = _evaluate_in(kernels, net, ws, params, X, T, &cfg, &all_within)
+            final_error = _evaluate_in(kernels, net, ws, params, x_data, T, &cfg, &all_within)
         else:
             final_error, all_within = float("nan"), 0
     finally:
@@ -932,11 +946,11 @@ def _train(topology, floating[::1] params, floating[::1] velocity, const floatin
 
 
 cdef tuple _run(const bp_kernels *kernels, const bp_net *net, void *ws, floating[::1] params,
-                floating[::1] velocity, grad_array, const floating[:, ::1] X,
+                floating[::1] velocity, grad_array, const floating *X,
                 const floating[:, ::1] T, bp_train_config *cfg, phase, int64_t count,
                 uint64_t *state, double[::1] errors, int64_t offset, bint stoppable):
-    """`count` sweeps of `phase` from the current state; errors[offset:] gets theirs.
-    Returns (sweeps run, status)."""
+    """`count` sweeps of `phase` from the current state; errors[offset:] gets theirs. X: the
+    cases' first value (doubles if cfg.x_double). Returns (sweeps run, status)."""
     cdef bp_phase ph = _phase_struct(phase)
     cdef int64_t ran
     cdef int status = BP_RUNNING
@@ -947,11 +961,11 @@ cdef tuple _run(const bp_kernels *kernels, const bp_net *net, void *ws, floating
     with nogil:
         if floating is float:
             ran = kernels.train_f32(net, <bp_workspace_f32 *>ws, &params[0], &velocity[0],
-                                    &grad[0], &X[0, 0], &T[0, 0], cfg, &ph, count, state,
+                                    &grad[0], X, &T[0, 0], cfg, &ph, count, state,
                                     &errors[offset], &status)
         else:
             ran = kernels.train_f64(net, <bp_workspace_f64 *>ws, &params[0], &velocity[0],
-                                    &grad[0], &X[0, 0], &T[0, 0], cfg, &ph, count, state,
+                                    &grad[0], X, &T[0, 0], cfg, &ph, count, state,
                                     &errors[offset], &status)
     cfg.stop = saved
     return ran, status

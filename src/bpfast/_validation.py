@@ -61,12 +61,20 @@ def all_finite(array: np.ndarray) -> bool:
     return bool(np.isfinite(array).all())
 
 
-def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarray:
+# float64 values at or beyond this magnitude round to an infinity in float32 (the midpoint
+# between float32's largest value and 2**128 rounds to even, up).
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+
+
+def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str,
+              keep_float64: bool = False) -> np.ndarray:
     """`value` as a C-contiguous (n, n_cols) array of `dtype`, copied only when needed.
 
     Accepts lists, any memory layout, read-only and memory-mapped arrays and any real dtype;
     a 1-D array is taken as one column when n_cols == 1. Rejects non-real dtypes, wrong shapes,
-    empty arrays and values that are not finite in `dtype`.
+    empty arrays and values that are not finite in `dtype`. keep_float64: for a float32 `dtype`, a
+    C-contiguous float64 array is returned as it is (no copy: the training kernels round each
+    case as they bind it, to the same numbers as a float32 copy).
     """
     try:
         array = np.asarray(value)
@@ -86,6 +94,15 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str) -> np.ndarra
     if array.shape[1] != n_cols:
         raise ValueError(f"{name} has {array.shape[1]} columns but the network has {n_cols} "
                          f"{what_cols}")
+    if (keep_float64 and np.dtype(dtype) == np.float32 and array.dtype == np.float64
+            and array.flags.c_contiguous):
+        # (a NaN makes min and max NaN, and fails both comparisons)
+        if not (-FLOAT32_OVERFLOW < array.min() and array.max() < FLOAT32_OVERFLOW):
+            bad = np.argwhere(~(np.abs(array) < FLOAT32_OVERFLOW))[0]
+            raise ValueError(f"{name} contains a value that is NaN or infinite in float32 (first "
+                             f"at row {bad[0]}, column {bad[1]}: {array[bad[0], bad[1]]!r}); "
+                             "remove or replace such values")
+        return array
     if array.dtype != dtype or not array.flags.c_contiguous:
         check_fits(array.size * np.dtype(dtype).itemsize, f"a contiguous {np.dtype(dtype).name} "
                    f"copy of {name}")

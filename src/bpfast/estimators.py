@@ -232,7 +232,8 @@ class _BPBase(BaseEstimator):
             network = self.network_
             if not incremental:  # as MLPClassifier: a warm-started fit starts a fresh optimiser
                 network.reset_velocity()
-        X = X.astype(network.dtype, copy=False)
+        if X.dtype != np.float64:  # float64 X is trained on as it is (Network.fit: no copy)
+            X = X.astype(network.dtype, copy=False)
         early_stopping = self.early_stopping and not incremental
         X_val = y_val = None
         if early_stopping:

@@ -267,7 +267,8 @@ class Network:
 
     # -- data ---------------------------------------------------------------------------------
 
-    def _inputs(self, X) -> np.ndarray:
+    def _inputs(self, X, keep_float64: bool = False) -> np.ndarray:
+        """X checked, as the kernels take it (keep_float64: as_matrix's)."""
         topo = self.topology
         if isinstance(X, Mapping):
             missing = set(topo.input_names) - set(X)
@@ -284,7 +285,7 @@ class Network:
                 raise ValueError(f"the input groups of X have different numbers of rows: "
                                  f"{ {n: p.shape[0] for n, p in zip(topo.input_names, parts)} }")
             return parts[0] if len(parts) == 1 else np.ascontiguousarray(np.hstack(parts))
-        return as_matrix("X", X, self.dtype, topo.n_input_cols, "inputs")
+        return as_matrix("X", X, self.dtype, topo.n_input_cols, "inputs", keep_float64)
 
     def _targets(self, T, n_rows: int) -> np.ndarray:
         n_out = self.topology.n_outputs
@@ -333,6 +334,9 @@ class Network:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_inputs), or dict of group name -> array
+            Any real dtype and layout. A float32 net trains on C-contiguous float64 X as it is,
+            rounding each case as it binds it (the same numbers as ``X.astype(np.float32)``),
+            so that no float32 copy of X is made.
         T : array-like of shape (n_samples, n_outputs) (1-D allowed for one output)
         lr, momentum, n_sweeps, weight_decay : float, float, int, float
             One phase: ``Δw(t) = -lr ∂E/∂w + momentum Δw(t-1)``, ``w += Δw``, then
@@ -428,7 +432,7 @@ class Network:
         callback_every = check_int("callback_every", callback_every, low=1, high=INT64_MAX)
         evaluate = check_bool("evaluate", evaluate)
         _threads.requested_threads(n_threads)  # a bad n_threads is reported before the data
-        X = self._inputs(X)
+        X = self._inputs(X, keep_float64=True)
         T = self._targets(T, X.shape[0])
         self._check_targets_for(loss, T)
         weights = self._sample_weight(sample_weight, X.shape[0])

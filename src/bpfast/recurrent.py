@@ -204,11 +204,11 @@ class RecurrentNetwork(Network):
                              f"{T} steps of {width} values), got shape {A.shape}")
         return A.reshape(A.shape[0], T * width)
 
-    def _inputs(self, X) -> np.ndarray:
+    def _inputs(self, X, keep_float64: bool = False) -> np.ndarray:
         if isinstance(X, dict):
             raise TypeError("X of a RecurrentNetwork is one array of shape "
                             "(n_sequences, n_steps, n_inputs)")
-        return super()._inputs(self._sequences("X", X, self.recurrent["n_inputs"]))
+        return super()._inputs(self._sequences("X", X, self.recurrent["n_inputs"]), keep_float64)
 
     def _targets(self, T, n_rows: int) -> np.ndarray:
         T = self._sequences("T", T, self.recurrent["n_outputs"])
