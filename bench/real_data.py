@@ -12,9 +12,10 @@ momentum 0.9, plain momentum as bpfast's rule); "torch-adam" and "torch-sgd", Py
 (nn.Linear, ReLU, CrossEntropyLoss, torch.optim.Adam / SGD). bpfast trains with Adam (its default)
 and with its momentum rule ("bpfast-sgd"). Early stopping is off everywhere (tol = 0), so every
 tool runs every epoch. Each time runs from the NumPy arrays to a trained model: the estimators'
-fit checks and converts the data (bpfast makes a float32 copy of X), and PyTorch is timed from
-its tensors' conversion and label encoding on, as a user's script would run them. Threads: 1 and 2 (threadpoolctl for scikit-learn's BLAS, set_num_threads
-for PyTorch, n_threads for bpfast).
+fit checks and encodes the data (bpfast's trains a float32 net on the float64 X as it is), and
+PyTorch is timed from its tensors' conversion and label encoding on, as a user's script would run
+them. Threads: 1 and 2 (threadpoolctl for scikit-learn's BLAS, set_num_threads for PyTorch,
+n_threads for bpfast).
 
 Verified before timing: each tool's first run must reach a test accuracy within 3 points of the
 best tool's with the same optimiser (6 in --smoke mode), or it is reported as DISAGREES (and the

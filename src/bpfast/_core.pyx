@@ -755,10 +755,11 @@ cdef class _ErrorLog:
         return self.array
 
 
-def _train(topology, floating[::1] params, floating[::1] velocity, X, const floating[:, ::1] T, phases, int64_t batch_size, bint shuffle, str loss,
-           dead_zone, str reduction, bint weighted, double dropout, stop_tol, rng_state, callback,
-           int64_t callback_every, int n_threads, chooser, TrainingGuard guard, memory_check,
-           bint evaluate, InterruptWatch watch):
+def _train(topology, floating[::1] params, floating[::1] velocity, X, const floating[:, ::1] T,
+           phases, int64_t batch_size, bint shuffle, str loss, dead_zone, str reduction,
+           bint weighted, double dropout, stop_tol, rng_state, callback, int64_t callback_every,
+           int n_threads, chooser, TrainingGuard guard, memory_check, bint evaluate,
+           InterruptWatch watch):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
