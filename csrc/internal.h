@@ -28,6 +28,17 @@
    any variant, so one workspace layout serves every instruction set. */
 #define BP_PAD_BYTES 64
 
+/* The stride, in values of `value_bytes`, of rows of n values: whole 64-byte lines, an odd number
+   of them. The L1 cache maps addresses to its 64 sets with a 4 KiB period, so rows L lines apart
+   use 64 / gcd(L, 64) sets: a product walking down a column of rows of 8,192 floats (32 KiB) kept
+   every line in one set of 8 ways. An odd L spreads consecutive rows over all 64 sets. */
+static inline int64_t bp_row_stride(int64_t n, int64_t value_bytes)
+{
+    int64_t lines = (n * value_bytes + BP_PAD_BYTES - 1) / BP_PAD_BYTES;
+    lines += (lines & 1) == 0;
+    return lines * BP_PAD_BYTES / value_bytes;
+}
+
 /* The buffer a product packs a block of its B matrix into (kernels.inc.c: BLOCK_K x BLOCK_LANES
    of every variant fit): sized for a core's L2 cache. */
 #define BP_PACK_BYTES 262144
@@ -48,12 +59,12 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
 #define BP_WORKSPACE_STRUCT(REAL, SFX)                                                            \
     struct bp_workspace_##SFX {                                                                  \
         int64_t max_rows;                                                                        \
-        int64_t ld;         /* lanes per row: max_rows rounded up to BP_PAD_BYTES */             \
+        int64_t ld;         /* the bound batch's row stride (bp_row_stride of its rows) */      \
         REAL **y;           /* [n_layers] activations (size[l], ld); inputs are rows of x_batch */\
         REAL **dy;          /* [n_layers] dE/dy, turned into dE/dx in place (computed layers) */ \
         REAL **y_rows;      /* [n_layers] batch-major copies (max_rows, ld_rows[l]) of the       \
                                sources wide enough for broadcast weight gradients; else NULL */  \
-        int64_t *ld_rows;   /* [n_layers] the size rounded up to BP_PAD_BYTES */                 \
+        int64_t *ld_rows;   /* [n_layers] bp_row_stride of the size */                           \
         double *row_error;  /* [n_outputs] each output unit's share of E */                      \
         int *row_within;    /* [n_outputs] whether each output is within stop_tol everywhere */  \
         REAL *x_batch;      /* [n_input_cols, ld] the bound batch's inputs, feature-major */     \

@@ -1,8 +1,7 @@
 /* workspace.inc.c: laying out, creating and freeing the workspace (internal.h) of one precision;
  * workspace.c includes it once per REAL. The layout does not depend on the instruction set. */
 
-#define PAD_LANES ((int64_t)(BP_PAD_BYTES / sizeof(REAL)))
-#define PAD(size) (((int64_t)(size) + PAD_LANES - 1) / PAD_LANES * PAD_LANES)
+#define STRIDE(size) bp_row_stride(size, (int64_t)sizeof(REAL))
 
 /* One allocation holds every buffer, so a failure leaves nothing behind. A forward-only workspace
    (no BP_WS_TRAINING) has no gradient buffers or batch-major copies.
@@ -14,7 +13,7 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     const int for_training = (features & BP_WS_TRAINING) != 0;
     const int sweep_start = for_training && (features & BP_WS_SWEEP_START) != 0;
     const int64_t n_out = net->size[net->n_layers - 1];
-    const int64_t ld = PAD(max_rows);
+    const int64_t ld = STRIDE(max_rows); /* the largest: a batch of fewer rows binds closer */
     const int n_ptr = net->n_layers;
     uintptr_t p = (uintptr_t)arena; /* counting from 0 without an arena */
     WS probe;
@@ -53,9 +52,9 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     ws->ld_rows = TAKE(int64_t, n_ptr);
     for (int l = 0; l < net->n_layers - 1; l++) {
         REAL *rows = for_training && BP_WIDE_SOURCE(net->size[l])
-                         ? TAKE(REAL, max_rows * PAD(net->size[l])) : NULL;
+                         ? TAKE(REAL, max_rows * STRIDE(net->size[l])) : NULL;
         if (arena) {
-            ws->ld_rows[l] = PAD(net->size[l]);
+            ws->ld_rows[l] = STRIDE(net->size[l]);
             ws->y_rows[l] = rows;
         }
     }
@@ -98,8 +97,7 @@ void CAT(bp_workspace_free, SFX)(WS *ws)
         free(ws->arena);
 }
 
-#undef PAD_LANES
-#undef PAD
+#undef STRIDE
 
 const REAL *CAT(bp_workspace_activations, SFX)(const WS *ws, int l, int64_t *ld)
 {

@@ -202,6 +202,28 @@ def test_stop_rule_in_minibatch_mode_matches_reference():
     assert_close(net.params, params_ref, "float64", factor=1e4)
 
 
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("small_nets", [True, False], ids=["whole-net loop", "layer kernels"])
+def test_batches_of_every_stride_in_one_call_match_reference(case, n_threads, small_nets, isa,
+                                                             monkeypatch):
+    """Each bound batch lays out the workspace at its own row stride: here mini-batches of 37
+    rows, a last one of 2, and the stop rule's evaluation of all 150 between sweeps, on nets
+    with several input groups and skips, all in one compiled call."""
+    monkeypatch.setattr(_core, "SMALL_NETS", small_nets)
+    rng = np.random.default_rng(90 + case)
+    net = random_dag(rng, seed=case)
+    X = rng.normal(size=(150, net.topology.n_input_cols))
+    T = rng.uniform(size=(150, net.topology.n_outputs))
+    phases = [(12, 0.01, 0.9, 0.0, 0)]
+    core, ref, params_ref = run_both(net, X, T, phases, batch_size=37, stop_tol=1e-6,
+                                     n_threads=n_threads)
+    assert core[1] == ref[1] == 12 and core[2] == ref[2] == "max_sweeps"
+    assert_close(core[0], ref[0], "float64", factor=TRAJECTORY_FACTOR["float64"])
+    assert_close(net.params, params_ref, "float64", factor=TRAJECTORY_FACTOR["float64"])
+    assert abs(core[0][-1] - core[0][0]) > 1e-3 * core[0][0]  # the run moved
+
+
 def test_errors_are_the_sweep_errors_and_final_error_is_exact():
     X, T = bpfast.datasets.symmetry()
     net = bpfast.Network([6, 2, 1], seed=1, dtype="float64")
