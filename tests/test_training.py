@@ -246,6 +246,26 @@ def test_evaluate_false_skips_only_the_final_evaluation(batch_size):
     assert not skipped.solved and skipped.stop_reason == full.stop_reason == "max_sweeps"
 
 
+def test_training_that_evaluates_nothing_holds_one_batch(monkeypatch):
+    """Buffers for 8,192 cases serve only the passes over every case (the stop rule,
+    final_error); without them a mini-batch fit budgets, and allocates, one batch, and trains to
+    the same bits."""
+    budgets = []
+    monkeypatch.setattr(bpfast.network, "check_fits",
+                        lambda n_bytes, what: budgets.append(what))
+    rng = np.random.default_rng(4)
+    X, T = rng.normal(size=(3000, 20)), rng.uniform(size=(3000, 3))
+    nets = [bpfast.Network([20, 16, 3], seed=5) for _ in range(3)]
+    nets[0].fit(X, T, batch_size=30, n_sweeps=2, evaluate=False)
+    nets[1].fit(X, T, batch_size=30, n_sweeps=2)
+    nets[2].fit(X, T, batch_size=30, n_sweeps=2, evaluate=False, stop_tol=1e-9)
+    assert [w for w in budgets if w.startswith("training")] == [
+        "training in batches of 30 rows", "training in batches of 3,000 rows",
+        "training in batches of 3,000 rows"]
+    assert np.array_equal(nets[0].params, nets[1].params)
+    assert np.array_equal(nets[0].params, nets[2].params)
+
+
 def test_evaluate_false_still_reports_a_solved_run():
     X, T = bpfast.datasets.xor()
     net = bpfast.Network([2, 2, 1], seed=3, dtype="float64")

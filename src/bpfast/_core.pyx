@@ -214,10 +214,13 @@ SNAPSHOT_SECONDS = 1.0
 interrupt_hook = None
 
 
-def workspace_rows(batch_size, n_samples):
-    """Rows of the workspace a training run allocates: a batch, and at least a forward chunk
-    (or all cases) so that evaluating every case does not go a tiny batch at a time."""
-    return max(batch_size, min(n_samples, FORWARD_CHUNK_ROWS))
+def workspace_rows(batch_size, n_samples, evaluates=True):
+    """Rows of the workspace a training run allocates: a batch, and, if the run `evaluates` every
+    case (the stop rule, final_error), at least a forward chunk (or all cases) so that that does
+    not go a tiny batch at a time. A run that does not evaluate holds one batch: a diverged run
+    still evaluates, in batches, to say where."""
+    rows = min(batch_size, n_samples)
+    return max(rows, min(n_samples, FORWARD_CHUNK_ROWS)) if evaluates else rows
 
 
 # -- the process --------------------------------------------------------------------------------
@@ -827,7 +830,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
         features = BP_WS_TRAINING | (BP_WS_SWEEP_START if mini_batch and
                                      (stop.interruptible or chooser is not None) else 0) | \
             (BP_WS_ADAM if adam else 0)
-        ws_rows = workspace_rows(cfg.batch_size, n)
+        ws_rows = workspace_rows(cfg.batch_size, n, evaluate or cfg.stop_tol > 0)
         ws_samples = n if shuffle and mini_batch else 0
         if memory_check is not None:
             # the workspace, the gradient, two snapshots of params and velocity (the state of

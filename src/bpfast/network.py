@@ -397,7 +397,9 @@ class Network:
             Measure the final weights over every case for ``final_error`` and ``solved``: one
             more forward pass over the data (for a fit of one mini-batch epoch, about a third of
             its time). False skips it: ``final_error`` is NaN and ``solved`` False (a `stop_tol`
-            still stops training); for loops of short fits that read only ``errors``.
+            still stops training); for loops of short fits that read only ``errors``. Without
+            that pass or a `stop_tol`, mini-batch training holds buffers for one batch only,
+            rather than for 8,192 cases.
 
         Returns
         -------
