@@ -137,8 +137,8 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
 /* Bind rows [start, start + n_rows) of the cases (through ws->order if `ordered`) as the batch:
  * copied feature-major into x_batch / t_batch (T's rows end with a case weight if `weighted`),
  * the padding lanes up to a whole vector zeroed. The workspace's rows then have this batch's
- * stride (ws->ld, bp_row_stride), not the largest batch's: batches of 200 read at the stride of
- * the 8,192-row forward chunks, each row in its own pages, trained issue 12's net 11% slower. */
+ * stride (ws->ld, bp_row_stride), not the largest batch's: laid out at the stride of the 8,192-row
+ * forward chunks, batches of 200 trained issue 12's net 14-20% slower (session 15's results). */
 static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, int x_double,
                               const REAL *T, int weighted, int64_t start, int64_t n_rows,
                               int ordered)
