@@ -88,7 +88,7 @@ extension = Extension(
     include_dirs=["csrc"],
     depends=["csrc/bpfast.h", "csrc/internal.h", "csrc/isa.inc.c", "csrc/variant.inc.c",
              "csrc/kernels.inc.c", "csrc/units.inc.c", "csrc/small_nets.inc.c",
-             "csrc/population.inc.c", "csrc/train.inc.c", "csrc/api.inc.c",
+             "csrc/recurrent.inc.c", "csrc/population.inc.c", "csrc/train.inc.c", "csrc/api.inc.c",
              "csrc/workspace.inc.c"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,

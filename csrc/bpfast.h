@@ -101,7 +101,22 @@ typedef struct {
     /* NULL, or [n_edges]: edge e's block has present connections in rows row_start[e] ..
        row_end[e] - 1 only (the rest are absent), and the layers skip the others. */
     const int *row_start, *row_end;
+    /* NULL, or: this net is a recurrent net unrolled for training (bpfast/recurrent.py, without
+       output feedback), and training runs it as one (recurrent.inc.c) instead of layer by
+       layer: the same forward values, its tied gradients summed over the steps in one product. */
+    const struct bp_recurrence *recurrence;
 } bp_net;
+
+/* A recurrent net of n_inputs, n_hidden and n_outputs units run for n_steps steps, unrolled as
+ * bpfast/recurrent.py lays it out: input group t is step t's inputs (columns t n_inputs ..),
+ * output unit t n_outputs + o is output o at step t. Each matrix is stored once in the
+ * parameters, row-major at its offset: W_in (n_hidden, n_inputs), W_rec (n_hidden, n_hidden),
+ * W_out (n_outputs, n_hidden); the biases at b_hidden and b_output, or -1 without biases. */
+typedef struct bp_recurrence {
+    int n_steps, n_inputs, n_hidden, n_outputs;
+    int hidden_activation, output_activation; /* enum bp_activation */
+    int64_t w_in, w_rec, w_out, b_hidden, b_output;
+} bp_recurrence;
 
 /* How a training run presents the data. */
 typedef struct {

@@ -86,6 +86,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */\
         REAL *dense_params; /* [n_dense] a shared net's parameters in their slots, else NULL */  \
         REAL *dense_grad;   /* [n_dense] ... and the slots' gradients while training */          \
+        REAL *recurrent;    /* a recurrent net's steps side by side (recurrent.inc.c), or NULL */\
         uint64_t start_rng; /* ... and its shuffling state */                                    \
         void *arena;        /* the one allocation the above point into */                        \
     };

@@ -556,22 +556,24 @@ static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64
     }
 }
 
-/* The output layer's error over the first n_rows of the lanes (output_delta, unit by unit):
- * dy = dE/dx at the outputs; ws->error = E (summed over output units in order) and
- * ws->all_within. */
-static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int64_t lanes,
-                                 const bp_train_config *cfg)
+/* The output error of n_out units over the first n_rows of `lanes` lanes (output_delta):
+ * dy = dE/dx, from the outputs y and the bound targets (unit j's in row j of ws->t_batch); E
+ * (summed over the units in order) to ws->error, and ws->all_within. Unit j's lanes start at
+ * (j % block) ld_y + (j / block) step in y and dy: a layer's rows (block n_out), or a recurrent
+ * net's outputs with every step's lanes side by side (block n_outputs, `step` lanes a step). */
+static void FN(output_error_rows_omp)(WS *ws, const REAL *y_rows, REAL *dy_rows, int64_t n_out,
+                                      int64_t block, int64_t ld_y, int64_t step, int activation,
+                                      int64_t n_rows, int64_t lanes, const bp_train_config *cfg)
 {
-    const int out = net->n_layers - 1;
-    const int64_t n_out = net->size[out], ld = ws->ld;
-    const int activation = net->activation[out];
+    const int64_t ld = ws->ld;
     const REAL *weights = cfg->weighted ? ws->t_batch + n_out * ld : NULL;
     const VREAL scale = FN(vsplat)(FN(gradient_scale)(weights, n_rows, cfg));
     const VREAL tol = FN(vsplat)((REAL)cfg->stop_tol);
     OMP_FOR
     for (int64_t o = 0; o < n_out; o++) {
-        const REAL *y = ws->y[out] + o * ld, *d = ws->t_batch + o * ld;
-        REAL *dy = ws->dy[out] + o * ld;
+        const int64_t at = o % block * ld_y + o / block * step;
+        const REAL *y = y_rows + at, *d = ws->t_batch + o * ld;
+        REAL *dy = dy_rows + at;
         VREAL sum = FN(vsplat)(0);
         VINT outside = {0};
         for (int64_t lane = 0; lane < lanes; lane += VW) {
@@ -599,6 +601,47 @@ static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int6
     }
 }
 
+/* The output layer's error over the first n_rows of the lanes. */
+static void FN(output_error_omp)(const bp_net *net, WS *ws, int64_t n_rows, int64_t lanes,
+                                 const bp_train_config *cfg)
+{
+    const int out = net->n_layers - 1;
+    const int64_t n_out = net->size[out];
+    FN(output_error_rows_omp)(ws, ws->y[out], ws->dy[out], n_out, n_out, ws->ld, 0,
+                              net->activation[out], n_rows, lanes, cfg);
+}
+
+/* G[o, c] = sum over `lanes` lanes of D[o, lane] X[c, lane], for rows x cols, as lane dot
+ * products (dot_block's tiles); no barrier at the end. */
+static void FN(dots_omp)(const WS *ws, REAL *G, int64_t ldg, const REAL *D, int64_t ldd,
+                         const REAL *X, int64_t ldx, int64_t lanes, int64_t rows, int64_t cols)
+{
+    const int64_t row_blocks = FN(ceil_div)(rows, DOT_ROWS);
+    const int64_t col_blocks = FN(ceil_div)(cols, DOT_COLS);
+    int skip = 0;
+    OMP_FOR_COLLAPSE2_NOWAIT
+    for (int64_t rb = 0; rb < row_blocks; rb++)
+        for (int64_t cb = 0; cb < col_blocks; cb++) {
+            if (FN(skip_tile)(ws, rb * col_blocks + cb, &skip))
+                continue;
+            const int64_t o = rb * DOT_ROWS, c = cb * DOT_COLS;
+            FN(dot_block)(G + o * ldg + c, ldg, D + o * ldd, ldd, X + c * ldx, ldx, lanes,
+                          MIN(DOT_ROWS, rows - o), MIN(DOT_COLS, cols - c));
+        }
+}
+
+/* g[o] = the sum of D's row o over `lanes` lanes, for n rows; no barrier at the end. */
+static void FN(row_sums_omp)(REAL *g, const REAL *D, int64_t ldd, int64_t n, int64_t lanes)
+{
+    OMP_FOR_NOWAIT
+    for (int64_t o = 0; o < n; o++) {
+        VREAL sum = FN(vsplat)(0);
+        for (int64_t lane = 0; lane < lanes; lane += VW)
+            sum += FN(vload)(D + o * ldd + lane);
+        g[o] = FN(hsum)(sum);
+    }
+}
+
 /* Gradients of layer l's weights and bias; dy[l] already holds dE/dx.
  *   forward: y[o,b] = f(... + sum_c W[o,c] x[c,b] + bias[o])
  *   dE/dW[o,c] = sum_b dE/dx[o,b] x[c,b],    dE/dbias[o] = sum_b dE/dx[o,b]
@@ -609,7 +652,6 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
 {
     const int64_t n_out = net->size[l], ld = ws->ld;
     const REAL *dx = ws->dy[l];
-    int skip = 0;
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         const int64_t n_in = net->size[src];
@@ -625,30 +667,11 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
             FN(product_omp)(ws, grad_w, n_in, dx_rows, ld, 1, ws->y_rows[src], ws->ld_rows[src],
                             rows, ws->ld_rows[src], n_rows, NULL, 0, -1, n_in);
         } else {
-            const int64_t row_blocks = FN(ceil_div)(rows, DOT_ROWS);
-            const int64_t col_blocks = FN(ceil_div)(n_in, DOT_COLS);
-            OMP_FOR_COLLAPSE2_NOWAIT
-            for (int64_t rb = 0; rb < row_blocks; rb++)
-                for (int64_t cb = 0; cb < col_blocks; cb++) {
-                    if (FN(skip_tile)(ws, rb * col_blocks + cb, &skip))
-                        continue;
-                    const int64_t o = rb * DOT_ROWS, c = cb * DOT_COLS;
-                    FN(dot_block)(grad_w + o * n_in + c, n_in, dx_rows + o * ld, ld,
-                                  ws->y[src] + c * ld, ld, lanes, MIN(DOT_ROWS, rows - o),
-                                  MIN(DOT_COLS, n_in - c));
-                }
+            FN(dots_omp)(ws, grad_w, n_in, dx_rows, ld, ws->y[src], ld, lanes, rows, n_in);
         }
     }
-    if (net->bias_offset[l] >= 0) {
-        REAL *grad_bias = grad + net->bias_offset[l];
-        OMP_FOR_NOWAIT
-        for (int64_t o = 0; o < n_out; o++) {
-            VREAL sum = FN(vsplat)(0);
-            for (int64_t lane = 0; lane < lanes; lane += VW)
-                sum += FN(vload)(dx + o * ld + lane);
-            grad_bias[o] = FN(hsum)(sum);
-        }
-    }
+    if (net->bias_offset[l] >= 0)
+        FN(row_sums_omp)(grad + net->bias_offset[l], dx, ld, n_out, lanes);
 }
 
 /* Gradients flowing down to layer l's computed sources.

@@ -45,12 +45,17 @@ static void FN(gather_gradient_omp)(const bp_net *net, const WS *ws, REAL *grad)
     }
 }
 
-/* grad, ws->error and ws->all_within over the bound batch: by the whole-net loop of
+/* grad, ws->error and ws->all_within over the bound batch: a recurrent net as one
+   (recurrent.inc.c; dropout takes the unrolled net's layers), else by the whole-net loop of
    small_nets.inc.c on one thread where the call chose it (ws->small_net), else layer by layer;
    for a shared net on its dense arena, then gathered into the parameters. */
 static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
                                    int64_t n_rows, const bp_train_config *cfg)
 {
+    if (ws->recurrent && cfg->dropout == 0) {
+        FN(recurrent_gradient_omp)(net, ws, grad, params, n_rows, cfg);
+        return;
+    }
     const REAL *dense = FN(dense_params_omp)(net, ws, params);
     REAL *dense_grad = net->share_runs ? ws->dense_grad : grad;
     if (ws->small_net) {

@@ -10,6 +10,7 @@
 #define OMP_ATOMIC_WRITE
 #include "kernels.inc.c"
 #include "small_nets.inc.c"
+#include "recurrent.inc.c"
 #include "train.inc.c"
 #include "population.inc.c" /* serial only: its threads take whole groups of members */
 #undef PARNAME
@@ -29,6 +30,7 @@
 #define OMP_ATOMIC_WRITE _Pragma("omp atomic write")
 #include "kernels.inc.c"
 #include "small_nets.inc.c"
+#include "recurrent.inc.c"
 #include "train.inc.c"
 #undef PARNAME
 #undef OMP_FOR

@@ -70,6 +70,19 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
         ws->dense_params = dense_params;
         ws->dense_grad = dense_grad;
     }
+    REAL *recurrent = NULL;
+    if (net->recurrence && for_training) {
+        const bp_recurrence *r = net->recurrence;
+        /* recurrent.inc.c's rows, with T + 1 steps of lanes side by side, each step whole
+           vectors of the widest variant; then its two matrices of the tied weights */
+        const int64_t line = BP_PAD_BYTES / (int64_t)sizeof(REAL);
+        const int64_t step = (max_rows + line - 1) / line * line;
+        const int64_t n_in = r->n_inputs, H = r->n_hidden, O = r->n_outputs;
+        recurrent = TAKE(REAL, (n_in + 2 * H + 2 * O) * STRIDE((r->n_steps + 1) * step) +
+                                   H * (n_in + O + 2 * H));
+    }
+    if (arena)
+        ws->recurrent = recurrent;
 #undef TAKE
     return (size_t)(p - (uintptr_t)arena) + 64; /* + 64: the first take aligns the arena's start */
 }

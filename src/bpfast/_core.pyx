@@ -17,6 +17,11 @@ import os
 import numpy as np
 
 cdef extern from "bpfast.h" nogil:
+    ctypedef struct bp_recurrence:
+        int n_steps, n_inputs, n_hidden, n_outputs
+        int hidden_activation, output_activation
+        int64_t w_in, w_rec, w_out, b_hidden, b_output
+
     ctypedef struct bp_net:
         int n_layers
         int n_inputs
@@ -39,6 +44,7 @@ cdef extern from "bpfast.h" nogil:
         const double *share_scale
         const int *row_start
         const int *row_end
+        const bp_recurrence *recurrence
 
     ctypedef struct bp_stop:
         int interruptible
@@ -315,6 +321,7 @@ cdef class TrainingGuard:
 cdef class CompiledTopology:
     """A Topology's tables as the C struct; keeps the arrays it points into alive."""
     cdef bp_net net
+    cdef bp_recurrence recurrence
     cdef object arrays
 
     def __cinit__(self, topology):
@@ -362,6 +369,23 @@ cdef class CompiledTopology:
                 share_scale = topology.share_scale
                 self.arrays += (share_scale,)
                 self.net.share_scale = &share_scale[0]
+        recurrence = getattr(topology, "recurrence", None)
+        if recurrence is not None:  # set by bpfast/recurrent.py: mark_recurrent, which checks it
+            r = recurrence
+            blocks = ((r.w_in, r.n_hidden * r.n_inputs), (r.w_rec, r.n_hidden * r.n_hidden),
+                      (r.w_out, r.n_outputs * r.n_hidden), (r.b_hidden, r.n_hidden),
+                      (r.b_output, r.n_outputs))
+            if not all(0 <= offset and offset + n <= topology.n_params or k > 2 and offset == -1
+                       for k, (offset, n) in enumerate(blocks)) or \
+                    not all(0 <= a < len(ACTIVATION_NAMES)
+                            for a in (r.hidden_activation, r.output_activation)) or \
+                    r.n_steps * r.n_inputs != topology.n_input_cols or \
+                    r.n_steps * r.n_outputs != topology.n_outputs:
+                raise ValueError(f"a recurrence that does not fit its topology: {r}")
+            self.recurrence = bp_recurrence(
+                r.n_steps, r.n_inputs, r.n_hidden, r.n_outputs, r.hidden_activation,
+                r.output_activation, r.w_in, r.w_rec, r.w_out, r.b_hidden, r.b_output)
+            self.net.recurrence = &self.recurrence
 
 
 cdef CompiledTopology _compiled(topology):

@@ -29,12 +29,14 @@ as NaN in the targets. It carries no error and takes no part in the stop test.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._validation import check_bool, check_fits, check_int
 from .network import FitResult, Network
 from .topology import Layer, Tie, Topology
-from .units import ACTIVATIONS
+from .units import ACTIVATION_NUMBERS, ACTIVATIONS
 
 MATRICES = ("input", "recurrent", "output", "feedback")
 
@@ -109,6 +111,23 @@ def unrolled_topology(n_inputs: int, n_hidden: int, n_outputs: int, n_steps: int
     return Topology(inputs, layers, ties)
 
 
+class Recurrence(NamedTuple):
+    """What the core needs to train an unrolled net as the recurrent net it is (csrc/bpfast.h:
+    bp_recurrence): the sizes, the unit functions' numbers, and where each shared matrix starts
+    in the parameters (row-major), -1 for absent biases."""
+    n_steps: int
+    n_inputs: int
+    n_hidden: int
+    n_outputs: int
+    hidden_activation: int
+    output_activation: int
+    w_in: int
+    w_rec: int
+    w_out: int
+    b_hidden: int
+    b_output: int
+
+
 class RecurrentNetwork(Network):
     """A recurrent net of input, hidden and output units, trained by back-propagation through
     time: a :class:`~bpfast.Network` of its unrolled, tied layered net (module docstring).
@@ -149,6 +168,32 @@ class RecurrentNetwork(Network):
                                  for i, n in enumerate(topology.input_names)},
                          layers=topology.layers, ties=topology.ties, init_range=init_range,
                          init=init, seed=seed, dtype=dtype)
+        self._mark_recurrent()
+
+    def _mark_recurrent(self) -> None:
+        """Set topology.recurrence, so that training runs the unrolled net as a recurrent net
+        (csrc/recurrent.inc.c: the same values, several times faster), after checking that each
+        shared matrix is one row-major run of the parameters. Output feedback is left to the
+        unrolled net's layers."""
+        topo, r = self.topology, self.recurrent
+        topo.recurrence, topo._compiled = None, None
+        if r["output_feedback"]:
+            return
+        where = self.matrices(np.arange(topo.n_params))  # each matrix's parameter numbers
+        names = ("input", "recurrent", "output") + ("hidden_bias", "output_bias") * r["bias"]
+        starts = {}
+        for name in names:
+            m = where[name]
+            starts[name] = int(m.flat[0])
+            if not np.array_equal(m, starts[name] + np.arange(m.size).reshape(m.shape)):
+                raise AssertionError(f"the unrolled net's {name} matrix is not one run")
+        if sum(where[name].size for name in names) != topo.n_params:
+            raise AssertionError("the unrolled net has parameters beside its matrices")
+        topo.recurrence = Recurrence(
+            r["n_steps"], r["n_inputs"], r["n_hidden"], r["n_outputs"],
+            ACTIVATION_NUMBERS[r["activation"]], ACTIVATION_NUMBERS[r["output_activation"]],
+            starts["input"], starts["recurrent"], starts["output"],
+            starts.get("hidden_bias", -1), starts.get("output_bias", -1))
 
     @property
     def n_steps(self) -> int:
@@ -260,6 +305,7 @@ class RecurrentNetwork(Network):
         if self.topology != expected:
             raise ValueError("a recurrent network's topology must be the unrolled net of its "
                              "recurrent description")
+        self._mark_recurrent()
 
     def __repr__(self):
         r = self.recurrent

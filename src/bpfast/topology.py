@@ -243,6 +243,9 @@ class Topology:
                                         None if every factor is 1 (no Tie with gradient="mean")
     row_start, row_end : int32 (n_edges,)  the rows of each block that hold present connections
                                         (the layers skip the rest), or None if all do
+    recurrence : bpfast.recurrent.Recurrence or None
+                                        set by RecurrentNetwork on its unrolled net, so that
+                                        training runs it as a recurrent net (csrc/recurrent.inc.c)
     """
 
     # None unless shared (the tables of weight sharing)
@@ -347,6 +350,7 @@ class Topology:
                       self.share_chunk_runs, self.share_scale, self.row_start, self.row_end):
             if table is not None:
                 table.flags.writeable = False  # compiled code trusts these tables
+        self.recurrence = None
         self._compiled = None  # the C view of these tables, made by bpfast._core on first use
 
     def _check_ties(self, ties) -> tuple:
