@@ -481,20 +481,19 @@ static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params,
         FN(softmax_omp)(ws->y[l], ws->ld, net->size[l], lanes);
 }
 
-/* y_rows[l][b, u] = y[l][u, b] for the first n_rows cases (padding columns stay zero): VW cases
- * by VW units at a time, transposed in registers (transpose_block); the units past the last
- * whole block, and the cases of a last partial block, value by value. */
-static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
+/* rows[b, u] = y[u, b] for n units and the first n_cases cases (a batch-major copy; columns
+ * past n stay as they are): VW cases by VW units at a time, transposed in registers
+ * (transpose_block); the units past the last whole block, and the cases of a last partial
+ * block, value by value. */
+static void FN(transpose_rows_of_omp)(const WS *ws, REAL *rows, int64_t ld_rows, const REAL *y,
+                                      int64_t ld, int64_t n, int64_t n_cases)
 {
-    const int64_t n = net->size[l], ld = ws->ld, ld_rows = ws->ld_rows[l];
-    const REAL *y = ws->y[l];
-    REAL *rows = ws->y_rows[l];
     int skip = 0;
     OMP_FOR
-    for (int64_t b0 = 0; b0 < n_rows; b0 += VW) {
+    for (int64_t b0 = 0; b0 < n_cases; b0 += VW) {
         if (FN(skip_tile)(ws, b0 / VW, &skip))
             continue;
-        const int64_t cases = MIN(VW, n_rows - b0);
+        const int64_t cases = MIN(VW, n_cases - b0);
         int64_t u0 = 0;
         if (cases == VW)
             for (; u0 + VW <= n; u0 += VW) {
@@ -509,6 +508,14 @@ static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
             for (int64_t b = 0; b < cases; b++)
                 rows[(b0 + b) * ld_rows + u] = y[u * ld + b0 + b];
     }
+}
+
+/* y_rows[l] = layer l's batch-major copy for the first n_rows cases (its padding columns stay
+   zero). */
+static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
+{
+    FN(transpose_rows_of_omp)(ws, ws->y_rows[l], ws->ld_rows[l], ws->y[l], ws->ld,
+                              net->size[l], n_rows);
 }
 
 /* Which of the lanes [lane0, lane0 + VW) a unit keeps under dropout (-1: kept), from its stream

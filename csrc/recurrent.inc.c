@@ -12,8 +12,10 @@
  *   dH_(T-1) = W_out^T dY_(T-1),  dH_t = [W_out^T | W_rec^T] [dY_t; dX_(t+1)]
  *   dX_t = f'(H_t) dH_t
  *   dW_out = dY H^T,  dW_rec = dX_(1..) H_(..T-2)^T,  dW_in = dX X^T,  db = row sums
- * The weight gradients are lane dot products over all their steps: a tied weight's copies are
- * summed as its gradient is made. Every activation, the error and every dE/dx are the unrolled
+ * The weight gradients are products over all their steps' lanes (K = every step's cases): a
+ * tied weight's copies are summed as its gradient is made. As in the layers' (kernels.inc.c:
+ * layer_backward_weights_omp), those of a wide hidden layer are broadcast tiles over its
+ * batch-major copy, the rest lane dot products. Every activation, the error and every dE/dx are the unrolled
  * net's bit for bit (the same terms in the same order); only the weight gradients are summed in
  * another order.
  *
@@ -21,13 +23,14 @@
  *   fwd  rows [x (n_in); h (H)]:  x_t in slot t, H_t in slot t + 1
  *   bwd  rows [dy (O); dh (H)]:   dY_t in slot t + 1, dX_t in slot t
  *   y    rows (O):                Y_t in slot t
+ *   h_rows (a wide H only):       H_t batch-major, rows t S ..
  */
 
 /* The buffers, carved from ws->recurrent for a batch of S lanes a step (workspace.inc.c sizes
    it for the largest): each block of rows ld apart, then the two side-by-side matrices. */
 typedef struct {
-    int64_t ld;
-    REAL *x, *h, *dy, *dh, *y, *fwd_w, *bwd_w;
+    int64_t ld, ld_rows;
+    REAL *x, *h, *dy, *dh, *y, *fwd_w, *bwd_w, *h_rows;
 } FN(recurrent_rows);
 
 static FN(recurrent_rows) FN(recurrent_layout)(const bp_recurrence *r, REAL *buffer, int64_t S)
@@ -42,6 +45,8 @@ static FN(recurrent_rows) FN(recurrent_layout)(const bp_recurrence *r, REAL *buf
     b.y = b.dh + H * b.ld;
     b.fwd_w = b.y + O * b.ld;
     b.bwd_w = b.fwd_w + H * (n_in + H);
+    b.ld_rows = bp_row_stride(H, (int64_t)sizeof(REAL));
+    b.h_rows = BP_WIDE_SOURCE(H) ? b.bwd_w + H * (O + H) : NULL;
     return b;
 }
 
@@ -93,8 +98,17 @@ static void FN(recurrent_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, co
         }
     }
 
-    FN(dots_omp)(ws, grad + r->w_out, H, b.dy + S, ld, b.h + S, ld, N, O, H);
-    FN(dots_omp)(ws, grad + r->w_rec, H, b.dh + S, ld, b.h + S, ld, N - S, H, H);
+    if (b.h_rows) {
+        const int64_t cols = FN(ceil_div)(H, VW) * VW; /* the copy's columns past H are zeros */
+        FN(transpose_rows_of_omp)(ws, b.h_rows, b.ld_rows, b.h + S, ld, H, N);
+        FN(product_omp)(ws, grad + r->w_out, H, b.dy + S, ld, 1, b.h_rows, b.ld_rows, O, cols,
+                        N, NULL, 0, -1, H);
+        FN(product_omp)(ws, grad + r->w_rec, H, b.dh + S, ld, 1, b.h_rows, b.ld_rows, H, cols,
+                        N - S, NULL, 0, -1, H);
+    } else {
+        FN(dots_omp)(ws, grad + r->w_out, H, b.dy + S, ld, b.h + S, ld, N, O, H);
+        FN(dots_omp)(ws, grad + r->w_rec, H, b.dh + S, ld, b.h + S, ld, N - S, H, H);
+    }
     FN(dots_omp)(ws, grad + r->w_in, n_in, b.dh, ld, b.x, ld, N, H, n_in);
     if (b_h)
         FN(row_sums_omp)(grad + r->b_hidden, b.dh, ld, H, N);

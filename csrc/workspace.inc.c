@@ -74,12 +74,14 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     if (net->recurrence && for_training) {
         const bp_recurrence *r = net->recurrence;
         /* recurrent.inc.c's rows, with T + 1 steps of lanes side by side, each step whole
-           vectors of the widest variant; then its two matrices of the tied weights */
+           vectors of the widest variant; then its two matrices of the tied weights, and a
+           wide hidden layer's batch-major copy */
         const int64_t line = BP_PAD_BYTES / (int64_t)sizeof(REAL);
         const int64_t step = (max_rows + line - 1) / line * line;
         const int64_t n_in = r->n_inputs, H = r->n_hidden, O = r->n_outputs;
-        recurrent = TAKE(REAL, (n_in + 2 * H + 2 * O) * STRIDE((r->n_steps + 1) * step) +
-                                   H * (n_in + O + 2 * H));
+        const int64_t lanes = (r->n_steps + 1) * step;
+        recurrent = TAKE(REAL, (n_in + 2 * H + 2 * O) * STRIDE(lanes) + H * (n_in + O + 2 * H) +
+                                   (BP_WIDE_SOURCE(H) ? lanes * STRIDE(H) : 0));
     }
     if (arena)
         ws->recurrent = recurrent;

@@ -256,6 +256,7 @@ class Topology:
     share_scale: Any
     row_start: Any
     row_end: Any
+    recurrence: Any  # a bpfast.recurrent.Recurrence, or None
 
     def __init__(self, inputs: Mapping[str, int], layers: Sequence[Layer], ties: Sequence = ()):
         if not isinstance(inputs, Mapping) or len(inputs) == 0:
