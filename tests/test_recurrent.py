@@ -2,6 +2,8 @@
 written as a loop over steps (reference.recurrent_loss_gradient), masks, the sequence API, and
 the paper's recurrent experiments."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -100,6 +102,72 @@ def test_mini_batches_of_sequences_train_as_the_reference_does(isa):
                     rng_state=state)
     net.fit(X, T, lr=0.2, momentum=0.9, n_sweeps=4, batch_size=3)
     assert_close(net.params, params, "float64", factor=100)
+
+
+def unrolled(net):
+    """The recurrent net's unrolled net as a plain Network, with its parameters: trained layer
+    by layer (kernels.inc.c), where the RecurrentNetwork trains as one (recurrent.inc.c)."""
+    topo = net.topology
+    plain = bpfast.Network(inputs={n: int(topo.size[i]) for i, n in enumerate(topo.input_names)},
+                           layers=topo.layers, ties=topo.ties, dtype=net.dtype, seed=net.seed)
+    plain.assign_params(net.params)
+    assert plain.topology.recurrence is None and net.topology.recurrence is not None
+    return plain
+
+
+@pytest.mark.parametrize("n_hidden", [7, 17])  # lane dot products; broadcast tiles (wide)
+@pytest.mark.parametrize("kwargs, loss, reduction, weighted", [
+    ({}, "sse", "sum", False),
+    ({"activation": "tanh", "gradient": "mean"}, "cross_entropy", "mean", True),
+    ({"activation": "relu", "output_activation": "identity", "bias": False}, "sse", "sum", True),
+])
+@pytest.mark.parametrize("n_sequences", [1, 9, 37])
+def test_the_recurrent_net_computes_what_its_unrolled_layers_do(n_hidden, kwargs, loss,
+                                                                 reduction, weighted,
+                                                                 n_sequences, isa):
+    """csrc/recurrent.inc.c against the layer kernels on the same unrolled net: the error bit for
+    bit (the same sums in the same order), the gradient to rounding (the tied copies are summed
+    in another order), and the same bits on 1 and 2 threads."""
+    rng = np.random.default_rng(n_sequences)
+    net = RecurrentNetwork(3, n_hidden, 2, 4, dtype="float64", init_range=0.8, seed=4, **kwargs)
+    plain = unrolled(net)
+    X, T = sequences(rng, net, n_sequences)
+    X2, T2 = net._inputs(X), net._targets(T, n_sequences)
+    options = {"loss": loss, "reduction": reduction,
+               "sample_weight": rng.uniform(0.5, 2, n_sequences) if weighted else None}
+    E_layers, grad_layers = _core.loss_gradient(plain.topology, plain.params, X2, T2, **options)
+    E, grad = _core.loss_gradient(net.topology, net.params, X2, T2, **options)
+    assert E == E_layers
+    assert_close(grad, grad_layers, "float64")
+    E2, grad2 = _core.loss_gradient(net.topology, net.params, X2, T2, n_threads=2, **options)
+    assert E2 == E
+    np.testing.assert_array_equal(grad2, grad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_recurrent_training_keeps_its_bits_on_any_thread_count(dtype, isa):
+    """Mini-batches of 4 of 11 sequences (a last one of 3), shuffled, Adam: the same weights on
+    1 and 2 threads, and the layer kernels' weights to rounding."""
+    rng = np.random.default_rng(5)
+    net = RecurrentNetwork(3, 20, 2, 5, dtype=dtype, init_range=0.5, seed=5)
+    X, T = sequences(rng, net, 11, masked=False)
+    plain = unrolled(net)
+    two = pickle.loads(pickle.dumps(net))
+    options = {"lr": 0.01, "n_sweeps": 6, "batch_size": 4, "optimizer": "adam"}
+    net.fit(X, T, n_threads=1, **options)
+    two.fit(X, T, n_threads=2, **options)
+    plain.fit(net._inputs(X), net._targets(T, 11), **options)
+    np.testing.assert_array_equal(two.params, net.params)
+    assert_close(net.params, plain.params, dtype, factor=100)
+
+
+def test_a_recurrent_net_keeps_its_compiled_form_through_copies(tmp_path):
+    net = RecurrentNetwork(2, 5, 1, 3)
+    net.save(tmp_path / "net.npz")
+    for copy in (pickle.loads(pickle.dumps(net)), bpfast.load(tmp_path / "net.npz")):
+        assert copy.topology.recurrence == net.topology.recurrence
+    # output feedback is left to the unrolled net's layers
+    assert RecurrentNetwork(2, 5, 1, 3, output_feedback=True).topology.recurrence is None
 
 
 def test_shapes_and_names():
