@@ -5,6 +5,9 @@ net of T + 1 layers whose corresponding weights are tied (Nature 1986, Fig. 5).
 :class:`~bpfast.Network` of it, so everything a network does (the compiled forward and backward
 passes, full-batch or mini-batch sweeps over sequences, the momentum rule and Adam, phases, the
 stop rule, threads, Ctrl-C, saving) is back-propagation through time with stored activations.
+Its gradient is computed by ``csrc/recurrent.inc.c``, which knows the unrolled net is a
+recurrent one (:class:`Recurrence`, set on the topology): one product per step, and each tied
+matrix's gradient in one product over all steps, instead of one per layer, block and copy.
 
 The unrolled net, for inputs x, hidden units h and outputs y:
 
