@@ -15,9 +15,9 @@
  * The weight gradients are products over all their steps' lanes (K = every step's cases): a
  * tied weight's copies are summed as its gradient is made. As in the layers' (kernels.inc.c:
  * layer_backward_weights_omp), those of a wide hidden layer are broadcast tiles over its
- * batch-major copy, the rest lane dot products. Every activation, the error and every dE/dx are the unrolled
- * net's bit for bit (the same terms in the same order); only the weight gradients are summed in
- * another order.
+ * batch-major copy, the rest lane dot products. Every activation, the error and every dE/dx
+ * are the unrolled net's bit for bit (the same terms in the same order); only the weight
+ * gradients are summed in another order.
  *
  * Lanes, in slots of S (so that each step's operands of a product are one block of rows):
  *   fwd  rows [x (n_in); h (H)]:  x_t in slot t, H_t in slot t + 1
