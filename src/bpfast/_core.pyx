@@ -370,17 +370,18 @@ cdef class CompiledTopology:
                 self.arrays += (share_scale,)
                 self.net.share_scale = &share_scale[0]
         recurrence = getattr(topology, "recurrence", None)
-        if recurrence is not None:  # set by bpfast/recurrent.py: mark_recurrent, which checks it
-            r = recurrence
-            blocks = ((r.w_in, r.n_hidden * r.n_inputs), (r.w_rec, r.n_hidden * r.n_hidden),
-                      (r.w_out, r.n_outputs * r.n_hidden), (r.b_hidden, r.n_hidden),
-                      (r.b_output, r.n_outputs))
-            if not all(0 <= offset and offset + n <= topology.n_params or k > 2 and offset == -1
-                       for k, (offset, n) in enumerate(blocks)) or \
-                    not all(0 <= a < len(ACTIVATION_NAMES)
-                            for a in (r.hidden_activation, r.output_activation)) or \
-                    r.n_steps * r.n_inputs != topology.n_input_cols or \
-                    r.n_steps * r.n_outputs != topology.n_outputs:
+        if recurrence is not None:  # set and checked by RecurrentNetwork._mark_recurrent
+            r, n_params = recurrence, topology.n_params
+            weights = ((r.w_in, r.n_hidden * r.n_inputs), (r.w_rec, r.n_hidden * r.n_hidden),
+                       (r.w_out, r.n_outputs * r.n_hidden))
+            biases = ((r.b_hidden, r.n_hidden), (r.b_output, r.n_outputs))
+            fits = (all(0 <= at and at + n <= n_params for at, n in weights)
+                    and all(at == -1 or 0 <= at and at + n <= n_params for at, n in biases)
+                    and all(0 <= a < len(ACTIVATION_NAMES)
+                            for a in (r.hidden_activation, r.output_activation))
+                    and r.n_steps * r.n_inputs == topology.n_input_cols
+                    and r.n_steps * r.n_outputs == topology.n_outputs)
+            if not fits:
                 raise ValueError(f"a recurrence that does not fit its topology: {r}")
             self.recurrence = bp_recurrence(
                 r.n_steps, r.n_inputs, r.n_hidden, r.n_outputs, r.hidden_activation,
