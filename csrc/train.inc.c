@@ -90,8 +90,10 @@ static inline REAL FN(case_value)(const char *row, int64_t c, int from_double)
  * columns at a time as a vector block transposed in registers (value by value, binding W3's
  * batches took 40% of the time of a 784-2-10 net's sweep). If rows_dst, the cases' values are
  * also copied there batch-major (rows_dst[r * ld_rows + c]), from the same loads: the copy a wide
- * input group's weight gradients read. The rows of the next block are prefetched: shuffled
- * cases are rows scattered over the whole of X, each a cache miss of its own. */
+ * input group's weight gradients read. Shuffled cases are rows scattered over the whole of X, each
+ * a cache miss of its own, so the rows of the block after next are prefetched, a line of each per
+ * step of VW columns. Prefetching all of the next block's lines at once instead made a fit bound
+ * by its binding (batches of 200 float64 rows of 100) 1.3x slower on Zen 3 (session 17). */
 static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64_t stride,
                                    int64_t n_cols, int64_t start, int64_t n_rows,
                                    const int64_t *order, int64_t lanes, REAL *rows_dst,
@@ -100,19 +102,25 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
     /* from_double: src holds doubles (bp_train_config.x_double), rounded here */
     const char *base = (const char *)src;
     const int64_t size = from_double ? (int64_t)sizeof(double) : (int64_t)sizeof(REAL);
+    int first_block = 1; /* of this thread's share */
     OMP_FOR
     for (int64_t r0 = 0; r0 < n_rows; r0 += VW) {
         const int64_t rows = MIN(VW, n_rows - r0);
         const char *case_row[VW];
         for (int64_t r = 0; r < rows; r++)
             case_row[r] = base + (order ? order[r0 + r] : start + r0 + r) * stride * size;
+        const char *ahead[2 * VW]; /* the rows two blocks ahead (and the next, at first) */
+        int n_ahead = 0;
         if (order)
-            for (int64_t r = r0 + VW; r < MIN(r0 + 2 * VW, n_rows); r++)
-                for (int64_t c = 0; c < n_cols * size; c += 64)
-                    __builtin_prefetch(base + order[r] * stride * size + c);
+            for (int64_t r = r0 + (first_block ? VW : 2 * VW); r < MIN(r0 + 3 * VW, n_rows); r++)
+                ahead[n_ahead++] = base + order[r] * stride * size;
+        first_block = 0;
         int64_t c = 0;
-        if (rows == VW)
+        if (rows == VW) {
             for (; c + VW <= n_cols; c += VW) {
+                for (int a = 0; a < n_ahead; a++)
+                    for (int64_t byte = c * size; byte < (c + VW) * size; byte += 64)
+                        __builtin_prefetch(ahead[a] + byte);
                 VREAL block[VW];
                 for (int r = 0; r < VW; r++)
                     block[r] = FN(load_cases)(case_row[r], c, from_double);
@@ -123,6 +131,13 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
                 for (int j = 0; j < VW; j++)
                     FN(vstore)(dst + (c + j) * ld + r0, block[j]);
             }
+            for (int a = 0; a < n_ahead; a++) { /* the last columns' lines and the row's last */
+                int64_t byte = c * size;
+                do
+                    __builtin_prefetch(ahead[a] + MIN(byte + 63, n_cols * size - 1));
+                while ((byte += 64) < n_cols * size);
+            }
+        }
         for (; c < n_cols; c++)
             for (int64_t r = 0; r < rows; r++) {
                 const REAL value = FN(case_value)(case_row[r], c, from_double);
