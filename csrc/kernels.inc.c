@@ -649,6 +649,15 @@ static void FN(row_sums_omp)(REAL *g, const REAL *D, int64_t ldd, int64_t n, int
     }
 }
 
+/* A shared net's gradient="mean": grad[p] (the sum over the parameter's copies) times
+   share_scale[p] (1 / copies), for p in [lo, hi); nothing for gradient="sum". */
+static inline void FN(mean_over_copies)(const bp_net *net, REAL *grad, int64_t lo, int64_t hi)
+{
+    if (net->share_scale)
+        for (int64_t p = lo; p < hi; p++)
+            grad[p] *= (REAL)net->share_scale[p];
+}
+
 /* Gradients of layer l's weights and bias; dy[l] already holds dE/dx.
  *   forward: y[o,b] = f(... + sum_c W[o,c] x[c,b] + bias[o])
  *   dE/dW[o,c] = sum_b dE/dx[o,b] x[c,b],    dE/dbias[o] = sum_b dE/dx[o,b]

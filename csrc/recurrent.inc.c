@@ -116,8 +116,9 @@ static void FN(recurrent_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, co
         FN(row_sums_omp)(grad + r->b_output, b.dy + S, ld, O, N);
     OMP_BARRIER /* the nowait loops above are done */
     if (net->share_scale) { /* gradient="mean": each tied weight's average over its steps */
+        const int64_t chunk = net->share_chunk;
         OMP_FOR
-        for (int64_t p = 0; p < net->n_params; p++)
-            grad[p] *= (REAL)net->share_scale[p];
+        for (int64_t lo = 0; lo < net->n_params; lo += chunk)
+            FN(mean_over_copies)(net, grad, lo, MIN(lo + chunk, net->n_params));
     }
 }

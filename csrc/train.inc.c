@@ -39,9 +39,7 @@ static void FN(gather_gradient_omp)(const bp_net *net, const WS *ws, REAL *grad)
             for (int64_t k = 0; k < end - first; k++)
                 to[k] += from[k];
         }
-        if (net->share_scale)
-            for (int64_t p = lo; p < hi; p++)
-                grad[p] *= (REAL)net->share_scale[p];
+        FN(mean_over_copies)(net, grad, lo, hi);
     }
 }
 
