@@ -1,6 +1,6 @@
 """A float32 net trains on a user's float64 X as it is: each case is rounded as it is bound, to the
 numbers a float32 copy of X would hold, so the run is bit for bit the one on that copy, and no
-copy of X is made."""
+copy of X is made. `predict` likewise rounds a chunk of rows at a time."""
 
 import tracemalloc
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bpfast
-from bpfast import Layer
+from bpfast import Layer, _core
 
 RNG = np.random.default_rng(0)
 
@@ -105,3 +105,50 @@ def test_the_estimator_trains_on_float64_x_without_converting_it():
     narrow = BPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(
         X.astype(np.float32), y)
     assert np.array_equal(wide.network_.params, narrow.network_.params)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_predict_on_float64_x_gives_the_outputs_of_its_float32_copy(isa, threads):
+    # rows across two chunk boundaries and a short last chunk; 37 columns
+    n = 2 * _core.FORWARD_CHUNK_ROWS + 5
+    X = RNG.normal(size=(n, 37))
+    net = bpfast.Network([37, 20, 5], seed=1)
+    got = net.predict(X, n_threads=threads)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, net.predict(X.astype(np.float32), n_threads=threads))
+    # a non-contiguous float64 X is copied to float32 whole, as before: the same outputs
+    assert np.array_equal(net.predict(np.asfortranarray(X), n_threads=threads), got)
+    # every layer's activations (forward) round X whole: its inputs are float32 too
+    layers = net.forward(X[:300], n_threads=threads)
+    assert layers["input"].dtype == np.float32
+    assert np.array_equal(layers[net.topology.names[-1]], got[:300])
+
+
+def test_predict_makes_no_float32_copy_of_x():
+    X = RNG.normal(size=(50_000, 100))
+    net = bpfast.Network([100, 8, 1], seed=0)
+    net.predict(X[:10])
+    tracemalloc.start()
+    try:
+        net.predict(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    copy = X.size * 4
+    assert peak < copy / 4, f"predict allocated {peak:,} bytes; a float32 copy of X is {copy:,}"
+
+
+def test_predict_refuses_float64_values_that_are_not_finite_in_float32():
+    X = RNG.normal(size=(10, 4))
+    X[7, 1] = 1e39
+    with pytest.raises(ValueError, match=r"NaN or infinite in float32 \(first at row 7, column 1"):
+        bpfast.Network([4, 3, 1], seed=0).predict(X)
+
+
+def test_the_estimator_predicts_on_float64_x_as_on_its_float32_copy():
+    pytest.importorskip("sklearn", reason="needs scikit-learn (test extra)")
+    from bpfast.estimators import BPClassifier
+    X = RNG.normal(size=(300, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    clf = BPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(X, y)
+    assert np.array_equal(clf.predict_proba(X), clf.predict_proba(X.astype(np.float32)))

@@ -475,23 +475,31 @@ cdef void _free_workspace(floating *kind, void *ws) noexcept:
 # -- forward, gradient, evaluation, update ------------------------------------------------------
 
 def forward(topology, params, X, *, all_layers=False, n_threads=1):
-    """Activations of every layer (a list, inputs first) or of the output layer only."""
+    """Activations of every layer (a list, inputs first) or of the output layer only. X may be
+    C-contiguous float64 for float32 params: each chunk of it is then rounded as it is bound (the
+    same numbers as X.astype(np.float32)), so that no float32 copy of the whole X is made."""
     return _forward(topology, params, X, all_layers, n_threads)
 
 
-def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bint all_layers,
-             int n_threads):
+def _forward(topology, const floating[::1] params, X_given, bint all_layers, int n_threads):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
-    cdef int64_t n = X.shape[0], start, rows, ld, r, c
+    cdef int64_t n = X_given.shape[0], start, rows, ld, r, c
     cdef int l, outcome
     cdef floating *kind = NULL
     cdef int64_t chunk = min(max(n, 1), FORWARD_CHUNK_ROWS)
     cdef bp_stop stop
-    _check_arrays(topology, params.shape[0], -1, -1, X.shape[1], -1)
+    cdef const floating[:, ::1] X
+    cdef int64_t row0  # X's row of the chunk's first case
+    _check_arrays(topology, params.shape[0], -1, -1, X_given.shape[1], -1)
     dtype = np.float32 if floating is float else np.float64
-    Xa = np.asarray(X)
+    # float64 rows for float32 params, rounded a chunk at a time (all_layers returns the inputs:
+    # rounded all at once)
+    cdef bint by_chunk = X_given.dtype != dtype and not all_layers
+    Xa = X_given if by_chunk else np.ascontiguousarray(X_given, dtype=dtype)
+    chunk_rows = np.empty((chunk, Xa.shape[1]), dtype=dtype) if by_chunk else None
+    X = chunk_rows if by_chunk else Xa
     first = 0 if all_layers else topology.n_layers - 1
     outs = [np.empty((n, topology.size[l]), dtype=dtype)
             for l in range(max(first, topology.n_inputs), topology.n_layers)]
@@ -503,13 +511,19 @@ def _forward(topology, const floating[::1] params, const floating[:, ::1] X, bin
         start = 0
         while start < n:
             rows = min(chunk, n - start)
+            row0 = start
+            if by_chunk:  # this chunk's rows, rounded into the chunk buffer
+                np.copyto(chunk_rows[:rows], Xa[start:start + rows], casting="same_kind")
+                row0 = 0
             with nogil:
                 if floating is float:
                     outcome = kernels.forward_f32(net, <bp_workspace_f32 *>ws, &params[0],
-                                                  &X[start, 0], rows, n_threads, &stop)
+                                                  &X[row0, 0], rows,
+                                                  n_threads, &stop)
                 else:
                     outcome = kernels.forward_f64(net, <bp_workspace_f64 *>ws, &params[0],
-                                                  &X[start, 0], rows, n_threads, &stop)
+                                                  &X[row0, 0], rows,
+                                                  n_threads, &stop)
             if outcome == BP_STOPPED:
                 _interrupted(&stop)
                 continue  # Python's handler did not raise: this chunk again

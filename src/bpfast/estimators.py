@@ -311,8 +311,8 @@ class _BPBase(BaseEstimator):
     def _outputs(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.network_.predict(X.astype(self.network_.dtype, copy=False),
-                                     n_threads=self.n_threads).astype(np.float64)
+        # float64 X as it is: Network.predict rounds it a chunk at a time, without a copy
+        return self.network_.predict(X, n_threads=self.n_threads).astype(np.float64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

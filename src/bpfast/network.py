@@ -586,10 +586,13 @@ class Network:
     def predict(self, X, *, n_threads: int | None = None) -> np.ndarray:
         """The output layer's activations, shape (n_samples, n_outputs), in the net's dtype.
 
-        Allowed before any `fit`: it gives the outputs of the initial random weights."""
+        Allowed before any `fit`: it gives the outputs of the initial random weights. A float32
+        net takes a C-contiguous float64 X as it is, rounding a chunk of rows at a time (the
+        same outputs as for ``X.astype(np.float32)``, without that copy of X)."""
         _threads.requested_threads(n_threads)
-        X = self._inputs(X)
-        self._check_forward_memory(X.shape[0], self.topology.n_outputs)
+        X = self._inputs(X, keep_float64=True)
+        self._check_forward_memory(X.shape[0], self.topology.n_outputs,
+                                   rounds_x=X.dtype != self.dtype)
         return _core.forward(self.topology, self._params, X, all_layers=False,
                              n_threads=self._forward_threads(n_threads, X.shape[0]))
 
@@ -603,9 +606,12 @@ class Network:
                              n_threads=self._forward_threads(n_threads, X.shape[0]))
         return dict(zip(self.topology.names, acts))
 
-    def _check_forward_memory(self, n_rows: int, n_out_units: int) -> None:
+    def _check_forward_memory(self, n_rows: int, n_out_units: int,
+                              rounds_x: bool = False) -> None:
+        """rounds_x: X is float64 for a float32 net, rounded into a buffer a chunk at a time."""
         rows = min(n_rows, _core.FORWARD_CHUNK_ROWS)
-        check_fits(n_rows * n_out_units * self.dtype.itemsize +
+        chunk_copy = rows * self.topology.n_input_cols * self.dtype.itemsize if rounds_x else 0
+        check_fits(n_rows * n_out_units * self.dtype.itemsize + chunk_copy +
                    _core.workspace_bytes(self.topology, self.dtype, rows, 0, 0),
                    f"the outputs for {n_rows:,} cases")
 
