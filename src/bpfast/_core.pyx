@@ -518,12 +518,10 @@ def _forward(topology, const floating[::1] params, X_given, bint all_layers, int
             with nogil:
                 if floating is float:
                     outcome = kernels.forward_f32(net, <bp_workspace_f32 *>ws, &params[0],
-                                                  &X[row0, 0], rows,
-                                                  n_threads, &stop)
+                                                  &X[row0, 0], rows, n_threads, &stop)
                 else:
                     outcome = kernels.forward_f64(net, <bp_workspace_f64 *>ws, &params[0],
-                                                  &X[row0, 0], rows,
-                                                  n_threads, &stop)
+                                                  &X[row0, 0], rows, n_threads, &stop)
             if outcome == BP_STOPPED:
                 _interrupted(&stop)
                 continue  # Python's handler did not raise: this chunk again
