@@ -73,6 +73,8 @@ static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocit
     }
     ws->stop = NULL;
     *status = ws->status;
+    if (cfg->batches_run)
+        *cfg->batches_run = ws->batches_run;
     return ws->n_done;
 }
 

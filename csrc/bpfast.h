@@ -39,9 +39,12 @@ const char *bp_loss_name(int i);
    or infinite (the weights it was measured at are the culprit's result); BP_NON_FINITE_WEIGHTS:
    an update made a weight or velocity NaN or infinite; BP_STOPPED: a stop was requested (Ctrl-C
    or the caller's deadline, see bp_stop) and the sweep in progress was abandoned, its start
-   restored. */
+   restored; BP_PAUSED: a mini-batch call with cfg->max_batches stopped between two batches of a
+   sweep (its batches ran out, or its deadline passed), and the next train call on the same
+   workspace goes on from there. */
 enum bp_status {
-    BP_RUNNING = 0, BP_SOLVED = 1, BP_NON_FINITE = 2, BP_NON_FINITE_WEIGHTS = 3, BP_STOPPED = 4
+    BP_RUNNING = 0, BP_SOLVED = 1, BP_NON_FINITE = 2, BP_NON_FINITE_WEIGHTS = 3, BP_STOPPED = 4,
+    BP_PAUSED = 5
 };
 
 /* Workspace features (bp_workspace_create's `features`). */
@@ -148,6 +151,11 @@ typedef struct {
     int x_double;              /* 1 (a float net only): X holds doubles, each rounded to float as
                                   its case is bound, as a float copy of X would give it, without
                                   that copy (a user's float64 data). T is always REAL. */
+    int64_t max_batches;       /* > 0 (mini-batch train calls, with BP_WS_SWEEP_START): return
+                                  after this many batches, BP_PAUSED if inside a sweep, and pause
+                                  there too when the deadline of cfg->stop passes (a Ctrl-C still
+                                  abandons the sweep); 0: no limit */
+    int64_t *batches_run;      /* NULL, or where train puts the batches it ran */
 } bp_train_config;
 
 /* One phase of a schedule, applied for a number of sweeps. */

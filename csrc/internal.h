@@ -88,6 +88,8 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         REAL *dense_grad;   /* [n_dense] ... and the slots' gradients while training */          \
         REAL *recurrent;    /* a recurrent net's steps side by side (recurrent.inc.c), or NULL */\
         uint64_t start_rng; /* ... and its shuffling state */                                    \
+        int64_t resume_at;  /* a paused sweep's next batch (its first case), else 0 */           \
+        int64_t batches_run;/* batches the current train call ran */                             \
         void *arena;        /* the one allocation the above point into */                        \
     };
 BP_WORKSPACE_STRUCT(float, f32)

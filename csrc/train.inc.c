@@ -268,16 +268,20 @@ static void FN(next_dropout_key_omp)(WS *ws, const bp_train_config *cfg, uint64_
 }
 
 /* One thread decides whether the call stops here, for all (every thread then reads ws->status):
-   on a requested stop (`stop`), else on `bad` (a status) if it is not BP_RUNNING. The barrier
-   first: every thread has read the previous decision before this one may change it (`omp single`
-   waits at its end, not at its start). */
-static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad)
+   on a requested stop (`stop`; BP_PAUSED if `pausable` and it is the deadline, not a Ctrl-C),
+   else on `bad` (a status) if it is not BP_RUNNING. The barrier first: every thread has read the
+   previous decision before this one may change it (`omp single` waits at its end, not at its
+   start). */
+static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad, int pausable)
 {
     OMP_BARRIER
     OMP_SINGLE
     {
         if (bp_stop_requested(stop))
-            ws->status = BP_STOPPED;
+            ws->status = pausable && !(stop->interruptible &&
+                                       bp_interrupt_count() != stop->interrupts_seen)
+                             ? BP_PAUSED
+                             : BP_STOPPED;
         else if (bad != BP_RUNNING)
             ws->status = bad;
     }
@@ -304,10 +308,15 @@ static void FN(update_omp)(const bp_net *net, WS *ws, REAL *params, REAL *state,
     }
 }
 
-/* Up to n_sweeps sweeps of one phase; ws->n_done and ws->status say how it went.
- * cfg->stop is honoured between sweeps, and inside a sweep through ws->stop (set by the caller
- * only where that is safe): a full-batch sweep changes nothing before its update, and a
- * mini-batch sweep puts back its start from the copy the workspace keeps (BP_WS_SWEEP_START). */
+/* Up to n_sweeps sweeps of one phase; ws->n_done, ws->batches_run and ws->status say how it
+ * went. cfg->stop is honoured between sweeps, and inside a sweep through ws->stop (set by the
+ * caller only where that is safe): a full-batch sweep changes nothing before its update, and a
+ * mini-batch sweep puts back its start from the copy the workspace keeps (BP_WS_SWEEP_START).
+ * With cfg->max_batches, a mini-batch call returns once it has run that many batches, and its
+ * deadline pauses it between two batches instead of abandoning the sweep: a sweep left
+ * unfinished (BP_PAUSED) keeps its place in ws->resume_at, and the next call goes on from
+ * there, so that a run cut into such calls does exactly the work of one call (the ThreadChooser
+ * tries threads on parts of a sweep: a fit of a few long sweeps has no other place to). */
 static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *velocity, REAL *grad,
                            const REAL *X, const REAL *T, const bp_train_config *cfg,
                            const bp_phase *phase, int64_t n_sweeps, uint64_t *rng_state,
@@ -319,16 +328,22 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
     const int dropout = cfg->dropout > 0;
     const size_t arena_bytes = (size_t)net->n_params * sizeof(REAL);
     const size_t state_bytes = (size_t)BP_STATE_LENGTH(phase->rule, net->n_params) * sizeof(REAL);
+    const int64_t limit = full_batch ? 0 : cfg->max_batches;
+    /* the same in every thread (they all run the same loop), so no barrier decides them */
+    int64_t batches = 0;
+    int paused = 0;
     for (int64_t sweep = 0; sweep < n_sweeps; sweep++) {
+        if (limit > 0 && batches == limit)
+            break; /* between two sweeps: nothing to resume */
         if (cfg->stop) {
-            FN(decide_omp)(ws, cfg->stop, BP_RUNNING);
+            FN(decide_omp)(ws, cfg->stop, BP_RUNNING, 0);
             if (ws->status != BP_RUNNING)
                 break;
         }
         if (full_batch) {
             if (dropout && stop_rule) { /* the stop test sees the whole net, not a dropout pass */
                 FN(evaluate_omp)(net, ws, params, X, T, cfg);
-                FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING);
+                FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING, 0);
                 if (ws->status != BP_RUNNING)
                     break;
             }
@@ -343,7 +358,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
             errors[sweep] = ws->error;
             FN(decide_omp)(ws, ws->stop, !isfinite(ws->error) ? BP_NON_FINITE
                                : !dropout && stop_rule && ws->all_within ? BP_SOLVED
-                                                                         : BP_RUNNING);
+                                                                         : BP_RUNNING, 0);
             if (ws->status == BP_STOPPED && dropout) {
                 OMP_SINGLE
                 *rng_state = ws->start_rng;
@@ -354,28 +369,38 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
             if (ws->status != BP_RUNNING)
                 break;
         } else {
-            if (stop_rule) {
-                FN(evaluate_omp)(net, ws, params, X, T, cfg);
-                FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING);
-                if (ws->status != BP_RUNNING)
-                    break;
-            }
+            /* a paused sweep goes on where it stopped (its start, order and error so far are
+               kept); every thread reads its place before any barrier lets one change it */
+            const int64_t resume = ws->resume_at;
             const int saved = ws->start_params != NULL;
-            OMP_SINGLE
-            {
-                if (saved) {
-                    memcpy(ws->start_params, params, arena_bytes);
-                    memcpy(ws->start_velocity, velocity, state_bytes);
-                    ws->start_rng = *rng_state;
+            if (!resume) {
+                if (stop_rule) {
+                    FN(evaluate_omp)(net, ws, params, X, T, cfg);
+                    FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING, 0);
+                    if (ws->status != BP_RUNNING)
+                        break;
                 }
-                if (shuffled)
-                    FN(shuffle_order)(ws, rng_state);
-                errors[sweep] = 0;
+                OMP_SINGLE
+                {
+                    if (saved) {
+                        memcpy(ws->start_params, params, arena_bytes);
+                        memcpy(ws->start_velocity, velocity, state_bytes);
+                        ws->start_rng = *rng_state;
+                    }
+                    if (shuffled)
+                        FN(shuffle_order)(ws, rng_state);
+                    errors[sweep] = 0;
+                }
             }
-            for (int64_t start = 0; start < cfg->n_samples; start += cfg->batch_size) {
+            int64_t start = resume;
+            for (; start < cfg->n_samples; start += cfg->batch_size) {
                 const int64_t n_rows = MIN(cfg->batch_size, cfg->n_samples - start);
+                if (limit > 0 && batches == limit) {
+                    paused = 1;
+                    break;
+                }
                 if (ws->stop && start > 0) {
-                    FN(decide_omp)(ws, ws->stop, BP_RUNNING);
+                    FN(decide_omp)(ws, ws->stop, BP_RUNNING, limit > 0);
                     if (ws->status != BP_RUNNING)
                         break;
                 }
@@ -385,13 +410,24 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 OMP_SINGLE
                 errors[sweep] += ws->error;
-                FN(decide_omp)(ws, ws->stop, isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE);
+                /* with a batch limit only the batch's start may stop it (a pause there loses
+                   nothing; here its error is counted): a Ctrl-C waits for the next batch */
+                FN(decide_omp)(ws, limit > 0 ? NULL : ws->stop,
+                               isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE, 0);
                 if (ws->status != BP_RUNNING)
                     break;
                 FN(update_omp)(net, ws, params, velocity, grad, phase);
+                batches++;
                 if (ws->status != BP_RUNNING)
                     break;
             }
+            /* the place of a pause (every thread read resume_at above, before this sweep's
+               barriers); a deadline's pause is a status, the batch limit's a local decision */
+            paused |= ws->status == BP_PAUSED;
+            OMP_SINGLE
+            ws->resume_at = paused ? start : 0;
+            if (paused)
+                break;
             if (ws->status == BP_STOPPED && saved) {
                 OMP_SINGLE
                 {
@@ -405,6 +441,12 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
         }
         OMP_SINGLE
         ws->n_done++;
+    }
+    OMP_SINGLE /* nothing reads the status in here after this */
+    {
+        ws->batches_run = full_batch ? ws->n_done : batches;
+        if (paused)
+            ws->status = BP_PAUSED;
     }
 }
 

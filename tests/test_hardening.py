@@ -486,6 +486,128 @@ def test_a_deadline_inside_a_sweep_loses_nothing(monkeypatch, batch_size, dtype,
     assert net._shuffle_state == reference._shuffle_state
 
 
+def long_sweeps(dtype="float32"):
+    """A net and data whose mini-batch sweeps are long enough (40 batches of 16) for a chooser's
+    chunks to be batches, not sweeps (_core.MIN_BATCHES_TO_CUT)."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(640, 24)).astype(dtype)
+    T = (rng.uniform(size=(640, 5)) > 0.5).astype(dtype)
+    assert 640 // 16 >= _core.MIN_BATCHES_TO_CUT
+    return bpfast.Network([24, 48, 5], seed=5, dtype=dtype), X, T
+
+
+class CutsSweeps(_threads.ThreadChooser):
+    """Chunks of 1, 2, 3, ... 7 batches, every other one on two threads, no deadline: a run in
+    pieces of sweeps on alternating thread counts."""
+
+    def __init__(self, n=2):
+        super().__init__(n, idle_machine, cpus=n)
+        self.units, self.calls = [], 0
+
+    def chunk_size(self, units, units_left, now):
+        return min(units, 1 + self.calls % 7)
+
+    def plan(self, units, units_left, now):
+        self.calls += 1
+        return (2 if self.calls % 2 else 1), 0.0
+
+    def record(self, threads, units, seconds, cut_short, now):
+        self.units.append(units)
+
+
+@pytest.mark.parametrize("rule", ["momentum", "adam"])
+def test_sweeps_cut_into_chunks_of_batches_end_where_one_call_ends(monkeypatch, rule, dtype):
+    """A fit of a few long sweeps tries threads inside its first sweep: its chunks are batches.
+    Cut anywhere, on any thread count, with shuffling and dropout drawing from the generator,
+    the run gives the bits of one uncut call: weights, optimiser state, every sweep's error and
+    the generator."""
+    monkeypatch.setattr(_core, "MIN_MEASURED_SECONDS", 0.0)  # plans from the first chunk on
+    results = []
+    for chooser in (None, CutsSweeps()):
+        net, X, T = long_sweeps(dtype)
+        state = np.zeros(2 * net.topology.n_params + 1 if rule == "adam" else
+                         net.topology.n_params, dtype=dtype)
+        errors, done, status, *_ = _core.run_training(
+            net.topology, net._params, state, X, T, [(3, 0.01, 0.9, 0.0, 0, rule)],
+            batch_size=16, dropout=0.2, rng_state=net._shuffle_box, n_threads=2,
+            chooser=chooser)
+        results.append((net.params.copy(), state, errors, int(net._shuffle_box[0]), done))
+    assert chooser.units and max(chooser.units) < 40  # it did cut the sweeps
+    assert results[0][4] == results[1][4] == 3
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_exception_inside_a_cut_sweep_puts_back_its_start(monkeypatch):
+    """Anything that ends the run between two chunks of a sweep (here the chooser itself fails)
+    leaves the net at that sweep's start, as Ctrl-C does: never half a sweep."""
+    monkeypatch.setattr(_core, "MIN_MEASURED_SECONDS", 0.0)
+    class FailsInSecondSweep(CutsSweeps):
+        def record(self, threads, units, seconds, cut_short, now):
+            super().record(threads, units, seconds, cut_short, now)
+            if sum(self.units) > 40 + 5:
+                raise RuntimeError("chooser failed")
+
+    net, X, T = long_sweeps()
+    with pytest.raises(RuntimeError, match="chooser failed"):
+        _core.run_training(net.topology, net._params, net._velocity, X, T,
+                           [(3, 0.01, 0.9, 0.0, 0)], batch_size=16, rng_state=net._shuffle_box,
+                           n_threads=2, chooser=FailsInSecondSweep())
+    one, X, T = long_sweeps()
+    one.fit(X, T, n_sweeps=1, lr=0.01, momentum=0.9, batch_size=16, n_threads=1)
+    np.testing.assert_array_equal(net.params, one.params)
+    np.testing.assert_array_equal(net.velocity, one.velocity)
+    assert net._shuffle_state == one._shuffle_state
+
+
+@POSIX
+def test_ctrl_c_inside_a_cut_sweep_puts_back_its_start(monkeypatch):
+    """A Ctrl-C between two chunks of a sweep is seen by the compiled loop at its next batch,
+    which puts back the sweep's start before KeyboardInterrupt is raised."""
+    monkeypatch.setattr(_core, "MIN_MEASURED_SECONDS", 0.0)
+    class InterruptedInSecondSweep(CutsSweeps):
+        def record(self, threads, units, seconds, cut_short, now):
+            super().record(threads, units, seconds, cut_short, now)
+            if 40 < sum(self.units) <= 40 + 7:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    net, X, T = long_sweeps()
+    with pytest.raises(KeyboardInterrupt):
+        _core.run_training(net.topology, net._params, net._velocity, X, T,
+                           [(3, 0.01, 0.9, 0.0, 0)], batch_size=16, rng_state=net._shuffle_box,
+                           n_threads=2, chooser=InterruptedInSecondSweep())
+    one, X, T = long_sweeps()
+    one.fit(X, T, n_sweeps=1, lr=0.01, momentum=0.9, batch_size=16, n_threads=1)
+    np.testing.assert_array_equal(net.params, one.params)
+    np.testing.assert_array_equal(net.velocity, one.velocity)
+    assert net._shuffle_state == one._shuffle_state
+
+
+def test_a_fit_of_a_few_long_sweeps_tries_threads_in_its_first(monkeypatch):
+    """With the default thread count, three sweeps of 40 batches: the chooser's units are batches
+    and a trial on threads is planned before the first sweep ends (whether it wins depends on
+    the machine). This net's chunks are too fast to time: the chooser may plan from the first."""
+    monkeypatch.setattr(_core, "MIN_MEASURED_SECONDS", 0.0)
+    class Recorder(_threads.ThreadChooser):
+        def __init__(self, n):
+            super().__init__(n, idle_machine, cpus=n)
+            self.plans = []
+
+        def plan(self, units, units_left, now):
+            threads, deadline = super().plan(units, units_left, now)
+            self.plans.append((units, units_left, threads))
+            return threads, deadline
+
+    net, X, T = long_sweeps()
+    chooser = Recorder(2)
+    _core.run_training(net.topology, net._params, net._velocity, X, T,
+                       [(3, 0.01, 0.9, 0.0, 0)], batch_size=16, rng_state=net._shuffle_box,
+                       n_threads=2, chooser=chooser)
+    assert 2 * 40 < chooser.plans[0][1] < 3 * 40  # counted in batches
+    assert any(threads == 2 and left > 2 * 40 for _, left, threads in chooser.plans), \
+        chooser.plans
+
+
 DEADLINE_STRESS = """
     import signal, numpy as np, bpfast
     from bpfast import _core, _threads

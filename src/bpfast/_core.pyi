@@ -12,6 +12,8 @@ PHASE_DEFAULTS: tuple[str, float, float, float]
 STATUS_NAMES: dict[int, str]
 FORWARD_CHUNK_ROWS: int
 MAX_CHUNK_SWEEPS: int
+MIN_BATCHES_TO_CUT: int
+MIN_MEASURED_SECONDS: float
 SNAPSHOT_SECONDS: float
 SMALL_NETS: bool
 ISA_NAMES: tuple[str, ...]

@@ -67,6 +67,8 @@ cdef extern from "bpfast.h" nogil:
         double dropout
         uint64_t dropout_key
         int x_double
+        int64_t max_batches
+        int64_t *batches_run
 
     ctypedef struct bp_phase:
         double lr
@@ -87,7 +89,7 @@ cdef extern from "bpfast.h" nogil:
         int64_t n_decayed
 
     enum: BP_MOMENTUM, BP_ADAM
-    enum: BP_RUNNING, BP_SOLVED, BP_NON_FINITE, BP_NON_FINITE_WEIGHTS, BP_STOPPED
+    enum: BP_RUNNING, BP_SOLVED, BP_NON_FINITE, BP_NON_FINITE_WEIGHTS, BP_STOPPED, BP_PAUSED
     enum: BP_WS_TRAINING, BP_WS_SWEEP_START, BP_WS_ADAM
     const char *bp_activation_name(int i)
     const char *bp_loss_name(int i)
@@ -213,6 +215,13 @@ STATUS_NAMES = {BP_RUNNING: "max_sweeps", BP_SOLVED: "solved", BP_NON_FINITE: "n
 FORWARD_CHUNK_ROWS = 8192
 # Sweeps per compiled call grow by doubling while calls are short; this caps the doubling.
 MAX_CHUNK_SWEEPS = 1 << 20
+# A ThreadChooser's chunks of a mini-batch run are batches, not sweeps, when its sweeps have at
+# least this many (a fit of a few long sweeps then tries threads inside the first; cutting
+# shorter sweeps would cost more calls than it saves). Such chunks start at one batch and grow;
+# the chooser plans none until one thread has run a chunk of at least MIN_MEASURED_SECONDS (a
+# batch or two are too short to time, and the first call also pays for the workspace's pages).
+MIN_BATCHES_TO_CUT = 32
+MIN_MEASURED_SECONDS = 0.005
 # Seconds between the snapshots that a diverged run is restored from (tests set it to 0).
 SNAPSHOT_SECONDS = 1.0
 # Called with a point's name wherever a KeyboardInterrupt can reach a training run (tests set it
@@ -450,6 +459,8 @@ cdef bp_train_config _config(int64_t n_samples, int64_t batch_size, bint shuffle
     cfg.stop = NULL
     cfg.small_nets = SMALL_NETS
     cfg.x_double = 0
+    cfg.max_batches = 0
+    cfg.batches_run = NULL
     return cfg
 
 
@@ -838,7 +849,10 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
     cdef int64_t total = 0
     for p in phases:
         total += <int64_t>p[0]
-    cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining, target
+    cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining, target, count
+    # Chunks of batches (see MIN_BATCHES_TO_CUT): each call runs at most the rest of one sweep;
+    # `into_sweep` is the batches done of the sweep in progress, whose start `sweep_start` keeps
+    cdef int64_t batches_run = 0, into_sweep = 0, sweep_batches
     cdef int status = BP_RUNNING, all_within = 0, threads
     cdef bint mini_batch = cfg.batch_size < n
     cdef size_t itemsize = sizeof(floating)
@@ -854,6 +868,10 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
     stopped_early = False
     replay_failed = False
     n_arena = topology.n_params * itemsize
+    sweep_batches = (n + cfg.batch_size - 1) // cfg.batch_size
+    cut_sweeps = mini_batch and chooser is not None and sweep_batches >= MIN_BATCHES_TO_CUT
+    sweep_start = None
+    measured = not cut_sweeps
 
     armed = False
     if guard is not None:
@@ -885,34 +903,52 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
         ws = _workspace(kind, net, <int64_t>ws_rows, <int64_t>ws_samples, <int>features)
         cfg.stop = &stop
 
+        if cut_sweeps:
+            cfg.batches_run = &batches_run
         for index in range(len(phases)):
             remaining = phases[index][0]
             while remaining > 0 and status == BP_RUNNING and not stopped_early:
-                chunk = min(remaining, adaptive)
-                if callback is not None and callback_every > 0:
-                    chunk = min(chunk, callback_every - done % callback_every)
+                if cut_sweeps:  # batches, to the end of this sweep at most
+                    chunk = min(adaptive, sweep_batches - into_sweep)
+                else:
+                    chunk = min(remaining, adaptive)
+                    if callback is not None and callback_every > 0:
+                        chunk = min(chunk, callback_every - done % callback_every)
                 started = monotonic_seconds()
-                if started - snapshot_time >= SNAPSHOT_SECONDS:
+                if into_sweep == 0 and started - snapshot_time >= SNAPSHOT_SECONDS:
                     del snapshots[:-1]  # before copying: never three copies at once
                     snapshots.append((done, params_array.copy(), velocity_array.copy(), state))
                     snapshot_time = started
+                if cut_sweeps and into_sweep == 0:  # put back if an exception ends the run inside
+                    sweep_start = (params_array.copy(), velocity_array.copy(), state)
                 if chooser is None:
                     threads, stop.deadline = n_threads, 0.0
+                elif not measured:
+                    threads, stop.deadline = 1, 0.0
                 else:
-                    chunk = chooser.chunk_size(chunk, total - done, started)
-                    threads, stop.deadline = chooser.plan(chunk, total - done, started)
+                    left = (total - done) * sweep_batches - into_sweep if cut_sweeps \
+                        else total - done
+                    chunk = chooser.chunk_size(chunk, left, started)
+                    threads, stop.deadline = chooser.plan(chunk, left, started)
                 cfg.n_threads = threads
-                log.reserve(done + chunk)
+                cfg.max_batches = chunk if cut_sweeps else 0
+                count = 1 if cut_sweeps else chunk
+                log.reserve(done + count)
                 errors = log.array
                 ran, status = _run(kernels, net, ws, params, velocity, grad_array, x_data, T, &cfg,
-                                   phases[index], chunk, &state, errors, done, True)
+                                   phases[index], count, &state, errors, done, True)
                 done += ran
                 remaining -= ran
+                paused = status == BP_PAUSED
+                units = batches_run if cut_sweeps else ran
+                into_sweep = into_sweep + batches_run if paused else 0
                 if holder is not None:
                     holder[0] = state  # a callback sees the generator of the sweeps done
                 finished = monotonic_seconds()
                 elapsed = finished - started
-                cut_short = False
+                cut_short = paused and batches_run < chunk  # the deadline paused it
+                if paused:
+                    status = BP_RUNNING
                 if status == BP_STOPPED and watch is not None and watch.interrupted():
                     status, stopped_early = BP_RUNNING, True
                     break
@@ -920,12 +956,15 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
                     status = BP_RUNNING
                     cut_short = not _interrupted(&stop)  # else Python's handler did not raise
                 if chooser is not None:
-                    chooser.record(threads, ran, elapsed, cut_short, finished)
-                if elapsed < 0.02 and ran == chunk == adaptive and adaptive < MAX_CHUNK_SWEEPS:
+                    chooser.record(threads, units, elapsed, cut_short, finished)
+                    measured = measured or elapsed >= MIN_MEASURED_SECONDS
+                if elapsed < 0.02 and units == chunk == adaptive and adaptive < MAX_CHUNK_SWEEPS:
                     adaptive *= 2
                 elif elapsed > 0.1 and adaptive > 1:
                     adaptive //= 2
-                if status == BP_RUNNING:  # a blown-up run is restored first; Ctrl-C comes after
+                # a blown-up run is restored first, Ctrl-C comes after; inside a sweep the
+                # compiled loop sees it at the next batch and puts back the sweep's start
+                if status == BP_RUNNING and into_sweep == 0:
                     _check_signals("chunk")
                 if (callback is not None and callback_every > 0 and ran > 0
                         and done % callback_every == 0 and status == BP_RUNNING):
@@ -933,6 +972,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
             if status != BP_RUNNING or stopped_early:
                 break
         cfg.n_threads = n_threads if chooser is None or chooser.use_threads else 1
+        cfg.max_batches = 0
+        cfg.batches_run = NULL
         stop.deadline = 0
         if status == BP_NON_FINITE or status == BP_NON_FINITE_WEIGHTS:
             # Back to the start of the last sweep whose error and weights were finite: the newest
@@ -968,6 +1009,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
         else:
             final_error, all_within = float("nan"), 0
     finally:
+        if into_sweep > 0:  # an exception inside a cut sweep: back to its start
+            params_array[...], velocity_array[...], state = sweep_start
         if armed:
             bp_interrupt_uninstall()
         if ws != NULL:

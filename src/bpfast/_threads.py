@@ -137,11 +137,14 @@ def other_runnable_tasks(proc: str = "/proc") -> int | None:
 class ThreadChooser:
     """Chooses, chunk by chunk of a long call, between `n` threads and one, from measured speed.
 
-    Threads that wait at barriers for a core that another process holds can make a run hundreds
-    of times slower than one thread, and no static rule sees that coming. So one thread runs
-    first; then a chunk on `n` threads is tried with a deadline at 1.1x the time one thread took
-    for as much work (the compiled loop gives up at the deadline and puts back the start of the
-    sweep it was in); threads are kept while they are at least 10% faster, and every chunk on
+    A unit of work is a sweep, or a batch where the call cuts its sweeps into chunks of batches
+    (mini-batch runs of long sweeps: _core.MIN_BATCHES_TO_CUT), so that a fit of a few long
+    sweeps tries threads too. Threads that wait at barriers for a core that another process
+    holds can make a run hundreds of times slower than one thread, and no static rule sees that
+    coming. So one thread runs first; then a chunk on `n` threads is tried with a deadline at
+    1.1x the time one thread took for as much work (the compiled loop gives up at the deadline:
+    a chunk of batches pauses between two, losing nothing; a chunk of sweeps puts back the start
+    of the sweep it was in); threads are kept while they are at least 10% faster, and every chunk on
     threads keeps a deadline, so a machine that becomes busy costs at most one chunk's time.
     A trial is made only when the work left is at least TRIAL_SHARE times the trial's, so that a
     failed one costs at most a few percent of the run. Failed trials are repeated after 1 s,
@@ -178,11 +181,11 @@ class ThreadChooser:
                 and units_left >= self.TRIAL_SHARE * units)
 
     def chunk_size(self, units: int, units_left: float, now: float) -> int:
-        """The sweeps of the next chunk: `units`, or one when a trial is due that a chunk this
-        big may not risk but one sweep may (chunks grow as sweeps get faster)."""
+        """The units of the next chunk: `units`, or the most a trial may risk when one is due
+        that a chunk this big may not (chunks grow as they get faster)."""
         if (not self.use_threads and units > 1 and not self._trial_allowed(units, units_left, now)
                 and self._trial_allowed(1, units_left, now)):
-            return 1
+            return max(1, min(units - 1, int(units_left // self.TRIAL_SHARE)))
         return units
 
     def plan(self, units: float, units_left: float, now: float) -> tuple[int, float]:
