@@ -263,7 +263,10 @@ static void FN(next_dropout_key_omp)(WS *ws, const bp_train_config *cfg, uint64_
 {
     if (cfg->dropout > 0) {
         OMP_SINGLE /* its closing barrier: every thread sees the key */
-        ws->dropout_key = FN(next_random)(rng_state);
+        {
+            ws->key_rng = *rng_state; /* a batch paused before its update draws it again */
+            ws->dropout_key = FN(next_random)(rng_state);
+        }
     }
 }
 
@@ -314,8 +317,8 @@ static void FN(update_omp)(const bp_net *net, WS *ws, REAL *params, REAL *state,
  * mini-batch sweep puts back its start from the copy the workspace keeps (BP_WS_SWEEP_START).
  * With cfg->max_batches, a mini-batch call returns once it has run that many batches, and its
  * deadline pauses it between two batches instead of abandoning the sweep: a sweep left
- * unfinished (BP_PAUSED) keeps its place in ws->resume_at, and the next call goes on from
- * there, so that a run cut into such calls does exactly the work of one call (the ThreadChooser
+ * unfinished (BP_PAUSED) keeps its place (ws->in_sweep, ws->resume_at), and the next call goes
+ * on from there, so that a run cut into such calls does exactly the work of one call (the ThreadChooser
  * tries threads on parts of a sweep: a fit of a few long sweeps has no other place to). */
 static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *velocity, REAL *grad,
                            const REAL *X, const REAL *T, const bp_train_config *cfg,
@@ -335,7 +338,8 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
     for (int64_t sweep = 0; sweep < n_sweeps; sweep++) {
         if (limit > 0 && batches == limit)
             break; /* between two sweeps: nothing to resume */
-        if (cfg->stop) {
+        /* (a paused sweep's stops are decided at its batches: a deadline there pauses it) */
+        if (cfg->stop && !ws->in_sweep) {
             FN(decide_omp)(ws, cfg->stop, BP_RUNNING, 0);
             if (ws->status != BP_RUNNING)
                 break;
@@ -371,7 +375,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
         } else {
             /* a paused sweep goes on where it stopped (its start, order and error so far are
                kept); every thread reads its place before any barrier lets one change it */
-            const int64_t resume = ws->resume_at;
+            const int resume = ws->in_sweep;
             const int saved = ws->start_params != NULL;
             if (!resume) {
                 if (stop_rule) {
@@ -392,14 +396,14 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                     errors[sweep] = 0;
                 }
             }
-            int64_t start = resume;
+            int64_t start = resume ? ws->resume_at : 0;
             for (; start < cfg->n_samples; start += cfg->batch_size) {
                 const int64_t n_rows = MIN(cfg->batch_size, cfg->n_samples - start);
                 if (limit > 0 && batches == limit) {
                     paused = 1;
                     break;
                 }
-                if (ws->stop && start > 0) {
+                if (ws->stop && (start > 0 || resume)) {
                     FN(decide_omp)(ws, ws->stop, BP_RUNNING, limit > 0);
                     if (ws->status != BP_RUNNING)
                         break;
@@ -408,12 +412,20 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows,
                                   shuffled);
                 FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
+                /* a stop during the batch may have skipped some of its tiles (skip_tile): the
+                   batch is dropped. With a batch limit, a deadline pauses before it, and gives
+                   back its dropout key, to be drawn again when it is run. */
+                FN(decide_omp)(ws, ws->stop, isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE,
+                               limit > 0);
+                if (ws->status == BP_PAUSED) {
+                    if (dropout) {
+                        OMP_SINGLE
+                        *rng_state = ws->key_rng;
+                    }
+                    break;
+                }
                 OMP_SINGLE
                 errors[sweep] += ws->error;
-                /* with a batch limit only the batch's start may stop it (a pause there loses
-                   nothing; here its error is counted): a Ctrl-C waits for the next batch */
-                FN(decide_omp)(ws, limit > 0 ? NULL : ws->stop,
-                               isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE, 0);
                 if (ws->status != BP_RUNNING)
                     break;
                 FN(update_omp)(net, ws, params, velocity, grad, phase);
@@ -421,11 +433,15 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 if (ws->status != BP_RUNNING)
                     break;
             }
-            /* the place of a pause (every thread read resume_at above, before this sweep's
-               barriers); a deadline's pause is a status, the batch limit's a local decision */
+            /* the place of a pause, which may be before the sweep's first batch (every thread read
+               in_sweep above, before this sweep's barriers); a deadline's pause is a status, the
+               batch limit's a local decision */
             paused |= ws->status == BP_PAUSED;
             OMP_SINGLE
-            ws->resume_at = paused ? start : 0;
+            {
+                ws->in_sweep = paused;
+                ws->resume_at = paused ? start : 0;
+            }
             if (paused)
                 break;
             if (ws->status == BP_STOPPED && saved) {

@@ -611,29 +611,39 @@ def test_a_fit_of_a_few_long_sweeps_tries_threads_in_its_first(monkeypatch):
 DEADLINE_STRESS = """
     import signal, numpy as np, bpfast
     from bpfast import _core, _threads
-    signal.alarm(40)  # a deadlock between OpenMP threads fails the test instead of hanging it
+    signal.alarm(60)  # a deadlock between OpenMP threads fails the test instead of hanging it
     rng = np.random.default_rng(0)
     X, T = rng.uniform(size=(256, 128)), rng.uniform(size=(256, 10))
+    # plans from the first chunk on: batches of 8 are 32 a sweep, so the chunks are batches and
+    # deadlines pause sweeps anywhere, before a batch or during one (whose tiles it then skips)
+    _core.MIN_MEASURED_SECONDS = 0.0
 
     class RandomDeadlines(_threads.ThreadChooser):
         calls = 0
 
+        def __init__(self, n, most):
+            super().__init__(n)
+            self.most = most
+
         def plan(self, units, units_left, now):  # most chunks are cut somewhere
             self.calls += 1
-            return (2, now + rng.uniform(0, 0.003)) if self.calls % 4 else (1, 0.0)
+            return (2, now + rng.uniform(0, self.most)) if self.calls % 4 else (1, 0.0)
 
         def record(self, *args):
             pass
 
-    for batch_size in (256, 8):
+    for batch_size, dropout, most in ((256, 0.0, 0.003), (8, 0.0, 0.003), (8, 0.0, 0.0003),
+                                      (8, 0.3, 0.0003)):
         net = bpfast.Network([128, 256, 10], seed=0)
         _core.run_training(net.topology, net._params, net._velocity, X.astype(np.float32),
                            T.astype(np.float32), [(100, 0.001, 0.9, 0.0, 0)],
-                           batch_size=batch_size, rng_state=net._shuffle_box, n_threads=2,
-                           chooser=RandomDeadlines(2))
+                           batch_size=batch_size, dropout=dropout, rng_state=net._shuffle_box,
+                           n_threads=2, chooser=RandomDeadlines(2, most))
         alone = bpfast.Network([128, 256, 10], seed=0)
-        alone.fit(X, T, n_sweeps=100, lr=0.001, batch_size=batch_size, n_threads=1)
-        assert np.array_equal(net.params, alone.params), batch_size
+        alone.fit(X, T, n_sweeps=100, lr=0.001, batch_size=batch_size, dropout=dropout,
+                  n_threads=1)
+        assert np.array_equal(net.params, alone.params), (batch_size, dropout, most)
+        assert net._shuffle_state == alone._shuffle_state, (batch_size, dropout, most)
     print("ok")
 """
 

@@ -851,8 +851,10 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
         total += <int64_t>p[0]
     cdef int64_t done = 0, ran, chunk, adaptive = 1, remaining, target, count
     # Chunks of batches (see MIN_BATCHES_TO_CUT): each call runs at most the rest of one sweep;
-    # `into_sweep` is the batches done of the sweep in progress, whose start `sweep_start` keeps
+    # `in_sweep`: the last call paused inside a sweep (perhaps before its first batch), of which
+    # `into_sweep` batches are done; its start is in `sweep_start`
     cdef int64_t batches_run = 0, into_sweep = 0, sweep_batches
+    cdef bint in_sweep = False
     cdef int status = BP_RUNNING, all_within = 0, threads
     cdef bint mini_batch = cfg.batch_size < n
     cdef size_t itemsize = sizeof(floating)
@@ -915,11 +917,11 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
                     if callback is not None and callback_every > 0:
                         chunk = min(chunk, callback_every - done % callback_every)
                 started = monotonic_seconds()
-                if into_sweep == 0 and started - snapshot_time >= SNAPSHOT_SECONDS:
+                if not in_sweep and started - snapshot_time >= SNAPSHOT_SECONDS:
                     del snapshots[:-1]  # before copying: never three copies at once
                     snapshots.append((done, params_array.copy(), velocity_array.copy(), state))
                     snapshot_time = started
-                if cut_sweeps and into_sweep == 0:  # put back if an exception ends the run inside
+                if cut_sweeps and not in_sweep:  # put back if an exception ends the run inside
                     sweep_start = (params_array.copy(), velocity_array.copy(), state)
                 if chooser is None:
                     threads, stop.deadline = n_threads, 0.0
@@ -941,6 +943,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
                 remaining -= ran
                 paused = status == BP_PAUSED
                 units = batches_run if cut_sweeps else ran
+                in_sweep = paused
                 into_sweep = into_sweep + batches_run if paused else 0
                 if holder is not None:
                     holder[0] = state  # a callback sees the generator of the sweeps done
@@ -964,7 +967,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
                     adaptive //= 2
                 # a blown-up run is restored first, Ctrl-C comes after; inside a sweep the
                 # compiled loop sees it at the next batch and puts back the sweep's start
-                if status == BP_RUNNING and into_sweep == 0:
+                if status == BP_RUNNING and not in_sweep:
                     _check_signals("chunk")
                 if (callback is not None and callback_every > 0 and ran > 0
                         and done % callback_every == 0 and status == BP_RUNNING):
@@ -1009,7 +1012,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
         else:
             final_error, all_within = float("nan"), 0
     finally:
-        if into_sweep > 0:  # an exception inside a cut sweep: back to its start
+        if in_sweep:  # an exception inside a cut sweep: back to its start
             params_array[...], velocity_array[...], state = sweep_start
         if armed:
             bp_interrupt_uninstall()
