@@ -88,8 +88,8 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         REAL *dense_grad;   /* [n_dense] ... and the slots' gradients while training */          \
         REAL *recurrent;    /* a recurrent net's steps side by side (recurrent.inc.c), or NULL */\
         uint64_t start_rng; /* ... and its shuffling state */                                    \
-        int in_sweep;       /* 1: a sweep is paused (BP_PAUSED), to go on at resume_at ...       */\
-        int64_t resume_at;  /* ... the first case of its next batch                               */\
+        int in_sweep;       /* 1: a sweep is paused (BP_PAUSED), to go on at resume_at, ... */   \
+        int64_t resume_at;  /* ... the first case of its next batch */                           \
         uint64_t key_rng;   /* the shuffling state before the current batch's dropout key */     \
         int64_t batches_run;/* batches the current train call ran */                             \
         void *arena;        /* the one allocation the above point into */                        \

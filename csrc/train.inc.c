@@ -318,8 +318,9 @@ static void FN(update_omp)(const bp_net *net, WS *ws, REAL *params, REAL *state,
  * With cfg->max_batches, a mini-batch call returns once it has run that many batches, and its
  * deadline pauses it between two batches instead of abandoning the sweep: a sweep left
  * unfinished (BP_PAUSED) keeps its place (ws->in_sweep, ws->resume_at), and the next call goes
- * on from there, so that a run cut into such calls does exactly the work of one call (the ThreadChooser
- * tries threads on parts of a sweep: a fit of a few long sweeps has no other place to). */
+ * on from there, so that a run cut into such calls does exactly the work of one call (the
+ * ThreadChooser tries threads on parts of a sweep: a fit of a few long sweeps has no other place
+ * to). */
 static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *velocity, REAL *grad,
                            const REAL *X, const REAL *T, const bp_train_config *cfg,
                            const bp_phase *phase, int64_t n_sweeps, uint64_t *rng_state,

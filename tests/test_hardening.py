@@ -417,26 +417,30 @@ def test_the_load_is_read_from_the_system():
             child.wait()
 
 
+class PlanRecorder(_threads.ThreadChooser):
+    """A ThreadChooser on an idle machine that keeps every plan: (units, units_left, threads)."""
+
+    def __init__(self, n):
+        super().__init__(n, idle_machine, cpus=n)
+        self.plans = []
+
+    def plan(self, units, units_left, now):
+        threads, deadline = super().plan(units, units_left, now)
+        self.plans.append((units, units_left, threads))
+        return threads, deadline
+
+
 def test_a_short_run_whose_chunks_grew_still_tries_threads_on_one_sweep():
     """Chunks double while sweeps are fast, and a chunk is tried on threads only with 25 times its
     work left; a run of 30 sweeps must still try one sweep on threads. (Whether the trial then
     wins depends on the machine; that it is made does not.)"""
-    class Recorder(_threads.ThreadChooser):
-        def __init__(self, n):
-            super().__init__(n, idle_machine, cpus=n)
-            self.plans = []
-
-        def plan(self, units, units_left, now):
-            threads, deadline = super().plan(units, units_left, now)
-            self.plans.append((units, threads))
-            return threads, deadline
 
     net, X, T = mid_sized()
-    chooser = Recorder(2)
+    chooser = PlanRecorder(2)
     _core.run_training(net.topology, net._params, net._velocity, X.astype(np.float32),
                        T.astype(np.float32), [(30, 0.001, 0.9, 0.0, 0)], batch_size=64,
                        rng_state=net._shuffle_box, n_threads=2, chooser=chooser)
-    first_trial = next(i for i, (_, threads) in enumerate(chooser.plans) if threads == 2)
+    first_trial = next(i for i, (_, _, threads) in enumerate(chooser.plans) if threads == 2)
     assert chooser.plans[first_trial][0] == 1, chooser.plans
 
 
@@ -548,16 +552,24 @@ def test_an_exception_inside_a_cut_sweep_puts_back_its_start(monkeypatch):
             if sum(self.units) > 40 + 5:
                 raise RuntimeError("chooser failed")
 
-    net, X, T = long_sweeps()
     with pytest.raises(RuntimeError, match="chooser failed"):
+        ends_where_one_sweep_ends(FailsInSecondSweep())
+
+
+def ends_where_one_sweep_ends(chooser):
+    """Three sweeps of long_sweeps() with `chooser`, which ends them with an exception inside
+    the second; then checks that the net is where one sweep takes it."""
+    net, X, T = long_sweeps()
+    try:
         _core.run_training(net.topology, net._params, net._velocity, X, T,
                            [(3, 0.01, 0.9, 0.0, 0)], batch_size=16, rng_state=net._shuffle_box,
-                           n_threads=2, chooser=FailsInSecondSweep())
-    one, X, T = long_sweeps()
-    one.fit(X, T, n_sweeps=1, lr=0.01, momentum=0.9, batch_size=16, n_threads=1)
-    np.testing.assert_array_equal(net.params, one.params)
-    np.testing.assert_array_equal(net.velocity, one.velocity)
-    assert net._shuffle_state == one._shuffle_state
+                           n_threads=2, chooser=chooser)
+    finally:
+        one, X, T = long_sweeps()
+        one.fit(X, T, n_sweeps=1, lr=0.01, momentum=0.9, batch_size=16, n_threads=1)
+        np.testing.assert_array_equal(net.params, one.params)
+        np.testing.assert_array_equal(net.velocity, one.velocity)
+        assert net._shuffle_state == one._shuffle_state
 
 
 @POSIX
@@ -571,16 +583,8 @@ def test_ctrl_c_inside_a_cut_sweep_puts_back_its_start(monkeypatch):
             if 40 < sum(self.units) <= 40 + 7:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    net, X, T = long_sweeps()
     with pytest.raises(KeyboardInterrupt):
-        _core.run_training(net.topology, net._params, net._velocity, X, T,
-                           [(3, 0.01, 0.9, 0.0, 0)], batch_size=16, rng_state=net._shuffle_box,
-                           n_threads=2, chooser=InterruptedInSecondSweep())
-    one, X, T = long_sweeps()
-    one.fit(X, T, n_sweeps=1, lr=0.01, momentum=0.9, batch_size=16, n_threads=1)
-    np.testing.assert_array_equal(net.params, one.params)
-    np.testing.assert_array_equal(net.velocity, one.velocity)
-    assert net._shuffle_state == one._shuffle_state
+        ends_where_one_sweep_ends(InterruptedInSecondSweep())
 
 
 def test_a_fit_of_a_few_long_sweeps_tries_threads_in_its_first(monkeypatch):
@@ -588,18 +592,8 @@ def test_a_fit_of_a_few_long_sweeps_tries_threads_in_its_first(monkeypatch):
     and a trial on threads is planned before the first sweep ends (whether it wins depends on
     the machine). This net's chunks are too fast to time: the chooser may plan from the first."""
     monkeypatch.setattr(_core, "MIN_MEASURED_SECONDS", 0.0)
-    class Recorder(_threads.ThreadChooser):
-        def __init__(self, n):
-            super().__init__(n, idle_machine, cpus=n)
-            self.plans = []
-
-        def plan(self, units, units_left, now):
-            threads, deadline = super().plan(units, units_left, now)
-            self.plans.append((units, units_left, threads))
-            return threads, deadline
-
     net, X, T = long_sweeps()
-    chooser = Recorder(2)
+    chooser = PlanRecorder(2)
     _core.run_training(net.topology, net._params, net._velocity, X, T,
                        [(3, 0.01, 0.9, 0.0, 0)], batch_size=16, rng_state=net._shuffle_box,
                        n_threads=2, chooser=chooser)
