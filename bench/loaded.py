@@ -20,8 +20,13 @@ itself (threads waiting at barriers) is in every run, so it raises both ratios; 
 raises both. The --quick check, and the value this script returns, is therefore the worst over
 the rows of the smaller of the two ratios.
 
+A row whose smaller ratio is above --confirm-above is measured once more, and counts with the
+smaller of its two results: a slowdown of the default is in every run and shows twice, while a
+stall of the host's rarely hits one arm twice (a CI run measured 1.44 on a row whose two arms ran
+the same one-thread code, where the default resolves to one thread).
+
     python bench/loaded.py            # about a minute
-    python bench/loaded.py --quick    # a few seconds (used by the tests)
+    python bench/loaded.py --quick    # a few seconds (the tests add --confirm-above 1.3)
 """
 
 from __future__ import annotations
@@ -83,10 +88,25 @@ def time_fit(sizes, X, T, batch_size, sweeps, n_threads, members=0):
     return (time.perf_counter() - started) / sweeps, net.params
 
 
+def measure_row(sizes, n, batch_size, sweeps, members, repeats):
+    """Medians of `repeats` interleaved timed runs with one thread and with the default, and the
+    two ratios default / one thread: of the medians and of the best runs."""
+    rng = np.random.default_rng(0)
+    X, T = rng.uniform(size=(n, sizes[0])), rng.uniform(size=(n, sizes[-1]))
+    one, default = [], []
+    for _ in range(repeats):
+        one.append(time_fit(sizes, X, T, batch_size, sweeps, 1, *members)[0])
+        default.append(time_fit(sizes, X, T, batch_size, sweeps, None, *members)[0])
+    return (statistics.median(one), statistics.median(default),
+            statistics.median(default) / statistics.median(one), min(default) / min(one))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small workloads, 7 repeats")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--confirm-above", type=float, default=None,
+                        help="measure a row again when its smaller ratio is above this")
     args = parser.parse_args(argv)
     workloads = QUICK if args.quick else WORKLOADS
     repeats = 7 if args.quick else args.repeats
@@ -107,20 +127,17 @@ def main(argv=None):
             for name, sizes, n, batch_size, sweeps, *members in workloads:
                 rng = np.random.default_rng(0)
                 X, T = rng.uniform(size=(n, sizes[0])), rng.uniform(size=(n, sizes[-1]))
-                one, default = [], []
                 _, p1 = time_fit(sizes, X, T, batch_size, 1, 1, *members)
                 _, pd = time_fit(sizes, X, T, batch_size, 1, None, *members)
                 if not np.array_equal(p1, pd):
                     sys.exit(f"{name}: the default thread count changed the result")
-                for _ in range(repeats):
-                    one.append(time_fit(sizes, X, T, batch_size, sweeps, 1, *members)[0])
-                    default.append(time_fit(sizes, X, T, batch_size, sweeps, None, *members)[0])
-                ratio = statistics.median(default) / statistics.median(one)
-                best_ratio = min(default) / min(one)
-                worst = max(worst, min(ratio, best_ratio))
-                print(f"| {load} | {name} | {statistics.median(one) * 1e3:.2f} | "
-                      f"{statistics.median(default) * 1e3:.2f} | {ratio:.2f} | {best_ratio:.2f} |",
-                      flush=True)
+                attempts = [measure_row(sizes, n, batch_size, sweeps, members, repeats)]
+                if args.confirm_above is not None and min(attempts[0][2:]) > args.confirm_above:
+                    attempts.append(measure_row(sizes, n, batch_size, sweeps, members, repeats))
+                worst = max(worst, min(min(a[2:]) for a in attempts))
+                for one, default, ratio, best_ratio in attempts:
+                    print(f"| {load} | {name} | {one * 1e3:.2f} | {default * 1e3:.2f} | "
+                          f"{ratio:.2f} | {best_ratio:.2f} |", flush=True)
         finally:
             for p in procs:
                 p.kill()

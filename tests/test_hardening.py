@@ -659,10 +659,12 @@ def test_the_default_is_not_slower_than_one_thread_on_a_busy_machine():
     one-thread code (a CI run saw 1.56), and with every core busy one arm can get a lucky best
     run (another CI run: medians equal, best runs 1.31 apart). The failures this is for are in
     every run and raise both ratios: a trial of threads on a busy machine (1.3-1.5x here before
-    the chooser looked at the load first), the old 270x barrier waits."""
+    the chooser looked at the load first), the old 270x barrier waits. So a row above the bound
+    is measured again and must fail twice: a later CI run saw both ratios at 1.44-1.51 on a row
+    whose arms ran the same one-thread code (64-32-10 on batches of 32, every core busy)."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
     import loaded
-    assert loaded.main(["--quick"]) < 1.3
+    assert loaded.main(["--quick", "--confirm-above", "1.3"]) < 1.3
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------
