@@ -88,11 +88,9 @@ def time_fit(sizes, X, T, batch_size, sweeps, n_threads, members=0):
     return (time.perf_counter() - started) / sweeps, net.params
 
 
-def measure_row(sizes, n, batch_size, sweeps, members, repeats):
+def measure_row(sizes, X, T, batch_size, sweeps, members, repeats):
     """Medians of `repeats` interleaved timed runs with one thread and with the default, and the
     two ratios default / one thread: of the medians and of the best runs."""
-    rng = np.random.default_rng(0)
-    X, T = rng.uniform(size=(n, sizes[0])), rng.uniform(size=(n, sizes[-1]))
     one, default = [], []
     for _ in range(repeats):
         one.append(time_fit(sizes, X, T, batch_size, sweeps, 1, *members)[0])
@@ -131,9 +129,9 @@ def main(argv=None):
                 _, pd = time_fit(sizes, X, T, batch_size, 1, None, *members)
                 if not np.array_equal(p1, pd):
                     sys.exit(f"{name}: the default thread count changed the result")
-                attempts = [measure_row(sizes, n, batch_size, sweeps, members, repeats)]
+                attempts = [measure_row(sizes, X, T, batch_size, sweeps, members, repeats)]
                 if args.confirm_above is not None and min(attempts[0][2:]) > args.confirm_above:
-                    attempts.append(measure_row(sizes, n, batch_size, sweeps, members, repeats))
+                    attempts.append(measure_row(sizes, X, T, batch_size, sweeps, members, repeats))
                 worst = max(worst, min(min(a[2:]) for a in attempts))
                 for one, default, ratio, best_ratio in attempts:
                     print(f"| {load} | {name} | {one * 1e3:.2f} | {default * 1e3:.2f} | "
