@@ -29,8 +29,14 @@
 /* Spans a block takes (POP_BLOCK spans of POP_SPAN cases): the work of setting up each unit and
    each of its sources, and a narrow source's loads and stores of its sums, is shared by this many
    spans. 8 against 4, callgrind, W5: 40.1M -> 37.9M instructions (its 64 cases one block); 64
-   family-trees nets of 300 sweeps on one thread, 9 alternating runs: 0.252 -> 0.218 s (median). */
-#define POP_BLOCK 8
+   family-trees nets of 300 sweeps on one thread, 9 alternating runs: 0.252 -> 0.218 s (median).
+   But a unit's row of the block stays within 2 KB: a unit's sum reads every source's row, and
+   12 to 20 rows of 2 KB stay in a core's L1 where rows of 8 KB (AVX-512, float32, 8 spans) went
+   to L2. Zen 5, AVX-512, 64 nets of 1,000 sweeps on one thread (min of 3): 12-12-12 on 104
+   cases 209 -> 133 ms (float64, 4 against 8 spans: 312 -> 248 ms), 20-12-20 332 -> 183 ms;
+   8-8-8 on 64 cases and W5 unchanged; 1 span was slower (161 ms), and AVX2 and SSE2 kept 8
+   (4: 176 -> 190 and 401 -> 406 ms). */
+#define POP_BLOCK MIN(8, 2048 / (POP_SPAN * VBYTES))
 /* The nets that train in the lanes (population_lanes_fit): up to this many parameters and units
    per layer, and a group's buffers (population_group_vectors) up to this many bytes, for one
    core's caches. Measured on Zen 3 (AVX2), 256 family-trees nets (612 parameters, 104 cases,
@@ -39,8 +45,12 @@
    lanes against whole members on one thread: 20-16-3 on 400 cases 216 against 367 ms, 30-30-3 on
    200 cases 317 against 358 ms, but 64-12-4 on 100 cases 174 against 131 ms (a single net's
    products of a 64-wide layer fill the register tiles; the baseline variant still gained there,
-   234 against 296 ms). */
-#define POP_MAX_PARAMS 1024
+   234 against 296 ms). With AVX-512 a whole member runs about twice as fast as with AVX2, and
+   the lanes keep their lead over fewer parameters. Zen 5, 64 nets of 200 sweeps on one thread,
+   lanes against whole members, float32: family trees (104 cases, 4 of them held out) 91 against
+   97 ms, 20-16-3 82 against 110 ms, but 30-30-3 176 against 131 ms; float64: 20-16-3 162 against
+   185 ms, 8-8-8 to 20-12-20 (144 to 472 parameters) even, family trees 153 against 129 ms. */
+#define POP_MAX_PARAMS (VBYTES < 64 ? 1024 : BP_DOUBLE ? 512 : 640)
 #define POP_MAX_WIDTH 32
 #define POP_MAX_GROUP_BYTES ((size_t)2 << 20)
 /* Weights of a wide source whose sums over the cases run side by side (independent chains). */

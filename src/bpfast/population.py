@@ -9,7 +9,8 @@ or the threads.
 How it runs (the library chooses, not the user):
 
 * **members in lanes**: full-batch training with the momentum rule of nets up to 1,024
-  parameters and 32 units a layer, without ties or softmax outputs (the paper's symmetry, XOR,
+  parameters (640 in float32, 512 in float64 with AVX-512) and 32 units a layer, within 2 MiB of
+  buffers per group of members, without ties or softmax outputs (the paper's symmetry, XOR,
   encoder, parity and family-trees nets): a vector register holds one value of as many members
   as it has lanes, so a tiny net's few units still fill the vector unit, and there is no
   per-sweep overhead at all (csrc/population.inc.c). Each thread fills its lanes with members,
