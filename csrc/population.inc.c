@@ -33,9 +33,10 @@
    But a unit's row of the block stays within 2 KB: a unit's sum reads every source's row, and
    12 to 20 rows of 2 KB stay in a core's L1 where rows of 8 KB (AVX-512, float32, 8 spans) went
    to L2. Zen 5, AVX-512, 64 nets of 1,000 sweeps on one thread (min of 3): 12-12-12 on 104
-   cases 209 -> 133 ms (float64, 4 against 8 spans: 312 -> 248 ms), 20-12-20 332 -> 183 ms;
-   8-8-8 on 64 cases and W5 unchanged; 1 span was slower (161 ms), and AVX2 and SSE2 kept 8
-   (4: 176 -> 190 and 401 -> 406 ms). */
+   cases 209 -> 133 ms (float64, 4 against 8 spans: 312 -> 248 ms), 20-12-20 332 -> 183 ms,
+   family trees 0.46 s where 1 span took 0.47-0.51 s; 8-8-8 on 64 cases even; 1 span slower
+   for 12-12-12 (161 ms). W5, whose units have 6 sources at most, lost a little: 0.122 -> 0.125 s
+   (4 spans: 0.119 s). AVX2 and SSE2 kept 8 (4: 176 -> 190 and 401 -> 406 ms). */
 #define POP_BLOCK MIN(8, 2048 / (POP_SPAN * VBYTES))
 /* The nets that train in the lanes (population_lanes_fit): up to this many parameters and units
    per layer, and a group's buffers (population_group_vectors) up to this many bytes, for one
