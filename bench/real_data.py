@@ -14,8 +14,10 @@ and with its momentum rule ("bpfast-sgd"). Early stopping is off everywhere (tol
 tool runs every epoch. Each time runs from the NumPy arrays to a trained model: the estimators'
 fit checks and encodes the data (bpfast's trains a float32 net on the float64 X as it is), and
 PyTorch is timed from its tensors' conversion and label encoding on, as a user's script would run
-them. Threads: 1 and 2 (threadpoolctl for scikit-learn's BLAS, set_num_threads for PyTorch,
-n_threads for bpfast).
+them. Threads: at most 1 and at most 2, each tool choosing within the limit as it does by itself
+(threadpoolctl's limit for scikit-learn's BLAS and for bpfast's default n_threads, which keeps
+small batches on one thread and tries two on the rest, set_num_threads for PyTorch's intra-op
+pool). bpfast with n_threads=2 forced: `--forced-threads`.
 
 Verified before timing: each tool's first run must reach a test accuracy within 3 points of the
 best tool's with the same optimiser (6 in --smoke mode), or it is reported as DISAGREES (and the
@@ -86,6 +88,7 @@ def common(epochs, seed):
 
 
 def fit_bpfast(solver, n_threads):
+    """n_threads None: bpfast's default, within the threadpoolctl limit that run() sets."""
     def fit(X, y, X_test, epochs, seed):
         lr = 0.001 if solver == "adam" else 0.1
         clf = BPClassifier(solver=solver, learning_rate_init=lr, n_threads=n_threads,
@@ -150,8 +153,9 @@ def run(fit, n_threads, *args):
         return fit(*args)
 
 
-def tools(n_threads):
-    found = {"bpfast": fit_bpfast("adam", n_threads), "bpfast-sgd": fit_bpfast("sgd", n_threads),
+def tools(n_threads, forced):
+    own = n_threads if forced else None
+    found = {"bpfast": fit_bpfast("adam", own), "bpfast-sgd": fit_bpfast("sgd", own),
              "mlp-adam": fit_mlp("adam", n_threads), "mlp-sgd": fit_mlp("sgd", n_threads)}
     try:
         import torch  # noqa: F401
@@ -199,21 +203,26 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per tool (default 3)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="thread limits to run under (default 1 2)")
+    parser.add_argument("--forced-threads", action="store_true",
+                        help="bpfast with n_threads set to the limit instead of its default")
     args = parser.parse_args(argv)
     repeats = 1 if args.smoke else args.repeats
     # a few epochs on little data (smoke) leave more spread between tools than a full run
     tolerance = 0.06 if args.smoke else 0.03
     warnings.simplefilter("ignore", ConvergenceWarning)
     print(f"CPU: {cpu_name()}; bpfast kernels: {_core.build_facts()['simd']}; "
-          f"median of {repeats} (seconds of fit), mean test accuracy\n")
+          f"median of {repeats} (seconds of fit), mean test accuracy; threads: at most the "
+          f"row's, bpfast "
+          f"{'with n_threads set to it' if args.forced_threads else 'by its default'}\n")
     failed = False
     for name, X_train, X_test, y_train, y_test, epochs in datasets(args.smoke):
         print(f"### {name}, {epochs} epochs\n")
         print("| threads | tool | accuracy | fit time (s) | time / bpfast's, same optimiser |")
         print("|---|---|---|---|---|")
         for n_threads in args.threads:
-            found = tools(n_threads)
+            found = tools(n_threads, args.forced_threads)
             # verification: one run of each, accuracy within 3 points of the best
             accuracy = {}
             times = {key: [] for key in found}
