@@ -290,29 +290,3 @@ def test_alpha_too_large_for_the_learning_rate_is_refused_naming_alpha():
     with pytest.raises(ValueError, match="alpha=100"):
         BPClassifier(alpha=100, learning_rate_init=0.1, batch_size=2).fit(
             np.zeros((4, 2)), [0, 1, 0, 1])
-
-
-def test_float64_X_trains_to_the_same_weights_from_its_float32_copy_or_as_it_is(monkeypatch):
-    """A float32 net's fit copies float64 X to float32 once (cheaper epochs), where memory allows,
-    else reads X as it is: the copy rounds as the batches' gathering does, so the weights agree
-    bit for bit, and with float32 X given directly."""
-    import bpfast.estimators as estimators
-
-    X, y = make_classification(300, 12, n_informative=6, n_classes=3, random_state=1)
-    seen = []
-    fit = bpfast.Network.fit
-    monkeypatch.setattr(bpfast.Network, "fit", lambda net, X, *a, **k: (seen.append(X.dtype),
-                                                                       fit(net, X, *a, **k))[1])
-
-    def weights(X, memory=None):
-        if memory is not None:
-            monkeypatch.setattr(estimators, "available_memory", lambda: memory)
-        clf = BPClassifier(max_iter=4, batch_size=32, random_state=0, tol=0.0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return clf.fit(X, y).network_.params.tobytes()
-
-    copied = weights(X)
-    as_given = weights(X, memory=0)  # no room for a copy
-    assert seen == [np.float32, np.float64]
-    assert copied == as_given == weights(X.astype(np.float32))
