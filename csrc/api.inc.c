@@ -124,8 +124,13 @@ static int API(population_train)(const bp_net *net, const int64_t *order, int64_
     const int64_t n_groups = FNS(ceil_div)(n_order, VW);
     const int n_threads = (int)MIN((int64_t)bp_parallel_threads(cfg->n_threads), n_groups);
     const size_t vectors = FNS(population_group_vectors)(net, cfg);
-    /* every thread's buffers first, so that running out of memory changes nothing */
-    void *block = malloc((size_t)MAX(n_threads, 1) * vectors * sizeof(VREAL) + 64);
+    /* every thread's buffers first, so that running out of memory changes nothing; each thread's
+       start 64 KiB past the last one's end. Back to back (a thread's weights and sums, written
+       every sweep, right after the last thread's cases, only read), W5 on two threads took 0.086
+       against 0.078 s with AVX-512 on Zen 5 (AVX2 even); a gap of 4 or 16 KiB gave back part of
+       it, 32 KiB and more all of it. */
+    const size_t stride = vectors + ((size_t)64 << 10) / sizeof(VREAL);
+    void *block = malloc((size_t)MAX(n_threads, 1) * stride * sizeof(VREAL) + 64);
     if (!block)
         return -1;
     VREAL *scratch = (VREAL *)(((uintptr_t)block + 63) & ~(uintptr_t)63);
@@ -138,7 +143,7 @@ static int API(population_train)(const bp_net *net, const int64_t *order, int64_
 #ifdef _OPENMP
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads) reduction(| : stopped)
-        stopped |= GROUP(scratch + (size_t)omp_get_thread_num() * vectors);
+        stopped |= GROUP(scratch + (size_t)omp_get_thread_num() * stride);
     } else
 #endif
     {
