@@ -81,12 +81,42 @@ static inline void FN(transpose_block)(VREAL v[VW])
     }
 }
 
-/* Sum of the lanes in a fixed pairwise order. */
+/* f(i, a) for each lane i of a vector, as the list of a vector literal's elements. */
+#define LANES_2(f, a) f(0, a), f(1, a)
+#define LANES_4(f, a) LANES_2(f, a), f(2, a), f(3, a)
+#define LANES_8(f, a) LANES_4(f, a), f(4, a), f(5, a), f(6, a), f(7, a)
+#define LANES_16(f, a) \
+    LANES_8(f, a), f(8, a), f(9, a), f(10, a), f(11, a), f(12, a), f(13, a), f(14, a), f(15, a)
+#undef LANES
+#if VW == 16
+#define LANES LANES_16
+#elif VW == 8
+#define LANES LANES_8
+#elif VW == 4
+#define LANES LANES_4
+#else
+#define LANES LANES_2
+#endif
+/* lane i <- lane i + width, as a constant shuffle mask */
+#define DOWN_BY(i, width) (((i) + (width)) % VW)
+#define ADD_DOWN(v, width) ((v) + __builtin_shuffle((v), (VINT){LANES(DOWN_BY, width)}))
+
+/* Sum of the lanes in a fixed pairwise order: lane i + width added to lane i, for width = VW/2
+   down to 1. Each step adds v and v with its lanes moved down by width, a constant shuffle
+   (lanes >= width then hold sums never read). Written lane by lane, the compiler went through
+   the stack, each step waiting on a store: a fifth of W1's sweep with AVX-512. */
 static inline REAL FN(hsum)(VREAL v)
 {
-    for (int width = VW / 2; width >= 1; width /= 2)
-        for (int i = 0; i < width; i++)
-            v[i] += v[i + width];
+#if VW >= 16
+    v = ADD_DOWN(v, 8);
+#endif
+#if VW >= 8
+    v = ADD_DOWN(v, 4);
+#endif
+#if VW >= 4
+    v = ADD_DOWN(v, 2);
+#endif
+    v = ADD_DOWN(v, 1);
     return v[0];
 }
 
