@@ -23,6 +23,7 @@ bpfast imports it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import sys
 
@@ -105,20 +106,24 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
         waiting = as_completed([submit(index) for index in range(len(parts))])
         for future in waiting:
             index, generation = pending.pop(future)
-            if future.cancelled():
+            try:
+                if future.cancelled():
+                    raise concurrent.futures.CancelledError
+                sub, result = future.result()
+            except concurrent.futures.CancelledError:
                 # The scheduler forgot the task: a worker's death took the last copy of its
-                # input. Everything is still here; send it again.
+                # input, or of its finished result before result() could fetch it (result()
+                # then raises). Everything is still here; send it again.
                 if resubmits[index] == RESUBMITS:
                     raise RuntimeError(
                         f"shard {index} of {len(parts)} was forgotten by the cluster after "
                         f"{RESUBMITS} resubmissions (its workers keep dying, or something "
                         "cancels its tasks); the members of the shards not gathered keep their "
-                        "starting state")
+                        "starting state") from None
                 resubmits[index] += 1
                 shared.renew(generation)
                 waiting.add(submit(index))
                 continue
-            sub, result = future.result()
             pop._put(parts[index], sub)
             results[index] = result
             if progress:
