@@ -212,10 +212,10 @@ def main(argv=None) -> int:
     # a few epochs on little data (smoke) leave more spread between tools than a full run
     tolerance = 0.06 if args.smoke else 0.03
     warnings.simplefilter("ignore", ConvergenceWarning)
+    bpfast_threads = "with n_threads set to it" if args.forced_threads else "by its default"
     print(f"CPU: {cpu_name()}; bpfast kernels: {_core.build_facts()['simd']}; "
           f"median of {repeats} (seconds of fit), mean test accuracy; threads: at most the "
-          f"row's, bpfast "
-          f"{'with n_threads set to it' if args.forced_threads else 'by its default'}\n")
+          f"row's, bpfast {bpfast_threads}\n")
     failed = False
     for name, X_train, X_test, y_train, y_test, epochs in datasets(args.smoke):
         print(f"### {name}, {epochs} epochs\n")
