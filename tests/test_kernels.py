@@ -75,14 +75,16 @@ def check_gradient_and_threads(net, X, T, lr, batch_size):
 
 
 def test_products_across_every_cache_block_match_reference(dtype, isa):
-    """Shapes past every blocking of a product on every variant (csrc/kernels.inc.c): 700 inputs
-    is several K blocks of the forward pass, 300 outputs of the input gradient's, 270 cases of
-    the weight gradient's; 140 rows is several blocks of rows; 270 cases (forward) and 700
-    columns (weight gradient) are several blocks of lanes. Then one sweep on 1 and 2 threads."""
+    """Shapes past every blocking of a product on every variant (csrc/kernels.inc.c): a K block
+    is at most 341 terms, a block of lanes at most 512 and a block of rows at most 252. So 700
+    inputs is several K blocks of the forward pass, 400 outputs of the input gradient's and 600
+    cases of the weight gradient's; 400 outputs is several blocks of rows; 600 cases (forward)
+    and 700 columns (weight gradient) are several blocks of lanes. Then two sweeps in batches of
+    300 on 1 and 2 threads."""
     rng = np.random.default_rng(5)
-    net = bpfast.Network([700, 140, 300], seed=2, dtype=dtype, init_range=0.05)
-    X, T = data(rng, net, 270)
-    check_gradient_and_threads(net, X, T, lr=1e-4, batch_size=135)
+    net = bpfast.Network([700, 140, 400], seed=2, dtype=dtype, init_range=0.05)
+    X, T = data(rng, net, 600)
+    check_gradient_and_threads(net, X, T, lr=1e-4, batch_size=300)
 
 
 def test_input_gradient_packed_in_groups_of_rows_matches_reference(dtype, isa):
