@@ -70,3 +70,17 @@ def test_populations_smoke_verifies_every_tool_and_variant():
         assert f"verified loop of networks {isa}: ok" in out.stdout
     assert "verified numpy batched: ok" in out.stdout
     assert "## W5" in out.stdout and "## W6" in out.stdout
+
+
+def test_ab_smoke_compares_a_build_with_itself():
+    """bench/ab.py loads two builds side by side under other names; the installed package against
+    itself must give the same weights bit for bit on every workload, and a row for each."""
+    package = os.path.dirname(_core.__file__)
+    ab = os.path.join(os.path.dirname(BENCH), "ab.py")
+    out = subprocess.run([sys.executable, ab, package, package, "--smoke", "--rounds", "1",
+                          "--workloads", "W1", "W3", "S", "digits", "W5", "W7"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "DIFFERS" not in out.stdout
+    for key in ("W1", "W3", "S", "digits", "W5", "W7"):
+        assert f"| {key} |" in out.stdout
