@@ -57,6 +57,11 @@ RUNNING, SOLVED = STATUS_NAMES.index("max_sweeps"), STATUS_NAMES.index("solved")
 # Sweeps per compiled call in the lanes: about this long each, as measured by the call before
 # (progress and Ctrl-C are handled between calls); the size never changes the result.
 CHUNK_SECONDS = 0.05
+# ... and at most this many times the sweeps of the call before: a guard against a rate measured
+# on a call too short to time (a first call of one sweep measures its set-up too, so its rate is
+# high, and the next call short). 16 held W5's first 273 of 1,425 sweeps on one thread: its third
+# call, 256 sweeps, took 38 ms there, under THREADED_CALL_SECONDS (session 20).
+CHUNK_GROWTH = 256
 # A call of the lanes runs on threads only when its work on one thread takes at least this long:
 # its threads meet once, at its end, and on a machine whose cores are all busy the one that
 # finished first can wait a scheduler time slice (several ms) there. Shorter calls run on one
@@ -625,9 +630,9 @@ class Population:
             if errors is not None:
                 errors[:, position: position + chunk] = log
             position += chunk
-            # the next call: about CHUNK_SECONDS on the threads (growing 16x at most)
+            # the next call: about CHUNK_SECONDS on the threads (growing CHUNK_GROWTH-fold at most)
             still = max(int(((status == RUNNING) & (totals > position)).sum()), 1)
-            adaptive = int(min(16 * chunk, max(1, CHUNK_SECONDS * threads /
+            adaptive = int(min(CHUNK_GROWTH * chunk, max(1, CHUNK_SECONDS * threads /
                                                max(member_sweep * still, 1e-12))))
             if reporter is not None:
                 reporter.update(position, int(((status == RUNNING) & (totals > position)).sum()))
