@@ -149,7 +149,7 @@ class ThreadChooser:
     busy costs at most one chunk's time. A trial that was faster, but by less than 10%, is tried
     again after ten times its own time (it cost nothing). Both measured on batches of 200 of a
     100-100-10 net, where two threads run 1.2-1.25x faster than one: kept only while 10% faster,
-    threads were given up after a chunk measured 1.09x; and a first trial measured 1.06-1.11x
+    threads were given up after a chunk measured 1.10x; and a first trial measured 1.07-1.11x
     (its own set-up), after which a second's wait kept a whole 0.35 s fit on one thread.
     A trial is made only when the work left is at least TRIAL_SHARE times the trial's, so that a
     failed one costs at most a few percent of the run. Failed trials are repeated after 1 s,
