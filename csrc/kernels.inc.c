@@ -314,8 +314,8 @@ static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
    stays in cache while the tiles of a block of A's rows use it in turn. Each K block costs a tile
    a round trip of its accumulators through C, and a threaded product a barrier: with AVX-512's
    panels of 4 vectors, 16 KiB held only 64 terms, and 128 (a 32 KiB panel, its 4 loads a term
-   served from L2 as fast) trained a 100-100-10 net 9% faster on one thread and 15% on two, and
-   W4 8% (Zen 5, session 20). */
+   served from L2 as fast) trained a 100-100-10 net on batches of 200 8% faster on one thread and
+   12% on two, and W4 7-8% (Zen 5, paired runs of bench/ab.py, session 20). */
 #define BLOCK_A_BYTES 131072
 #define BLOCK_K MAX((int64_t)(16384 / (TILE_VECTORS * VBYTES)), 128)
 #define BLOCK_LANES \
