@@ -61,27 +61,8 @@ static inline VREAL FN(vselect)(VINT mask, VREAL a, VREAL b)
     return a;
 }
 
-/* v[0..VW) as rows of a VW x VW block -> its columns, in log2(VW) rounds of interleaving rows i
- * and i + VW/2 (after round k, each vector holds 2^k runs of VW/2^k ... the last round leaves
- * column j in v[j]). */
-static inline void FN(transpose_block)(VREAL v[VW])
-{
-    VINT lo, hi;
-    for (int i = 0; i < VW / 2; i++) {
-        lo[2 * i] = i, lo[2 * i + 1] = VW + i;
-        hi[2 * i] = VW / 2 + i, hi[2 * i + 1] = VW + VW / 2 + i;
-    }
-    for (int round = 1; round < VW; round *= 2) {
-        VREAL out[VW];
-        for (int i = 0; i < VW / 2; i++) {
-            out[2 * i] = __builtin_shuffle(v[i], v[i + VW / 2], lo);
-            out[2 * i + 1] = __builtin_shuffle(v[i], v[i + VW / 2], hi);
-        }
-        memcpy(v, out, sizeof out);
-    }
-}
-
-/* f(i, a) for each lane i of a vector, as the list of a vector literal's elements. */
+/* f(i, a) for each lane i of a vector, comma-separated: a vector literal's elements, or a
+   shuffle's indices. */
 #define LANES_2(f, a) f(0, a), f(1, a)
 #define LANES_4(f, a) LANES_2(f, a), f(2, a), f(3, a)
 #define LANES_8(f, a) LANES_4(f, a), f(4, a), f(5, a), f(6, a), f(7, a)
@@ -97,9 +78,38 @@ static inline void FN(transpose_block)(VREAL v[VW])
 #else
 #define LANES LANES_2
 #endif
-/* lane i <- lane i + width, as a constant shuffle mask */
+/* Lane i of the result is lane f(i, arg) of a followed by b, for constant indices f(i, arg).
+   Clang takes the indices as arguments (__builtin_shufflevector); GCC as a mask vector
+   (__builtin_shuffle, which clang lacks: GCC has the other only from version 12 on, and
+   manylinux2014's is 10). */
+#undef SHUFFLE2
+#if defined(__clang__)
+#define SHUFFLE2(a, b, f, arg) __builtin_shufflevector((a), (b), LANES(f, arg))
+#else
+#define SHUFFLE2(a, b, f, arg) __builtin_shuffle((a), (b), (VINT){LANES(f, arg)})
+#endif
+
+/* Lanes half*VW/2 .. of a and b interleaved: a[h], b[h], a[h + 1], b[h + 1], ... */
+#define INTERLEAVE(i, half) ((half) * (VW / 2) + (i) / 2 + ((i) % 2) * VW)
+
+/* v[0..VW) as rows of a VW x VW block -> its columns, in log2(VW) rounds of interleaving rows i
+ * and i + VW/2 (after round k, each vector holds 2^k runs of VW/2^k ... the last round leaves
+ * column j in v[j]). */
+static inline void FN(transpose_block)(VREAL v[VW])
+{
+    for (int round = 1; round < VW; round *= 2) {
+        VREAL out[VW];
+        for (int i = 0; i < VW / 2; i++) {
+            out[2 * i] = SHUFFLE2(v[i], v[i + VW / 2], INTERLEAVE, 0);
+            out[2 * i + 1] = SHUFFLE2(v[i], v[i + VW / 2], INTERLEAVE, 1);
+        }
+        memcpy(v, out, sizeof out);
+    }
+}
+
+/* lane i <- lane i + width (lanes past the end wrap round and are never read) */
 #define DOWN_BY(i, width) (((i) + (width)) % VW)
-#define ADD_DOWN(v, width) ((v) + __builtin_shuffle((v), (VINT){LANES(DOWN_BY, width)}))
+#define ADD_DOWN(v, width) ((v) + SHUFFLE2((v), (v), DOWN_BY, width))
 
 /* Sum of the lanes in a fixed pairwise order: lane i + width added to lane i, for width = VW/2
    down to 1. Each step adds v and v with its lanes moved down by width, a constant shuffle
@@ -129,6 +139,22 @@ static inline REAL FN(hsum)(VREAL v)
    alone (and bench/spills.py can check), and a call costs nothing beside K x MR x NV FMAs. */
 #define NOINLINE __attribute__((noinline))
 
+/* The unit function on a tile's n accumulators. Clang keeps an array whose address escapes on
+   the stack, in the tile's loop too (bench/spills.py counted up to 30 stack accesses a step), so
+   there it works on a copy; GCC keeps acc in registers either way and needs none. */
+#undef TILE_ACTIVATE
+#if defined(__clang__)
+#define TILE_ACTIVATE(acc, n, activation)                                                        \
+    do {                                                                                         \
+        VREAL copy_[n];                                                                          \
+        memcpy(copy_, acc, sizeof copy_);                                                        \
+        FN(vactivate_span)(copy_, n, activation);                                                \
+        memcpy(acc, copy_, sizeof copy_);                                                        \
+    } while (0)
+#else
+#define TILE_ACTIVATE(acc, n, activation) FN(vactivate_span)(&(acc)[0][0], n, activation)
+#endif
+
 /* C[i, lanes] = start + sum_k A(i,k) B[k, lanes], for MR rows and NV vectors of lanes.
  * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient, D for the weight
  * gradient). start: C itself if `accumulate`, else init[i] (a bias), else 0. If activation >= 0
@@ -156,7 +182,7 @@ static inline REAL FN(hsum)(VREAL v)
             }                                                                                    \
         }                                                                                        \
         if (activation >= 0) /* the tile's vectors in blocks: their chains side by side */    \
-            FN(vactivate_span)(&acc[0][0], MR * NV, activation);                                 \
+            TILE_ACTIVATE(acc, MR * NV, activation);                                             \
         for (int i = 0; i < MR; i++)                                                             \
             for (int v = 0; v < NV; v++)                                                         \
                 FN(vstore_first)(C + i * ldc + v * VW, acc[i][v], width - v * VW);               \

@@ -9,7 +9,7 @@
  * loops over it unroll and their arrays stay in registers), at most BP_BLOCK. */
 #define BP_BLOCK 16
 #if defined(__clang__)
-#define EACH(i, k) _Pragma("unroll") for (int i = 0; i < (k); i++)
+#define EACH(i, k) _Pragma("unroll 16") for (int i = 0; i < (k); i++)
 #else
 #define EACH(i, k) _Pragma("GCC unroll 16") for (int i = 0; i < (k); i++)
 #endif
