@@ -286,6 +286,20 @@ def test_a_first_partial_fit_refuses_labels_outside_its_classes_and_stays_unfitt
     assert clf.predict(X).shape == (60,)
 
 
+def test_partial_fit_refuses_the_other_kind_of_target_and_keeps_the_network():
+    # one label a sample after label indicators, and the other way round: before session 21 an
+    # indicator matrix given to a multiclass fit raised NumPy's IndexError from the encoding
+    X, y = make_classification(n_samples=60, n_features=4, n_classes=3, n_informative=3,
+                               n_redundant=0, random_state=5)
+    indicators = np.eye(3, dtype=int)[y]
+    for first, then in ((y, indicators), (indicators, y)):
+        clf = BPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, first)
+        params = clf.network_.params.copy()
+        with pytest.raises(ValueError, match="fitted on"):
+            clf.partial_fit(X, then)
+        np.testing.assert_array_equal(clf.network_.params, params)
+
+
 def test_alpha_too_large_for_the_learning_rate_is_refused_naming_alpha():
     with pytest.raises(ValueError, match="alpha=100"):
         BPClassifier(alpha=100, learning_rate_init=0.1, batch_size=2).fit(

@@ -44,7 +44,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import (
         _check_sample_weight,
         check_is_fitted,
@@ -353,12 +353,17 @@ class BPClassifier(ClassifierMixin, _BPBase):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        multilabel = y.ndim == 2  # (check_classification_targets let only indicator matrices by)
+        # y's classes and each case's, from one sort: LabelBinarizer.fit(y) sorted y again, and
+        # each pass over 100,000 labels costs 2-5 ms (session 21)
+        labels, index = (None, None) if multilabel else np.unique(y, return_inverse=True)
         if first:
             self._binarizer = LabelBinarizer()
             classes = self._declared_classes
-            self._binarizer.fit(y if classes is None else classes)
+            # fitted on the classes alone, a 1-D y's LabelBinarizer is the one y would give
+            self._binarizer.fit(classes if classes is not None else y if multilabel else labels)
             self.classes_ = self._binarizer.classes_
-            self._multilabel = type_of_target(y) == "multilabel-indicator"
+            self._multilabel = multilabel
             if len(self.classes_) < 2:
                 raise ValueError(f"BPClassifier needs samples of at least 2 classes; the data "
                                  f"has 1 class: {self.classes_[0]!r}")
@@ -369,9 +374,12 @@ class BPClassifier(ClassifierMixin, _BPBase):
             self._n_outputs = width
             self._output_activation = "softmax" if width > 1 and not self._multilabel \
                 else "logistic"
+        elif multilabel != self._multilabel:
+            kinds = ("one label a sample", "a label indicator matrix")
+            raise ValueError(f"y is {kinds[multilabel]} but the classifier was fitted on "
+                             f"{kinds[self._multilabel]}")
         if self._multilabel:
             return self._binarizer.transform(y).astype(np.float64), y
-        labels, index = np.unique(y, return_inverse=True)
         unseen = np.setdiff1d(labels, self.classes_)
         if unseen.size:
             raise ValueError(f"y has classes {unseen.tolist()} that are not in classes_ "
