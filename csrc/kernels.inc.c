@@ -139,22 +139,6 @@ static inline REAL FN(hsum)(VREAL v)
    alone (and bench/spills.py can check), and a call costs nothing beside K x MR x NV FMAs. */
 #define NOINLINE __attribute__((noinline))
 
-/* The unit function on a tile's n accumulators. Clang keeps an array whose address escapes on
-   the stack, in the tile's loop too (bench/spills.py counted up to 30 stack accesses a step), so
-   there it works on a copy; GCC keeps acc in registers either way and needs none. */
-#undef TILE_ACTIVATE
-#if defined(__clang__)
-#define TILE_ACTIVATE(acc, n, activation)                                                        \
-    do {                                                                                         \
-        VREAL copy_[n];                                                                          \
-        memcpy(copy_, acc, sizeof copy_);                                                        \
-        FN(vactivate_span)(copy_, n, activation);                                                \
-        memcpy(acc, copy_, sizeof copy_);                                                        \
-    } while (0)
-#else
-#define TILE_ACTIVATE(acc, n, activation) FN(vactivate_span)(&(acc)[0][0], n, activation)
-#endif
-
 /* C[i, lanes] = start + sum_k A(i,k) B[k, lanes], for MR rows and NV vectors of lanes.
  * A(i,k) = A[i*rsa + k*csa] (W for the forward pass, W^T for the input gradient, D for the weight
  * gradient). start: C itself if `accumulate`, else init[i] (a bias), else 0. If activation >= 0
@@ -182,7 +166,7 @@ static inline REAL FN(hsum)(VREAL v)
             }                                                                                    \
         }                                                                                        \
         if (activation >= 0) /* the tile's vectors in blocks: their chains side by side */    \
-            TILE_ACTIVATE(acc, MR * NV, activation);                                             \
+            FN(vactivate_span)(&acc[0][0], MR * NV, activation);                                 \
         for (int i = 0; i < MR; i++)                                                             \
             for (int v = 0; v < NV; v++)                                                         \
                 FN(vstore_first)(C + i * ldc + v * VW, acc[i][v], width - v * VW);               \
