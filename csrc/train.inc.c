@@ -270,6 +270,22 @@ static void FN(next_dropout_key_omp)(WS *ws, const bp_train_config *cfg, uint64_
     }
 }
 
+/* Whether the bound batch's cases all have weight 0. Such a batch is held out whole, as if its
+   cases were not in the data: no step (momentum, weight decay and Adam would move the weights on
+   a zero gradient), no dropout key, no error. Every thread reads the same weights after the bind's
+   barrier, so all take the same branch. */
+static int FN(weightless_batch)(const bp_net *net, const WS *ws, const bp_train_config *cfg,
+                                int64_t n_rows)
+{
+    if (!cfg->weighted)
+        return 0;
+    const REAL *weights = ws->t_batch + net->size[net->n_layers - 1] * ws->ld;
+    for (int64_t r = 0; r < n_rows; r++)
+        if (weights[r] != 0)
+            return 0;
+    return 1;
+}
+
 /* One thread decides whether the call stops here, for all (every thread then reads ws->status):
    on a requested stop (`stop`; BP_PAUSED if `pausable` and it is the deadline, not a Ctrl-C),
    else on `bad` (a status) if it is not BP_RUNNING. The barrier first: every thread has read the
@@ -409,9 +425,13 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                     if (ws->status != BP_RUNNING)
                         break;
                 }
-                FN(next_dropout_key_omp)(ws, cfg, rng_state);
                 FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows,
                                   shuffled);
+                if (FN(weightless_batch)(net, ws, cfg, n_rows)) {
+                    OMP_BARRIER /* every thread has read the weights before the next bind */
+                    continue;
+                }
+                FN(next_dropout_key_omp)(ws, cfg, rng_state);
                 FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 /* a stop during the batch may have skipped some of its tiles (skip_tile): the
                    batch is dropped. With a batch limit, a deadline pauses before it, and gives

@@ -175,6 +175,26 @@ def test_a_case_of_weight_two_counts_as_that_case_twice_and_weight_zero_as_none(
     assert within and not within_all
 
 
+@pytest.mark.parametrize("options", [dict(momentum=0.9, weight_decay=0.01),
+                                     dict(optimizer="adam", lr=0.01), dict(dropout=0.2, momentum=0.5)],
+                         ids=["momentum-decay", "adam", "dropout"])
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_mini_batches_of_weight_zero_cases_change_nothing(options, batch_size, isa):
+    # A batch whose cases all have weight 0 must be held out as if its cases were not there:
+    # momentum, weight decay and Adam would otherwise move the weights on its zero gradient.
+    # Without shuffling, the remaining cases then form the same batches in the same order.
+    X, T = bpfast.datasets.symmetry()
+    held_out = (np.arange(64) // batch_size) % 2 == 0  # every other batch of cases
+    w = np.where(held_out, 0.0, 1.0)
+    fits = []
+    for data, weights in (((X, T), w), ((X[~held_out], T[~held_out]), None)):
+        net = bpfast.Network([6, 2, 1], seed=1, dtype="float64")
+        net.fit(*data, sample_weight=weights, batch_size=batch_size, shuffle=False, n_sweeps=3,
+                **{"lr": 0.1, "evaluate": False, **options})
+        fits.append(net.params)
+    np.testing.assert_array_equal(fits[0], fits[1])
+
+
 # -- the small-nets loop agrees bit for bit ------------------------------------------------------
 
 @pytest.mark.parametrize("loss,reduction,weighted", [("cross_entropy", "mean", True),
