@@ -179,6 +179,57 @@ def test_an_error_while_writing_keeps_the_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
 
 
+def test_a_plot_path_without_a_suffix_gets_a_png_at_that_name(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "weights"
+    assert main(["run", "xor", "--seed", "0", "--plot", str(path)]) == 2  # xor: no figure
+    assert main(["run", "symmetry", "--seed", "1", "--plot", str(path)]) == 0
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]  # no temporary left
+
+
+def test_a_plot_format_matplotlib_cannot_write_is_refused_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["run", "symmetry", "--seeds", "2", "--plot", str(tmp_path / "fig.xyz")]) == 2
+    err = capsys.readouterr()
+    assert "cannot write .xyz files" in err.err and ".png" in err.err
+    assert err.out == ""  # refused before any run printed its table
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_are_written_through_symlinks_and_keep_their_permissions(tmp_path, capsys):
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    real.chmod(0o600)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert main(["run", "xor", "--seed", "0", "--json", str(link)]) == 0
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["seeds"] == [0]
+    assert real.stat().st_mode & 0o777 == 0o600
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "missing" / "x.json")
+    assert main(["run", "xor", "--seed", "0", "--json", str(dangling)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_json_to_a_pipe_or_device_is_written_to_it_not_replaced():
+    # `--json /dev/stdout`: the JSON goes down the pipe; the device is not replaced by a file
+    # (as root, a rename over /dev/stdout would replace the link for every later process)
+    os = __import__("os")
+    if not os.path.exists("/dev/stdout"):
+        pytest.skip("this system has no /dev/stdout")
+    before = os.lstat("/dev/stdout")
+    done = subprocess.run([sys.executable, "-m", "bpfast", "run", "xor", "--seed", "0", "--json",
+                           "/dev/stdout"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    start = done.stdout.index("{\n")
+    record = json.JSONDecoder().raw_decode(done.stdout[start:])[0]
+    assert record["seeds"] == [0]
+    after = os.lstat("/dev/stdout")
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+
+
 def test_a_closed_pipe_ends_the_command_quietly():
     """`bpfast run ... | head -1`: the reader goes away. It goes before the command prints
     anything (the table comes after the runs), so that every write meets the closed pipe; a
@@ -203,8 +254,8 @@ def test_plots_are_titled_with_the_run(tmp_path, monkeypatch):
     titles = []
     real = plots.symmetry_figure
     monkeypatch.setattr(plots, "symmetry_figure",
-                        lambda net, errors, path, title=None: titles.append(title)
-                        or real(net, errors, path, title=title))
+                        lambda net, errors, path, title=None, format=None: titles.append(title)
+                        or real(net, errors, path, title=title, format=format))
     assert main(["run", "symmetry", "--seeds", "2", "--plot", str(tmp_path / "s.png")]) == 0
     best_error = EXPERIMENTS["symmetry"].run(seed=1).result.final_error
     expected = f"bpfast run symmetry: seed 1, the lowest final E of 2 runs (E = {best_error:.3g})"

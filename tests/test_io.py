@@ -319,6 +319,14 @@ def test_save_through_a_dangling_symlink_creates_its_target(tmp_path, small_net)
     same_network(small_net, bpfast.load(tmp_path / "data" / "net.bpfast"))
 
 
+def test_save_in_a_missing_directory_names_the_path_given(tmp_path, small_net):
+    path = tmp_path / "no_such_dir" / "net.bpfast"
+    with pytest.raises(FileNotFoundError, match="directory to save in does not exist") as info:
+        small_net.save(path)
+    assert info.value.filename == str(path)  # not the temporary file beside it
+    assert not (tmp_path / "no_such_dir").exists()
+
+
 def test_save_refuses_directories_fifos_sockets_and_devices(tmp_path, small_net, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative socket name stays within the length sockets allow
     os.mkdir("folder")

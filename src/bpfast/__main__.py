@@ -15,6 +15,7 @@ import argparse
 import difflib
 import json
 import os
+import stat
 import statistics
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import __version__, symmetry
 from .experiments import EXPERIMENTS
+from .io import _new_file_mode, _resolve_target
 
 MAX_DEMO_SEEDS = 10
 
@@ -166,55 +168,95 @@ def run_experiment(args) -> int:
         title = (f"bpfast run {experiment.name}: seed {best.seed}"
                  + (f", the lowest final E of {n_seeds} runs" if n_seeds > 1 else "")
                  + f" (E = {best.result.final_error:.3g})")
+        # the format named, not guessed from the temporary file's name (which matplotlib would
+        # extend by .png where the path has no suffix, leaving the named file empty)
+        fmt = plot_format(args.plot)
         with _replacing(args.plot) as temporary:
             if experiment.name == "symmetry":
-                plots.symmetry_figure(best.network, best.result.errors, temporary, title=title)
+                plots.symmetry_figure(best.network, best.result.errors, temporary, title=title,
+                                      format=fmt)
             elif experiment.name == "tc":
                 from .experiments import TC_KINDS
                 shown = [o for o in outcomes if o.solved] or outcomes
                 plots.tc_figure(TC_KINDS, [np.array(o.measures["field"]) for o in shown],
                                 [f"seed {o.seed}: {o.measures['nearest_kind']}" for o in shown],
                                 temporary, title=f"bpfast run tc: the shared receptive field of "
-                                                 f"{len(shown)} runs")
+                                                 f"{len(shown)} runs", format=fmt)
             else:
-                plots.family_trees_figure(best.network, temporary, title=title)
+                plots.family_trees_figure(best.network, temporary, title=title, format=fmt)
         print(f"wrote the figure to {args.plot}")
     return 0
 
 
 class _replacing:
-    """A temporary path beside `path` that replaces it only once completely written, so an error
-    or Ctrl-C never leaves a half-written file (or none where there was one)."""
+    """Where to write `path`, put in place once written. A regular file, or none yet (symlinks
+    followed, as Network.save does): a temporary file beside it that replaces it only once
+    completely written, with the permissions it had, so an error or Ctrl-C never leaves a
+    half-written file (or none where there was one). A terminal, pipe or other device
+    (`--json /dev/stdout`): `path` itself, written as it goes."""
 
     def __init__(self, path):
-        self.path = os.path.abspath(path)
+        self.path = path
+        self.stream = _is_stream(path)
+        if not self.stream:
+            self.target, existing = _resolve_target(path)
+            self.mode = stat.S_IMODE(existing.st_mode) if existing else _new_file_mode()
 
     def __enter__(self) -> str:
-        fd, self.temporary = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".bpfast-",
-                                              suffix=os.path.splitext(self.path)[1])
+        if self.stream:
+            return self.path
+        fd, self.temporary = tempfile.mkstemp(dir=os.path.dirname(self.target), prefix=".bpfast-",
+                                              suffix=os.path.splitext(self.target)[1])
         os.close(fd)
         return self.temporary
 
     def __exit__(self, kind, value, traceback):
+        if self.stream:
+            return False
         if kind is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.temporary, 0o666 & ~umask)  # as open() would have made it
-            os.replace(self.temporary, self.path)
+            os.chmod(self.temporary, self.mode)
+            os.replace(self.temporary, self.target)
         else:
             os.unlink(self.temporary)
         return False
 
 
+def _is_stream(path: str) -> bool:
+    """Whether `path` names (through any links) something other than a file or directory."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def check_writable(option: str, path: str) -> None:
     """Refuse, before any training, an output path that could not be written."""
-    folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise CommandError(f"{option} {path}: is a directory; give a file name")
+    if _is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise CommandError(f"{option} {path}: cannot write to it")
+        return
+    folder = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(folder):
         raise CommandError(f"{option} {path}: the directory {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CommandError(f"{option} {path}: cannot write in {folder}")
+
+
+def plot_format(path: str) -> str:
+    """The figure format --plot writes: its file's suffix, as matplotlib reads it, png if none."""
+    return os.path.splitext(path)[1][1:].lower() or "png"
+
+
+def check_plot_format(path: str) -> None:
+    """Refuse, before any training, a --plot file whose format matplotlib cannot write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if plot_format(path) not in formats:
+        raise CommandError(f"--plot {path}: matplotlib cannot write .{plot_format(path)} "
+                           f"files; use one of {', '.join('.' + f for f in sorted(formats))}")
 
 
 def has_figure(experiment) -> bool:
@@ -274,6 +316,7 @@ def main(argv=None) -> int:
                                    "symmetry, family trees and tc")
             from . import plots
             plots._pyplot()  # fail now, not after the runs, if matplotlib is missing
+            check_plot_format(args.plot)
         return run_experiment(args)
     except (CommandError, ImportError, ValueError, TypeError, OSError) as exc:
         if isinstance(exc, BrokenPipeError):

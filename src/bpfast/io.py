@@ -221,6 +221,10 @@ def _resolve_target(path):
     try:
         existing = os.stat(target)
     except FileNotFoundError:
+        # named here, as the user wrote it: the temporary file beside it could not be made
+        if not os.path.isdir(os.path.dirname(target)):
+            raise FileNotFoundError(errno.ENOENT, "the directory to save in does not exist",
+                                    shown) from None
         return target, None
     if stat.S_ISDIR(existing.st_mode):
         raise IsADirectoryError(errno.EISDIR, "save writes a file, not a directory", shown)

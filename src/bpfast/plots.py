@@ -3,6 +3,8 @@
 A Hinton diagram draws each weight as a square whose area is proportional to its size, white for
 positive and black for negative, on a grey ground. :func:`hinton_squares` computes the squares
 (testable without drawing); :func:`hinton` draws them. Nothing else in bpfast imports this module.
+The figure functions write to `path` (a file name or a binary file) in `format`, or by default the
+format matplotlib's savefig reads from the name's suffix.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def hinton(ax, W, max_weight: float | None = None, title: str | None = None):
         ax.set_title(title, fontsize=9)
 
 
-def symmetry_figure(net, errors, path, title: str | None = None) -> None:
+def symmetry_figure(net, errors, path, title: str | None = None,
+                    format: str | None = None) -> None:
     """Nature Fig. 1 style: each hidden unit's 6 input weights and bias, the hidden-to-output
     weights and output bias, and the error curve."""
     plt = _pyplot()
@@ -70,11 +73,12 @@ def symmetry_figure(net, errors, path, title: str | None = None) -> None:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=format)
     plt.close(fig)
 
 
-def family_trees_figure(net, path, title: str | None = None) -> None:
+def family_trees_figure(net, path, title: str | None = None,
+                        format: str | None = None) -> None:
     """Nature Fig. 4 style: for each of the 6 units fed by the person inputs, its 24 weights as an
     English row (Christopher ... Charlotte) above the isomorphic Italian row."""
     plt = _pyplot()
@@ -86,11 +90,12 @@ def family_trees_figure(net, path, title: str | None = None) -> None:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=format)
     plt.close(fig)
 
 
-def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None) -> None:
+def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None,
+                     format: str | None = None) -> None:
     """A histogram of the sweeps each solved run took (log-spaced bins); the unsolved runs are
     counted in the title."""
     plt = _pyplot()
@@ -103,11 +108,12 @@ def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None) -> N
     ax.set_ylabel("runs")
     ax.set_title((title + "; " if title else "") + f"{unsolved} not solved", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=format)
     plt.close(fig)
 
 
-def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None = None) -> None:
+def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None = None,
+              format: str | None = None) -> None:
     """The T-C receptive fields: the chapter's kinds (`kinds`: name -> 3x3) in the top row, and
     learned 3x3 `fields` below, each titled with its label (e.g. its nearest kind)."""
     plt = _pyplot()
@@ -126,5 +132,5 @@ def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None =
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=format)
     plt.close(fig)
