@@ -230,6 +230,13 @@ def test_json_to_a_pipe_or_device_is_written_to_it_not_replaced():
     assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
 
 
+def test_too_many_seeds_is_a_one_line_error(capsys):
+    assert main(["run", "symmetry", "--seeds", str(10**10)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bpfast: error: a population of 10,000,000,000 networks") and \
+        err.count("\n") == 1
+
+
 def test_a_closed_pipe_ends_the_command_quietly():
     """`bpfast run ... | head -1`: the reader goes away. It goes before the command prints
     anything (the table comes after the runs), so that every write meets the closed pipe; a

@@ -351,6 +351,12 @@ def test_a_refused_fit_keeps_the_optimiser_state():
 def test_absurd_populations_raise_memory_error_before_allocating():
     with pytest.raises(MemoryError, match="GiB"):
         bpfast.Population([1000, 1000, 1000], seeds=range(100_000))
+    # before a list of its seeds is made: 10**10 seeds took minutes and gigabytes to get there,
+    # and the MemoryError came from the list, not from the check that says what would not fit
+    with pytest.raises(MemoryError, match="10,000,000,000 networks"):
+        bpfast.Population([6, 2, 1], seeds=range(10**10))
+    with pytest.raises(MemoryError, match="10,000,000,000 networks"):
+        bpfast.Population([6, 2, 1], seeds=range(10**10), init_range=0.5)
     pop = bpfast.Population([6, 2, 1], seeds=range(10_000))
     with pytest.raises(MemoryError, match="errors"):  # 10,000 x 10**9 float64 errors: 80 TB
         pop.fit(X_SYM, T_SYM, n_sweeps=10**9, record_errors=True)

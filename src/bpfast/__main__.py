@@ -87,7 +87,7 @@ def list_experiments() -> int:
 def run_experiment(args) -> int:
     experiment = EXPERIMENTS[args.experiment]
     seeds = ([args.seed] if args.seed is not None
-             else list(range(args.seeds or experiment.default_seeds)))
+             else range(args.seeds or experiment.default_seeds))
     n_seeds = len(seeds)
     started = time.perf_counter()
     # every seed at once, as one population (a progress bar on a terminal)
@@ -151,7 +151,7 @@ def run_experiment(args) -> int:
 
     if args.json:
         record = {"experiment": experiment.name, "summary_line": experiment.summary,
-                  "bpfast_version": __version__, "seeds": seeds,
+                  "bpfast_version": __version__, "seeds": list(seeds),
                   "schedule": [vars(p) for p in experiment.schedule], "loss": experiment.loss,
                   "stop_tol": experiment.stop_tol, "paper": experiment.paper,
                   "runs": runs, "summary": summary}
@@ -159,6 +159,7 @@ def run_experiment(args) -> int:
             record["notes"] = experiment.notes
         with _replacing(args.json) as temporary, open(temporary, "w") as f:
             json.dump(record, f, indent=1)
+            f.write("\n")
         print(f"wrote the results to {args.json}")
     if args.plot:
         from . import plots
@@ -318,7 +319,7 @@ def main(argv=None) -> int:
             plots._pyplot()  # fail now, not after the runs, if matplotlib is missing
             check_plot_format(args.plot)
         return run_experiment(args)
-    except (CommandError, ImportError, ValueError, TypeError, OSError) as exc:
+    except (CommandError, ImportError, ValueError, TypeError, OSError, MemoryError) as exc:
         if isinstance(exc, BrokenPipeError):
             return _closed_pipe()
         print(f"bpfast: error: {exc}", file=sys.stderr)

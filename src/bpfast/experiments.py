@@ -9,6 +9,7 @@ trains one per seed as a :class:`~bpfast.Population`, each exactly as ``run`` wo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -102,7 +103,8 @@ class Experiment:
         """One network per seed, trained together as a Population: each outcome is bit for bit
         ``run(seed)``'s (except that its FitResult carries no per-sweep errors). Recurrent nets
         (no populations of them yet) train one after another, as ``run`` trains them."""
-        seeds = list(seeds)
+        if not isinstance(seeds, Sequence):
+            seeds = list(seeds)  # (a range stays one: Population checks its size first)
         if self.recurrent:
             return [self.run(seed, dtype=dtype, n_threads=n_threads) for seed in seeds]
         pop = Population(seeds=seeds, dtype=dtype, **self.network_args())

@@ -27,7 +27,7 @@ import dataclasses
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,14 +166,18 @@ def _as_array(data) -> np.ndarray | None:
         return None
 
 
+def _is_per_member(value) -> bool:
+    """Whether a setting is given one per member (a list, tuple, range or array of values)."""
+    return isinstance(value, (list, tuple, range)) or \
+        isinstance(value, np.ndarray) and value.ndim > 0
+
+
 def _per_member(name: str, value, n: int) -> list:
     """A setting given for all members (anything but a list, tuple, range or array) or one per
     member (a list, tuple, range or 1-D array of n values), as a list of n values; the values
     are checked where they are used."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    if not isinstance(value, (list, tuple, range, np.ndarray)):
-        return [value] * n
+    if not _is_per_member(value):
+        return [value.item() if isinstance(value, np.ndarray) else value] * n
     if isinstance(value, np.ndarray) and value.ndim != 1:
         raise ValueError(f"{name} must be one value or a 1-D sequence of one per member, got an "
                          f"array of shape {value.shape}")
@@ -213,28 +217,43 @@ class Population:
                             f"seeds=range({seeds})), got {seeds!r}")
         if isinstance(seeds, (str, bytes)):
             raise TypeError(f"seeds must be a sequence of integers, got {seeds!r}")
+        if not isinstance(seeds, Sized):
+            seeds = list(seeds)  # an iterator: its length is known once it has been read
+        n = len(seeds)
+        if n == 0:
+            raise ValueError("a population needs at least one member (seeds is empty)")
+        try:
+            first_seed = check_int("seeds[i]", next(iter(seeds)), low=0)
+        except TypeError as exc:
+            raise TypeError(f"seeds must be a sequence of non-negative integers: {exc}") from None
+        # one per member: a sequence the caller holds already (a value for all: after the check)
+        ranges = _per_member("init_range", init_range, n) if _is_per_member(init_range) else None
+        if isinstance(init_range, np.ndarray):
+            init_range = init_range.item() if ranges is None else init_range  # a 0-d array
+        # The first member is a Network built the ordinary way: it checks every argument.
+        first = Network(sizes, inputs=inputs, layers=layers, ties=ties, activation=activation,
+                        output_activation=output_activation, bias=bias,
+                        init_range=init_range if ranges is None else ranges[0], init=init,
+                        seed=first_seed, dtype=dtype)
+        self.topology: Topology = first.topology
+        self.dtype = first.dtype
+        self.init = init
+        n_params = self.topology.n_params
+        # before any list of n values is made (10**10 seeds took minutes and gigabytes to get
+        # here): the members' arrays, and each member's seed and settings as Python objects
+        check_fits(n * (n_params * (2 * self.dtype.itemsize + 8) + _START_RNG_BYTES +
+                        _MEMBER_OBJECT_BYTES),
+                   f"a population of {n:,} networks of {n_params:,} parameters")
         try:
             seed_list = [check_int("seeds[i]", s, low=0) for s in seeds]
         except TypeError as exc:
             raise TypeError(f"seeds must be a sequence of non-negative integers: {exc}") from None
-        if not seed_list:
-            raise ValueError("a population needs at least one member (seeds is empty)")
-        n = len(seed_list)
-        ranges = _per_member("init_range", init_range, n)
-        # The first member is a Network built the ordinary way: it checks every argument.
-        first = Network(sizes, inputs=inputs, layers=layers, ties=ties, activation=activation,
-                        output_activation=output_activation, bias=bias, init_range=ranges[0],
-                        init=init, seed=seed_list[0], dtype=dtype)
-        self.topology: Topology = first.topology
-        self.dtype = first.dtype
-        self.init = init
+        if ranges is None:
+            ranges = _per_member("init_range", init_range, n)
         high = FLOAT_MAX[self.dtype.name]
         self._init_ranges = np.array([check_real("init_range", r, low=0, high=high)
                                       for r in ranges], dtype=np.float64)
         self._seeds = np.array(seed_list, dtype=object)  # Python ints: seeds may pass 2**63
-        n_params = self.topology.n_params
-        check_fits(n * (n_params * (2 * self.dtype.itemsize + 8) + _START_RNG_BYTES),
-                   f"a population of {n:,} networks of {n_params:,} parameters")
         self._params = np.empty((n, n_params), dtype=self.dtype)
         self._shuffle = np.empty(n, dtype=np.uint64)
         self._start_rng = np.empty((n, _START_RNG_WORDS), dtype=np.uint64)
@@ -829,6 +848,10 @@ class _Progress:
 # word first, then has_uint32 and uinteger. All zero marks "not kept" (a PCG64 increment is odd).
 _START_RNG_WORDS = 6
 _START_RNG_BYTES = 8 * _START_RNG_WORDS
+# A member's seed and settings as Python objects while a population is built: the seed (an int,
+# 32 bytes, and its places in a list and an object array, 16) and its init_range (a float in a
+# list, 32).
+_MEMBER_OBJECT_BYTES = 80
 _WORD = (1 << 64) - 1
 
 
