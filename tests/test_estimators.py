@@ -184,6 +184,30 @@ def test_sample_weights_steer_the_fit():
     assert (clf.predict(X) != 2).all()
 
 
+@pytest.mark.parametrize("change", [dict(hidden_layer_sizes=(7, 3)), dict(activation="tanh"),
+                                    dict(dtype="float64")])
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_going_on_training_refuses_a_changed_architecture_and_keeps_the_network(change, how):
+    X, y = make_classification(n_samples=200, n_features=6, n_classes=3, n_informative=4,
+                               random_state=2)
+    clf = BPClassifier(hidden_layer_sizes=(5,), max_iter=2, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    before = clf.network_.params.copy()
+    clf.set_params(**change)
+    with pytest.raises(ValueError, match=f"{next(iter(change))} .*changed since"):
+        if how == "warm_start":
+            clf.fit(X, y)
+        else:
+            clf.partial_fit(X, y)
+    assert np.array_equal(clf.network_.params, before)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.set_params(warm_start=False).fit(X, y)  # a new network, as asked
+    assert clf.network_.params.dtype == np.dtype(clf.dtype)
+
+
 def test_partial_fit_warm_start_and_early_stopping():
     X, y = make_classification(n_samples=400, n_features=10, random_state=3)
     clf = BPClassifier(hidden_layer_sizes=(16,), random_state=0, learning_rate_init=0.01)

@@ -119,6 +119,24 @@ class _BPBase(BaseEstimator):
 
     # -- parameters -----------------------------------------------------------------------------
 
+    def _check_architecture(self, network, incremental: bool) -> None:
+        """A fit that goes on training a network (warm_start, partial_fit) must still be
+        described by the parameters that built it; changed, they would be reported by
+        get_params while another network predicts."""
+        hidden = network.topology.layers[:-1]
+        built = {"hidden_layer_sizes": [layer.size for layer in hidden],
+                 "activation": hidden[0].activation if hidden else self.activation,
+                 "dtype": network.dtype}
+        asked = {"hidden_layer_sizes": self._hidden_sizes(), "activation": self.activation,
+                 "dtype": np.dtype(self.dtype)}
+        changed = [f"{name} (the network has {built[name]!s}, set to {asked[name]!s})"
+                   for name in built if built[name] != asked[name]]
+        if changed:
+            how = "partial_fit" if incremental else "a fit with warm_start=True"
+            raise ValueError(f"{how} goes on training the network fitted before, but "
+                             f"{'; '.join(changed)} changed since; set them back, or fit with "
+                             f"warm_start=False for a new network")
+
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
@@ -230,6 +248,7 @@ class _BPBase(BaseEstimator):
             self._no_improvement_count = 0
         else:
             network = self.network_
+            self._check_architecture(network, incremental)
             if not incremental:  # as MLPClassifier: a warm-started fit starts a fresh optimiser
                 network.reset_velocity()
         if X.dtype != np.float64:  # float64 X is trained on as it is (Network.fit: no copy)
