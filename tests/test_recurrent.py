@@ -79,6 +79,23 @@ def test_a_mask_and_nan_targets_are_the_same_thing():
     assert net.error(X, other, mask=step_mask) == net.error(X, T, mask=step_mask)
 
 
+@pytest.mark.parametrize("mask", [None, np.ones((3, 2), bool)], ids=["no mask", "mask"])
+def test_targets_are_checked_the_same_with_or_without_a_mask(mask):
+    rng = np.random.default_rng(3)
+    net = RecurrentNetwork(2, 4, 2, 3, dtype="float64")
+    X, T = sequences(rng, net, 6, masked=False)
+    before = net.params.copy()
+    with pytest.raises(TypeError, match="T must be real numbers"):  # not cast to the real part
+        net.fit(X, T + 1j, mask=mask, n_sweeps=1)
+    with pytest.raises(TypeError, match="T must be real numbers"):
+        net.fit(X, T.astype(str), mask=mask, n_sweeps=1)
+    with pytest.raises(ValueError, match=r"T must have shape \(n_sequences, 3, 2\)"):
+        net.fit(X, T[:, :2], mask=mask, n_sweeps=1)
+    with pytest.raises(ValueError, match="could not be read as an array of shape"):
+        net.fit(X, [[[0.0, 1.0]] * 3, [[0.0]] * 3], mask=mask, n_sweeps=1)  # ragged
+    assert np.array_equal(net.params, before)
+
+
 def test_masked_outputs_take_no_part_in_the_stop_test():
     X = np.zeros((2, 3, 1))
     X[1, 0] = 1

@@ -245,8 +245,13 @@ class RecurrentNetwork(Network):
     # -- data: sequences in, the unrolled net's rows out --------------------------------------
 
     def _sequences(self, name: str, A, width: int) -> np.ndarray:
-        A = np.asarray(A) if not isinstance(A, np.ndarray) else A
         T = self.n_steps
+        if not isinstance(A, np.ndarray):
+            try:
+                A = np.asarray(A)
+            except (ValueError, TypeError) as exc:  # ragged nesting
+                raise ValueError(f"{name} could not be read as an array of shape (n_sequences, "
+                                 f"{T}, {width}): {exc}") from None
         if A.ndim != 3 or A.shape[1:] != (T, width):
             raise ValueError(f"{name} must have shape (n_sequences, {T}, {width}) (sequences of "
                              f"{T} steps of {width} values), got shape {A.shape}")
@@ -258,10 +263,15 @@ class RecurrentNetwork(Network):
                             "(n_sequences, n_steps, n_inputs)")
         return super()._inputs(self._sequences("X", X, self.recurrent["n_inputs"]), keep_float64)
 
-    def _targets(self, T, n_rows: int) -> np.ndarray:
+    def _target_sequences(self, T) -> np.ndarray:
+        """T checked for its shape and kind of numbers, as rows (n_sequences, n_steps * n_out)."""
         T = self._sequences("T", T, self.recurrent["n_outputs"])
         if T.dtype.kind not in "biuf":
             raise TypeError(f"T must be real numbers, got dtype {T.dtype}")
+        return T
+
+    def _targets(self, T, n_rows: int) -> np.ndarray:
+        T = self._target_sequences(T)
         missing = np.isnan(T)
         if missing.all():
             raise ValueError("every target is NaN (masked): there is nothing to train on")
@@ -277,7 +287,8 @@ class RecurrentNetwork(Network):
         if mask is None:
             return T
         n_out = self.recurrent["n_outputs"]
-        T = np.array(T, dtype=np.float64)
+        # checked as fit checks T without a mask (complex targets were cast to their real part)
+        T = self._target_sequences(T).reshape(-1, self.n_steps, n_out).astype(np.float64)
         mask = np.asarray(mask)
         if mask.dtype != bool:
             raise TypeError(f"mask must be an array of bools (True: the step has a target), got "
