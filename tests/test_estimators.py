@@ -328,3 +328,8 @@ def test_alpha_too_large_for_the_learning_rate_is_refused_naming_alpha():
     with pytest.raises(ValueError, match="alpha=100"):
         BPClassifier(alpha=100, learning_rate_init=0.1, batch_size=2).fit(
             np.zeros((4, 2)), [0, 1, 0, 1])
+    # small case weights make a batch light: its decay, alpha / the batch's weight, grows too
+    # large, and the estimator says so in its own terms (an internal Phase's check did)
+    with pytest.raises(ValueError, match="alpha=1.0 .*larger sample weights"):
+        BPClassifier(alpha=1.0, learning_rate_init=0.01, solver="sgd", batch_size=2).fit(
+            np.zeros((4, 2)), [0, 1, 0, 1], sample_weight=np.full(4, 1e-5))

@@ -351,6 +351,8 @@ def test_a_refused_fit_keeps_the_optimiser_state():
 def test_absurd_populations_raise_memory_error_before_allocating():
     with pytest.raises(MemoryError, match="GiB"):
         bpfast.Population([1000, 1000, 1000], seeds=range(100_000))
+    with pytest.raises(MemoryError, match="parameters would need"):  # past int64 offsets
+        bpfast.Network([2**31 - 1] * 4)
     # before a list of its seeds is made: 10**10 seeds took minutes and gigabytes to get there,
     # and the MemoryError came from the list, not from the check that says what would not fit
     with pytest.raises(MemoryError, match="10,000,000,000 networks"):
@@ -360,6 +362,17 @@ def test_absurd_populations_raise_memory_error_before_allocating():
     pop = bpfast.Population([6, 2, 1], seeds=range(10_000))
     with pytest.raises(MemoryError, match="errors"):  # 10,000 x 10**9 float64 errors: 80 TB
         pop.fit(X_SYM, T_SYM, n_sweeps=10**9, record_errors=True)
+
+
+def test_a_schedule_may_be_any_iterable_of_phases_as_for_a_network():
+    phases = [Phase(3, 0.1, 0.5), Phase(2, 0.05, 0.9)]
+    pop = bpfast.Population([6, 2, 1], seeds=range(2))
+    pop.fit(X_SYM, T_SYM, schedule=(p for p in phases))  # a generator, read once
+    net = bpfast.Network([6, 2, 1], seed=1)
+    net.fit(X_SYM, T_SYM, schedule=iter(phases))
+    np.testing.assert_array_equal(pop[1].params, net.params)
+    with pytest.raises(TypeError, match="schedule must be a list of bpfast.Phase"):
+        pop.fit(X_SYM, T_SYM, schedule=5)
 
 
 def test_results_read_as_fit_results():

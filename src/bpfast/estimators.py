@@ -272,10 +272,14 @@ class _BPBase(BaseEstimator):
         if sample_weight is not None and not (sample_weight > 0).any():
             raise ValueError("sample_weight must have at least one positive value")
         batch_size = self._batch(X.shape[0])
-        if self.learning_rate_init * self.alpha / batch_size >= 1:
+        if self._fit_options(batch_size, sample_weight)["weight_decay"] >= 1:
+            weighed = "" if sample_weight is None else \
+                f" (their weight: {batch_size} times the mean sample_weight)"
             raise ValueError(f"alpha={self.alpha} is too large for learning_rate_init="
                              f"{self.learning_rate_init} and batches of {batch_size}: the weights "
-                             f"would shrink by lr * alpha / batch_size >= 1 per update")
+                             f"would shrink by lr * alpha / the batch's weight{weighed} >= 1 per "
+                             f"update; use a smaller alpha" +
+                             ("" if sample_weight is None else ", or larger sample weights"))
         n_epochs = 1 if incremental else self.max_iter
         scores: list[float] = []
         best_score = -np.inf

@@ -555,6 +555,12 @@ class Population:
     def _member_phases(self, shell, lr, momentum, n_sweeps, weight_decay, schedule,
                        decay_biases, rule):
         n_members = len(self)
+        if schedule is not None and not isinstance(schedule, (Sequence, np.ndarray)):
+            try:  # an iterable of Phases, as Network.fit takes (a generator: read it once)
+                schedule = list(schedule)
+            except TypeError:
+                raise TypeError(f"schedule must be a list of bpfast.Phase, or one such list per "
+                                f"member, got {schedule!r}") from None
         if schedule is not None and len(schedule) and not isinstance(schedule[0], Phase) \
                 and not isinstance(schedule, (str, bytes)):
             schedules = _per_member("schedule", schedule, n_members)  # one list per member

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import check_bool, check_real
+from ._validation import INT64_MAX, check_bool, check_real
 from .units import ACTIVATION_NUMBERS, ACTIVATIONS
 
 # The C kernels index units with `int`; larger layers could not be addressed.
@@ -331,6 +331,9 @@ class Topology:
                 bias_offset[l] = offset
                 offset += sizes[l]
         self.n_dense = offset
+        if offset > INT64_MAX // 8:  # past what any memory holds, and what the core's offsets can
+            raise MemoryError(f"a network of {offset:,} parameters would need "
+                              f"{offset * 4 / 2**30:,.0f} GiB or more; use smaller layers")
 
         input_col = np.cumsum([0] + sizes[: self.n_inputs])
         self.n_input_cols = int(input_col[-1])
