@@ -337,21 +337,8 @@ static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
 /* Row blocks of a transposed A (the input gradient's W^T) packed at a time into ws->pack_a. */
 #define PACK_A_ROW_BLOCKS ((int64_t)(BP_PACK_A_BYTES / BLOCK_A_BYTES))
 
-/* Lane panel p of a block of `lanes` lanes (whole vectors): its first vector and its number of
-   vectors. The block's vectors go to ceil(vectors / TILE_VECTORS) panels as evenly as possible:
-   13 as 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1, whose 1-vector tile does one multiply-add per
-   broadcast and load of A where a 3-vector one does three (AVX-512, batches of 200: the 1-vector
-   tile took 7% of the digits fit for 1/13 of its products). The sums are the same in any tiling. */
-static inline int64_t FN(lane_panel)(int64_t lanes, int64_t p, int64_t *vectors)
-{
-    const int64_t total = lanes / VW, panels = FN(ceil_div)(total, TILE_VECTORS);
-    const int64_t base = total / panels, extra = total % panels;
-    *vectors = base + (p < extra);
-    return p * base + MIN(p, extra);
-}
-
-/* Copy the block (k_count rows x lanes) of B starting at row 0, lane n0 into `pack` as its lane
-   panels (lane_panel): panel p's row k at (p k_count + k) TILE_LANES. */
+/* Copy the block (k_count rows x lanes) of B starting at row 0, lane n0 into `pack` as panels of
+   TILE_LANES: panel p holds lanes [p TILE_LANES, (p + 1) TILE_LANES), row k at k TILE_LANES. */
 static void FN(pack_block_omp)(REAL *pack, const REAL *B, int64_t ldb, int64_t k_count,
                                int64_t n0, int64_t lanes)
 {
@@ -361,10 +348,9 @@ static void FN(pack_block_omp)(REAL *pack, const REAL *B, int64_t ldb, int64_t k
         for (int64_t p = 0; p < panels; p++) {
             /* whole vectors (lanes is), moved as vectors: a memcpy call per panel row cost 3%
                of a 100-100-10 net's batch */
-            int64_t vectors;
-            const int64_t first = FN(lane_panel)(lanes, p, &vectors);
             REAL *to = pack + (p * k_count + k) * TILE_LANES;
-            const REAL *from = B + k * ldb + n0 + first * VW;
+            const REAL *from = B + k * ldb + n0 + p * TILE_LANES;
+            const int64_t vectors = MIN(TILE_LANES, lanes - p * TILE_LANES) / VW;
             for (int64_t v = 0; v < vectors; v++)
                 FN(vstore)(to + v * VW, FN(vload)(from + v * VW));
         }
@@ -396,8 +382,9 @@ static void FN(pack_rows_omp)(REAL *pack, const REAL *A, int64_t rsa, int64_t cs
  * terms at a time. A(i,k) = A[i*rsa + k*csa]; row k of B starts at B + k*ldb; N is whole vectors.
  * start: C if `accumulate`, else init[i] if init, else 0; the unit function `activation` (if >=
  * 0) is applied with the last terms. Only the first `width` lanes of each row of C are stored,
- * and only their vectors computed (a weight gradient's N is the padded stride of a batch-major
- * copy: 80 lanes for 64 inputs, a fifth of the product never stored).
+ * and only their vectors computed: a weight gradient's N is the padded stride of a batch-major
+ * copy (80 lanes for 64 inputs), and a fifth of the digits net's input-weight gradient was
+ * computed and never stored (bench/ab.py, digits, 1 thread: 0.92-0.94 on every variant).
  * A partial sum goes through C between K blocks, exactly, so blocking never changes a result.
  * A transposed A (csa != 1: W^T, whose terms for one tile lie a row of W apart) is packed into
  * row-tile panels PACK_A_ROW_BLOCKS row blocks at a time when its panels are read at least twice
@@ -450,9 +437,7 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
                         lb = in_block / row_tiles;
                         rb = rb0 + in_block % row_tiles;
                     }
-                    int64_t vectors;
-                    const int64_t i = m0 + rb * TILE_ROWS,
-                                  j = n0 + FN(lane_panel)(lanes, lb, &vectors) * VW;
+                    const int64_t i = m0 + rb * TILE_ROWS, j = n0 + lb * TILE_LANES;
                     FN(broadcast_block)(
                         C + i * ldc + j, ldc,
                         packed_a ? ws->pack_a + rb * k_count * TILE_ROWS : A + i * rsa + k0 * csa,
@@ -460,7 +445,7 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
                         packed ? ws->pack + lb * k_count * TILE_LANES : B + k0 * ldb + j,
                         packed ? TILE_LANES : ldb, k_count, first && init ? init + i : NULL,
                         !first || accumulate, last ? activation : -1, MIN(TILE_ROWS, M - i),
-                        vectors, width - j);
+                        MIN(TILE_VECTORS, (N - j) / VW), width - j);
                     /* tile t + 1: the next row tile, else the next panel's first, else the
                        next block's first */
                     next = t + 1;
