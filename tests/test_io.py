@@ -235,6 +235,28 @@ def test_non_finite_saved_values_are_refused(tmp_path, trained):
         bpfast.load(path)
 
 
+def test_a_state_that_could_not_be_read_back_is_never_saved_or_pickled(tmp_path, small_net):
+    # load refuses NaN and infinity, so save must not replace a good file with such a state,
+    # and pickle (also copy.deepcopy) must not make what unpickling refuses
+    path = tmp_path / "net.bpfast"
+    small_net.save(path)
+    good = path.read_bytes()
+    small_net.weights(small_net.topology.names[1], small_net.topology.names[0])[0, 0] = np.inf
+    with pytest.raises(ValueError, match="params holds NaN or infinite values .first at index"):
+        small_net.save(path)
+    for serialise in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(ValueError, match="cannot pickle the network"):
+            serialise(small_net)
+    pop = bpfast.Population([3, 2, 1], seeds=range(3))
+    pop.velocity[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"velocity holds .* \(first at member 1, index 2\)"):
+        pop.save(path)
+    with pytest.raises(ValueError, match="cannot pickle the population"):
+        pickle.dumps(pop)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.bpfast"]
+
+
 def test_save_rejects_non_networks(tmp_path):
     with pytest.raises(TypeError, match="bpfast.Network"):
         bpio.save("not a net", tmp_path / "x")

@@ -66,6 +66,19 @@ def all_finite(array: np.ndarray) -> bool:
 FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 
 
+def check_finite_state(what: str, **arrays) -> None:
+    """ValueError if an array of a network's state to save or pickle holds NaN or infinity: the
+    file or pickle could not be read back (loading refuses non-finite values), and a save would
+    have replaced a good file with it. Arrays of one row per member name the member."""
+    for name, array in arrays.items():
+        if all_finite(array):
+            continue
+        where = np.argwhere(~np.isfinite(array))[0]
+        at = f"member {where[0]}, index {where[1]}" if array.ndim == 2 else f"index {where[0]}"
+        raise ValueError(f"{what}: {name} holds NaN or infinite values (first at {at}), which "
+                         f"could not be read back; set them to finite values first")
+
+
 def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str,
               keep_float64: bool = False) -> np.ndarray:
     """`value` as a C-contiguous (n, n_cols) array of `dtype`, copied only when needed.

@@ -62,7 +62,7 @@ import zipfile
 import numpy as np
 
 from . import __version__
-from ._validation import check_int, check_real
+from ._validation import check_finite_state, check_int, check_real
 from .network import DTYPES, INITS, OPTIMIZERS, Network, state_length
 from .population import Population
 from .recurrent import RecurrentNetwork
@@ -97,6 +97,7 @@ def save(net: Network, path) -> None:
     if not isinstance(net, Network):
         raise TypeError(f"save() needs a bpfast.Network, got {type(net).__name__}")
     path = os.fspath(path)
+    check_finite_state("cannot save the network", params=net.params, velocity=net.velocity)
     fields = {
         "format": FORMAT, "format_version": 1 if net.optimizer == "momentum" else 2,
         "bpfast_version": __version__, "optimizer": net.optimizer,
@@ -121,6 +122,7 @@ def save_population(pop: Population, path) -> None:
     if not isinstance(pop, Population):
         raise TypeError(f"save_population() needs a bpfast.Population, got {type(pop).__name__}")
     path = os.fspath(path)
+    check_finite_state("cannot save the population", params=pop.params, velocity=pop.velocity)
     meta = json.dumps({
         "format": POPULATION_FORMAT, "format_version": 2 if pop.topology.ties else 1,
         "bpfast_version": __version__, "optimizer": pop.optimizer,

@@ -13,6 +13,7 @@ from ._validation import (
     INT64_MAX,
     as_matrix,
     check_bool,
+    check_finite_state,
     check_fits,
     check_int,
     check_real,
@@ -647,6 +648,8 @@ class Network:
         save(self, path)
 
     def __getstate__(self):
+        check_finite_state("cannot pickle the network", params=self._params,
+                           velocity=self._velocity)
         return {"topology": self.topology.describe(), "dtype": self.dtype.name,
                 "init_range": self.init_range, "init": self.init, "seed": self.seed,
                 "rng": self._rng_state, "params": self._params.copy(),
@@ -671,7 +674,8 @@ class Network:
                                     ("velocity", velocity, state_length(optimizer, n_params))):
             if array.shape != (length,) or not np.isfinite(array).all():
                 raise ValueError(f"a pickled network's {name} must be {length} finite values, "
-                                 f"got shape {array.shape}")
+                                 f"got " + (f"shape {array.shape}" if array.shape != (length,)
+                                            else "NaN or infinite values"))
         if optimizer == "adam":
             count = float(velocity[-1])  # Adam's updates so far: a whole number >= 0
             if count < 0 or count != int(count) or (velocity[n_params:-1] < 0).any():

@@ -34,7 +34,14 @@ from typing import Any
 import numpy as np
 
 from . import _core, _threads
-from ._validation import INT64_MAX, check_bool, check_fits, check_int, check_real
+from ._validation import (
+    INT64_MAX,
+    check_bool,
+    check_finite_state,
+    check_fits,
+    check_int,
+    check_real,
+)
 from .network import (
     DTYPES,
     FLOAT_MAX,
@@ -779,6 +786,8 @@ class Population:
         return load_population(path)
 
     def __getstate__(self):
+        check_finite_state("cannot pickle the population", params=self._params,
+                           velocity=self._velocity)
         return {"topology": self.topology.describe(), "dtype": self.dtype.name,
                 "init": self.init, "init_range": self._init_ranges.copy(),
                 "seeds": self.seeds, "params": self._params.copy(),
