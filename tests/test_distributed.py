@@ -28,7 +28,7 @@ def client():
 def fit_both(client, options, seeds=range(24), **fit):
     local = bpfast.Population([6, 2, 1], seeds=seeds, **options)
     remote = bpfast.Population([6, 2, 1], seeds=seeds, **options)
-    expected = local.fit(X, T, **fit)
+    expected = local.fit(X, T, **{k: v for k, v in fit.items() if k != "shards"})
     got = remote.fit(X, T, client=client, **fit)
     return local, remote, expected, got
 
@@ -49,6 +49,22 @@ def assert_same(local, remote, expected, got):
     dict(lr=0.05, n_sweeps=40, batch_size=8, optimizer="adam")], ids=["lanes", "members"])
 def test_a_sharded_fit_is_bit_for_bit_the_local_one(client, fit):
     assert_same(*fit_both(client, {}, **fit))
+
+
+def test_a_sharded_fit_is_one_fit_at_a_time_and_its_arguments_are_checked_here(client):
+    X, T = bpfast.datasets.symmetry()
+    pop = bpfast.Population([6, 2, 1], seeds=range(4))
+    before = pop.params.copy()
+    with pop._guard:  # as a fit running holds it
+        with pytest.raises(RuntimeError, match="fit was called on this network from inside"):
+            pop.fit(X, T, n_sweeps=5, client=client)
+    with pytest.raises(TypeError, match="client must be a dask.distributed.Client"):
+        pop.fit(X, T, n_sweeps=5, client="tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="n_threads"):  # before any data goes to the workers
+        pop.fit(X, T, n_sweeps=5, client=client, n_threads=0)
+    with pytest.raises(ValueError, match="give a client too"):
+        pop.fit(X, T, n_sweeps=5, shards=3)
+    assert np.array_equal(pop.params, before)
 
 
 def test_per_member_data_and_weights_travel_with_their_shards(client):

@@ -455,7 +455,9 @@ class Population:
             the shared data died with the worker, resubmitted from here with the data scattered
             again), so nothing is lost or counted twice. With n_threads None each task uses
             its worker's threads. On Ctrl-C the shards not yet gathered are cancelled and keep
-            their starting state; the gathered ones keep their training.
+            their starting state; the gathered ones keep their training. (Dask cannot stop a
+            task already running on a worker: it trains to its end, its result unused, and
+            keeps its worker busy until then; ``client.restart()`` frees the workers at once.)
             A shard the cluster forgets again after 3 resubmissions raises RuntimeError, with
             the same outcome for the members.
         shards : int, optional
@@ -483,9 +485,17 @@ class Population:
                           batch_size, shuffle, loss, dead_zone, reduction, sample_weight,
                           optimizer, beta2, epsilon, clip_norm, dropout, stop_tol, record_errors)
         progress = check_bool("progress", progress)
+        if client is None and shards is not None:
+            raise ValueError("shards splits the members over a cluster: give a client too")
         if client is not None:
+            if not callable(getattr(client, "submit", None)):
+                raise TypeError(f"client must be a dask.distributed.Client (for a scheduler's "
+                                f"address: Client('tcp://host:8786')), got {client!r}")
+            if n_threads is not None:  # here, not in every worker's log after the data are sent
+                check_int("n_threads", n_threads, low=1, high=_threads.MAX_THREADS)
             from .distributed import fit_sharded
-            return fit_sharded(self, client, plan, n_threads, shards, progress)
+            with self._guard:  # one fit at a time, on a cluster too: each puts back its members
+                return fit_sharded(self, client, plan, n_threads, shards, progress)
         threads = _threads.usable_threads(_threads.requested_threads(n_threads),
                                           n_threads is not None)
         return self._execute(plan, threads, progress)
