@@ -179,6 +179,27 @@ def test_an_error_while_writing_keeps_the_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
 
 
+def test_drawing_leaves_the_callers_matplotlib_backend_and_figures_alone(tmp_path):
+    pytest.importorskip("matplotlib")
+    # (in a process of its own: the old code switched the backend for good)
+    script = f"""
+import matplotlib
+matplotlib.use("svg")  # stands in for a user's backend (Jupyter's inline, TkAgg)
+import matplotlib.pyplot as plt
+import bpfast
+from bpfast import plots
+plt.figure()
+net = bpfast.Network([6, 2, 1], seed=1)
+plots.symmetry_figure(net, [3.0, 2.0, 1.0], {str(tmp_path / "s.png")!r})
+print(matplotlib.get_backend(), plt.get_fignums())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "[1]"]
+    assert (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_a_plot_path_without_a_suffix_gets_a_png_at_that_name(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path = tmp_path / "weights"

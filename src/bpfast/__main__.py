@@ -316,7 +316,7 @@ def main(argv=None) -> int:
                 raise CommandError(f"--plot has no figure for {args.experiment}; it draws "
                                    "symmetry, family trees and tc")
             from . import plots
-            plots._pyplot()  # fail now, not after the runs, if matplotlib is missing
+            plots._new_figure()  # fail now, not after the runs, if matplotlib is missing
             check_plot_format(args.plot)
         return run_experiment(args)
     except (CommandError, ImportError, ValueError, TypeError, OSError, MemoryError) as exc:

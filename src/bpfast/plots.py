@@ -26,14 +26,15 @@ def hinton_squares(W, max_weight: float | None = None):
             for (i, j), w in np.ndenumerate(W) if w != 0]
 
 
-def _pyplot():
+def _new_figure(**options):
+    """A matplotlib Figure of its own, outside pyplot: drawing one neither needs a display nor
+    changes the caller's backend or open figures (pyplot with the Agg backend switched a Jupyter
+    session's backend for good)."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("plots need matplotlib: pip install 'bpfast[plot]'") from None
-    return plt
+    return Figure(**options)
 
 
 def hinton(ax, W, max_weight: float | None = None, title: str | None = None):
@@ -57,12 +58,12 @@ def symmetry_figure(net, errors, path, title: str | None = None,
                     format: str | None = None) -> None:
     """Nature Fig. 1 style: each hidden unit's 6 input weights and bias, the hidden-to-output
     weights and output bias, and the error curve."""
-    plt = _pyplot()
     W = net.weights("hidden1", "input")
     b = net.bias("hidden1")
     out_w, out_b = net.weights("output", "hidden1")[0], net.bias("output")[0]
     scale = float(np.abs(np.concatenate([W.ravel(), b, out_w, [out_b]])).max())
-    fig, axes = plt.subplots(1, 4, figsize=(11, 2.6), gridspec_kw={"width_ratios": [6, 1, 2, 6]})
+    fig = _new_figure(figsize=(11, 2.6))
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [6, 1, 2, 6]})
     hinton(axes[0], W, scale, "input -> hidden (rows: hidden units)")
     hinton(axes[1], b.reshape(-1, 1), scale, "bias")
     hinton(axes[2], np.append(out_w, out_b).reshape(1, -1), scale, "-> output, bias")
@@ -74,33 +75,31 @@ def symmetry_figure(net, errors, path, title: str | None = None,
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format=format)
-    plt.close(fig)
 
 
 def family_trees_figure(net, path, title: str | None = None,
                         format: str | None = None) -> None:
     """Nature Fig. 4 style: for each of the 6 units fed by the person inputs, its 24 weights as an
     English row (Christopher ... Charlotte) above the isomorphic Italian row."""
-    plt = _pyplot()
     W = net.weights("person_code", "person")
     scale = float(np.abs(W).max())
-    fig, axes = plt.subplots(len(W), 1, figsize=(6, 1.1 * len(W)))
+    fig = _new_figure(figsize=(6, 1.1 * len(W)))
+    axes = fig.subplots(len(W), 1)
     for unit, ax in enumerate(np.atleast_1d(axes)):
         hinton(ax, W[unit].reshape(2, 12), scale, f"unit {unit + 1}: English (top), Italian")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format=format)
-    plt.close(fig)
 
 
 def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None,
                      format: str | None = None) -> None:
     """A histogram of the sweeps each solved run took (log-spaced bins); the unsolved runs are
     counted in the title."""
-    plt = _pyplot()
     sweeps = np.asarray(sweeps, dtype=float)
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig = _new_figure(figsize=(6, 3))
+    ax = fig.subplots()
     if sweeps.size:
         ax.hist(sweeps, bins=np.geomspace(max(sweeps.min(), 1), sweeps.max() + 1, 30))
         ax.set_xscale("log")
@@ -109,17 +108,16 @@ def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None,
     ax.set_title((title + "; " if title else "") + f"{unsolved} not solved", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format=format)
-    plt.close(fig)
 
 
 def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None = None,
               format: str | None = None) -> None:
     """The T-C receptive fields: the chapter's kinds (`kinds`: name -> 3x3) in the top row, and
     learned 3x3 `fields` below, each titled with its label (e.g. its nearest kind)."""
-    plt = _pyplot()
     n_cols = max(len(kinds), min(len(fields), 8))
     n_rows = 1 + -(-len(fields) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.5 * n_cols, 1.7 * n_rows), squeeze=False)
+    fig = _new_figure(figsize=(1.5 * n_cols, 1.7 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (name, W) in zip(axes[0], kinds.items()):
@@ -133,4 +131,3 @@ def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None =
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format=format)
-    plt.close(fig)
