@@ -111,3 +111,13 @@ def test_pdp_problem_values():
 def test_bad_sizes_raise(call):
     with pytest.raises(ValueError, match="must be an integer"):
         call()
+
+
+def test_sizes_may_be_any_integer_type_as_elsewhere_in_the_api(ft):
+    # NumPy's integers (from np.arange, a saved config) were refused by a message that said
+    # they must be integers
+    assert np.array_equal(d.symmetry(np.int64(4))[0], d.symmetry(4)[0])
+    assert np.array_equal(d.parity(np.int32(3))[1], d.parity(3)[1])
+    assert all(np.array_equal(a, b) for a, b in zip(ft.split(np.int64(4)), ft.split(4)))
+    with pytest.raises(ValueError, match="must be an integer from"):
+        d.symmetry(4.0)

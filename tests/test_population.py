@@ -364,6 +364,12 @@ def test_absurd_populations_raise_memory_error_before_allocating():
         pop.fit(X_SYM, T_SYM, n_sweeps=10**9, record_errors=True)
 
 
+@pytest.mark.parametrize("seeds", [None, 5, "ab"])
+def test_seeds_that_are_not_a_sequence_of_seeds_say_so(seeds):
+    with pytest.raises(TypeError, match="seeds must be a sequence"):
+        bpfast.Population([6, 2, 1], seeds=seeds)
+
+
 def test_a_schedule_may_be_any_iterable_of_phases_as_for_a_network():
     phases = [Phase(3, 0.1, 0.5), Phase(2, 0.05, 0.9)]
     pop = bpfast.Population([6, 2, 1], seeds=range(2))

@@ -6,15 +6,17 @@ All return float64 arrays of 0/1; ``X`` has one row per case, ``T`` one row of t
 from __future__ import annotations
 
 import itertools
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 
 def _check_bits(name: str, n, low: int, high: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or not low <= n <= high:
+    """n as an int (any integer type, NumPy's too, as the rest of the API takes) in [low, high]."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not low <= n <= high:
         raise ValueError(f"{name} must be an integer from {low} to {high}, got {n!r}")
-    return n
+    return int(n)
 
 
 def _all_patterns(n: int) -> np.ndarray:

@@ -105,8 +105,8 @@ class FitResult:
         E of the final weights over all cases, per case with reduction="mean" (NaN if fit was
         called with ``evaluate=False``).
     solved : bool
-        Whether every output of the final weights is within `stop_tol` of its target
-        (False when no `stop_tol` was given, or with ``evaluate=False``).
+        Whether every output of the final weights is within `stop_tol` of its target (False
+        when no `stop_tol` was given; with ``evaluate=False``, whether training stopped on it).
     """
 
     errors: np.ndarray
@@ -397,8 +397,9 @@ class Network:
         evaluate : bool, default True
             Measure the final weights over every case for ``final_error`` and ``solved``: one
             more forward pass over the data (for a fit of one mini-batch epoch, about a third of
-            its time). False skips it: ``final_error`` is NaN and ``solved`` False (a `stop_tol`
-            still stops training); for loops of short fits that read only ``errors``. Without
+            its time). False skips it: ``final_error`` is NaN, and ``solved`` is True only if
+            training stopped on `stop_tol` (which still stops it); for loops of short fits that
+            read only ``errors``. Without
             that pass or a `stop_tol`, mini-batch training holds buffers for one batch only,
             rather than for 8,192 cases.
 

@@ -219,6 +219,9 @@ class Population:
                  ties: Sequence[Tie] = (), activation: str = "logistic",
                  output_activation: str | None = None, bias: bool = True, init_range=0.3,
                  init: str = "uniform", dtype="float32"):
+        if seeds is None:
+            raise TypeError("seeds must be a sequence of seeds, one per member (e.g. "
+                            "seeds=range(100)); a population has no default")
         if isinstance(seeds, (int, np.integer)):
             raise TypeError(f"seeds must be a sequence of seeds, one per member (e.g. "
                             f"seeds=range({seeds})), got {seeds!r}")
@@ -433,7 +436,9 @@ class Population:
         would have taken it (bit for bit), except that a member that diverges is reported in the
         result instead of raising.
 
-        Parameters are those of :meth:`Network.fit`, with these differences:
+        Parameters are those of :meth:`Network.fit` but `callback`, `callback_every` and
+        `evaluate` (every member's final error and stop test are measured), with these
+        differences:
 
         lr, momentum, n_sweeps, weight_decay, stop_tol :
             One value for all members, or a sequence of one per member.
