@@ -381,6 +381,25 @@ def test_a_schedule_may_be_any_iterable_of_phases_as_for_a_network():
         pop.fit(X_SYM, T_SYM, schedule=5)
 
 
+@pytest.mark.parametrize("batch_size,fit", [(None, dict(stop_tol=0.2)),
+                                             (16, dict(stop_tol=0.4, lr=0.3, momentum=0.9))],
+                         ids=["lanes", "members"])
+def test_the_error_log_is_as_long_as_the_sweeps_run_not_the_budget(batch_size, fit):
+    # a generous budget with a stop rule, as Network.fit takes it: the log grows as sweeps run
+    # (sized by the budget, it asked for 15,000 GiB here). These seeds solve within 16,000
+    # sweeps (full batch) and 1,000 (mini-batches).
+    pop = bpfast.Population([6, 2, 1], seeds=[1, 2])
+    result = pop.fit(X_SYM, T_SYM, n_sweeps=10**12, batch_size=batch_size, record_errors=True,
+                     **fit)
+    assert result.engine == ("lanes" if batch_size is None else "members")
+    assert result.errors.shape == (2, result.n_sweeps.max())
+    for i, seed in enumerate([1, 2]):
+        net = bpfast.Network([6, 2, 1], seed=seed)
+        expected = net.fit(X_SYM, T_SYM, n_sweeps=10**12, batch_size=batch_size, **fit)
+        assert result[i].n_sweeps == expected.n_sweeps
+        np.testing.assert_array_equal(result[i].errors, expected.errors)
+
+
 def test_results_read_as_fit_results():
     pop = bpfast.Population([6, 2, 1], seeds=range(3))
     result = pop.fit(X_SYM, T_SYM, n_sweeps=20)

@@ -534,8 +534,9 @@ class Population:
                  dropout == 0 and _core.population_lanes(self.topology, self.dtype, n,
                                                          weights is not None))
         totals = np.array([sum(p[0] for p in member) for member in phases], dtype=np.int64)
-        if record_errors:
-            check_fits(int(n_members * max(int(totals.max()), 1) * 8),
+        if record_errors:  # the sweeps sure to run: members with a stop rule grow the log
+            certain = int(totals[tols == 0].max()) if (tols == 0).any() else 0
+            check_fits(n_members * max(certain, 1) * 8,
                        f"the errors of {n_members:,} members' sweeps")
         per_case = np.ones(n_members)  # what the errors are divided by
         if reduction == "mean":
@@ -623,8 +624,8 @@ class Population:
         back = np.zeros((n_members, 2 * n_params), self.dtype)
         status = np.zeros(n_members, np.int32)
         n_done = np.zeros(n_members, np.int64)
-        errors = np.full((n_members, max(int(totals.max()), 1)), np.nan) \
-            if plan.record_errors else None
+        # the error log, a block of columns a call: as long as the sweeps run, not the budget
+        logs: list[np.ndarray] | None = [] if plan.record_errors else None
         # each member's phases as a table, padded with its last phase: where each ends, its
         # settings (lr, momentum, weight decay)
         width = max(len(member) for member in phases)
@@ -662,7 +663,12 @@ class Population:
                 chunk = left
             lr[:], momentum[:], decay[:] = settings[rows, k].T
             sweeps[:] = np.where(running, chunk, 0)
-            log = np.full((n_members, chunk), np.nan) if plan.record_errors else None
+            log = None
+            if logs is not None:
+                check_fits(n_members * (position + chunk) * 8,
+                           f"the errors of {n_members:,} members' {position + chunk:,} sweeps")
+                log = np.full((n_members, chunk), np.nan)
+                logs.append(log)
             work = chunk * int(running.sum())
             common["n_threads"] = used = threads_for(work)
             started = time.perf_counter()
@@ -674,8 +680,6 @@ class Population:
                                    **common)
             elapsed = time.perf_counter() - started
             member_sweep = elapsed * used / work
-            if errors is not None:
-                errors[:, position: position + chunk] = log
             position += chunk
             # the next call: about CHUNK_SECONDS on the threads (growing CHUNK_GROWTH-fold at most)
             still = max(int(((status == RUNNING) & (totals > position)).sum()), 1)
@@ -692,7 +696,9 @@ class Population:
                                n_sweeps=sweeps, n_decayed=n_decayed, status=status,
                                n_done=n_done, final_error=final_error, within=within,
                                **common)
-        if errors is not None:
+        errors = None
+        if logs is not None:
+            errors = np.concatenate(logs, axis=1) if logs else np.full((n_members, 0), np.nan)
             errors[np.arange(errors.shape[1])[None, :] >= n_done[:, None]] = np.nan
         return n_done, status, final_error, within, errors
 
@@ -709,8 +715,8 @@ class Population:
         n_done = np.zeros(n_members, np.int64)
         status = np.zeros(n_members, np.int32)
         final_error, within = np.zeros(n_members), np.zeros(n_members, np.int32)
-        errors = np.full((n_members, max(int(plan.totals.max()), 1)), np.nan) \
-            if plan.record_errors else None
+        # each member's error log, as long as its sweeps (run_training grows it)
+        logs: list[np.ndarray | None] | None = [None] * n_members if plan.record_errors else None
         codes = {name: code for code, name in enumerate(STATUS_NAMES)}
         reporter = _Progress(n_members, None) if progress else None
         lock = threading.Lock()
@@ -729,8 +735,8 @@ class Population:
                 rng_state=self._shuffle[i: i + 1], n_threads=1, watch=watch)
             n_done[i], final_error[i], within[i] = done, final, all_within
             status[i] = codes.get(reason.removesuffix("_unverified"), 0)
-            if errors is not None:
-                errors[i, :done] = log
+            if logs is not None:
+                logs[i] = log
             if reporter is not None:
                 with lock:
                     finished[0] += 1
@@ -757,6 +763,14 @@ class Population:
                 raise KeyboardInterrupt
         if reporter is not None:
             reporter.close()
+        errors = None
+        if logs is not None:
+            width = int(n_done.max())
+            check_fits(n_members * width * 8, f"the errors of {n_members:,} members' sweeps")
+            errors = np.full((n_members, width), np.nan)
+            for i, log in enumerate(logs):
+                if log is not None:
+                    errors[i, :len(log)] = log
         return n_done, status, final_error, within, errors
 
     # -- inference ----------------------------------------------------------------------------
