@@ -400,6 +400,33 @@ def test_the_error_log_is_as_long_as_the_sweeps_run_not_the_budget(batch_size, f
         np.testing.assert_array_equal(result[i].errors, expected.errors)
 
 
+def test_bad_per_member_data_is_reported_by_member_and_case():
+    pop = bpfast.Population([6, 2, 1], seeds=range(3))
+    Xs = np.stack([X_SYM] * 3)
+    Xs[2, 5, 1] = np.nan
+    for call in (lambda: pop.fit(Xs, T_SYM, n_sweeps=2), lambda: pop.predict(Xs)):
+        with pytest.raises(ValueError, match=r"member 2, case 5, column 1"):  # not "row 133"
+            call()
+    Ts = np.stack([T_SYM] * 3)
+    Ts[1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"T contains .*member 1, case 0, column 0"):
+        pop.fit(X_SYM, Ts, n_sweeps=2)
+    weights = np.ones((3, 64))
+    weights[1] = 0
+    with pytest.raises(ValueError, match="sample_weight of member 1: .*not all 0"):
+        pop.fit(X_SYM, T_SYM, n_sweeps=2, sample_weight=weights)
+
+
+def test_a_result_is_indexed_by_one_members_int():
+    result = bpfast.Population([6, 2, 1], seeds=range(3)).fit(X_SYM, T_SYM, n_sweeps=3)
+    assert result[-1].n_sweeps == 3 and len(list(result)) == 3
+    for index in (slice(1, 3), [0, 2]):
+        with pytest.raises(TypeError, match="indexed by one member's int"):
+            result[index]
+    with pytest.raises(IndexError, match="member 3 of a population of 3"):
+        result[3]
+
+
 def test_results_read_as_fit_results():
     pop = bpfast.Population([6, 2, 1], seeds=range(3))
     result = pop.fit(X_SYM, T_SYM, n_sweeps=20)

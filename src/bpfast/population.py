@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _core, _threads
 from ._validation import (
+    FLOAT32_OVERFLOW,
     INT64_MAX,
     check_bool,
     check_finite_state,
@@ -114,6 +115,11 @@ class PopulationResult:
 
     def __getitem__(self, i: int) -> FitResult:
         """Member i's result as a FitResult (its errors only if they were recorded)."""
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"a PopulationResult is indexed by one member's int, got {i!r}; its "
+                            f"arrays (n_sweeps, final_error, ...) hold every member's values")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"member {i} of a population of {len(self)}")
         n = int(self.n_sweeps[i])
         errors = self.errors[i, :n].copy() if self.errors is not None else np.full(0, np.nan)
         return FitResult(errors=errors, n_sweeps=n, stop_reason=str(self.stop_reason[i]),
@@ -160,6 +166,36 @@ class _Plan:
             else self.weights[members],
             phases=[self.phases[i] for i in members], totals=self.totals[members],
             tols=self.tols[members], per_case=self.per_case[members])
+
+
+def _member_rows(name: str, check, array: np.ndarray, dtype):
+    """check() of a 3-D array of one matrix per member, as the members' rows stacked. A NaN or
+    infinity is reported by member and case: the stacked row check() names is no row of the
+    caller's."""
+    n_members, n = array.shape[:2]
+    try:
+        return check(array.reshape(n_members * n, *array.shape[2:]))
+    except ValueError as exc:
+        if "NaN or infinite" not in str(exc) or array.dtype.kind not in "biuf":
+            raise
+        limit = FLOAT32_OVERFLOW if np.dtype(dtype) == np.float32 else np.inf
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = np.argwhere(~(np.abs(array.astype(np.float64)) < limit))
+        if not len(bad):
+            raise
+        member, case, column = bad[0]
+        raise ValueError(f"{name} contains a value that is NaN or infinite in "
+                         f"{np.dtype(dtype).name} (member {member}, case {case}, column "
+                         f"{column}: {array[member, case, column]!r}); remove or replace such "
+                         f"values") from None
+
+
+def _member_weights(shell, member: int, row, n: int) -> np.ndarray:
+    """One member's row of a 2-D sample_weight, checked; an error names the member."""
+    try:
+        return shell._sample_weight(row, n)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"sample_weight of member {member}: {exc}") from None
 
 
 def _as_array(data) -> np.ndarray | None:
@@ -398,8 +434,7 @@ class Population:
                 raise ValueError(f"X of shape {x_array.shape}: a 3-D X holds one (n_cases, "
                                  f"n_inputs) matrix per member, {n_members} of them")
             n = x_array.shape[1]
-            Xc = shell._inputs(x_array.reshape(n_members * n, *x_array.shape[2:]))
-            Xc = Xc.reshape(n_members, n, -1)
+            Xc = _member_rows("X", shell._inputs, x_array, self.dtype).reshape(n_members, n, -1)
         t_array = _as_array(T)
         shared_t = t_array is None or t_array.ndim != 3
         if shared_t:
@@ -409,8 +444,8 @@ class Population:
             if t_array.shape[:2] != (n_members, n):
                 raise ValueError(f"T of shape {t_array.shape}: a 3-D T holds one (n_cases, "
                                  f"n_outputs) matrix per member, here ({n_members}, {n}, ...)")
-            Tc = shell._targets(t_array.reshape(n_members * n, *t_array.shape[2:]),
-                                n_members * n).reshape(n_members, n, -1)
+            Tc = _member_rows("T", lambda rows: shell._targets(rows, n_members * n), t_array,
+                              self.dtype).reshape(n_members, n, -1)
         weights = None
         if sample_weight is not None:
             w = np.asarray(sample_weight)
@@ -418,7 +453,8 @@ class Population:
                 if w.shape[0] != n_members:
                     raise ValueError(f"sample_weight of shape {w.shape}: a 2-D sample_weight "
                                      f"holds one row of case weights per member ({n_members})")
-                weights = np.stack([shell._sample_weight(row, n) for row in w])
+                weights = np.stack([_member_weights(shell, i, row, n)
+                                    for i, row in enumerate(w)])
             else:
                 weights = shell._sample_weight(w, n)[None, :]
         return Xc, Tc, shared_x, shared_t, weights, n
@@ -786,7 +822,7 @@ class Population:
                 raise ValueError(f"a 3-D X holds one matrix per member ({n_members}), got "
                                  f"shape {x_array.shape}")
             n = x_array.shape[1]
-            Xc = shell._inputs(x_array.reshape(n_members * n, *x_array.shape[2:]))
+            Xc = _member_rows("X", shell._inputs, x_array, self.dtype)
             inputs = [Xc[i * n:(i + 1) * n] for i in range(n_members)]
         else:
             Xc = shell._inputs(X)
