@@ -14,7 +14,7 @@ import numpy as np
 
 def _check_bits(name: str, n, low: int, high: int) -> int:
     """n as an int (any integer type, NumPy's too, as the rest of the API takes) in [low, high]."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not low <= n <= high:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not low <= int(n) <= high:
         raise ValueError(f"{name} must be an integer from {low} to {high}, got {n!r}")
     return int(n)
 
