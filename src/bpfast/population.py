@@ -274,13 +274,11 @@ class Population:
             raise TypeError(f"seeds must be a sequence of non-negative integers: {exc}") from None
         # one per member: a sequence the caller holds already (a value for all: after the check)
         ranges = _per_member("init_range", init_range, n) if _is_per_member(init_range) else None
-        if isinstance(init_range, np.ndarray):
-            init_range = init_range.item() if ranges is None else init_range  # a 0-d array
+        first_range = _per_member("init_range", init_range, 1)[0] if ranges is None else ranges[0]
         # The first member is a Network built the ordinary way: it checks every argument.
         first = Network(sizes, inputs=inputs, layers=layers, ties=ties, activation=activation,
-                        output_activation=output_activation, bias=bias,
-                        init_range=init_range if ranges is None else ranges[0], init=init,
-                        seed=first_seed, dtype=dtype)
+                        output_activation=output_activation, bias=bias, init_range=first_range,
+                        init=init, seed=first_seed, dtype=dtype)
         self.topology: Topology = first.topology
         self.dtype = first.dtype
         self.init = init
