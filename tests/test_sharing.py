@@ -300,6 +300,23 @@ def test_bad_ties_are_refused_with_a_clear_message(tie, message):
         Topology({"x": 3}, layers, [Tie(**tie)])
 
 
+def test_an_index_may_be_written_as_nested_lists_as_by_hand():
+    # one map for every block, written as lists, was read as one map per row ("a Tie of 1
+    # blocks needs one index array (for all) or 1, got 2")
+    layers = [Layer("h", 2, ["x"]), Layer("out", 1, ["h"])]
+    field = [[0, 1, 0], [1, 0, 1]]
+    for as_array in (False, True):
+        index = np.array(field) if as_array else field
+        tie = Tie(weights=[("h", "x")], index=index)
+        assert np.array_equal(tie.index[0], field)
+        net = bpfast.Network(inputs={"x": 3}, layers=layers, ties=[tie])
+        assert net.topology.n_params == 2 + 2 + 2 + 1  # 2 shared, the biases, h -> out, out
+    assert np.array_equal(Tie(biases=["h"], index=[0, 0]).index[0], [0, 0])
+    # one map per block, of other shapes, still reads as such
+    two = Tie(weights=[("h", "x"), ("out", "h")], index=[field, [[0, 1]]])
+    assert [m.shape for m in two.index] == [(2, 3), (1, 2)]
+
+
 def test_a_block_cannot_be_in_two_ties():
     layers = [Layer("h1", 4, ["x"]), Layer("h2", 4, ["h1"]), Layer("y", 4, ["h2"])]
     with pytest.raises(ValueError, match="two Ties"):

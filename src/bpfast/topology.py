@@ -139,6 +139,13 @@ class Tie:
         index = self.index
         if index is not None:
             ndim = 2 if weights else 1
+            if not isinstance(index, np.ndarray):  # nested lists of ints: one map, as an array
+                try:
+                    one_map = np.asarray(index)
+                except (ValueError, TypeError):  # ragged: one map per block
+                    one_map = None
+                if one_map is not None and one_map.ndim == ndim and one_map.dtype.kind in "iu":
+                    index = one_map
             if isinstance(index, np.ndarray) and index.ndim == ndim:
                 index = (index,) * len(uses)
             else:
