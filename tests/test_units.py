@@ -176,7 +176,8 @@ def test_a_case_of_weight_two_counts_as_that_case_twice_and_weight_zero_as_none(
 
 
 @pytest.mark.parametrize("options", [dict(momentum=0.9, weight_decay=0.01),
-                                     dict(optimizer="adam", lr=0.01), dict(dropout=0.2, momentum=0.5)],
+                                     dict(optimizer="adam", lr=0.01),
+                                     dict(dropout=0.2, momentum=0.5)],
                          ids=["momentum-decay", "adam", "dropout"])
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_mini_batches_of_weight_zero_cases_change_nothing(options, batch_size, isa):

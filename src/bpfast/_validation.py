@@ -79,6 +79,15 @@ def check_finite_state(what: str, **arrays) -> None:
                          f"could not be read back; set them to finite values first")
 
 
+class NonFiniteError(ValueError):
+    """A value of a matrix that is NaN or infinite in the dtype it is converted to, at (row,
+    column): callers that stacked several matrices into one say which one and where."""
+
+    def __init__(self, message: str, row: int, column: int):
+        super().__init__(message)
+        self.row, self.column = int(row), int(column)
+
+
 def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str,
               keep_float64: bool = False) -> np.ndarray:
     """`value` as a C-contiguous (n, n_cols) array of `dtype`, copied only when needed.
@@ -112,9 +121,10 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str,
         # (a NaN makes min and max NaN, and fails both comparisons)
         if not (-FLOAT32_OVERFLOW < array.min() and array.max() < FLOAT32_OVERFLOW):
             bad = np.argwhere(~(np.abs(array) < FLOAT32_OVERFLOW))[0]
-            raise ValueError(f"{name} contains a value that is NaN or infinite in float32 (first "
-                             f"at row {bad[0]}, column {bad[1]}: {array[bad[0], bad[1]]!r}); "
-                             "remove or replace such values")
+            raise NonFiniteError(f"{name} contains a value that is NaN or infinite in float32 "
+                                 f"(first at row {bad[0]}, column {bad[1]}: "
+                                 f"{array[bad[0], bad[1]]!r}); remove or replace such values",
+                                 bad[0], bad[1])
         return array
     if array.dtype != dtype or not array.flags.c_contiguous:
         check_fits(array.size * np.dtype(dtype).itemsize, f"a contiguous {np.dtype(dtype).name} "
@@ -123,9 +133,10 @@ def as_matrix(name: str, value, dtype, n_cols: int, what_cols: str,
         converted = np.ascontiguousarray(array, dtype=dtype)
     if not all_finite(converted):
         bad = np.argwhere(~np.isfinite(converted))[0]
-        raise ValueError(f"{name} contains a value that is NaN or infinite in {np.dtype(dtype).name} "
-                         f"(first at row {bad[0]}, column {bad[1]}: "
-                         f"{array[bad[0], bad[1]]!r}); remove or replace such values")
+        raise NonFiniteError(f"{name} contains a value that is NaN or infinite in "
+                             f"{np.dtype(dtype).name} (first at row {bad[0]}, column {bad[1]}: "
+                             f"{array[bad[0], bad[1]]!r}); remove or replace such values",
+                             bad[0], bad[1])
     return converted
 
 

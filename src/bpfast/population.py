@@ -35,8 +35,8 @@ import numpy as np
 
 from . import _core, _threads
 from ._validation import (
-    FLOAT32_OVERFLOW,
     INT64_MAX,
+    NonFiniteError,
     check_bool,
     check_finite_state,
     check_fits,
@@ -175,19 +175,12 @@ def _member_rows(name: str, check, array: np.ndarray, dtype):
     n_members, n = array.shape[:2]
     try:
         return check(array.reshape(n_members * n, *array.shape[2:]))
-    except ValueError as exc:
-        if "NaN or infinite" not in str(exc) or array.dtype.kind not in "biuf":
-            raise
-        limit = FLOAT32_OVERFLOW if np.dtype(dtype) == np.float32 else np.inf
-        with np.errstate(invalid="ignore", over="ignore"):
-            bad = np.argwhere(~(np.abs(array.astype(np.float64)) < limit))
-        if not len(bad):
-            raise
-        member, case, column = bad[0]
+    except NonFiniteError as exc:
+        member, case = divmod(exc.row, n)
         raise ValueError(f"{name} contains a value that is NaN or infinite in "
                          f"{np.dtype(dtype).name} (member {member}, case {case}, column "
-                         f"{column}: {array[member, case, column]!r}); remove or replace such "
-                         f"values") from None
+                         f"{exc.column}: {array[member, case, exc.column]!r}); remove or replace "
+                         f"such values") from None
 
 
 def _member_weights(shell, member: int, row, n: int) -> np.ndarray:
