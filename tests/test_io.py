@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import stat
-import statistics
 import struct
 import sys
 import threading
@@ -872,11 +871,13 @@ def test_load_time_grows_linearly_with_the_number_of_layers(tmp_path):
         net.save(path)
         same_network(net, bpfast.load(path))
         runs = []
-        for _ in range(3):
+        for _ in range(5):
             start = time.perf_counter()
             bpfast.load(path)
             runs.append(time.perf_counter() - start)
-        times[n_layers] = statistics.median(runs)
+        # the fastest run: a busy machine (other jobs, helpers, CI neighbours) only ever adds
+        # time, and the median of three took the ratio past the bound once under such load
+        times[n_layers] = min(runs)
     # 8x the layers: linear work takes ~8x as long, quadratic ~64x. The bound of 24 leaves room
     # for timing noise and for caches the small file fits in and the large one does not.
     assert times[16_000] / times[2_000] < 24, times
