@@ -7,6 +7,8 @@
  *   VFMA_F32, VFMA_F64        fused a * b + c on vectors where the ISA has it, else a * b + c
  *   VMIN_*, VMAX_*            one instruction each: VMIN(a, b) = a < b ? a : b, VMAX(a, b) =
  *                             a > b ? a : b, either NaN where b is NaN (a is never NaN here)
+ *   VPERMUTE_F32 (optional)   lane i of the result is lane idx[i] mod VW of a float32 vector, one
+ *                             instruction; where it is defined, float32 exp uses a table
  * The build sets -ffp-contract=off: the compiler never fuses on its own, so every copy of a kernel
  * (serial, OpenMP, any inlining) rounds the same way, and the fused ones are written out. */
 #ifdef _OPENMP

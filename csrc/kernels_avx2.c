@@ -24,6 +24,8 @@
 #define VMIN_F64(a, b) ((vf64)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
 #define VMAX_F32(a, b) ((vf32)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define VMAX_F64(a, b) ((vf64)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+/* lane i <- lane idx[i] mod 8 of t (vpermps) */
+#define VPERMUTE_F32(t, idx) ((vf32)_mm256_permutevar8x32_ps((__m256)(t), (__m256i)(idx)))
 #include "isa.inc.c"
 
 #if defined(__clang__)

@@ -24,6 +24,8 @@
 #define VMIN_F64(a, b) ((vf64)_mm512_min_pd((__m512d)(a), (__m512d)(b)))
 #define VMAX_F32(a, b) ((vf32)_mm512_max_ps((__m512)(a), (__m512)(b)))
 #define VMAX_F64(a, b) ((vf64)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
+/* lane i <- lane idx[i] mod 16 of t (vpermps) */
+#define VPERMUTE_F32(t, idx) ((vf32)_mm512_permutexvar_ps((__m512i)(idx), (__m512)(t)))
 #include "isa.inc.c"
 
 #if defined(__clang__)

@@ -19,13 +19,65 @@
 #endif
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* exp(x) of each of v[0 .. k) as two factors, exp(x) = p[i] * scale[i] with scale[i] = 2^n exactly,
- * vectorised: x = n ln2 + r with n = x / ln2 rounded to the nearest integer, so |r| <= ln2/2,
- * exp(r) = 1 + r (1 + r P(r)) by a polynomial, 2^n through the exponent bits. Inputs are clamped to
- * the range where 2^n is a normal number. Error: a few ulp (tested against libm in
- * tests/test_kernels.py). The logistic unit takes 17 operations a vector this way, against 25 with
- * a floor, a conversion and unfused steps (callgrind, W5's population: 44.6M -> 40.9M
- * instructions; its logistic units were a third of its time). */
+/* exp(x) of each of v[0 .. k) as two factors, exp(x) = p[i] * scale[i], vectorised, in one of two
+ * ways. Inputs are clamped to the range where the result is a normal number. Error: a few ulp
+ * (tested against libm in tests/test_kernels.py).
+ *
+ * With a one-instruction lane permute (float32 on AVX2 and AVX-512: VPERMUTE_F32), a table:
+ * x = (8n + j) ln2/8 + r with 8n + j = 8x / ln2 rounded to the nearest integer, so |r| <= ln2/16;
+ * scale = 2^(j/8) 2^n, 2^(j/8) from an 8-entry table held in a register and 2^n added to its
+ * exponent bits, and p = exp(r) = 1 + r (c1 + r (c2 + r c3)), a minimax cubic (relative error
+ * 2.9e-8 with its float32 coefficients). The logistic unit then takes 7 multiply-adds a vector,
+ * against 11 with a polynomial over |r| <= ln2/2; those were its limit (the FMA pipes, not
+ * latency: a span of 8 vectors of W5's forward pass took 98-101 cycles on Zen 5 with avx2, 136
+ * multiply-adds at 2 a cycle, session 22).
+ *
+ * Otherwise: x = n ln2 + r with n = x / ln2 rounded to the nearest integer, so |r| <= ln2/2,
+ * exp(r) = 1 + r (1 + r P(r)) by a polynomial, scale = 2^n exactly through the exponent bits. The
+ * logistic unit takes 17 operations a vector this way, against 25 with a floor, a conversion and
+ * unfused steps (callgrind, W5's population: 44.6M -> 40.9M instructions; its logistic units were
+ * a third of its time). */
+#if !BP_DOUBLE && defined(VPERMUTE_F32)
+static ALWAYS_INLINE void FN(vexp_parts_block)(const VREAL *v, VREAL *p, VREAL *scale,
+                                               const int k)
+{
+    const REAL hi = 88.0f, lo = -87.0f;
+    /* ln2/8 in two parts; the first has few bits, so n8 * ln2_8_hi is exact (|n8| < 2^10) */
+    const REAL ln2_8_hi = 0.693359375f / 8, ln2_8_lo = -2.12194440e-4f / 8;
+    /* minimax for exp(r) on |r| <= ln2/16 (bench/results/2026-12-02-session23.md) */
+    const REAL c1 = 0x1.000002p+0f, c2 = 0x1.000884p-1f, c3 = 0x1.5548e4p-3f;
+    /* 2^(j/8) at lane j mod 8, for a permute that reads an index's low log2(VW) bits */
+    static const REAL exp2_eighths[16] __attribute__((aligned(64))) = {
+        0x1p+0f, 0x1.172b84p+0f, 0x1.306fe0p+0f, 0x1.4bfdaep+0f,
+        0x1.6a09e6p+0f, 0x1.8ace54p+0f, 0x1.ae89fap+0f, 0x1.d5818ep+0f,
+        0x1p+0f, 0x1.172b84p+0f, 0x1.306fe0p+0f, 0x1.4bfdaep+0f,
+        0x1.6a09e6p+0f, 0x1.8ace54p+0f, 0x1.ae89fap+0f, 0x1.d5818ep+0f};
+    const VREAL table = FN(vload)(exp2_eighths);
+    /* z = 8x / ln2 + 1.5 * 2^23: at that magnitude the sum rounds to an integer, m + 1.5 * 2^23
+       with m = 8n + j (|m| < 2^10), and z's low bits are m's two's complement: j in the lowest 3,
+       n above them. Shifted up by 20 and masked they are n in the exponent field. */
+    const REAL shifter = 0x1.8p23f;
+    VREAL x[BP_BLOCK], z[BP_BLOCK];
+    EACH(i, k) x[i] = VMAX(FN(vsplat)(lo), VMIN(FN(vsplat)(hi), v[i])); /* (NaN stays NaN) */
+    EACH(i, k) z[i] = VFMA(x[i], FN(vsplat)((REAL)11.5415603271117073), FN(vsplat)(shifter));
+    EACH(i, k) {
+        const VREAL m = z[i] - shifter; /* exactly */
+        x[i] = VFMA(m, FN(vsplat)(-ln2_8_hi), x[i]); /* exact */
+        x[i] = VFMA(m, FN(vsplat)(-ln2_8_lo), x[i]); /* r */
+    }
+    EACH(i, k) p[i] = VFMA(FN(vsplat)(c3), x[i], FN(vsplat)(c2));
+    EACH(i, k) p[i] = VFMA(p[i], x[i], FN(vsplat)(c1));
+    EACH(i, k) p[i] = VFMA(p[i], x[i], FN(vsplat)(1));
+    EACH(i, k) {
+        VBITS bits, root;
+        memcpy(&bits, &z[i], sizeof bits);
+        const VREAL root_f = VPERMUTE_F32(table, bits);
+        memcpy(&root, &root_f, sizeof root);
+        bits = root + ((bits << 20) & 0xff800000u); /* 2^(j/8) * 2^n: n added to its exponent */
+        memcpy(&scale[i], &bits, sizeof scale[i]);
+    }
+}
+#else
 static ALWAYS_INLINE void FN(vexp_parts_block)(const VREAL *v, VREAL *p, VREAL *scale,
                                                const int k)
 {
@@ -69,6 +121,7 @@ static ALWAYS_INLINE void FN(vexp_parts_block)(const VREAL *v, VREAL *p, VREAL *
         memcpy(&scale[i], &bits, sizeof scale[i]);
     }
 }
+#endif
 
 /* exp of each of v[0 .. k), in place (a block function: see above) */
 static ALWAYS_INLINE void FN(vexp_block)(VREAL *v, const int k)
@@ -85,7 +138,8 @@ static inline VREAL FN(vexp)(VREAL x)
 }
 
 /* The logistic function of each of y[0 .. k), in place: 1 / (1 + exp(-y)), the 1 added in the
-   same rounding as the product p * 2^n (exact, a normal number), so it is the same number */
+   rounding of the product p * scale (where scale is 2^n that product is exact, so the sum is the
+   same number as 1 + vexp(-y)) */
 static ALWAYS_INLINE void FN(vlogistic_block)(VREAL *y, const int k)
 {
     VREAL e[BP_BLOCK], p[BP_BLOCK], scale[BP_BLOCK];
