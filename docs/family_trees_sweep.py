@@ -101,7 +101,8 @@ def main():
               "letter": LETTER, "runs": len(results) * args.seeds + 5 * len(fresh),
               "seconds": round(time.perf_counter() - started, 1),
               "threads": bpfast.build_info()["openmp_max_threads"],
-              "bpfast_version": bpfast.__version__, "settings": results, "confirmed": confirmed}
+              "bpfast_version": bpfast.__version__, "kernels": bpfast.build_info()["simd"],
+              "settings": results, "confirmed": confirmed}
     with open(args.out, "w") as f:
         json.dump(record, f, indent=1)
     print(f"{record['runs']} runs in {record['seconds']} s -> {args.out}")

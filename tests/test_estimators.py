@@ -41,8 +41,10 @@ import warnings  # noqa: E402
 import joblib  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits, make_classification, make_regression  # noqa: E402
+from sklearn.datasets import (load_digits, make_classification,  # noqa: E402
+                              make_multilabel_classification, make_regression)
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.metrics import accuracy_score  # noqa: E402
 from sklearn.model_selection import (GridSearchCV, cross_val_score,  # noqa: E402
                                      train_test_split)
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -333,3 +335,93 @@ def test_alpha_too_large_for_the_learning_rate_is_refused_naming_alpha():
     with pytest.raises(ValueError, match="alpha=1.0 .*larger sample weights"):
         BPClassifier(alpha=1.0, learning_rate_init=0.01, solver="sgd", batch_size=2).fit(
             np.zeros((4, 2)), [0, 1, 0, 1], sample_weight=np.full(4, 1e-5))
+
+
+def test_early_stopping_scores_the_validation_cases_by_their_weight(monkeypatch):
+    """As MLPClassifier (scikit-learn >= 1.7): a validation case of weight 0 does not count."""
+    from bpfast import estimators
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = (X[:, 0] > 0).astype(int)
+    w = np.ones(400)
+    noisy = rng.random(400) < 0.5
+    y[noisy] = rng.integers(0, 2, noisy.sum())
+    w[noisy] = 0.0
+    drawn = {}
+
+    def spy(*arrays, **options):
+        split = train_test_split(*arrays, **options)
+        drawn.update(X=split[1], y=split[5], w=split[7])
+        return split
+
+    monkeypatch.setattr(estimators, "train_test_split", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = BPClassifier(max_iter=1, early_stopping=True, random_state=0).fit(
+            X, y, sample_weight=w)
+    predicted = clf.predict(drawn["X"])
+    weighted = accuracy_score(drawn["y"], predicted, sample_weight=drawn["w"])
+    assert weighted != accuracy_score(drawn["y"], predicted)  # the data make the two differ
+    assert clf.validation_scores_ == [pytest.approx(weighted)]
+    assert clf.best_loss_ is None  # as MLPClassifier with early stopping
+
+    w_zero_val = np.zeros(400)
+    w_zero_val[:2] = 1  # at most two weighted cases: a validation split may draw none
+    with pytest.raises(ValueError, match="sample_weight 0"):
+        for seed in range(20):
+            BPClassifier(max_iter=1, early_stopping=True, random_state=seed).fit(
+                X, y, sample_weight=w_zero_val)
+
+
+def test_partial_fit_takes_a_label_indicator_matrix():
+    X, Y = make_multilabel_classification(n_samples=200, n_features=8, n_classes=4,
+                                          random_state=0)
+    clf = BPClassifier(hidden_layer_sizes=(16,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be their indices"):
+        clf.partial_fit(X, Y, classes=[0, 1])  # the label values, not the labels: refused
+    for _ in range(3):
+        clf.partial_fit(X, Y, classes=range(4))  # as MLPClassifier takes them
+    whole = BPClassifier(hidden_layer_sizes=(16,), random_state=0, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        whole.fit(X, Y)
+    assert clf.predict(X).shape == Y.shape and list(clf.classes_) == list(whole.classes_)
+    np.testing.assert_array_equal(clf.predict_proba(X) > 0.5, clf.predict(X) == 1)
+
+
+def test_partial_fit_refuses_early_stopping_and_changes_nothing():
+    X, y = make_classification(n_samples=100, n_features=5, random_state=0)
+    clf = BPClassifier(early_stopping=True)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    assert not hasattr(clf, "network_") and not hasattr(clf, "classes_")
+
+
+def test_a_warm_start_after_an_early_stopped_fit_tracks_its_loss():
+    X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+    clf = BPClassifier(early_stopping=True, warm_start=True, max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        assert clf.best_loss_ is None
+        clf.set_params(early_stopping=False).fit(X, y)
+    assert clf.best_loss_ == min(clf.loss_curve_[3:])
+
+
+def test_a_regressor_fitted_on_one_column_predicts_one_dimension_as_mlpregressor():
+    from sklearn.exceptions import DataConversionWarning
+    X, y = make_regression(n_samples=50, n_features=3, random_state=0)
+    with pytest.warns(DataConversionWarning):
+        reg = BPRegressor(max_iter=5, random_state=0).fit(X, y.reshape(-1, 1))
+    assert reg.predict(X).shape == (50,)
+
+
+def test_a_bad_dtype_set_after_fitting_is_refused_by_name():
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    clf = BPClassifier(max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    for bad in ("foo", "int32", 3):
+        with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+            clf.set_params(dtype=bad).partial_fit(X, y)

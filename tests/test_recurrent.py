@@ -276,3 +276,18 @@ def test_tc_finds_the_chapter_s_kinds_of_receptive_field():
     solved = [o for o in outcomes if o.solved]
     assert len(solved) >= 8
     assert len({o.measures["nearest_kind"] for o in solved}) >= 3
+
+
+def test_dropout_is_refused_with_output_feedback_and_drops_hidden_units_without_it():
+    """The unrolled net's copies of the outputs that are fed back are layers below the last;
+    dropout would drop them as hidden units, training another net than predict runs."""
+    rng = np.random.default_rng(0)
+    X, T = rng.random((4, 3, 2)), rng.random((4, 3, 3))
+    fed = bpfast.RecurrentNetwork(2, 4, 3, n_steps=3, output_feedback=True, seed=0)
+    before = fed.params.copy()
+    with pytest.raises(ValueError, match="dropout is not supported with output_feedback"):
+        fed.fit(X, T, n_sweeps=2, dropout=0.5)
+    np.testing.assert_array_equal(fed.params, before)
+    fed.fit(X, T, n_sweeps=2, dropout=0.0)  # no dropout: trains
+    plain = bpfast.RecurrentNetwork(2, 4, 3, n_steps=3, seed=0)
+    assert plain.fit(X, T, n_sweeps=2, dropout=0.5).n_sweeps == 2

@@ -3,6 +3,7 @@ mypy passes on it."""
 
 import ast
 import importlib.resources
+import inspect
 import os
 import subprocess
 import sys
@@ -28,6 +29,19 @@ def test_the_stub_names_what_the_compiled_module_has():
     public = {name for name in dir(_core) if not name.startswith("_")
               and (callable(getattr(_core, name)) or name.isupper())}
     assert public - names - {"CompiledTopology"} == set()  # an internal type, never returned
+
+
+def test_the_stub_gives_each_function_the_compiled_parameters():
+    with open(os.path.join(ROOT, "src", "bpfast", "_core.pyi")) as f:
+        tree = ast.parse(f.read())
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert functions
+    for node in functions:
+        args = node.args
+        stub = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+        stub += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+        compiled = inspect.signature(getattr(_core, node.name)).parameters
+        assert sorted(stub) == sorted(compiled), node.name
 
 
 def test_mypy_passes(tmp_path):

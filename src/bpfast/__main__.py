@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, symmetry
+from . import __version__, build_info, symmetry
 from .experiments import EXPERIMENTS
 from .io import _new_file_mode, _resolve_target
 
@@ -151,7 +151,8 @@ def run_experiment(args) -> int:
 
     if args.json:
         record = {"experiment": experiment.name, "summary_line": experiment.summary,
-                  "bpfast_version": __version__, "seeds": list(seeds),
+                  "bpfast_version": __version__, "kernels": build_info()["simd"],
+                  "seeds": list(seeds),
                   "schedule": [vars(p) for p in experiment.schedule], "loss": experiment.loss,
                   "stop_tol": experiment.stop_tol, "paper": experiment.paper,
                   "runs": runs, "summary": summary}
@@ -233,6 +234,10 @@ def _is_stream(path: str) -> bool:
 
 def check_writable(option: str, path: str) -> None:
     """Refuse, before any training, an output path that could not be written."""
+    if not path:
+        raise CommandError(f"{option} needs a file name")
+    if path.endswith(("/", os.sep)):  # realpath below would drop the slash
+        raise CommandError(f"{option} {path}: names a directory; give a file name")
     if os.path.isdir(path):
         raise CommandError(f"{option} {path}: is a directory; give a file name")
     if _is_stream(path):
@@ -273,6 +278,15 @@ class Parser(argparse.ArgumentParser):
         raise CommandError(message)
 
 
+def _default_seeds_text() -> str:
+    """Each preset's default number of seeds: the usual one, then the presets that differ."""
+    defaults = [e.default_seeds for e in EXPERIMENTS.values()]
+    usual = max(set(defaults), key=defaults.count)
+    others = sorted(set(defaults) - {usual})
+    return "; ".join([str(usual)] + [f"{n} for " + ", ".join(
+        name for name, e in EXPERIMENTS.items() if e.default_seeds == n) for n in others])
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = Parser(prog="bpfast", allow_abbrev=False,
@@ -288,7 +302,7 @@ def main(argv=None) -> int:
                           "each is)")
     which = run.add_mutually_exclusive_group()
     which.add_argument("--seeds", type=int, metavar="N",
-                       help="runs, one per seed 0..N-1 (default: 10, family trees 20)")
+                       help=f"runs, one per seed 0..N-1 (default: {_default_seeds_text()})")
     which.add_argument("--seed", type=int, metavar="S", help="one run, with seed S")
     run.add_argument("--threads", type=int, help="threads per run (default: all cores)")
     run.add_argument("--plot", metavar="FILE.png", help="draw the learned weights")
@@ -309,7 +323,7 @@ def main(argv=None) -> int:
         if args.seed is not None and args.seed < 0:
             raise CommandError("--seed must be 0 or more")
         for option, path in (("--json", args.json), ("--plot", args.plot)):
-            if path:
+            if path is not None:
                 check_writable(option, path)
         if args.plot:
             if not has_figure(EXPERIMENTS[args.experiment]):
@@ -324,6 +338,9 @@ def main(argv=None) -> int:
             return _closed_pipe()
         print(f"bpfast: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (130: as a shell reports it)
+        print("\nbpfast: interrupted", file=sys.stderr)
+        return 130
 
 
 def _closed_pipe() -> int:

@@ -18,6 +18,10 @@ Where they differ from scikit-learn's MLP:
 - ``solver="sgd"`` is the 1986 momentum rule (no Nesterov momentum); the learning rate is
   constant (no ``learning_rate`` schedules). ``solver="lbfgs"`` does not exist.
 - The networks compute in float32 by default (``dtype="float64"`` for the exact mode).
+- The starting weights are Glorot's uniform ±sqrt(6 / (fan_in + fan_out)) for every activation;
+  scikit-learn's MLP narrows that to ±sqrt(2 / (fan_in + fan_out)) for logistic units.
+- ``learning_rate``, ``power_t``, ``nesterovs_momentum`` and ``max_fun`` are not parameters
+  (Python's TypeError names them), and sparse X is refused (``X.toarray()`` first).
 - BPRegressor's loss is ``½ Σ (y - d)²`` summed over the outputs and averaged over samples;
   MLPRegressor also averages over the outputs, so with several outputs its ``loss_curve_`` (and
   the scale ``tol`` compares against) is that many times smaller.
@@ -109,13 +113,14 @@ class _BPBase(BaseEstimator):
         """Predictions from the network's outputs (float64, one row per sample)."""
         raise NotImplementedError
 
-    def _validation_score(self, network, X, y) -> float:
-        """`score` of `network` (the one being trained, not yet network_) on (X, y)."""
+    def _validation_score(self, network, X, y, sample_weight) -> float:
+        """`score` of `network` (the one being trained, not yet network_) on (X, y), each case
+        counted by its weight as MLPClassifier counts it (scikit-learn >= 1.7)."""
         predicted = self._from_outputs(network.predict(X, n_threads=self.n_threads)
                                        .astype(np.float64))
         if isinstance(self, ClassifierMixin):
-            return float(accuracy_score(y, predicted))
-        return float(r2_score(y, predicted))
+            return float(accuracy_score(y, predicted, sample_weight=sample_weight))
+        return float(r2_score(y, predicted, sample_weight=sample_weight))
 
     # -- parameters -----------------------------------------------------------------------------
 
@@ -190,6 +195,12 @@ class _BPBase(BaseEstimator):
         if self.clip_norm is not None:
             number("clip_norm", 0, low_open=True)
         number("dropout", 0, 1, high_open=True)
+        try:
+            dtype_ok = np.dtype(self.dtype) in (np.float32, np.float64)
+        except TypeError:
+            dtype_ok = False
+        if not dtype_ok:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
     def _batch(self, n_samples: int) -> int:
         return min(200, n_samples) if self.batch_size == "auto" else min(self.batch_size,
@@ -221,6 +232,9 @@ class _BPBase(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental: bool, classes=None):
+        if self.early_stopping and incremental:  # as MLPClassifier, before anything changes
+            raise ValueError("partial_fit does not support early_stopping=True (one call's data "
+                             "has no validation split); set early_stopping=False")
         first = not (incremental or self.warm_start) or not hasattr(self, "network_")
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
                              multi_output=True, y_numeric=not isinstance(self, ClassifierMixin))
@@ -244,7 +258,8 @@ class _BPBase(BaseEstimator):
                               seed=self._seed(self._random), dtype=self.dtype)
             self.n_iter_, self.t_ = 0, 0
             self.loss_curve_: list[float] = []
-            self.best_loss_ = np.inf
+            # as MLPClassifier: None with early stopping (the validation score decides)
+            self.best_loss_ = None if self.early_stopping else np.inf
             self._no_improvement_count = 0
         else:
             network = self.network_
@@ -253,8 +268,8 @@ class _BPBase(BaseEstimator):
                 network.reset_velocity()
         if X.dtype != np.float64:  # float64 X is trained on as it is (Network.fit: no copy)
             X = X.astype(network.dtype, copy=False)
-        early_stopping = self.early_stopping and not incremental
-        X_val = y_val = None
+        early_stopping = self.early_stopping
+        X_val = y_val = weight_val = None
         if early_stopping:
             stratify = y_score if isinstance(self, ClassifierMixin) and y_score.ndim == 1 \
                 else None
@@ -264,7 +279,11 @@ class _BPBase(BaseEstimator):
                                      test_size=self.validation_fraction, stratify=stratify)
             X, X_val, T, _, _, y_val = split[:6]
             if sample_weight is not None:
-                sample_weight = split[6]
+                sample_weight, weight_val = split[6:8]
+                if not (weight_val > 0).any():
+                    raise ValueError("every case drawn for validation has sample_weight 0, so "
+                                     "there is no score to stop on; use more weighted cases, a "
+                                     "larger validation_fraction, or early_stopping=False")
             if X_val.shape[0] < 2:
                 raise ValueError(f"validation_fraction={self.validation_fraction} leaves "
                                  f"{X_val.shape[0]} case(s) for validation: too few; use more "
@@ -292,14 +311,16 @@ class _BPBase(BaseEstimator):
             self.t_ += X.shape[0]  # samples seen, as MLPClassifier counts
             self.loss_curve_.append(float(loss))
             if early_stopping:
-                score = self._validation_score(network, X_val, y_val)
+                score = self._validation_score(network, X_val, y_val, weight_val)
                 scores.append(score)
                 improved = score >= best_score + self.tol
                 if score > best_score:
                     best_score, best_params = score, network.params.copy()
             else:
-                improved = loss <= self.best_loss_ - self.tol
-                self.best_loss_ = min(self.best_loss_, loss)
+                # (None after a warm-started fit's predecessor stopped early)
+                best_loss = np.inf if self.best_loss_ is None else self.best_loss_
+                improved = loss <= best_loss - self.tol
+                self.best_loss_ = min(best_loss, loss)
             self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}" +
@@ -383,8 +404,14 @@ class BPClassifier(ClassifierMixin, _BPBase):
         if first:
             self._binarizer = LabelBinarizer()
             classes = self._declared_classes
-            # fitted on the classes alone, a 1-D y's LabelBinarizer is the one y would give
-            self._binarizer.fit(classes if classes is not None else y if multilabel else labels)
+            # fitted on the classes alone, a 1-D y's LabelBinarizer is the one y would give; an
+            # indicator matrix's is fitted on y, whatever partial_fit's classes (as MLPClassifier)
+            self._binarizer.fit(y if multilabel else classes if classes is not None else labels)
+            if multilabel and classes is not None and not np.array_equal(
+                    classes, self._binarizer.classes_):
+                raise ValueError(f"y is a label indicator matrix of {y.shape[1]} labels, so "
+                                 f"classes must be their indices "
+                                 f"{self._binarizer.classes_.tolist()}, got {classes.tolist()}")
             self.classes_ = self._binarizer.classes_
             self._multilabel = multilabel
             if len(self.classes_) < 2:
@@ -472,6 +499,8 @@ class BPRegressor(RegressorMixin, _BPBase):
 
     def _encode_targets(self, y, first):
         y = np.asarray(y, dtype=np.float64)
+        if y.ndim == 2 and y.shape[1] == 1:  # as MLPRegressor: one target, predicted as (n,)
+            y = column_or_1d(y, warn=True)
         T = y.reshape(-1, 1) if y.ndim == 1 else y
         if first:
             self._one_column = y.ndim == 1

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import check_bool, check_fits, check_int
+from ._validation import check_bool, check_fits, check_int, check_real
 from .network import FitResult, Network
 from .topology import Layer, Tie, Topology
 from .units import ACTIVATION_NUMBERS, ACTIVATIONS
@@ -300,7 +300,16 @@ class RecurrentNetwork(Network):
 
     def fit(self, X, T, *, mask=None, **options) -> FitResult:
         """Back-propagation through time; `options` are :meth:`Network.fit`'s (batch_size
-        counts sequences). `mask` (False: no target) or NaN targets leave steps untrained."""
+        counts sequences). `mask` (False: no target) or NaN targets leave steps untrained.
+        `dropout` drops hidden units, each step's with masks of its own; a net with output
+        feedback refuses it (the unrolled net's copies of the outputs, fed back, would be
+        dropped as if they were hidden units)."""
+        if self.recurrent["output_feedback"] and "dropout" in options:
+            dropout = check_real("dropout", options["dropout"], low=0, high=1, high_open=True)
+            if dropout > 0:
+                raise ValueError("dropout is not supported with output_feedback: the outputs fed "
+                                 "back would be dropped too; train without dropout, or without "
+                                 "output feedback")
         return super().fit(X, self._masked(T, mask), **options)
 
     def error(self, X, T, *, mask=None, **options) -> float:
