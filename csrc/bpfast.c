@@ -59,6 +59,15 @@ int bp_openmp_max_threads(void)
 #endif
 }
 
+int bp_openmp_bound_procs(void)
+{
+#ifdef _OPENMP
+    return omp_get_proc_bind() == omp_proc_bind_false ? 0 : omp_get_num_procs();
+#else
+    return 0;
+#endif
+}
+
 #define BP_NAME_ITEM(id, name) #name,
 static const char *const activation_names[] = {BP_ACTIVATIONS(BP_NAME_ITEM)};
 static const char *const loss_names[] = {BP_LOSSES(BP_NAME_ITEM)};

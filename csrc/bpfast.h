@@ -276,6 +276,10 @@ const bp_kernels *bp_kernels_named(const char *name);
 /* Build facts for bpfast.build_info(). */
 int bp_openmp_enabled(void);
 int bp_openmp_max_threads(void);
+/* With OpenMP thread binding on (OMP_PROC_BIND, OMP_PLACES): the processors OpenMP counts for the
+   process (the runtime has pinned the calling thread to one place, so its own affinity mask says
+   1); 0 when threads are not bound or there is no OpenMP. */
+int bp_openmp_bound_procs(void);
 
 /* ---- the process around the core (runtime.c) ---------------------------------------------- */
 
@@ -295,6 +299,7 @@ int bp_try_threads(int wanted);
    current disposition is SIG_DFL or SIG_IGN); calls nest. Main thread only. */
 int bp_interrupt_install(void);
 void bp_interrupt_uninstall(void);
+void bp_interrupt_rearm(void); /* after Python code that may have replaced the handler */
 uint64_t bp_interrupt_count(void);
 /* Seconds on the monotonic clock, for bp_stop.deadline. */
 double bp_monotonic_seconds(void);

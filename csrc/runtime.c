@@ -133,6 +133,28 @@ void bp_interrupt_uninstall(void)
         sigaction(SIGINT, &replaced, NULL);
 }
 
+/* While installed: if Python code run meanwhile (a callback that saves: io's Ctrl-C guard sets
+   a handler and puts the previous one back with signal.signal) replaced ours with another
+   handler, take that one as the one we pass SIGINT on to and put ours back, so that compiled
+   loops see Ctrl-C again. SIG_DFL and SIG_IGN set there are the caller's choice and stay. */
+void bp_interrupt_rearm(void)
+{
+    struct sigaction current, ours;
+    if (install_depth == 0 || sigaction(SIGINT, NULL, &current) != 0)
+        return;
+    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_sigint)
+        return;
+    if (!(current.sa_flags & SA_SIGINFO) &&
+        (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN))
+        return;
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = on_sigint;
+    ours.sa_flags = SA_SIGINFO | (current.sa_flags & (SA_ONSTACK | SA_RESTART));
+    ours.sa_mask = current.sa_mask;
+    replaced = current;
+    sigaction(SIGINT, &ours, NULL);
+}
+
 uint64_t bp_interrupt_count(void) { return atomic_load(&interrupts); }
 
 double bp_monotonic_seconds(void)

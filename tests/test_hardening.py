@@ -2,7 +2,10 @@
 memory guard, threads the system cannot start, fork, busy machines, threadpoolctl, Ctrl-C at every
 point and inside long sweeps, non-finite numbers, and arguments too large for the C types."""
 
+import copy
+import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -880,3 +883,148 @@ def test_a_callback_that_calls_fit_on_its_own_network_is_told_so():
         net.fit(X, T, n_sweeps=5, callback=lambda s, e: net.fit(X, T, n_sweeps=1),
                 callback_every=1)
     assert net.fit(X, T, n_sweeps=1).n_sweeps == 1
+
+
+def test_omp_proc_bind_keeps_every_core_in_the_default():
+    """With binding on, libgomp pins the importing thread to one place, so that thread's own
+    affinity mask says 1 CPU; the default must count the process's, as OpenMP does."""
+    expected = min(2, len(os.sched_getaffinity(0)))
+    for variable, value in (("OMP_PROC_BIND", "close"), ("OMP_PLACES", "cores")):
+        out = run_python("import bpfast._threads as t; print(t.default_threads())",
+                         env={**os.environ, variable: value, "OMP_NUM_THREADS": "2"})
+        assert out.stdout.strip() == str(expected), (variable, out.stderr)
+
+
+def test_bpfast_isa_is_read_in_any_case_and_a_bad_one_is_named():
+    out = run_python("import bpfast; print(bpfast.build_info()['simd'])",
+                     env={**os.environ, "BPFAST_ISA": " Baseline "})
+    assert out.stdout.strip() == "baseline", out.stderr
+    out = run_python("import bpfast", env={**os.environ, "BPFAST_ISA": "sse"})
+    assert out.returncode != 0
+    assert "ImportError: BPFAST_ISA='sse': not a kernel variant" in out.stderr
+
+
+def test_the_whole_error_log_is_budgeted_before_a_run_that_will_fill_it(monkeypatch):
+    """Without a stop rule or a callback every sweep runs: a log too large for memory is refused
+    before training, not hours into it."""
+    budgets = []
+
+    def check(n_bytes, what):
+        budgets.append(what)
+        if n_bytes > 2**30:
+            raise MemoryError(what)
+
+    monkeypatch.setattr(bpfast.network, "check_fits", check)
+    X, T = bpfast.datasets.symmetry()
+    net = bpfast.Network([6, 2, 1], seed=1)
+    before = net.params.copy()
+    with pytest.raises(MemoryError, match="error log of 200,000,000 sweeps"):
+        net.fit(X, T, n_sweeps=2 * 10**8)
+    np.testing.assert_array_equal(net.params, before)
+    assert net.fit(X, T, n_sweeps=10**8, stop_tol=0.2).stop_reason == "solved"  # may stop early
+
+
+def test_a_callback_of_a_fit_that_switches_rule_sees_the_rule_being_trained():
+    """The first fit with a new optimizer: a checkpoint taken in its callback is the state being
+    trained (resuming it continues the run bit for bit), and reset_velocity() there acts."""
+    X, T = bpfast.datasets.symmetry()
+    options = dict(lr=0.01, momentum=0.9, optimizer="adam")
+    net = bpfast.Network([6, 2, 1], seed=1, dtype="float64")
+    seen = {}
+
+    def checkpoint(sweep, error):
+        if sweep == 5:
+            seen["optimizer"], seen["copy"] = net.optimizer, copy.deepcopy(net)
+
+    net.fit(X, T, n_sweeps=10, callback=checkpoint, callback_every=1, **options)
+    assert seen["optimizer"] == "adam"
+    resumed = seen["copy"]
+    resumed.fit(X, T, n_sweeps=5, **options)
+    np.testing.assert_array_equal(resumed.params, net.params)
+
+    reset, plain = (bpfast.Network([6, 2, 1], seed=1, dtype="float64") for _ in range(2))
+    reset.fit(X, T, n_sweeps=10, callback=lambda s, e: reset.reset_velocity(), callback_every=1,
+              **options)
+    plain.fit(X, T, n_sweeps=10, **options)
+    assert not np.array_equal(reset.params, plain.params)
+
+
+def test_save_pickle_and_copy_wait_for_no_other_threads_fit(tmp_path):
+    """Read while another thread trains, params and velocity would come from different sweeps:
+    refused. The fit's own callback may save (its state is between sweeps)."""
+    X, T = bpfast.datasets.symmetry()
+    net = bpfast.Network([6, 2, 1], seed=1)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(sweep, error):
+        net.save(tmp_path / "from-callback.bpfast")
+        inside.set()
+        release.wait(30)
+        return True
+
+    worker = threading.Thread(target=net.fit, args=(X, T),
+                              kwargs=dict(n_sweeps=100, callback=hold, callback_every=1))
+    worker.start()
+    try:
+        assert inside.wait(30)
+        for attempt in (lambda: net.save(tmp_path / "other.bpfast"), lambda: pickle.dumps(net),
+                        lambda: copy.deepcopy(net)):
+            with pytest.raises(RuntimeError, match="while another thread trains"):
+                attempt()
+    finally:
+        release.set()
+        worker.join(30)
+    assert not (tmp_path / "other.bpfast").exists()
+    assert bpfast.load(tmp_path / "from-callback.bpfast").params.shape == net.params.shape
+    net.save(tmp_path / "after.bpfast")  # free again
+    pickle.dumps(net)
+
+
+@POSIX
+def test_a_save_in_a_callback_leaves_ctrl_c_reaching_the_compiled_loop(tmp_path):
+    """io's Ctrl-C guard sets a SIGINT handler and puts Python's back; the core's handler (which
+    lets a sweep stop midway) must be put back after the callback, and Python's after the fit."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def handler_address():
+        action = ctypes.create_string_buffer(256)  # struct sigaction: the handler comes first
+        assert libc.sigaction(signal.SIGINT, None, action) == 0
+        return ctypes.c_void_p.from_buffer(action).value
+
+    outside = handler_address()
+    X, T = bpfast.datasets.symmetry()
+    net = bpfast.Network([6, 2, 1], seed=1)
+    seen = []
+
+    def save_then_look(sweep, error):
+        seen.append(handler_address())
+        net.save(tmp_path / "net.bpfast")
+
+    net.fit(X, T, n_sweeps=3, callback=save_then_look, callback_every=1)
+    assert seen[0] != outside  # the core's, during the fit
+    assert seen == [seen[0]] * 3  # and again after each save
+    assert handler_address() == outside
+
+
+@pytest.mark.parametrize("weights,message", [
+    (np.full(64, 1e-46), "positive values that are 0 in float32"),
+    (np.full(64, 3e38), "the sum of sample_weight overflows float32"),
+])
+def test_sample_weights_that_float32_cannot_hold_are_refused(weights, message):
+    X, T = bpfast.datasets.symmetry()
+    net = bpfast.Network([6, 2, 1], seed=1)
+    with pytest.raises(ValueError, match=message):
+        net.fit(X, T, sample_weight=weights, reduction="mean", n_sweeps=2)
+    float64 = bpfast.Network([6, 2, 1], seed=1, dtype="float64")
+    assert float64.fit(X, T, sample_weight=weights, reduction="mean", n_sweeps=2).n_sweeps == 2
+
+
+def test_dtype_none_and_file_objects_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        bpfast.Network([2, 1], dtype=None)
+    net = bpfast.Network([2, 1])
+    with open(tmp_path / "f", "wb") as f, pytest.raises(TypeError, match="a file name"):
+        net.save(f)
+    with pytest.raises(TypeError, match="a file name"):
+        bpfast.load(io.BytesIO(b""))

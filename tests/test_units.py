@@ -196,6 +196,20 @@ def test_mini_batches_of_weight_zero_cases_change_nothing(options, batch_size, i
     np.testing.assert_array_equal(fits[0], fits[1])
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_the_reference_holds_out_weight_zero_batches_as_the_core_does(dropout, isa):
+    X, T = bpfast.datasets.symmetry()
+    w = np.where((np.arange(64) // 4) % 3 == 0, 0.0, 1.0)  # every third batch of 4: weight 0
+    net = bpfast.Network([6, 2, 1], seed=1, dtype="float64")
+    phases = [(3, 0.1, 0.9, 0.01, net.topology.n_weights)]
+    kwargs = dict(batch_size=4, shuffle=False, sample_weight=w, dropout=dropout, rng_state=7)
+    p_ref, v_ref = net.params.copy(), net.velocity.copy()
+    out = _core.train(net.topology, net.params, net.velocity, X, T, phases, **kwargs)
+    out_ref = reference.train(net.topology, p_ref, v_ref, X, T, phases, **kwargs)
+    np.testing.assert_allclose(net.params, p_ref, rtol=1e-12, atol=1e-14)
+    assert out[5] == out_ref[5]  # the same dropout keys drawn: none for the held-out batches
+
+
 # -- the small-nets loop agrees bit for bit ------------------------------------------------------
 
 @pytest.mark.parametrize("loss,reduction,weighted", [("cross_entropy", "mean", True),

@@ -166,12 +166,14 @@ cdef extern from "bpfast.h" nogil:
     const bp_kernels *bp_kernels_named(const char *name)
     int bp_openmp_enabled()
     int bp_openmp_max_threads()
+    int bp_openmp_bound_procs()
 
     void bp_runtime_init()
     int bp_forked_after_parallel()
     int bp_try_threads(int wanted)
     int bp_interrupt_install()
     void bp_interrupt_uninstall()
+    void bp_interrupt_rearm()
     uint64_t bp_interrupt_count()
     double bp_monotonic_seconds()
     int bp_stop_requested(const bp_stop *stop)
@@ -250,6 +252,11 @@ def openmp_max_threads():
     return int(bp_openmp_max_threads())
 
 
+def openmp_bound_procs():
+    """With OpenMP's thread binding on, the processors it counts for the process; else 0."""
+    return int(bp_openmp_bound_procs())
+
+
 def try_threads(int wanted):
     """How many threads, counting the caller, the system lets run at once (up to `wanted`)."""
     cdef int got
@@ -308,13 +315,32 @@ cdef class TrainingGuard:
                 raise RuntimeError(
                     "fit was called on this network from inside its own fit (from the callback?); "
                     "return True from the callback to stop training, then call fit again")
-            raise RuntimeError("this network is already being trained in another thread; train "
-                               "a copy (copy.deepcopy(net)) or wait for that fit to finish")
+            raise RuntimeError("this network is already being trained (or saved) in another "
+                               "thread; train a copy (copy.deepcopy(net)) or wait for that to "
+                               "finish")
         self.busy, self.owner_thread, self.owner_pid = 1, me, getpid()
         return 0
 
+    cdef int claim_to_read(self, str what) except -1:
+        """1 if claimed for a read of the whole state; 0 if this thread's own fit holds the mark
+        (a callback: the state is between sweeps, whole); RuntimeError if another thread's."""
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self.busy and self.owner_pid == getpid():
+            if self.owner_thread == me:
+                return 0
+            raise RuntimeError(f"cannot {what} while another thread trains or saves it: its "
+                               f"params and velocity would come from different sweeps; wait "
+                               f"for that to finish, or {what} from its fit's callback")
+        self.busy, self.owner_thread, self.owner_pid = 1, me, getpid()
+        return 1
+
     cdef void release(self) noexcept:
         self.busy = 0
+
+    def reading(self, str what):
+        """A context in which no fit changes the state (params, velocity, generator) while it
+        is read whole: `with net._guard.reading("save the network"): ...`."""
+        return _StateRead(self, what)
 
     def __enter__(self):
         self.claim()
@@ -322,6 +348,27 @@ cdef class TrainingGuard:
 
     def __exit__(self, *exc_info):
         self.release()
+        return False
+
+
+cdef class _StateRead:
+    """TrainingGuard.reading's context: claimed and released in compiled code (see
+    TrainingGuard), left alone inside the fit that holds the mark (its callback's read)."""
+    cdef TrainingGuard guard
+    cdef str what
+    cdef bint claimed
+
+    def __cinit__(self, TrainingGuard guard, str what):
+        self.guard, self.what, self.claimed = guard, what, False
+
+    def __enter__(self):
+        self.claimed = self.guard.claim_to_read(self.what)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.claimed:
+            self.claimed = False
+            self.guard.release()
         return False
 
 
@@ -744,18 +791,20 @@ def run_training(topology, params, velocity, X, T, phases, *, batch_size, shuffl
                  loss="sse", dead_zone=(0.2, 0.8), reduction="sum", sample_weight=None,
                  dropout=0.0, stop_tol=None, rng_state=0, callback=None, callback_every=0,
                  n_threads=1, chooser=None, guard=None, memory_check=None, evaluate=True,
-                 watch=None):
+                 watch=None, on_start=None):
     """`train`, with what Network.fit adds: a ThreadChooser that may run chunks on one thread
     instead of n_threads, a TrainingGuard held for the whole call, memory_check(n_bytes, what),
     called before each allocation of the run with its size, and `evaluate`: False skips the
     final pass over every case (final_error NaN, all_within False) unless training diverged.
     With an InterruptWatch (for calls in threads other than the main one, which only the main
     thread can arm), a Ctrl-C that it sees ends the run at a sweep's end with status "stopped";
-    the main thread raises the KeyboardInterrupt."""
+    the main thread raises the KeyboardInterrupt. `on_start()` is called once every check and
+    allocation has passed, just before the first sweep (with the guard held): what a refused
+    call must not change (Network.fit: a new rule's state becoming the network's) goes there."""
     return _train(topology, params, velocity, X, _weighted_targets(T, sample_weight), phases,
                   batch_size, shuffle, loss, dead_zone, reduction, sample_weight is not None,
                   dropout, stop_tol, rng_state, callback, callback_every, n_threads, chooser, guard,
-                  memory_check, evaluate, watch)
+                  memory_check, evaluate, watch, on_start)
 
 
 cdef class InterruptWatch:
@@ -810,7 +859,7 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
            phases, int64_t batch_size, bint shuffle, str loss, dead_zone, str reduction,
            bint weighted, double dropout, stop_tol, rng_state, callback, int64_t callback_every,
            int n_threads, chooser, TrainingGuard guard, memory_check, bint evaluate,
-           InterruptWatch watch):
+           InterruptWatch watch, on_start):
     cdef const bp_kernels *kernels = KERNELS
     cdef CompiledTopology compiled = _compiled(topology)
     cdef const bp_net *net = &compiled.net
@@ -891,11 +940,16 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
         ws_samples = n if shuffle and mini_batch else 0
         if memory_check is not None:
             # the workspace, the gradient, two snapshots of params and velocity (the state of
-            # the rule: 2 n_params + 1 values for Adam)
+            # the rule: 2 n_params + 1 values for Adam); and, where every sweep will run (no stop
+            # rule, no callback), the whole error log now rather than hours into the run
+            every_sweep = callback is None and not cfg.stop_tol > 0
+            log_bytes = 8 * int(total) if every_sweep else 0
             memory_check(workspace_bytes(topology, params_array.dtype, ws_rows, ws_samples,
                                          features) + 3 * n_arena +
-                         2 * velocity.shape[0] * itemsize,
-                         f"training in batches of {ws_rows:,} rows")
+                         2 * velocity.shape[0] * itemsize + log_bytes,
+                         f"training in batches of {ws_rows:,} rows" +
+                         (f" with an error log of {total:,} sweeps" if log_bytes >= 2**20
+                          else ""))
         log = _ErrorLog(total, memory_check)
         grad_array = np.empty(topology.n_params, dtype=params_array.dtype)
         # Where to come back to if the numbers blow up: (sweeps done, params, velocity, rng state),
@@ -904,6 +958,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
         snapshot_time = monotonic_seconds()
         ws = _workspace(kind, net, <int64_t>ws_rows, <int64_t>ws_samples, <int>features)
         cfg.stop = &stop
+        if on_start is not None:
+            on_start()
 
         if cut_sweeps:
             cfg.batches_run = &batches_run
@@ -972,6 +1028,8 @@ def _train(topology, floating[::1] params, floating[::1] velocity, X, const floa
                 if (callback is not None and callback_every > 0 and ran > 0
                         and done % callback_every == 0 and status == BP_RUNNING):
                     stopped_early = bool(callback(int(done), float(log.array[done - 1])))
+                    if armed:  # the callback may have set a SIGINT handler of its own (a save)
+                        bp_interrupt_rearm()
             if status != BP_RUNNING or stopped_early:
                 break
         cfg.n_threads = n_threads if chooser is None or chooser.use_threads else 1
@@ -1245,4 +1303,14 @@ def small_net(topology, dtype):
     return bool(KERNELS.small_net_f64(&compiled.net))
 
 
-set_isa(os.environ.get("BPFAST_ISA", ""))
+def _isa_from_environment():
+    """BPFAST_ISA's variant (any case, spaces around it ignored), or the best for this CPU."""
+    asked = os.environ.get("BPFAST_ISA", "")
+    try:
+        set_isa(asked.strip().lower())
+    except ValueError:
+        raise ImportError(f"BPFAST_ISA={asked!r}: not a kernel variant this CPU runs; set it to "
+                          f"one of {available_isas()}, or unset it for the best") from None
+
+
+_isa_from_environment()

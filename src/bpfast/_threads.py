@@ -65,10 +65,14 @@ def default_threads() -> int:
     if _core.forked_after_parallel():
         return 1
     n = _core.openmp_max_threads()
-    try:
-        n = min(n, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        n = min(n, os.cpu_count() or 1)
+    bound = _core.openmp_bound_procs()
+    if bound:  # OMP_PROC_BIND / OMP_PLACES: the runtime pinned this thread, so its mask says 1
+        n = min(n, bound)
+    else:
+        try:
+            n = min(n, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            n = min(n, os.cpu_count() or 1)
     quota = _cpu_quota()
     if quota is not None:
         n = min(n, quota)

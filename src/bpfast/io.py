@@ -96,7 +96,7 @@ def save(net: Network, path) -> None:
     """
     if not isinstance(net, Network):
         raise TypeError(f"save() needs a bpfast.Network, got {type(net).__name__}")
-    path = os.fspath(path)
+    path = _path(path)
     check_finite_state("cannot save the network", params=net.params, velocity=net.velocity)
     fields = {
         "format": FORMAT, "format_version": 1 if net.optimizer == "momentum" else 2,
@@ -121,7 +121,7 @@ def save_population(pop: Population, path) -> None:
     state) to `path` atomically, as :func:`save` writes a network."""
     if not isinstance(pop, Population):
         raise TypeError(f"save_population() needs a bpfast.Population, got {type(pop).__name__}")
-    path = os.fspath(path)
+    path = _path(path)
     check_finite_state("cannot save the population", params=pop.params, velocity=pop.velocity)
     meta = json.dumps({
         "format": POPULATION_FORMAT, "format_version": 2 if pop.topology.ties else 1,
@@ -134,6 +134,17 @@ def save_population(pop: Population, path) -> None:
     arrays = ((PARAMS, np.ascontiguousarray(pop.params)),
               (VELOCITY, np.ascontiguousarray(pop.velocity)))
     _write_file(path, meta, arrays)
+
+
+def _path(path):
+    """os.fspath(path), or a TypeError that says a file name is wanted (files are replaced and
+    checked whole, which a file object the caller opened does not allow)."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"a file name (str or os.PathLike) is needed, not "
+                        f"{type(path).__name__}: bpfast writes a file whole or not at all, and "
+                        f"reads and checks it whole, by name") from None
 
 
 def _write_file(path, meta: bytes, arrays) -> None:
@@ -341,7 +352,7 @@ def load_population(path) -> Population:
 
 
 def _read_file(path, reader):
-    path = os.fspath(path)
+    path = _path(path)
     shown = os.fsdecode(path)
     try:
         with _open_regular_file(path, shown) as file:

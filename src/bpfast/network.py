@@ -177,7 +177,7 @@ class Network:
             raise ValueError("describe the network: Network([6, 2, 1]) for a chain, or "
                              "Network(inputs={...}, layers=[Layer(...), ...]) for a DAG")
         try:  # whatever NumPy reads as a dtype: np.float32, "float32", "f4", "double", ...
-            dtype_name = np.dtype(dtype).name
+            dtype_name = None if dtype is None else np.dtype(dtype).name  # (None: float64)
         except (TypeError, ValueError):
             dtype_name = None
         if dtype_name not in DTYPES:
@@ -449,12 +449,15 @@ class Network:
             raise ValueError("the network's params or velocity contain NaN or infinite values "
                              "(written through net.params or a weights() view?); set finite "
                              "values with assign_params() or call reset_velocity()")
-        # A new rule starts from a zero state, which becomes the network's once training has
-        # begun: a fit refused before it (another thread's fit holds the net, not enough
-        # memory) leaves the old state as it was.
+        # A new rule starts from a zero state, which becomes the network's as training begins
+        # (so a callback sees, saves or resets the state being trained); a fit refused before
+        # (another thread's fit holds the net, not enough memory) leaves the old state as it was.
         switching = optimizer != self.optimizer
         state = np.zeros(state_length(optimizer, self.topology.n_params), self.dtype) \
             if switching else self._velocity
+
+        def begin():
+            self._velocity, self.optimizer = state, optimizer
         per_case = 1.0
         if reduction == "mean":
             per_case = n if weights is None else float(weights.sum(dtype=np.float64))
@@ -466,22 +469,14 @@ class Network:
         # machine); an explicit n_threads is used as given.
         chooser = _threads.ThreadChooser(threads) if n_threads is None and threads > 1 else None
 
-        try:
-            errors, done, status, final_error, within, _ = _core.run_training(
-                self.topology, self._params, state, X, T, phases,
-                batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
-                reduction=reduction, sample_weight=weights, dropout=dropout,
-                stop_tol=stop_tol, rng_state=self._shuffle_box, callback=callback,
-                callback_every=callback_every, n_threads=threads, chooser=chooser,
-                guard=self._guard, memory_check=check_fits, evaluate=evaluate)
-        except (RuntimeError, MemoryError):  # refused before training began
-            raise
-        except BaseException:  # interrupted, or the callback raised: training had begun
-            if switching:
-                self._velocity, self.optimizer = state, optimizer
-            raise
-        if switching:
-            self._velocity, self.optimizer = state, optimizer
+        errors, done, status, final_error, within, _ = _core.run_training(
+            self.topology, self._params, state, X, T, phases,
+            batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
+            reduction=reduction, sample_weight=weights, dropout=dropout,
+            stop_tol=stop_tol, rng_state=self._shuffle_box, callback=callback,
+            callback_every=callback_every, n_threads=threads, chooser=chooser,
+            guard=self._guard, memory_check=check_fits, evaluate=evaluate,
+            on_start=begin if switching else None)
         if status.startswith("non_finite"):
             raise FloatingPointError(self._divergence_message(status, done, final_error, phases))
         if reduction == "mean":
@@ -540,8 +535,19 @@ class Network:
                              f"got shape {w.shape}")
         if not np.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
             raise ValueError("sample_weight must be finite, >= 0 and not all 0")
-        if not np.isfinite(w.astype(self.dtype)).all():
+        as_dtype = w.astype(self.dtype)
+        if not np.isfinite(as_dtype).all():
             raise ValueError(f"sample_weight overflows {self.dtype.name}")
+        if ((w > 0) & (as_dtype == 0)).any():  # the core would train those cases as weight 0
+            tiny = float(np.finfo(self.dtype).smallest_subnormal)
+            raise ValueError(f"sample_weight has positive values that are 0 in "
+                             f"{self.dtype.name} (below {tiny:.3g}); scale the weights up or use "
+                             f"dtype='float64'")
+        with np.errstate(over="ignore"):
+            total = as_dtype.sum(dtype=self.dtype)
+        if not np.isfinite(total):
+            raise ValueError(f"the sum of sample_weight overflows {self.dtype.name}; scale the "
+                             f"weights down or use dtype='float64'")
         return w
 
     def _phases(self, lr, momentum, n_sweeps, weight_decay, schedule, decay_biases, rule):
@@ -647,16 +653,18 @@ class Network:
         """Write the network to `path` atomically; read it back with :func:`bpfast.load`.
         The format is documented in :mod:`bpfast.io`."""
         from .io import save
-        save(self, path)
+        with self._guard.reading("save the network"):
+            save(self, path)
 
     def __getstate__(self):
-        check_finite_state("cannot pickle the network", params=self._params,
-                           velocity=self._velocity)
-        return {"topology": self.topology.describe(), "dtype": self.dtype.name,
-                "init_range": self.init_range, "init": self.init, "seed": self.seed,
-                "rng": self._rng_state, "params": self._params.copy(),
-                "velocity": self._velocity.copy(), "shuffle_state": self._shuffle_state,
-                "optimizer": self.optimizer}
+        with self._guard.reading("pickle or copy the network"):
+            check_finite_state("cannot pickle the network", params=self._params,
+                               velocity=self._velocity)
+            return {"topology": self.topology.describe(), "dtype": self.dtype.name,
+                    "init_range": self.init_range, "init": self.init, "seed": self.seed,
+                    "rng": self._rng_state, "params": self._params.copy(),
+                    "velocity": self._velocity.copy(), "shuffle_state": self._shuffle_state,
+                    "optimizer": self.optimizer}
 
     def __setstate__(self, state):
         topology = state["topology"]  # a description, or (from a Population) a Topology to share

@@ -833,7 +833,8 @@ class Population:
     def save(self, path) -> None:
         """Write the population to `path` atomically; read it back with :meth:`load`."""
         from .io import save_population
-        save_population(self, path)
+        with self._guard.reading("save the population"):
+            save_population(self, path)
 
     @staticmethod
     def load(path) -> Population:
@@ -842,13 +843,14 @@ class Population:
         return load_population(path)
 
     def __getstate__(self):
-        check_finite_state("cannot pickle the population", params=self._params,
-                           velocity=self._velocity)
-        return {"topology": self.topology.describe(), "dtype": self.dtype.name,
-                "init": self.init, "init_range": self._init_ranges.copy(),
-                "seeds": self.seeds, "params": self._params.copy(),
-                "velocity": self._velocity.copy(), "shuffle_state": self._shuffle.copy(),
-                "optimizer": self.optimizer}
+        with self._guard.reading("pickle or copy the population"):
+            check_finite_state("cannot pickle the population", params=self._params,
+                               velocity=self._velocity)
+            return {"topology": self.topology.describe(), "dtype": self.dtype.name,
+                    "init": self.init, "init_range": self._init_ranges.copy(),
+                    "seeds": self.seeds, "params": self._params.copy(),
+                    "velocity": self._velocity.copy(), "shuffle_state": self._shuffle.copy(),
+                    "optimizer": self.optimizer}
 
     def __setstate__(self, state):
         self.topology = Topology.from_description(state["topology"])

@@ -274,6 +274,8 @@ def _train(topology, params, velocity, X, T, phases, batch_size, shuffle, option
                 sweep_error = 0.0
                 for start in range(0, n, batch_size):
                     rows = order[start: start + batch_size]
+                    if w is not None and not w[rows].any():
+                        continue  # cases of weight 0 are not data: no step, no dropout key
                     key = 0
                     if dropout:
                         state, key = _splitmix64(state)
