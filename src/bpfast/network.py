@@ -146,9 +146,9 @@ class Network:
         With ``init="uniform"``: weights and biases start uniform in (-init_range, init_range)
         (the paper's 0.3).
     init : {"uniform", "glorot", "he"}, default "uniform"
-        How the starting weights are drawn. "glorot" (Glorot & Bengio 2010; scikit-learn's MLP
-        for tanh and ReLU units, and with 2 for 6 for logistic ones): each layer's weights and
-        biases uniform in ±sqrt(6 / (fan_in + fan_out)), fan_in the
+        How the starting weights are drawn. "glorot" (Glorot & Bengio 2010, as scikit-learn's
+        MLP draws tanh and ReLU units; it puts 2 for the 6 for logistic units): each layer's
+        weights and biases uniform in ±sqrt(6 / (fan_in + fan_out)), fan_in the
         units feeding the layer (over all its sources) and fan_out its size; suits logistic
         and tanh units. "he" (He et al. 2015): ±sqrt(6 / fan_in), for ReLU units. Either way
         one uniform draw of every parameter, scaled per layer, so float32 and float64 nets of
