@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import bpfast
+import bpfast.distributed
 
 distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (test extra)")
 
@@ -216,6 +217,9 @@ def test_a_shard_whose_finished_result_was_lost_is_sent_again(monkeypatch):
         def scheduler_info(self):
             return {"workers": {"one": {}}}
 
+        def run(self, function):
+            return {"one": function()}
+
         def scatter(self, data, broadcast, hash):
             return data
 
@@ -250,3 +254,45 @@ def test_a_shard_whose_finished_result_was_lost_is_sent_again(monkeypatch):
     got = remote.fit(X, T, n_sweeps=200, client=Client(), shards=2)
     assert Client.submitted == 3  # two shards, the first one twice
     assert_same(local, remote, expected, got)
+
+
+def test_workers_with_another_kernel_variant_are_refused_before_anything_is_sent(client):
+    """Other kernels round differently: the result would not be the local one bit for bit."""
+    if len(bpfast._core.available_isas()) < 2:
+        pytest.skip("this CPU runs one kernel variant only")
+    other = next(isa for isa in bpfast._core.available_isas()
+                 if isa != bpfast.build_info()["simd"])
+    pop = bpfast.Population([6, 2, 1], seeds=range(4))
+    before = pop.params.copy()
+    client.wait_for_workers(2, timeout=60)  # (the tests above kill workers; Dask restarts them)
+    assert len(client.run(bpfast._core.set_isa, other)) == 2
+    try:
+        with pytest.raises(RuntimeError, match=f"with {other} kernels"):
+            pop.fit(X, T, n_sweeps=5, client=client)
+    finally:
+        client.run(bpfast._core.set_isa, "")
+    np.testing.assert_array_equal(pop.params, before)
+    pop.fit(X, T, n_sweeps=5, client=client)  # the same kernels again: trains
+
+
+def test_a_task_on_a_worker_that_joined_with_another_build_refuses():
+    from bpfast.distributed import _train_shard, build_fingerprint
+    pop = bpfast.Population([6, 2, 1], seeds=range(2))
+    version, variant, build = build_fingerprint()
+    with pytest.raises(RuntimeError, match="this worker runs bpfast"):
+        _train_shard(pop, None, X, T, 1, False, (version, variant, "another build"))
+
+
+def test_a_closed_client_or_another_executor_is_refused_by_name():
+    import concurrent.futures
+    pop = bpfast.Population([6, 2, 1], seeds=range(2))
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        with pytest.raises(TypeError, match="client must be a dask.distributed.Client"):
+            pop.fit(X, T, n_sweeps=2, client=executor)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=None, silence_logs=40)
+    closed = distributed.Client(cluster)
+    closed.close()
+    cluster.close()
+    with pytest.raises(ValueError, match="the Dask client is closed"):
+        pop.fit(X, T, n_sweeps=2, client=closed)

@@ -4,6 +4,7 @@ engines (members in lanes, whole members per thread); bad input, divergence, cop
 
 import pickle
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -568,3 +569,70 @@ def test_the_lanes_kernel_refuses_a_member_named_twice():
     _core.population_train(*args, order=np.array([2, 0], np.int64), **kwargs)
     assert (pop.params[[0, 2]] != before[[0, 2]]).any(axis=1).all()
     np.testing.assert_array_equal(pop.params[1], before[1])
+
+
+def test_members_are_not_read_or_replaced_while_another_thread_trains_them():
+    pop = bpfast.Population([6, 2, 1], seeds=range(3))
+    held, release = threading.Event(), threading.Event()
+
+    def train():  # holds the population as a fit does
+        with pop._guard:
+            held.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(RuntimeError, match="while another thread trains"):
+            pop[0]
+        with pytest.raises(RuntimeError, match="already being trained"):
+            pop[1] = bpfast.Network([6, 2, 1], seed=7)
+    finally:
+        release.set()
+        worker.join(30)
+    pop[1] = bpfast.Network([6, 2, 1], seed=7)
+    assert pop[1].seed == 7
+
+
+def test_a_member_put_in_must_have_started_as_the_others_did():
+    pop = bpfast.Population([6, 2, 1], seeds=range(2))
+    with pytest.raises(ValueError, match="init='glorot'"):
+        pop[0] = bpfast.Network([6, 2, 1], init="glorot")
+    with pytest.raises(TypeError, match="plain bpfast.Network"):
+        pop[0] = bpfast.RecurrentNetwork(2, 3, 1, n_steps=2)
+    pop[0] = bpfast.Network([6, 2, 1], seed=9)
+    assert pop[0].seed == 9
+
+
+def test_the_engine_is_chosen_by_the_kernels_that_train(monkeypatch):
+    """A plan made under one variant and run under another (a worker with other kernels) trains
+    with the engine the running kernels take, not the one the planning ones would have."""
+    isas = bpfast._core.available_isas()
+    if len(isas) < 2:
+        pytest.skip("this CPU runs one kernel variant only")
+    spec = [16, 16, 16, 16]
+    seeds = range(3)
+    Xw = np.random.default_rng(0).uniform(size=(32, 16))
+    Tw = (Xw > 0.5).astype(float)
+    engines = {}
+    for isa in isas:
+        bpfast._core.set_isa(isa)
+        try:
+            engines[isa] = bpfast.Population(spec, seeds=seeds, dtype="float64").fit(
+                Xw, Tw, n_sweeps=2).engine
+        finally:
+            bpfast._core.set_isa("")
+    for planned in isas:
+        for running in isas:
+            pop = bpfast.Population(spec, seeds=seeds, dtype="float64")
+            bpfast._core.set_isa(planned)
+            try:
+                plan = pop._plan(Xw, Tw, None, None, 2, None, None, True, None, True, "sse",
+                                 (0.2, 0.8), "sum", None, "momentum", 0.999, 1e-8, None, 0.0,
+                                 None, False)
+                bpfast._core.set_isa(running)
+                result = pop._execute(plan, 1, False)
+            finally:
+                bpfast._core.set_isa("")
+            assert result.engine == engines[running]

@@ -3,8 +3,10 @@
 The members are split into shards; each shard is a sub-population trained by one task on a
 worker, exactly as the local fit would train those members (every member is independent of the
 others, and of which process or how many threads train it), so the gathered result is bit for bit
-the local one. Shared data go to the workers once (scattered); a member's own data travel with its
-shard.
+the local one: provided every worker runs the same bpfast build with the same kernel variant as
+this process, which is checked before anything is sent (and by each task: a worker that joins
+later) and refused otherwise, saying what differs. Shared data go to the workers once
+(scattered); a member's own data travel with its shard.
 
 A worker that dies takes its running tasks with it; Dask's scheduler runs them again on another
 worker (up to its ``distributed.scheduler.allowed-failures`` times) from the shard's start, which
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import sys
 
 import numpy as np
@@ -32,9 +35,34 @@ import numpy as np
 from ._validation import check_int
 
 
-def _train_shard(sub, plan, X, T, n_threads, progress):
+_module_digest = None
+
+
+def build_fingerprint() -> tuple:
+    """What decides a trained member's bits besides its data and settings: bpfast's version, the
+    kernel variant in use (BPFAST_ISA, or the best the CPU runs) and the compiled module itself
+    (two builds of one version may round differently)."""
+    global _module_digest
+    from . import __version__, _core, build_info
+    if _module_digest is None:
+        with open(_core.__file__, "rb") as f:
+            _module_digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    return (__version__, build_info()["simd"], _module_digest)
+
+
+def _mismatch(where: str, theirs, ours) -> str:
+    return (f"{where} runs bpfast {theirs[0]} with {theirs[1]} kernels (build {theirs[2]}), this "
+            f"process {ours[0]} with {ours[1]} kernels (build {ours[2]}): its members would not "
+            f"be the local run's bit for bit. Install the same bpfast wheel everywhere, and set "
+            f"BPFAST_ISA to one variant every machine runs (baseline runs on any x86-64)")
+
+
+def _train_shard(sub, plan, X, T, n_threads, progress, expected):
     """On a worker: train a shard (a sub-population) by its plan; return it and its result."""
     from . import _threads
+    ours = build_fingerprint()
+    if ours != expected:  # a worker that joined after the check in fit_sharded
+        raise RuntimeError(_mismatch("this worker", ours, expected))
     if n_threads is None:  # the worker's own threads, not every core of its machine
         try:
             from distributed import get_worker
@@ -87,6 +115,10 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
         shards = 4 * max(1, len(client.scheduler_info().get("workers", {})))
     shards = min(check_int("shards", shards, low=1), n_members)
     parts = [part for part in np.array_split(np.arange(n_members), shards) if part.size]
+    ours = build_fingerprint()
+    for worker, theirs in client.run(build_fingerprint).items():
+        if tuple(theirs) != ours:
+            raise RuntimeError(_mismatch(f"worker {worker}", tuple(theirs), ours))
     shared = _SharedData(client, plan)
     pending = {}  # future -> (shard index, generation of the shared data it was given)
 
@@ -96,7 +128,7 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
             _train_shard, pop._subset(parts[index]),
             dataclasses.replace(sub_plan, X=None, T=None),
             shared.X if plan.shared_x else sub_plan.X, shared.T if plan.shared_t else sub_plan.T,
-            n_threads, False, pure=False)
+            n_threads, False, ours, pure=False)
         pending[future] = index, shared.generation
         return future
 

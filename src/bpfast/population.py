@@ -155,7 +155,7 @@ class _Plan:
     dropout: float
     record_errors: bool
     optimizer: str
-    lanes: bool                 # the engine: members in lanes, else whole members per thread
+    lanes_allowed: bool         # the run allows members in lanes (_execute asks the kernels)
 
     def subset(self, members: np.ndarray) -> _Plan:
         """The plan of these members alone (their rows, in this order)."""
@@ -340,34 +340,43 @@ class Population:
         return int(i) % n
 
     def __getitem__(self, i) -> Network:
-        """A copy of member i as an ordinary Network."""
+        """A copy of member i as an ordinary Network (changing it leaves the population alone;
+        ``pop[i] = net`` puts one back)."""
         i = self._index(i)
-        seed, init_range = int(self._seeds[i]), float(self._init_ranges[i])
-        net = Network.__new__(Network)
-        net._assign(self.topology, self.dtype, init_range, self.init, seed,
-                    self._start_rng_state(i), self._params[i].copy(), self._velocity[i].copy(),
-                    int(self._shuffle[i]), self.optimizer)
+        with self._guard.reading("take a member of the population"):
+            seed, init_range = int(self._seeds[i]), float(self._init_ranges[i])
+            net = Network.__new__(Network)
+            net._assign(self.topology, self.dtype, init_range, self.init, seed,
+                        self._start_rng_state(i), self._params[i].copy(),
+                        self._velocity[i].copy(), int(self._shuffle[i]), self.optimizer)
         return net
 
     def __setitem__(self, i, net: Network) -> None:
-        """Put (a copy of) `net` in member i's place: the same architecture, dtype and optimizer."""
+        """Put (a copy of) `net` in member i's place: a plain Network of the same architecture,
+        dtype, optimizer and kind of starting weights (`init`), so that the population still
+        says how each member started."""
         i = self._index(i)
-        if not isinstance(net, Network):
-            raise TypeError(f"a population's members are bpfast.Network, got {type(net).__name__}")
+        if type(net) is not Network:
+            raise TypeError(f"a population's members are plain bpfast.Network, got "
+                            f"{type(net).__name__}")
         if net.topology.describe() != self.topology.describe() or net.dtype != self.dtype:
             raise ValueError("the network's architecture or dtype differs from the population's")
         if net.optimizer != self.optimizer:
             raise ValueError(f"the network's optimizer state is {net.optimizer!r}, the "
                              f"population's {self.optimizer!r}")
+        if net.init != self.init:
+            raise ValueError(f"the network started from init={net.init!r} weights, the "
+                             f"population's members from init={self.init!r}")
         if not (np.isfinite(net.params).all() and np.isfinite(net.velocity).all()):
             raise ValueError("the network's params or velocity contain NaN or infinite values")
-        self._params[i] = net.params
-        self._velocity[i] = net.velocity
-        self._shuffle[i] = net._shuffle_state
-        self._seeds[i] = net.seed
-        self._init_ranges[i] = net.init_range
-        if self._start_rng is not None:  # member i now starts from net's seed: drawn when asked
-            self._start_rng[i] = 0
+        with self._guard:  # not while a fit trains the members (another thread's)
+            self._params[i] = net.params
+            self._velocity[i] = net.velocity
+            self._shuffle[i] = net._shuffle_state
+            self._seeds[i] = net.seed
+            self._init_ranges[i] = net.init_range
+            if self._start_rng is not None:  # member i now starts from net's seed: drawn later
+                self._start_rng[i] = 0
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -482,7 +491,9 @@ class Population:
         client : dask.distributed.Client, optional
             Train on a Dask cluster instead (``pip install 'bpfast[distributed]'``): the members
             are split into `shards` (default: four per worker) sub-populations, each trained by
-            one task on a worker, and gathered back; the result is bit for bit the local one. A
+            one task on a worker, and gathered back; the result is bit for bit the local one
+            (every worker must run this process's bpfast build and kernel variant: a
+            RuntimeError says what differs, before anything is sent). A
             task whose worker dies is run again elsewhere from its shard's start (by Dask; or, if
             the shared data died with the worker, resubmitted from here with the data scattered
             again), so nothing is lost or counted twice. With n_threads None each task uses
@@ -520,9 +531,12 @@ class Population:
         if client is None and shards is not None:
             raise ValueError("shards splits the members over a cluster: give a client too")
         if client is not None:
-            if not callable(getattr(client, "submit", None)):
+            if not all(callable(getattr(client, name, None))
+                       for name in ("submit", "scatter", "run", "scheduler_info")):
                 raise TypeError(f"client must be a dask.distributed.Client (for a scheduler's "
                                 f"address: Client('tcp://host:8786')), got {client!r}")
+            if getattr(client, "status", "running") in ("closing", "closed"):
+                raise ValueError(f"the Dask client is {client.status}: connect a new one")
             if n_threads is not None:  # here, not in every worker's log after the data are sent
                 check_int("n_threads", n_threads, low=1, high=_threads.MAX_THREADS)
             from .distributed import fit_sharded
@@ -557,9 +571,8 @@ class Population:
                                    np.isfinite(self._velocity).all(axis=1)))
             raise ValueError(f"members {bad[:10].tolist()} have NaN or infinite params or "
                              f"velocity (written through pop.params?); set finite values")
-        lanes = (batch_size == n and optimizer == "momentum" and clip_norm is None and
-                 dropout == 0 and _core.population_lanes(self.topology, self.dtype, n,
-                                                         weights is not None))
+        lanes_allowed = (batch_size == n and optimizer == "momentum" and clip_norm is None and
+                         dropout == 0)
         totals = np.array([sum(p[0] for p in member) for member in phases], dtype=np.int64)
         if record_errors:  # the sweeps sure to run: members with a stop rule grow the log
             certain = int(totals[tols == 0].max()) if (tols == 0).any() else 0
@@ -572,7 +585,7 @@ class Population:
                      phases=phases, totals=totals, tols=tols, per_case=per_case,
                      batch_size=batch_size, shuffle=shuffle, loss=loss, dead_zone=dead_zone,
                      reduction=reduction, dropout=dropout, record_errors=record_errors,
-                     optimizer=optimizer, lanes=lanes)
+                     optimizer=optimizer, lanes_allowed=lanes_allowed)
 
     def _execute(self, plan: _Plan, threads: int, progress: bool) -> PopulationResult:
         """Train every member by `plan` on `threads` threads."""
@@ -581,7 +594,11 @@ class Population:
         switching = plan.optimizer != self.optimizer
         state = np.zeros((len(self), state_length(plan.optimizer, self.topology.n_params)),
                          self.dtype) if switching else self._velocity
-        run = self._fit_lanes if plan.lanes else self._fit_members
+        # the engine, by this process's kernels (a worker of a cluster may have others): either
+        # trains every member to the same bits
+        lanes = plan.lanes_allowed and _core.population_lanes(self.topology, self.dtype, plan.n,
+                                                              plan.weights is not None)
+        run = self._fit_lanes if lanes else self._fit_members
         try:
             with self._guard:
                 n_done, status, final_error, within, errors = run(state, plan, threads, progress)
@@ -600,7 +617,7 @@ class Population:
             n_sweeps=n_done, stop_reason=np.array([STATUS_NAMES[s] for s in status]),
             final_error=final_error / plan.per_case,
             solved=(plan.tols > 0) & ((status == SOLVED) | within.astype(bool)),
-            errors=errors, engine="lanes" if plan.lanes else "members")
+            errors=errors, engine="lanes" if lanes else "members")
 
     def _member_phases(self, shell, lr, momentum, n_sweeps, weight_decay, schedule,
                        decay_biases, rule):
