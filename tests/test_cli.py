@@ -326,3 +326,22 @@ def test_seeds_help_gives_each_presets_default():
     for name, experiment in EXPERIMENTS.items():
         assert said.get(name, int(usual)) == experiment.default_seeds, name
     assert text in " ".join(bpfast("run", "--help").stdout.split()).replace("- ", "-")
+
+
+def test_figures_refuse_nan_and_other_nets_and_write_the_name_given(tmp_path):
+    pytest.importorskip("matplotlib")
+    import bpfast
+    from bpfast import plots
+    net = bpfast.Network([6, 2, 1], seed=1)
+    plots.symmetry_figure(net, [3.0, 2.0], tmp_path / "figure")  # no suffix: a PNG at that name
+    assert (tmp_path / "figure").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "figure.png").exists()
+    net.params[0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite weights"):
+        plots.symmetry_figure(net, [1.0], tmp_path / "nan.png")
+    with pytest.raises(ValueError, match="max_weight must be"):
+        plots.hinton_squares(np.ones((2, 2)), max_weight=0)
+    with pytest.raises(ValueError, match="symmetry_figure needs the symmetry net's biases"):
+        plots.symmetry_figure(bpfast.Network([6, 2, 1], bias=False), [1.0], tmp_path / "b.png")
+    with pytest.raises(ValueError, match="sweeps must be finite"):
+        plots.sweeps_histogram([10.0, np.nan], 1, tmp_path / "h.png")

@@ -121,3 +121,16 @@ def test_sizes_may_be_any_integer_type_as_elsewhere_in_the_api(ft):
     assert all(np.array_equal(a, b) for a, b in zip(ft.split(np.int64(4)), ft.split(4)))
     with pytest.raises(ValueError, match="must be an integer from"):
         d.symmetry(4.0)
+
+
+def test_bad_seeds_and_shapes_are_refused_by_name(ft):
+    for seed in (-1, 1.5, "a"):
+        with pytest.raises((ValueError, TypeError), match="seed"):
+            ft.split(seed=seed)
+    seq = d.sequences()
+    _, T = seq.X, seq.T
+    with pytest.raises(ValueError, match=r"must both be \(n_sequences, 6, 3\)"):
+        seq.correct(T[0], T[0])  # one sequence's (6, 3): once broadcast silently
+    with pytest.raises(ValueError, match="sequence for sequence"):
+        seq.correct(T[:20], T)
+    assert seq.correct(np.nan_to_num(T, nan=0.0), T).all()

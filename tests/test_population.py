@@ -636,3 +636,12 @@ def test_the_engine_is_chosen_by_the_kernels_that_train(monkeypatch):
             finally:
                 bpfast._core.set_isa("")
             assert result.engine == engines[running]
+
+
+def test_a_bad_per_member_setting_names_its_member():
+    X, T = bpfast.datasets.symmetry()
+    pop = bpfast.Population([6, 2, 1], seeds=range(5))
+    with pytest.raises(ValueError, match="member 2: Phase.lr must be > 0"):
+        pop.fit(X, T, lr=[0.1, 0.1, -0.5, 0.1, 0.1], n_sweeps=2)
+    with pytest.raises(ValueError, match="^Phase.lr must be > 0"):  # one value for all
+        pop.fit(X, T, lr=-1.0, n_sweeps=2)

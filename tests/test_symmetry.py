@@ -80,3 +80,23 @@ def test_python_m_bpfast_runs_the_demo():
                          text=True, timeout=60)
     assert bad.returncode == 2 and "bpfast: error: unrecognized arguments: --nonsense" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_symmetry_helpers_refuse_other_nets():
+    import bpfast
+    for net in (bpfast.Network([4, 2, 1]), bpfast.Network([6, 3, 1]), bpfast.Network([8, 2, 1])):
+        with pytest.raises(ValueError, match="Network\\(\\[6, 2, 1\\]\\)"):
+            symmetry.describe_solution(net)
+        with pytest.raises(ValueError, match="Network\\(\\[6, 2, 1\\]\\)"):
+            symmetry.has_paper_magnitudes(net)
+    no_bias = bpfast.Network([6, 2, 1], bias=False)
+    with pytest.raises(ValueError, match="needs the symmetry net's biases"):
+        symmetry.describe_solution(no_bias)
+
+
+def test_a_run_without_a_seed_can_be_repeated_from_its_outcome():
+    experiment = EXPERIMENTS["family-trees"]
+    first = experiment.run(seed=None)
+    assert isinstance(first.seed, int) and first.seed == first.network.seed
+    again = experiment.run(seed=first.seed)
+    np.testing.assert_array_equal(first.network.params, again.network.params)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import check_int
+
 
 def _check_bits(name: str, n, low: int, high: int) -> int:
     """n as an int (any integer type, NumPy's too, as the rest of the API takes) in [low, high]."""
@@ -143,6 +145,8 @@ class FamilyTrees:
         """Indices of (training, held-out) queries: `n_test` held out at random by `seed`.
         (The paper held out four; which four it does not say, so every split here is ours.)"""
         n_test = _check_bits("n_test", n_test, 0, len(self.queries) - 1)
+        if seed is not None:  # (None: fresh entropy, as NumPy takes it)
+            seed = check_int("seed", seed, low=0)
         order = np.random.default_rng(seed).permutation(len(self.queries))
         return np.sort(order[n_test:]), np.sort(order[:n_test])
 
@@ -273,6 +277,9 @@ class Sequences:
         """Per sequence: every trained step right, i.e. its target digit's unit above 0.5 and
         the other two below (the test the family trees use)."""
         outputs, targets = np.asarray(outputs), np.asarray(targets)
+        if outputs.shape != targets.shape or outputs.ndim != 3 or outputs.shape[1:] != (6, 3):
+            raise ValueError(f"outputs {outputs.shape} and targets {targets.shape} must both be "
+                             f"(n_sequences, 6, 3), sequence for sequence")
         trained = ~np.isnan(targets)
         right = (outputs > 0.5) == (targets > 0.5)
         return np.all(right | ~trained, axis=(1, 2))

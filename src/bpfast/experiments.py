@@ -89,8 +89,11 @@ class Experiment:
 
     def run(self, seed: int = 0, dtype: str = "float32", n_threads=None, callback=None,
             callback_every: int = 100) -> Outcome:
-        """One network trained with the recipe (held-out queries have case weight 0)."""
+        """One network trained with the recipe (held-out queries have case weight 0). With
+        seed None the network draws one, and the split and the Outcome use that one too, so the
+        run can be repeated from `outcome.seed`."""
         net = self.make_network(seed, dtype)
+        seed = net.seed
         data = self.data()
         X, T, weights, test = self._cases(seed, data)
         result = net.fit(X, T, sample_weight=weights, n_threads=n_threads, callback=callback,

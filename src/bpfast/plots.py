@@ -4,10 +4,13 @@ A Hinton diagram draws each weight as a square whose area is proportional to its
 positive and black for negative, on a grey ground. :func:`hinton_squares` computes the squares
 (testable without drawing); :func:`hinton` draws them. Nothing else in bpfast imports this module.
 The figure functions write to `path` (a file name or a binary file) in `format`, or by default the
-format matplotlib's savefig reads from the name's suffix.
+format matplotlib's savefig reads from the name's suffix (PNG for a name without one, written at
+that name).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -21,9 +24,21 @@ def hinton_squares(W, max_weight: float | None = None):
     W = np.asarray(W, dtype=np.float64)
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D, got shape {W.shape}")
+    if not np.isfinite(W).all():  # one NaN would make every square's size NaN: an empty figure
+        raise ValueError("W has NaN or infinite weights; a Hinton diagram cannot show them")
+    if max_weight is not None and not (np.isfinite(max_weight) and max_weight > 0):
+        raise ValueError(f"max_weight must be a finite number > 0, got {max_weight!r}")
     scale = max_weight if max_weight is not None else (np.abs(W).max() or 1.0)
     return [(i, j, float(np.sqrt(min(abs(w) / scale, 1.0))), "white" if w > 0 else "black")
             for (i, j), w in np.ndenumerate(W) if w != 0]
+
+
+def _save(fig, path, format: str | None) -> None:
+    """fig to `path` itself: a name without a suffix is a PNG (savefig would append ".png")."""
+    if format is None and isinstance(path, (str, os.PathLike)) and \
+            not os.path.splitext(os.fsdecode(path))[1]:
+        format = "png"
+    fig.savefig(path, dpi=120, format=format)
 
 
 def _new_figure(**options):
@@ -58,6 +73,8 @@ def symmetry_figure(net, errors, path, title: str | None = None,
                     format: str | None = None) -> None:
     """Nature Fig. 1 style: each hidden unit's 6 input weights and bias, the hidden-to-output
     weights and output bias, and the error curve."""
+    from .symmetry import check_symmetry_net
+    check_symmetry_net(net, "symmetry_figure")
     W = net.weights("hidden1", "input")
     b = net.bias("hidden1")
     out_w, out_b = net.weights("output", "hidden1")[0], net.bias("output")[0]
@@ -74,7 +91,7 @@ def symmetry_figure(net, errors, path, title: str | None = None,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, format=format)
+    _save(fig, path, format)
 
 
 def family_trees_figure(net, path, title: str | None = None,
@@ -90,7 +107,7 @@ def family_trees_figure(net, path, title: str | None = None,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, format=format)
+    _save(fig, path, format)
 
 
 def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None,
@@ -98,6 +115,9 @@ def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None,
     """A histogram of the sweeps each solved run took (log-spaced bins); the unsolved runs are
     counted in the title."""
     sweeps = np.asarray(sweeps, dtype=float)
+    if not np.isfinite(sweeps).all():
+        raise ValueError("sweeps must be finite: give the solved runs' sweeps only, and the "
+                         "unsolved runs' number as `unsolved`")
     fig = _new_figure(figsize=(6, 3))
     ax = fig.subplots()
     if sweeps.size:
@@ -107,7 +127,7 @@ def sweeps_histogram(sweeps, unsolved: int, path, title: str | None = None,
     ax.set_ylabel("runs")
     ax.set_title((title + "; " if title else "") + f"{unsolved} not solved", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, format=format)
+    _save(fig, path, format)
 
 
 def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None = None,
@@ -130,4 +150,4 @@ def tc_figure(kinds: dict, fields: list, labels: list, path, title: str | None =
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, format=format)
+    _save(fig, path, format)

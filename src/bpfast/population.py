@@ -639,11 +639,17 @@ class Population:
         # members given the same setting objects (a value for all: 1,000 seeds of one recipe)
         # share one checked list; by identity, as the values may be anything until checked
         checked: dict = {}
+        varies = any(len({id(v) for v in values}) > 1 for values in [*settings, schedules])
         phases = []
         for i, values in enumerate(zip(*settings)):
             key = tuple(map(id, values)) + (id(schedules[i]),)
             if key not in checked:
-                checked[key] = shell._phases(*values, schedules[i], decay_biases, rule)
+                try:
+                    checked[key] = shell._phases(*values, schedules[i], decay_biases, rule)
+                except (ValueError, TypeError) as exc:
+                    if not varies:  # one value for all: nothing to point at
+                        raise
+                    raise type(exc)(f"member {i}: {exc}") from None
             phases.append(checked[key])
         return phases
 

@@ -44,14 +44,26 @@ def run(seed: int = 0, dtype: str = "float32", n_threads: int | None = None):
 MAX_SWEEPS = EXPERIMENTS["symmetry"].n_sweeps
 
 
+def check_symmetry_net(net: Network, what: str) -> None:
+    """ValueError unless `net` is the paper's symmetry net: 6 inputs, 2 hidden units, 1 output
+    fed by them alone, with biases (what `what` reads)."""
+    topo = net.topology
+    if (topo.names != ("input", "hidden1", "output") or list(topo.size) != [6, 2, 1] or
+            topo.layers[-1].sources != ("hidden1",)):
+        raise ValueError(f"{what} reads the paper's symmetry net, Network([6, 2, 1]); got "
+                         f"{net!r}")
+    for layer in ("hidden1", "output"):
+        if net.bias(layer) is None:
+            raise ValueError(f"{what} needs the symmetry net's biases; {layer} has none")
+
+
 def _bias(net: Network, layer: str) -> np.ndarray:
-    bias = net.bias(layer)
-    if bias is None:
-        raise ValueError(f"describe_solution needs the symmetry net's biases; {layer} has none")
-    return bias.astype(np.float64)
+    """A bias vector of the symmetry net (check_symmetry_net has seen that it has one)."""
+    return np.asarray(net.bias(layer), dtype=np.float64)
 
 
 def describe_solution(net: Network) -> Solution:
+    check_symmetry_net(net, "describe_solution")
     W = net.weights("hidden1", "input").astype(np.float64)
     mirror_sum = np.abs(W + W[:, ::-1]).max()
     halves = np.sort(np.abs(W[:, :3]), axis=1)
