@@ -16,8 +16,11 @@ GENERATED = os.path.join("src", "bpfast", "_core.c")
 
 
 def cython_needed() -> bool:
-    """No generated C, or C older than the .pyx (edited since): Cython must run."""
-    return not os.path.exists(GENERATED) or os.path.getmtime(GENERATED) < os.path.getmtime(PYX)
+    """No generated C, or C older than the .pyx (edited since), or a debug build (BPFAST_DEBUG=1:
+    the shipped C has the release directives; `python -m build` leaves it in a checkout too):
+    Cython must run."""
+    return (os.environ.get("BPFAST_DEBUG", "") not in ("", "0") or not os.path.exists(GENERATED)
+            or os.path.getmtime(GENERATED) < os.path.getmtime(PYX))
 
 
 def get_requires_for_build_wheel(config_settings=None):

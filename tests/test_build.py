@@ -77,7 +77,8 @@ def test_the_sdist_ships_its_c_and_builds_without_cython(tmp_path):
         tar.extractall(tmp_path / "unpacked", **safe)
     top = sdist.name[:-len(".tar.gz")]
     for shipped in ("src/bpfast/_core.c", "src/bpfast/_core.pyx", "LICENSE",
-                    "_build_backend/backend.py", "src/bpfast/py.typed"):
+                    "_build_backend/backend.py", "src/bpfast/py.typed",
+                    "tests/c/kernel_selftest.c"):  # (tests/test_native.py compiles it)
         assert f"{top}/{shipped}" in names, shipped
     # -O0: what is checked here is what the sdist ships and how it builds, not the kernels'
     # speed; an -O3 build of every variant took 80 s of this test's 85 (2 cores)
@@ -99,3 +100,22 @@ def test_the_sdist_ships_its_c_and_builds_without_cython(tmp_path):
     trained = subprocess.run([sys.executable, "-c", script, str(tmp_path / "installed")],
                              cwd=tmp_path, check=True, capture_output=True, text=True)
     assert trained.stdout.strip() == "True"
+
+
+def test_a_debug_build_asks_for_cython_even_where_generated_c_is_at_hand(monkeypatch, tmp_path):
+    """`python -m build` leaves the sdist's generated C in the checkout; a BPFAST_DEBUG build
+    (.ci/sanitize) needs Cython all the same: the shipped C has the release directives."""
+    import sys
+    root = os.path.join(os.path.dirname(__file__), os.pardir)
+    monkeypatch.syspath_prepend(os.path.join(root, "_build_backend"))
+    import backend
+    pyx = tmp_path / "src" / "bpfast" / "_core.pyx"
+    pyx.parent.mkdir(parents=True)
+    pyx.write_text("")
+    (pyx.parent / "_core.c").write_text("")  # newer than the .pyx: a release build needs none
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BPFAST_DEBUG", raising=False)
+    assert not backend.cython_needed()
+    monkeypatch.setenv("BPFAST_DEBUG", "1")
+    assert backend.cython_needed()
+    sys.modules.pop("backend", None)

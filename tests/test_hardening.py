@@ -1028,3 +1028,11 @@ def test_dtype_none_and_file_objects_are_refused_by_name(tmp_path):
         net.save(f)
     with pytest.raises(TypeError, match="a file name"):
         bpfast.load(io.BytesIO(b""))
+
+
+def test_a_build_without_openmp_says_that_n_threads_above_1_runs_on_one(monkeypatch):
+    monkeypatch.setattr(_threads, "_OPENMP", False)
+    X, T = bpfast.datasets.symmetry()
+    net = bpfast.Network([6, 2, 1])
+    with pytest.warns(RuntimeWarning, match="built without OpenMP and runs on one thread"):
+        net.fit(X, T, n_sweeps=2, n_threads=2)

@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import threading
+import warnings
 
 from . import _core
 from ._validation import check_int
@@ -79,11 +80,20 @@ def default_threads() -> int:
     return max(1, min(n, MAX_THREADS))
 
 
+_OPENMP = bool(_core.build_facts()["openmp"])
+
+
 def requested_threads(n_threads) -> int:
-    """The n_threads argument of the public API: None for the default, else a checked int."""
+    """The n_threads argument of the public API: None for the default, else a checked int (a
+    build without OpenMP runs one thread whatever is asked, and says so)."""
     if n_threads is None:
         return default_threads()
-    return check_int("n_threads", n_threads, low=1, high=MAX_THREADS)
+    n = check_int("n_threads", n_threads, low=1, high=MAX_THREADS)
+    if n > 1 and not _OPENMP:
+        warnings.warn(f"n_threads={n}: this bpfast was built without OpenMP and runs on one "
+                      f"thread; rebuild it with a compiler that has OpenMP (bpfast.build_info())",
+                      RuntimeWarning, stacklevel=3)
+    return n
 
 
 _started = threading.local()  # per Python thread: OpenMP keeps one thread pool per caller

@@ -32,6 +32,7 @@ as NaN in the targets. It carries no error and takes no part in the stop test.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -248,7 +249,11 @@ class RecurrentNetwork(Network):
         T = self.n_steps
         if not isinstance(A, np.ndarray):
             try:
-                A = np.asarray(A)
+                with warnings.catch_warnings():  # NumPy < 1.24 made ragged nesting an object
+                    warnings.simplefilter("ignore")  # array, with a deprecation warning
+                    A = np.asarray(A)
+                if A.dtype == object:
+                    raise ValueError("its nested sequences are ragged, or not numbers")
             except (ValueError, TypeError) as exc:  # ragged nesting
                 raise ValueError(f"{name} could not be read as an array of shape (n_sequences, "
                                  f"{T}, {width}): {exc}") from None
