@@ -3,6 +3,8 @@ bit for bit the local one, and a worker killed mid-shard loses and duplicates no
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,6 +13,7 @@ import pytest
 
 import bpfast
 import bpfast.distributed
+from conftest import SANITIZED, killed_at_exit
 
 distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (test extra)")
 
@@ -296,3 +299,48 @@ def test_a_closed_client_or_another_executor_is_refused_by_name():
     cluster.close()
     with pytest.raises(ValueError, match="the Dask client is closed"):
         pop.fit(X, T, n_sweeps=2, client=closed)
+
+
+CANCEL_SCRIPT = r"""
+import sys, time
+import distributed, bpfast
+if __name__ == "__main__":
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=40)
+    client = distributed.Client(cluster)
+    X, T = bpfast.datasets.symmetry()
+    pop = bpfast.Population([6, 2, 1], seeds=range(64))
+    # the lanes (full batch), or whole members (mini-batches): each engine's way to stop
+    options = dict(n_sweeps=10**7) if sys.argv[1] == "lanes" else dict(n_sweeps=10**5,
+                                                                       batch_size=4)
+    client.run(lambda: None)
+    print("ready", flush=True)
+    try:
+        pop.fit(X, T, client=client, shards=2, **options)
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        interrupted = time.perf_counter()
+        client.submit(lambda: 1, pure=False).result()  # runs once a worker is free
+        print(f"freed {time.perf_counter() - interrupted:.2f}", flush=True)
+    client.close()
+    cluster.close()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("engine", ["lanes", "members"])
+def test_ctrl_c_on_the_client_frees_the_workers(engine, tmp_path):
+    """The shards running on workers poll a Dask Event that the interrupted fit sets, and stop
+    within a chunk (before: they trained to their ends, 25-67 s here, their results unused)."""
+    script = tmp_path / "cancel.py"
+    script.write_text(CANCEL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), engine], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    with killed_at_exit(proc):
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(3)  # the shards sent and training
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert "freed" in out, out + err[-2000:]
+    # a poll every 0.5 s and a chunk of sweeps or one member; generous for a loaded machine
+    assert float(out.split("freed ")[1].split()[0]) < (15 if SANITIZED else 5)

@@ -29,6 +29,8 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import sys
+import threading
+import uuid
 
 import numpy as np
 
@@ -57,12 +59,33 @@ def _mismatch(where: str, theirs, ours) -> str:
             f"BPFAST_ISA to one variant every machine runs (baseline runs on any x86-64)")
 
 
-def _train_shard(sub, plan, X, T, n_threads, progress, expected):
-    """On a worker: train a shard (a sub-population) by its plan; return it and its result."""
+def _watch_for_cancel(event, cancelled: threading.Event, done: threading.Event):
+    """On a worker, beside a shard's training: set `cancelled` once the client sets the Dask
+    Event `event` (its fit was interrupted), so that the training stops within a chunk."""
+    try:
+        while not done.is_set():
+            if event.wait(timeout=CANCEL_POLL_SECONDS):
+                cancelled.set()
+                return
+    except Exception:  # no scheduler to ask (the cluster is going away): train on, as before
+        return
+
+
+def _train_shard(sub, plan, X, T, n_threads, progress, expected, cancel_event=None):
+    """On a worker: train a shard (a sub-population) by its plan; return it and its result. With
+    `cancel_event` (a Dask Event's name), stop early, with CancelledError, once it is set."""
     from . import _threads
     ours = build_fingerprint()
     if ours != expected:  # a worker that joined after the check in fit_sharded
         raise RuntimeError(_mismatch("this worker", ours, expected))
+    cancelled = done = None
+    if cancel_event is not None:
+        from distributed import Event, get_client
+        # the client named here, in the task's thread: the watcher's thread could not find it
+        event = Event(cancel_event, client=get_client())
+        cancelled, done = threading.Event(), threading.Event()
+        threading.Thread(target=_watch_for_cancel, args=(event, cancelled, done),
+                         daemon=True).start()
     if n_threads is None:  # the worker's own threads, not every core of its machine
         try:
             from distributed import get_worker
@@ -70,9 +93,17 @@ def _train_shard(sub, plan, X, T, n_threads, progress, expected):
         except (ImportError, ValueError, AttributeError):
             n_threads = None
     threads = _threads.usable_threads(_threads.requested_threads(n_threads), False)
-    result = sub._execute(dataclasses.replace(plan, X=X, T=T), threads, progress)
+    try:
+        result = sub._execute(dataclasses.replace(plan, X=X, T=T), threads, progress, cancelled)
+    finally:
+        if done is not None:
+            done.set()
     return sub, result
 
+
+# How often a running shard asks the scheduler whether its fit was interrupted (a Dask Event):
+# a Ctrl-C on the client frees the workers within about this long plus a chunk of training.
+CANCEL_POLL_SECONDS = 0.5
 
 # How many times one shard may be resubmitted after the cluster forgot it; a shard forgotten more
 # often than that means the cluster is going away (or someone cancels its tasks), not bad luck.
@@ -106,7 +137,7 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
     """Population.fit on `client`'s cluster (see Population.fit)."""
     from .population import PopulationResult
     try:
-        from distributed import as_completed
+        from distributed import Event, as_completed
     except ImportError:  # a client was passed, so dask is there; distributed is its scheduler
         raise ImportError("training on a cluster needs dask.distributed: "
                           "pip install 'bpfast[distributed]'") from None
@@ -120,6 +151,8 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
         if tuple(theirs) != ours:
             raise RuntimeError(_mismatch(f"worker {worker}", tuple(theirs), ours))
     shared = _SharedData(client, plan)
+    # set on Ctrl-C (or any error here): the shards running on workers stop within a chunk
+    cancel = Event(f"bpfast-fit-{uuid.uuid4().hex}", client=client)
     pending = {}  # future -> (shard index, generation of the shared data it was given)
 
     def submit(index):
@@ -128,7 +161,7 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
             _train_shard, pop._subset(parts[index]),
             dataclasses.replace(sub_plan, X=None, T=None),
             shared.X if plan.shared_x else sub_plan.X, shared.T if plan.shared_t else sub_plan.T,
-            n_threads, False, ours, pure=False)
+            n_threads, False, ours, cancel.name, pure=False)
         pending[future] = index, shared.generation
         return future
 
@@ -162,6 +195,10 @@ def fit_sharded(pop, client, plan, n_threads, shards, progress):
                 done = sum(r is not None for r in results)
                 print(f"\r{done}/{len(parts)} shards back", end="", file=sys.stderr, flush=True)
     except BaseException:
+        try:
+            cancel.set()
+        except Exception:  # a cluster going away: its tasks go with it
+            pass
         client.cancel(list(pending))
         raise
     if progress:

@@ -498,9 +498,10 @@ class Population:
             the shared data died with the worker, resubmitted from here with the data scattered
             again), so nothing is lost or counted twice. With n_threads None each task uses
             its worker's threads. On Ctrl-C the shards not yet gathered are cancelled and keep
-            their starting state; the gathered ones keep their training. (Dask cannot stop a
-            task already running on a worker: it trains to its end, its result unused, and
-            keeps its worker busy until then; ``client.restart()`` frees the workers at once.)
+            their starting state; the gathered ones keep their training. The shards running
+            on workers see it through a Dask Event they poll every half second, and stop at
+            their next chunk of sweeps (the lanes) or member (whole members), freeing the
+            workers.
             A shard the cluster forgets again after 3 resubmissions raises RuntimeError, with
             the same outcome for the members.
         shards : int, optional
@@ -587,8 +588,11 @@ class Population:
                      reduction=reduction, dropout=dropout, record_errors=record_errors,
                      optimizer=optimizer, lanes_allowed=lanes_allowed)
 
-    def _execute(self, plan: _Plan, threads: int, progress: bool) -> PopulationResult:
-        """Train every member by `plan` on `threads` threads."""
+    def _execute(self, plan: _Plan, threads: int, progress: bool,
+                 cancelled: threading.Event | None = None) -> PopulationResult:
+        """Train every member by `plan` on `threads` threads. Once `cancelled` is set (a shard
+        on a worker, whose fit was interrupted on the client), CancelledError at the next call
+        of the lanes (CHUNK_SECONDS) or the next member's start."""
         # A new rule starts from a zero state, the population's once training has begun: a fit
         # refused before it (being trained already, not enough memory) keeps the old one.
         switching = plan.optimizer != self.optimizer
@@ -601,7 +605,8 @@ class Population:
         run = self._fit_lanes if lanes else self._fit_members
         try:
             with self._guard:
-                n_done, status, final_error, within, errors = run(state, plan, threads, progress)
+                n_done, status, final_error, within, errors = run(state, plan, threads, progress,
+                                                                  cancelled)
         except (RuntimeError, MemoryError):
             raise
         except BaseException:
@@ -653,7 +658,7 @@ class Population:
             phases.append(checked[key])
         return phases
 
-    def _fit_lanes(self, state, plan: _Plan, threads: int, progress: bool):
+    def _fit_lanes(self, state, plan: _Plan, threads: int, progress: bool, cancelled):
         """Full batch, members in the vector lanes: chunks of sweeps in which every running
         member keeps one phase."""
         X, T, shared_t, weights, n = plan.X, plan.T, plan.shared_t, plan.weights, plan.n
@@ -700,6 +705,8 @@ class Population:
             return threads if member_sweep * work >= THREADED_CALL_SECONDS else 1
 
         while position < total:
+            if cancelled is not None and cancelled.is_set():
+                raise concurrent.futures.CancelledError("the fit was cancelled")
             running = (status == RUNNING) & (totals > position)
             if not running.any():
                 break
@@ -752,7 +759,7 @@ class Population:
             errors[np.arange(errors.shape[1])[None, :] >= n_done[:, None]] = np.nan
         return n_done, status, final_error, within, errors
 
-    def _fit_members(self, state, plan: _Plan, threads: int, progress: bool):
+    def _fit_members(self, state, plan: _Plan, threads: int, progress: bool, cancelled):
         """Whole members per thread, each by the compiled loop of Network.fit on one thread."""
         X, T, weights, n, batch_size = plan.X, plan.T, plan.weights, plan.n, plan.batch_size
         n_members, tols = len(self), plan.tols
@@ -773,7 +780,7 @@ class Population:
         finished = [0]
 
         def train(i, watch):
-            if watch.interrupted():
+            if watch.interrupted() or (cancelled is not None and cancelled.is_set()):
                 return
             w = None if weights is None else weights[0 if weights.shape[0] == 1 else i]
             log, done, reason, final, all_within, _ = _core.run_training(
@@ -811,6 +818,8 @@ class Population:
                         raise
             if watch.interrupted():
                 raise KeyboardInterrupt
+            if cancelled is not None and cancelled.is_set():
+                raise concurrent.futures.CancelledError("the fit was cancelled")
         if reporter is not None:
             reporter.close()
         errors = None
