@@ -81,11 +81,14 @@ def _train_shard(sub, plan, X, T, n_threads, progress, expected, cancel_event=No
     cancelled = done = None
     if cancel_event is not None:
         from distributed import Event, get_client
-        # the client named here, in the task's thread: the watcher's thread could not find it
-        event = Event(cancel_event, client=get_client())
-        cancelled, done = threading.Event(), threading.Event()
-        threading.Thread(target=_watch_for_cancel, args=(event, cancelled, done),
-                         daemon=True).start()
+        try:  # the client named here, in the task's thread: the watcher's could not find it
+            event = Event(cancel_event, client=get_client())
+        except ValueError:  # not on a worker, no client: nothing can cancel it
+            event = None
+        if event is not None:
+            cancelled, done = threading.Event(), threading.Event()
+            threading.Thread(target=_watch_for_cancel, args=(event, cancelled, done),
+                             daemon=True).start()
     if n_threads is None:  # the worker's own threads, not every core of its machine
         try:
             from distributed import get_worker
