@@ -645,3 +645,32 @@ def test_a_bad_per_member_setting_names_its_member():
         pop.fit(X, T, lr=[0.1, 0.1, -0.5, 0.1, 0.1], n_sweeps=2)
     with pytest.raises(ValueError, match="^Phase.lr must be > 0"):  # one value for all
         pop.fit(X, T, lr=-1.0, n_sweeps=2)
+
+
+def test_an_error_once_training_has_begun_leaves_the_rule_that_trained(monkeypatch):
+    """A fit that switches rule and fails after its members began training (here: the error
+    log's growth refused) leaves the new rule's state, which the members were trained with; one
+    refused before training keeps the old rule and state."""
+    from bpfast import population
+    X, T = bpfast.datasets.symmetry()
+    pop = bpfast.Population([6, 2, 1], seeds=range(4))
+    pop.fit(X, T, n_sweeps=2, optimizer="adam")
+    old = pop.velocity.copy()
+
+    def refuse(pattern):
+        def check(n_bytes, what):
+            if pattern in what:
+                raise MemoryError(what)
+        return check
+
+    monkeypatch.setattr(population, "check_fits", refuse("sweep-start copies"))  # before
+    with pytest.raises(MemoryError):
+        pop.fit(X, T, n_sweeps=3000, optimizer="momentum")
+    assert pop.optimizer == "adam"
+    np.testing.assert_array_equal(pop.velocity, old)
+
+    monkeypatch.setattr(population, "check_fits", refuse("members' 2"))  # the log's 2nd chunk
+    with pytest.raises(MemoryError):
+        pop.fit(X, T, n_sweeps=3000, optimizer="momentum", record_errors=True)
+    assert pop.optimizer == "momentum" and pop.velocity.shape == pop.params.shape
+    assert pop.velocity.any()  # the momentum the members were trained with

@@ -603,18 +603,14 @@ class Population:
         lanes = plan.lanes_allowed and _core.population_lanes(self.topology, self.dtype, plan.n,
                                                               plan.weights is not None)
         run = self._fit_lanes if lanes else self._fit_members
-        try:
-            with self._guard:
-                n_done, status, final_error, within, errors = run(state, plan, threads, progress,
-                                                                  cancelled)
-        except (RuntimeError, MemoryError):
-            raise
-        except BaseException:
+
+        def begin():  # the engine's checks passed: the new rule's state is the population's
             if switching:
                 self._velocity, self.optimizer = state, plan.optimizer
-            raise
-        if switching:
-            self._velocity, self.optimizer = state, plan.optimizer
+
+        with self._guard:
+            n_done, status, final_error, within, errors = run(state, plan, threads, progress,
+                                                              cancelled, begin)
         if errors is not None:
             errors /= plan.per_case[:, None]
             errors = errors[:, :max(int(n_done.max()), 0)]
@@ -658,7 +654,7 @@ class Population:
             phases.append(checked[key])
         return phases
 
-    def _fit_lanes(self, state, plan: _Plan, threads: int, progress: bool, cancelled):
+    def _fit_lanes(self, state, plan: _Plan, threads: int, progress: bool, cancelled, begin):
         """Full batch, members in the vector lanes: chunks of sweeps in which every running
         member keeps one phase."""
         X, T, shared_t, weights, n = plan.X, plan.T, plan.shared_t, plan.weights, plan.n
@@ -698,6 +694,7 @@ class Population:
         sweeps = np.zeros(n_members, np.int64)
         position, adaptive, total = 0, 1, int(totals.max())
         n_decayed = phases[0][0][4]
+        begin()  # (what follows can fail only once training has begun: the error log's growth)
         reporter = _Progress(n_members, total) if progress else None
         member_sweep = 0.0  # seconds per member and sweep on one thread, as last measured
 
@@ -759,7 +756,8 @@ class Population:
             errors[np.arange(errors.shape[1])[None, :] >= n_done[:, None]] = np.nan
         return n_done, status, final_error, within, errors
 
-    def _fit_members(self, state, plan: _Plan, threads: int, progress: bool, cancelled):
+    def _fit_members(self, state, plan: _Plan, threads: int, progress: bool, cancelled,
+                     begin):
         """Whole members per thread, each by the compiled loop of Network.fit on one thread."""
         X, T, weights, n, batch_size = plan.X, plan.T, plan.weights, plan.n, plan.batch_size
         n_members, tols = len(self), plan.tols
@@ -769,6 +767,7 @@ class Population:
             _core.ALL_FEATURES) +
             workers * 4 * state.shape[1] * self.dtype.itemsize,
             f"training {workers} members at a time")
+        begin()
         n_done = np.zeros(n_members, np.int64)
         status = np.zeros(n_members, np.int32)
         final_error, within = np.zeros(n_members), np.zeros(n_members, np.int32)
