@@ -99,24 +99,30 @@ static void on_sigint(int signum, siginfo_t *info, void *context)
         replaced.sa_handler(signum);
 }
 
+/* on_sigint in place of the handler `current` (which it then chains to); 0 if `current` is
+   SIG_DFL or SIG_IGN (nothing to chain to: left as it is) or sigaction fails. */
+static int install_over(const struct sigaction *current)
+{
+    if (!(current->sa_flags & SA_SIGINFO) &&
+        (current->sa_handler == SIG_DFL || current->sa_handler == SIG_IGN))
+        return 0;
+    struct sigaction ours;
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = on_sigint;
+    ours.sa_flags = SA_SIGINFO | (current->sa_flags & (SA_ONSTACK | SA_RESTART));
+    ours.sa_mask = current->sa_mask;
+    replaced = *current;
+    return sigaction(SIGINT, &ours, NULL) == 0;
+}
+
 int bp_interrupt_install(void)
 {
     if (install_depth > 0) {
         install_depth++;
         return 1;
     }
-    struct sigaction current, ours;
-    if (sigaction(SIGINT, NULL, &current) != 0)
-        return 0;
-    if (!(current.sa_flags & SA_SIGINFO) &&
-        (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN))
-        return 0;
-    memset(&ours, 0, sizeof ours);
-    ours.sa_sigaction = on_sigint;
-    ours.sa_flags = SA_SIGINFO | (current.sa_flags & (SA_ONSTACK | SA_RESTART));
-    ours.sa_mask = current.sa_mask;
-    replaced = current;
-    if (sigaction(SIGINT, &ours, NULL) != 0)
+    struct sigaction current;
+    if (sigaction(SIGINT, NULL, &current) != 0 || !install_over(&current))
         return 0;
     install_depth = 1;
     return 1;
@@ -139,20 +145,11 @@ void bp_interrupt_uninstall(void)
    loops see Ctrl-C again. SIG_DFL and SIG_IGN set there are the caller's choice and stay. */
 void bp_interrupt_rearm(void)
 {
-    struct sigaction current, ours;
+    struct sigaction current;
     if (install_depth == 0 || sigaction(SIGINT, NULL, &current) != 0)
         return;
-    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_sigint)
-        return;
-    if (!(current.sa_flags & SA_SIGINFO) &&
-        (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN))
-        return;
-    memset(&ours, 0, sizeof ours);
-    ours.sa_sigaction = on_sigint;
-    ours.sa_flags = SA_SIGINFO | (current.sa_flags & (SA_ONSTACK | SA_RESTART));
-    ours.sa_mask = current.sa_mask;
-    replaced = current;
-    sigaction(SIGINT, &ours, NULL);
+    if (!((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_sigint))
+        install_over(&current);
 }
 
 uint64_t bp_interrupt_count(void) { return atomic_load(&interrupts); }

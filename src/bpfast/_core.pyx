@@ -308,31 +308,36 @@ cdef class TrainingGuard:
     cdef unsigned long owner_thread
     cdef long owner_pid
 
-    cdef int claim(self) except -1:
+    cdef int holder(self) noexcept:
+        """0: nobody holds the mark (a mark inherited through fork() is nobody's), else 1 if
+        this thread does, 2 if another; a free mark is taken for this thread."""
         cdef unsigned long me = PyThread_get_thread_ident()
         if self.busy and self.owner_pid == getpid():
-            if self.owner_thread == me:
-                raise RuntimeError(
-                    "fit was called on this network from inside its own fit (from the callback?); "
-                    "return True from the callback to stop training, then call fit again")
+            return 1 if self.owner_thread == me else 2
+        self.busy, self.owner_thread, self.owner_pid = 1, me, getpid()
+        return 0
+
+    cdef int claim(self) except -1:
+        cdef int held = self.holder()
+        if held == 1:
+            raise RuntimeError(
+                "fit was called on this network from inside its own fit (from the callback?); "
+                "return True from the callback to stop training, then call fit again")
+        if held == 2:
             raise RuntimeError("this network is already being trained (or saved) in another "
                                "thread; train a copy (copy.deepcopy(net)) or wait for that to "
                                "finish")
-        self.busy, self.owner_thread, self.owner_pid = 1, me, getpid()
         return 0
 
     cdef int claim_to_read(self, str what) except -1:
         """1 if claimed for a read of the whole state; 0 if this thread's own fit holds the mark
         (a callback: the state is between sweeps, whole); RuntimeError if another thread's."""
-        cdef unsigned long me = PyThread_get_thread_ident()
-        if self.busy and self.owner_pid == getpid():
-            if self.owner_thread == me:
-                return 0
+        cdef int held = self.holder()
+        if held == 2:
             raise RuntimeError(f"cannot {what} while another thread trains or saves it: its "
                                f"params and velocity would come from different sweeps; wait "
                                f"for that to finish, or {what} from its fit's callback")
-        self.busy, self.owner_thread, self.owner_pid = 1, me, getpid()
-        return 1
+        return held == 0
 
     cdef void release(self) noexcept:
         self.busy = 0

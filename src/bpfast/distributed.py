@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import sys
 import threading
@@ -37,19 +38,19 @@ import numpy as np
 from ._validation import check_int
 
 
-_module_digest = None
+@functools.lru_cache(maxsize=None)
+def _module_digest() -> str:
+    from . import _core
+    with open(_core.__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def build_fingerprint() -> tuple:
     """What decides a trained member's bits besides its data and settings: bpfast's version, the
     kernel variant in use (BPFAST_ISA, or the best the CPU runs) and the compiled module itself
     (two builds of one version may round differently)."""
-    global _module_digest
-    from . import __version__, _core, build_info
-    if _module_digest is None:
-        with open(_core.__file__, "rb") as f:
-            _module_digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    return (__version__, build_info()["simd"], _module_digest)
+    from . import __version__, build_info
+    return (__version__, build_info()["simd"], _module_digest())
 
 
 def _mismatch(where: str, theirs, ours) -> str:

@@ -59,7 +59,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("bpfast.estimators needs scikit-learn (>= 1.6): "
                       "pip install 'bpfast[sklearn]'") from exc
 
-from .network import Network
+from .network import Network, float_dtype_name
 from .units import ACTIVATIONS
 
 __all__ = ["BPClassifier", "BPRegressor"]
@@ -195,11 +195,7 @@ class _BPBase(BaseEstimator):
         if self.clip_norm is not None:
             number("clip_norm", 0, low_open=True)
         number("dropout", 0, 1, high_open=True)
-        try:
-            dtype_ok = np.dtype(self.dtype) in (np.float32, np.float64)
-        except TypeError:
-            dtype_ok = False
-        if not dtype_ok:
+        if float_dtype_name(self.dtype) is None:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
     def _batch(self, n_samples: int) -> int:

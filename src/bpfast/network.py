@@ -34,6 +34,16 @@ def state_length(optimizer: str, n_params: int) -> int:
     return 2 * n_params + 1 if optimizer == "adam" else n_params
 
 
+def float_dtype_name(dtype) -> str | None:
+    """"float32" or "float64" for whatever NumPy reads as one (np.float32, "f4", "double", ...);
+    None for anything else, None itself included (NumPy would read it as float64)."""
+    try:
+        name = None if dtype is None else np.dtype(dtype).name
+    except (TypeError, ValueError):
+        return None
+    return name if name in DTYPES else None
+
+
 def init_bounds(topo: Topology, init: str) -> np.ndarray:
     """Each parameter's bound for the "glorot" or "he" draw (see Network's docstring)."""
     bounds = np.empty(topo.n_dense)
@@ -176,11 +186,8 @@ class Network:
         else:
             raise ValueError("describe the network: Network([6, 2, 1]) for a chain, or "
                              "Network(inputs={...}, layers=[Layer(...), ...]) for a DAG")
-        try:  # whatever NumPy reads as a dtype: np.float32, "float32", "f4", "double", ...
-            dtype_name = None if dtype is None else np.dtype(dtype).name  # (None: float64)
-        except (TypeError, ValueError):
-            dtype_name = None
-        if dtype_name not in DTYPES:
+        dtype_name = float_dtype_name(dtype)
+        if dtype_name is None:
             raise ValueError(f"dtype must be float32 or float64 (or a name NumPy reads as one, "
                              f"such as 'f4' or 'double'), got {dtype!r}")
         self.dtype = np.dtype(DTYPES[dtype_name])

@@ -191,6 +191,12 @@ def _member_weights(shell, member: int, row, n: int) -> np.ndarray:
         raise type(exc)(f"sample_weight of member {member}: {exc}") from None
 
 
+def _stop_if_cancelled(cancelled: threading.Event | None) -> None:
+    """CancelledError once `cancelled` is set (see Population._execute)."""
+    if cancelled is not None and cancelled.is_set():
+        raise concurrent.futures.CancelledError("the fit was cancelled")
+
+
 def _as_array(data) -> np.ndarray | None:
     """`data` as an array to read its shape from, or None where it is not one (a dict of input
     groups, a ragged list): Network's checks then say what is wrong with it."""
@@ -702,8 +708,7 @@ class Population:
             return threads if member_sweep * work >= THREADED_CALL_SECONDS else 1
 
         while position < total:
-            if cancelled is not None and cancelled.is_set():
-                raise concurrent.futures.CancelledError("the fit was cancelled")
+            _stop_if_cancelled(cancelled)
             running = (status == RUNNING) & (totals > position)
             if not running.any():
                 break
@@ -817,8 +822,7 @@ class Population:
                         raise
             if watch.interrupted():
                 raise KeyboardInterrupt
-            if cancelled is not None and cancelled.is_set():
-                raise concurrent.futures.CancelledError("the fit was cancelled")
+            _stop_if_cancelled(cancelled)
         if reporter is not None:
             reporter.close()
         errors = None
