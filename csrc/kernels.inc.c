@@ -19,7 +19,8 @@
  * tree), so results are bitwise identical for any n_threads.
  *
  * With PAR = 1 the *_omp functions split work with orphaned `omp for` inside an enclosing parallel
- * region; with PAR = 0 the same code is compiled without OpenMP, so one thread pays nothing for it.
+ * region (product_omp: runs of tiles of equal work, by THREAD_INDEX of THREAD_COUNT); with PAR = 0
+ * the same code is compiled without OpenMP, so one thread pays nothing for it.
  *
  * Not here: validation (Python), allocation (workspace.inc.c), the sweep loop (train.inc.c).
  */
@@ -378,6 +379,47 @@ static void FN(pack_rows_omp)(REAL *pack, const REAL *A, int64_t rsa, int64_t cs
         }
 }
 
+/* Where a thread's run of product_omp's tiles starts: the first tile whose work before it (a tile's
+ * work: its rows x vectors) reaches `target`, in product_omp's order over `rows` rows of C and
+ * `lanes` lanes of its current block (n_left: its lanes from the block's first to C's last).
+ * Threads used to take equal counts of tiles, but the last row tile and the last lane panel are
+ * narrow: a 100-unit layer over batches of 200 has lane panels of 4, 4, 4 and 1 vectors
+ * (AVX-512), and by count one of two threads took 136 of its forward product's 221 tile-vectors
+ * while the other, with 85, waited for it at the barrier. */
+static int64_t FN(tile_at_work)(int64_t target, int64_t rows, int64_t n_left, int64_t lanes)
+{
+    const int64_t tiles = FN(ceil_div)(rows, TILE_ROWS);
+    const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_LANES);
+    int64_t t = 0, done = 0;
+    for (int64_t rb0 = 0; rb0 < tiles; rb0 += BLOCK_ROW_TILES) {
+        const int64_t row_tiles = MIN(BLOCK_ROW_TILES, tiles - rb0);
+        const int64_t block_rows = MIN(row_tiles * TILE_ROWS, rows - rb0 * TILE_ROWS);
+        if (done >= target)
+            return t;
+        if (done + block_rows * (lanes / VW) <= target) { /* the whole block comes before */
+            done += block_rows * (lanes / VW);
+            t += row_tiles * lane_blocks;
+            continue;
+        }
+        for (int64_t lb = 0; lb < lane_blocks; lb++) {
+            const int64_t vectors = MIN(TILE_VECTORS, (n_left - lb * TILE_LANES) / VW);
+            if (done >= target)
+                return t;
+            if (done + block_rows * vectors <= target) { /* the whole panel comes before */
+                done += block_rows * vectors;
+                t += row_tiles;
+                continue;
+            }
+            for (int64_t rb = rb0; rb < rb0 + row_tiles; rb++, t++) {
+                if (done >= target)
+                    return t;
+                done += MIN(TILE_ROWS, rows - rb * TILE_ROWS) * vectors;
+            }
+        }
+    }
+    return t;
+}
+
 /* C (M x N lanes) = start + A (M x K) B (K x N), in register tiles, BLOCK_LANES lanes by BLOCK_K
  * terms at a time. A(i,k) = A[i*rsa + k*csa]; row k of B starts at B + k*ldb; N is whole vectors.
  * start: C if `accumulate`, else init[i] if init, else 0; the unit function `activation` (if >=
@@ -420,14 +462,19 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
                 if (packed_a)
                     FN(pack_rows_omp)(ws->pack_a, A + k0 * csa, rsa, csa, m0, rows, k_count);
                 /* tile t: a block of BLOCK_ROW_TILES row tiles, then a lane panel, then a row
-                   tile in it: one loop for the threads to share (one barrier), in cache order.
+                   tile in it: one loop for the threads to share (one barrier), in cache order,
+                   each thread a run of tiles of about equal work (tile_at_work).
                    Its row tile rb and lane panel lb follow from the last tile's, decoded from t
                    only where a thread's run of tiles starts: two divisions a tile were about a
                    tenth of the time W7 (baseline, 30-unit layers, 20 lanes) spent in its products
                    outside the tiles. */
                 int64_t next = -1, rb0 = 0, row_tiles = 0, lb = 0, rb = 0;
-                OMP_FOR
-                for (int64_t t = 0; t < tiles * lane_blocks; t++) {
+                const int64_t work = rows * (lanes / VW), share = THREAD_COUNT;
+                const int64_t t_end = FN(tile_at_work)(work * (THREAD_INDEX + 1) / share, rows,
+                                                       N - n0, lanes);
+                for (int64_t t = FN(tile_at_work)(work * THREAD_INDEX / share, rows, N - n0,
+                                                  lanes);
+                     t < t_end; t++) {
                     if (FN(skip_tile)(ws, t, &skip))
                         continue;
                     if (t != next) {
@@ -459,6 +506,7 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
                         }
                     }
                 }
+                OMP_BARRIER
             }
             k0 += k_count;
         } while (k0 < K);

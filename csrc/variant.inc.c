@@ -8,6 +8,8 @@
 #define OMP_SINGLE
 #define OMP_BARRIER
 #define OMP_ATOMIC_WRITE
+#define THREAD_INDEX 0
+#define THREAD_COUNT 1
 #include "kernels.inc.c"
 #include "small_nets.inc.c"
 #include "recurrent.inc.c"
@@ -20,6 +22,8 @@
 #undef OMP_SINGLE
 #undef OMP_BARRIER
 #undef OMP_ATOMIC_WRITE
+#undef THREAD_INDEX
+#undef THREAD_COUNT
 
 #define PARNAME p
 #define OMP_FOR _Pragma("omp for schedule(static)")
@@ -28,6 +32,13 @@
 #define OMP_SINGLE _Pragma("omp single")
 #define OMP_BARRIER _Pragma("omp barrier")
 #define OMP_ATOMIC_WRITE _Pragma("omp atomic write")
+#ifdef _OPENMP
+#define THREAD_INDEX omp_get_thread_num()
+#define THREAD_COUNT omp_get_num_threads()
+#else
+#define THREAD_INDEX 0
+#define THREAD_COUNT 1
+#endif
 #include "kernels.inc.c"
 #include "small_nets.inc.c"
 #include "recurrent.inc.c"
@@ -39,5 +50,7 @@
 #undef OMP_SINGLE
 #undef OMP_BARRIER
 #undef OMP_ATOMIC_WRITE
+#undef THREAD_INDEX
+#undef THREAD_COUNT
 
 #include "api.inc.c"

@@ -93,6 +93,26 @@ def test_weights_are_bitwise_identical_for_1_2_and_4_threads(batch_size, dtype, 
         assert np.array_equal(result.errors, runs[0][1].errors)
 
 
+@pytest.mark.parametrize("sizes, batch", [([13, 37, 5], 77), ([300, 7, 200], 50), ([40, 9, 3], 9)])
+def test_every_tile_is_computed_once_whatever_the_threads_share(sizes, batch, dtype, isa):
+    """product_omp gives each thread a run of tiles of equal work (kernels.inc.c: tile_at_work),
+    not of equal count: runs end inside a lane panel or a row block, and with 3 or 7 threads on
+    a product of one or two tiles some threads get none. One thread computes every tile; any
+    other count must give the same bits (a tile left out or done twice would not)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3 * batch, sizes[0]))
+    T = rng.uniform(size=(3 * batch, sizes[-1]))
+    runs = []
+    for n_threads in (1, 2, 3, 7):
+        net = bpfast.Network(sizes, seed=4, dtype=dtype)
+        result = net.fit(X, T, lr=0.01, momentum=0.9, n_sweeps=3, batch_size=batch,
+                         n_threads=n_threads)
+        runs.append((net.params.copy(), result.errors))
+    for params, errors in runs[1:]:
+        assert np.array_equal(params, runs[0][0])
+        assert np.array_equal(errors, runs[0][1])
+
+
 def test_predict_is_bitwise_identical_across_thread_counts(dtype, isa):
     net = bpfast.Network([40, 300, 10], seed=2, dtype=dtype)
     X = np.random.default_rng(1).normal(size=(1000, 40))
