@@ -12,7 +12,7 @@ momentum 0.9, plain momentum as bpfast's rule); "torch-adam" and "torch-sgd", Py
 (nn.Linear, ReLU, CrossEntropyLoss, torch.optim.Adam / SGD). bpfast trains with Adam (its default)
 and with its momentum rule ("bpfast-sgd"). Early stopping is off everywhere (tol = 0), so every
 tool runs every epoch. Each time runs from the NumPy arrays to a trained model: the estimators'
-fit checks and encodes the data (bpfast's trains a float32 net on the float64 X as it is), and
+fit checks and encodes the data (bpfast's copies float64 X to float32 once, in its time), and
 PyTorch is timed from its tensors' conversion and label encoding on, as a user's script would run
 them. Threads: at most 1 and at most 2, each tool choosing within the limit as it does by itself
 (threadpoolctl's limit for scikit-learn's BLAS and for bpfast's default n_threads, which keeps

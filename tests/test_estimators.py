@@ -109,6 +109,30 @@ def test_joblib_workers_train_on_one_thread_each():
     assert in_workers == [max(1, _threads.default_threads() // 2)] * 4
 
 
+def test_float64_x_trains_as_its_float32_copy_in_fit_and_partial_fit():
+    """fit copies float64 X to float32 once, partial_fit reads it as it is (estimators.py): the
+    same numbers either way, and the caller's X is left as it was."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 12))
+    y = X[:, :3].argmax(1)
+    X_before = X.copy()
+    for method in ("fit", "partial_fit"):
+        runs = []
+        for data in (X, X.astype(np.float32)):
+            clf = BPClassifier(max_iter=4, random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if method == "fit":
+                    clf.fit(data, y)
+                else:
+                    clf.partial_fit(data, y, classes=np.unique(y))
+            runs.append(clf)
+        assert np.array_equal(runs[0].network_.params, runs[1].network_.params)
+        assert runs[0].loss_curve_ == runs[1].loss_curve_
+    assert np.array_equal(X, X_before) and X.dtype == np.float64
+
+
 def test_random_state_as_scikit_learn_accepts_it():
     X, y = make_classification(n_samples=80, n_features=5, random_state=0)
     fit = dict(X=X, y=y)

@@ -18,6 +18,8 @@ Where they differ from scikit-learn's MLP:
 - ``solver="sgd"`` is the 1986 momentum rule (no Nesterov momentum); the learning rate is
   constant (no ``learning_rate`` schedules). ``solver="lbfgs"`` does not exist.
 - The networks compute in float32 by default (``dtype="float64"`` for the exact mode).
+  ``fit`` trains a float32 network on a float32 copy of float64 X (half X's size, made once:
+  each epoch then reads half the bytes); ``partial_fit`` reads float64 X as it is.
 - The starting weights are Glorot's uniform ±sqrt(6 / (fan_in + fan_out)) for every activation;
   scikit-learn's MLP narrows that to ±sqrt(2 / (fan_in + fan_out)) for logistic units.
 - ``learning_rate``, ``power_t``, ``nesterovs_momentum`` and ``max_fun`` are not parameters
@@ -262,8 +264,14 @@ class _BPBase(BaseEstimator):
             self._check_architecture(network, incremental)
             if not incremental:  # as MLPClassifier: a warm-started fit starts a fresh optimiser
                 network.reset_velocity()
-        if X.dtype != np.float64:  # float64 X is trained on as it is (Network.fit: no copy)
-            X = X.astype(network.dtype, copy=False)
+        n_epochs = 1 if incremental else self.max_iter
+        # Network.fit binds a float32 net's batches from float64 X as it is, rounding each row
+        # as it reads it: twice the bytes of a float32 copy, every epoch. For more than one epoch
+        # the copy, made once, is faster (100,000 x 100, batches of 200, 10 epochs: 0.41 s against
+        # 0.45 s with the copy's 7 ms, Zen 5), at half X's size in memory while fit runs;
+        # partial_fit (one epoch a call) reads X as it is.
+        if X.dtype != network.dtype and (X.dtype != np.float64 or n_epochs > 1):
+            X = X.astype(network.dtype)
         early_stopping = self.early_stopping
         X_val = y_val = weight_val = None
         if early_stopping:
@@ -295,7 +303,6 @@ class _BPBase(BaseEstimator):
                              f"would shrink by lr * alpha / the batch's weight{weighed} >= 1 per "
                              f"update; use a smaller alpha" +
                              ("" if sample_weight is None else ", or larger sample weights"))
-        n_epochs = 1 if incremental else self.max_iter
         scores: list[float] = []
         best_score = -np.inf
         best_params: np.ndarray | None = None
