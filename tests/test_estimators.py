@@ -133,6 +133,21 @@ def test_float64_x_trains_as_its_float32_copy_in_fit_and_partial_fit():
     assert np.array_equal(X, X_before) and X.dtype == np.float64
 
 
+def test_the_float32_copy_is_made_only_for_several_epochs_and_within_memory(monkeypatch):
+    import numpy as np
+    from bpfast import estimators
+    X = np.ones((1000, 10))
+    f32 = np.dtype(np.float32)
+    assert estimators._training_inputs(X, f32, 10).dtype == np.float32
+    assert estimators._training_inputs(X, f32, 1) is X  # partial_fit: as it is
+    assert estimators._training_inputs(X, np.dtype(np.float64), 10) is X
+    # the copy (40,000 bytes) would take more than a quarter of what is available
+    monkeypatch.setattr(estimators, "available_memory", lambda: 150_000)
+    assert estimators._training_inputs(X, f32, 10) is X
+    monkeypatch.setattr(estimators, "available_memory", lambda: 170_000)
+    assert estimators._training_inputs(X, f32, 10).dtype == np.float32
+
+
 def test_random_state_as_scikit_learn_accepts_it():
     X, y = make_classification(n_samples=80, n_features=5, random_state=0)
     fit = dict(X=X, y=y)
