@@ -82,12 +82,22 @@ def test_the_modified_family_trees_recipe_learns_and_the_literal_one_does_not():
     (["run", "symmetry", "--json", "/tmp/bpfast-no-such-folder/"], "names a directory"),
     (["run", "symmetry", "--plot", "/tmp/bpfast-no-such-folder/"], "names a directory"),
     (["run", "symmetry", "--json", ""], "--json needs a file name"),
+    # not a file named "-" in the working directory
+    (["run", "symmetry", "--json", "-"], "--json /dev/stdout writes to the standard output"),
 ])
 def test_errors_are_one_line_and_exit_2(args, message):
     out = bpfast(*args)
     assert out.returncode == 2
     assert message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_a_closed_stdout_is_an_error_not_lost_results():
+    """`>&-`: Python then has no sys.stdout and print() writes nothing; the run exited 0."""
+    out = subprocess.run(f"{sys.executable} -m bpfast run xor --seeds 1 >&-", shell=True,
+                         capture_output=False, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "the standard output is closed" in out.stderr
 
 
 def test_progress_bar_stays_quiet_when_piped():

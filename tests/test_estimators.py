@@ -52,6 +52,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import bpfast  # noqa: E402
 from bpfast import _threads  # noqa: E402
+from bpfast.network import float_dtype_name  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,106 @@ def test_the_float32_copy_is_made_only_for_several_epochs_and_within_memory(monk
     assert estimators._training_inputs(X, f32, 10) is X
     monkeypatch.setattr(estimators, "available_memory", lambda: 170_000)
     assert estimators._training_inputs(X, f32, 10).dtype == np.float32
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_x_beyond_float32_is_refused_by_the_callers_value_and_row(early_stopping):
+    """Checked whole before the validation split and before the float32 copy: no NumPy overflow
+    warning, the value as given, its row in the caller's X (the split's row, once), and no
+    epoch trained first (the validation part was found bad only by the first epoch's score)."""
+    import numpy as np
+    from bpfast._validation import NonFiniteError
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    y = (X[:, 0] > 0).astype(int)
+    X[3, 1] = 1e39
+    for seed in range(6):  # the bad row falls in the training part or in the validation part
+        clf = BPClassifier((4,), max_iter=3, early_stopping=early_stopping, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            with pytest.raises(NonFiniteError, match=r"row 3, column 1: np.float64\(1e\+39\)"):
+                clf.fit(X, y)
+        assert not hasattr(clf, "n_iter_") or clf.n_iter_ == 0
+
+
+def test_y_beyond_float32_is_refused_as_y():
+    import numpy as np
+    from bpfast._validation import NonFiniteError
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    y = X[:, 0].copy()
+    y[5] = 1e39
+    with pytest.raises(NonFiniteError, match=r"^y contains .* row 5"):
+        BPRegressor((4,), max_iter=2).fit(X, y)
+
+
+def test_a_fortran_ordered_x_is_copied_once():
+    import numpy as np
+    from bpfast import estimators
+    X = np.asfortranarray(np.random.default_rng(0).normal(size=(100, 7)))
+    copy = estimators._training_inputs(X, np.dtype(np.float32), 10)
+    assert copy.dtype == np.float32 and copy.flags.c_contiguous  # Network.fit copies no more
+
+
+def test_warm_started_early_stopping_keeps_the_validation_record_as_mlpclassifier():
+    """validation_scores_ grows with loss_curve_ over warm-started fits, and the best score and
+    its weights carry over (MLPClassifier's _best_coefs); n_iter_ counts the last call only
+    (scikit-learn >= 1.3), t_ every sample seen."""
+    import numpy as np
+    from sklearn.datasets import make_classification
+    from sklearn.neural_network import MLPClassifier
+    X, y = make_classification(300, 6, random_state=0)
+    settings = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0, warm_start=True,
+                    early_stopping=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = BPClassifier(**settings).fit(X, y)
+        first_best = ours.best_validation_score_
+        ours.fit(X, y)
+        mlp = MLPClassifier(**settings).fit(X, y).fit(X, y)
+    for clf in (ours, mlp):
+        assert len(clf.validation_scores_) == len(clf.loss_curve_) == 10
+        assert clf.n_iter_ == 5 and clf.t_ == 10 * 270
+        assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert ours.best_validation_score_ >= first_best
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inc = BPClassifier((4,), random_state=0)
+        for _ in range(3):
+            inc.partial_fit(X, y, classes=np.unique(y))
+    assert inc.n_iter_ == 1 and inc.t_ == 3 * 300 and len(inc.loss_curve_) == 3
+
+
+def test_a_divergence_forgets_the_sweeps_the_network_went_back_from():
+    import numpy as np
+    X = np.random.RandomState(0).randn(100, 3)
+    y = X @ [1e3, 1e3, 1e3]
+    clf = BPRegressor((8,), max_iter=50, learning_rate_init=5, solver="sgd", random_state=0)
+    with pytest.raises(FloatingPointError) as error:
+        clf.fit(X, y)
+    kept = error.value.n_sweeps  # Network.fit's: the sweeps whose weights the network holds
+    assert clf.n_iter_ == kept == len(clf.loss_curve_) and clf.t_ == 100 * kept
+    assert np.isfinite(clf.network_.params).all()
+
+
+@pytest.mark.parametrize("name, value", [("early_stopping", "False"), ("warm_start", "no"),
+                                         ("shuffle", 1), ("verbose", []),
+                                         ("early_stopping", float("nan")), ("solver", []),
+                                         ("activation", ["relu"])])
+def test_parameters_of_the_wrong_kind_are_refused_not_taken_as_true(name, value):
+    import numpy as np
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises((TypeError, ValueError), match=name):
+        BPClassifier((3,), max_iter=2, **{name: value}).fit(X, X[:, 0] > 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", np.float32, "f8"])
+def test_dtype_names_that_numpy_reads(dtype):
+    assert float_dtype_name(dtype) in ("float32", "float64")
+
+
+@pytest.mark.parametrize("dtype", [None, np.float64(7.0), np.float32(float("nan")), "f2", 3])
+def test_numpy_scalars_and_other_values_are_not_dtypes(dtype):
+    """np.dtype(np.float64(7.0)) is float64: a value, not a type, was taken as one."""
+    assert float_dtype_name(dtype) is None
 
 
 def test_random_state_as_scikit_learn_accepts_it():
@@ -256,7 +357,8 @@ def test_partial_fit_warm_start_and_early_stopping():
         clf.partial_fit(X, y)
     for _ in range(5):
         clf.partial_fit(X, y, classes=[0, 1])
-    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 5
+    # n_iter_: the last call's epochs, as scikit-learn >= 1.3 counts them; loss_curve_: all
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 5
     with pytest.raises(ValueError, match="not the same as on the first call"):
         clf.partial_fit(X, y, classes=[0, 1, 2])
 
@@ -272,7 +374,8 @@ def test_partial_fit_warm_start_and_early_stopping():
         warm.fit(X, y)
         first = warm.network_.params.copy()
         warm.fit(X, y)
-    assert warm.n_iter_ == 6 and not np.array_equal(first, warm.network_.params)
+    assert warm.n_iter_ == 3 and len(warm.loss_curve_) == 6
+    assert not np.array_equal(first, warm.network_.params)
 
     early = BPClassifier(hidden_layer_sizes=(16,), random_state=0, early_stopping=True,
                          n_iter_no_change=3, max_iter=500, learning_rate_init=0.05)

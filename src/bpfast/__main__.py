@@ -236,6 +236,9 @@ def check_writable(option: str, path: str) -> None:
     """Refuse, before any training, an output path that could not be written."""
     if not path:
         raise CommandError(f"{option} needs a file name")
+    if path == "-":  # not a file named "-" (other tools read it as stdout)
+        raise CommandError(f"{option} -: give a file name ({option} /dev/stdout writes to "
+                           "the standard output)")
     if path.endswith(("/", os.sep)):  # realpath below would drop the slash
         raise CommandError(f"{option} {path}: names a directory; give a file name")
     if os.path.isdir(path):
@@ -289,6 +292,10 @@ def _default_seeds_text() -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if sys.stdout is None:  # started with stdout closed (`>&-`): print() would drop everything
+        print("bpfast: error: the standard output is closed; redirect it to a file or "
+              "/dev/null", file=sys.stderr)
+        return 2
     parser = Parser(prog="bpfast", allow_abbrev=False,
                     description="Back-propagation experiments from Rumelhart, Hinton & Williams "
                     "(1986). With no command: the symmetry demo.")

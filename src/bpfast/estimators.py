@@ -30,8 +30,11 @@ Where they differ from scikit-learn's MLP:
   the scale ``tol`` compares against) is that many times smaller.
 
 As in scikit-learn: ``loss_curve_`` is the loss per sample of each epoch (measured during it),
-``t_`` counts the samples seen, a warm-started ``fit`` goes on from the weights with a fresh
-optimiser, and ``partial_fit`` keeps the optimiser's state.
+``n_iter_`` counts the epochs of the last call and ``t_`` every sample seen, a warm-started
+``fit`` goes on from the weights with a fresh optimiser (and with the validation record of early
+stopping: its scores, best score and best weights), and ``partial_fit`` keeps the optimiser's
+state. After a divergence (FloatingPointError) they count the epochs whose weights the network
+holds.
 
 scikit-learn is an optional dependency (``pip install 'bpfast[sklearn]'``); nothing else in
 bpfast imports this module.
@@ -62,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("bpfast.estimators needs scikit-learn (>= 1.6): "
                       "pip install 'bpfast[sklearn]'") from exc
 
-from ._validation import available_memory
+from ._validation import as_matrix, available_memory, check_bool
 from .network import Network, float_dtype_name
 from .units import ACTIVATIONS
 
@@ -73,21 +76,18 @@ SOLVERS = {"adam": "adam", "sgd": "momentum"}
 
 
 def _training_inputs(X: np.ndarray, dtype: np.dtype, n_epochs: int) -> np.ndarray:
-    """X as fit trains on it. Network.fit binds a float32 net's batches from float64 X as it is,
+    """X as fit trains on it, checked whole (before any validation split, so that an error
+    names the caller's row). Network.fit binds a float32 net's batches from float64 X as it is,
     rounding each row as it reads it: twice the bytes of a float32 copy, every epoch. For more
     than one epoch the copy, made once, is faster (100,000 x 100, batches of 200, 10 epochs:
     0.41 s against 0.45 s with the copy's 7 ms, Zen 5), at half X's size in memory while fit
     runs: made only while that is at most a quarter of the memory available. partial_fit (one
     epoch a call) reads X as it is."""
-    if X.dtype == dtype:
-        return X
-    if X.dtype == np.float64:
-        if n_epochs < 2:
-            return X
+    keep = X.dtype == np.float64 and dtype == np.float32
+    if keep and n_epochs > 1:
         available = available_memory()
-        if X.size * dtype.itemsize > (available // 4 if available is not None else 2**30):
-            return X
-    return X.astype(dtype)
+        keep = X.size * dtype.itemsize > (available // 4 if available is not None else 2**30)
+    return as_matrix("X", X, dtype, X.shape[1], "inputs", keep_float64=keep)
 
 
 class _BPBase(BaseEstimator):
@@ -194,11 +194,17 @@ class _BPBase(BaseEstimator):
                                  f"{span}, got {value!r}")
 
         self._hidden_sizes()
-        if self.activation not in HIDDEN_ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in HIDDEN_ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(HIDDEN_ACTIVATIONS)}, got "
                              f"{self.activation!r}")
-        if self.solver not in SOLVERS:
+        if not isinstance(self.solver, str) or self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {list(SOLVERS)}, got {self.solver!r}")
+        for name in ("shuffle", "early_stopping", "warm_start"):  # "False" is not silently on
+            check_bool(name, getattr(self, name))
+        if not (isinstance(self.verbose, (bool, np.bool_)) or
+                (isinstance(self.verbose, numbers.Integral) and int(self.verbose) >= 0)):
+            raise ValueError(f"verbose must be True, False or a non-negative int, got "
+                             f"{self.verbose!r}")
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, numbers.Integral)
                                               and not isinstance(self.batch_size, bool)
                                               and int(self.batch_size) >= 1)):
@@ -274,11 +280,15 @@ class _BPBase(BaseEstimator):
                               activation=self.activation,
                               output_activation=self._output_activation, init="glorot",
                               seed=self._seed(self._random), dtype=self.dtype)
-            self.n_iter_, self.t_ = 0, 0
+            self.t_ = 0
             self.loss_curve_: list[float] = []
             # as MLPClassifier: None with early stopping (the validation score decides)
             self.best_loss_ = None if self.early_stopping else np.inf
             self._no_improvement_count = 0
+            # the validation record, kept across warm-started fits as MLPClassifier keeps it
+            self.validation_scores_: list[float] | None = None
+            self.best_validation_score_: float | None = None
+            self._best_params: np.ndarray | None = None
         else:
             network = self.network_
             self._check_architecture(network, incremental)
@@ -286,6 +296,7 @@ class _BPBase(BaseEstimator):
                 network.reset_velocity()
         n_epochs = 1 if incremental else self.max_iter
         X = _training_inputs(X, network.dtype, n_epochs)
+        T = as_matrix("y", T, network.dtype, T.shape[1], "outputs", keep_float64=True)
         early_stopping = self.early_stopping
         X_val = y_val = weight_val = None
         if early_stopping:
@@ -317,22 +328,34 @@ class _BPBase(BaseEstimator):
                              f"would shrink by lr * alpha / the batch's weight{weighed} >= 1 per "
                              f"update; use a smaller alpha" +
                              ("" if sample_weight is None else ", or larger sample weights"))
+        self.n_iter_ = 0  # the epochs of this call (scikit-learn >= 1.3); t_ counts them all
         scores: list[float] = []
-        best_score = -np.inf
-        best_params: np.ndarray | None = None
+        # the last few best scores: (index in scores, score, params); a sweep the network goes
+        # back from (divergence) takes its records with it, at most two of them
+        bests: list[tuple[int, float, np.ndarray]] = []
+        if early_stopping and getattr(self, "validation_scores_", None) is not None:  # goes on
+            scores = list(self.validation_scores_ or [])
+            if getattr(self, "_best_params", None) is not None:  # (a pickle of an older fit)
+                bests.append((-1, float(self.best_validation_score_),  # type: ignore[arg-type]
+                              self._best_params))
+        recorded = 0  # epochs of this call recorded by after_epoch
 
         def after_epoch(_epoch: int, loss: float) -> bool:
             """Record the epoch; True stops training (no improvement for n_iter_no_change)."""
-            nonlocal best_score, best_params
+            nonlocal recorded
+            recorded += 1
             self.n_iter_ += 1
             self.t_ += X.shape[0]  # samples seen, as MLPClassifier counts
             self.loss_curve_.append(float(loss))
             if early_stopping:
-                score = self._validation_score(network, X_val, y_val, weight_val)
+                best_score = bests[-1][1] if bests else -np.inf
+                # weights that became NaN are undone right after this (FloatingPointError)
+                score = self._validation_score(network, X_val, y_val, weight_val) \
+                    if np.isfinite(network.params).all() else np.nan
                 scores.append(score)
                 improved = score >= best_score + self.tol
                 if score > best_score:
-                    best_score, best_params = score, network.params.copy()
+                    bests[:] = bests[-2:] + [(len(scores) - 1, score, network.params.copy())]
             else:
                 # (None after a warm-started fit's predecessor stopped early)
                 best_loss = np.inf if self.best_loss_ is None else self.best_loss_
@@ -348,15 +371,28 @@ class _BPBase(BaseEstimator):
             result = network.fit(X, T, n_sweeps=n_epochs, sample_weight=sample_weight,
                                  callback=after_epoch, callback_every=1, evaluate=False,
                                  **self._fit_options(batch_size, sample_weight))
-        except (KeyboardInterrupt, FloatingPointError):
-            self.network_ = network  # trained up to the interrupt, or restored to finite weights
+        except FloatingPointError as error:
+            # the network went back to the start of a sweep the callback had recorded: forget
+            # the sweeps it holds no weights of (Network.fit's error.n_sweeps: those it holds)
+            dropped = recorded - getattr(error, "n_sweeps", recorded)
+            if dropped > 0:
+                self.n_iter_ -= dropped
+                self.t_ -= dropped * X.shape[0]
+                del self.loss_curve_[-dropped:]
+                if early_stopping:
+                    del scores[-dropped:]
+                    bests[:] = [best for best in bests if best[0] < len(scores)]
+            self._keep_validation(early_stopping, scores, bests)
+            self.network_ = network  # restored to the last finite weights
+            raise
+        except KeyboardInterrupt:
+            self._keep_validation(early_stopping, scores, bests)
+            self.network_ = network  # trained up to the interrupt
             raise
         self.network_ = network
-        # as MLPClassifier: None without early stopping
-        self.validation_scores_: list[float] | None = scores if early_stopping else None
-        self.best_validation_score_: float | None = best_score if early_stopping else None
-        if best_params is not None:
-            network.assign_params(best_params)
+        self._keep_validation(early_stopping, scores, bests)
+        if self._best_params is not None:
+            network.assign_params(self._best_params)
         if not incremental:
             if result.stop_reason == "stopped":
                 if self.verbose:
@@ -368,6 +404,14 @@ class _BPBase(BaseEstimator):
                               f"reached and the optimization hasn't converged yet.",
                               ConvergenceWarning)
         return self
+
+    def _keep_validation(self, early_stopping: bool, scores: list[float],
+                         bests: list[tuple[int, float, np.ndarray]]) -> None:
+        """The validation record as MLPClassifier keeps it: None without early stopping."""
+        self.validation_scores_ = scores if early_stopping else None
+        self.best_validation_score_ = (bests[-1][1] if bests else -np.inf) \
+            if early_stopping else None
+        self._best_params = bests[-1][2] if early_stopping and bests else None
 
     def _outputs(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
@@ -432,8 +476,9 @@ class BPClassifier(ClassifierMixin, _BPBase):
             self.classes_ = self._binarizer.classes_
             self._multilabel = multilabel
             if len(self.classes_) < 2:
-                raise ValueError(f"BPClassifier needs samples of at least 2 classes; the data "
-                                 f"has 1 class: {self.classes_[0]!r}")
+                where = "partial_fit's classes name" if classes is not None else "the data has"
+                raise ValueError(f"BPClassifier needs samples of at least 2 classes; {where} "
+                                 f"1 class: {self.classes_[0]!r}")
             # LabelBinarizer's width (one column for two classes), without a transform to see it:
             # that took 0.7 ms, 2% of a fit on digits
             width = 1 if self._binarizer.y_type_ == "binary" else len(self.classes_)
@@ -449,9 +494,12 @@ class BPClassifier(ClassifierMixin, _BPBase):
             return self._binarizer.transform(y).astype(np.float64), y
         unseen = np.setdiff1d(labels, self.classes_)
         if unseen.size:
+            how = ("partial_fit's classes must name every class y will hold" if
+                   self._declared_classes is not None else
+                   "a warm-started fit or partial_fit trains on the classes of the first fit; "
+                   "fit with warm_start=False for new classes")
             raise ValueError(f"y has classes {unseen.tolist()} that are not in classes_ "
-                             f"{self.classes_.tolist()} (partial_fit's classes must name "
-                             f"every class y will hold)")
+                             f"{self.classes_.tolist()} ({how})")
         # LabelBinarizer's encoding, built directly (its sparse matrix made dense took 30 ms of
         # a fit on 100,000 cases): one column, 1 for classes_[1], for two classes; else one-hot
         position = np.searchsorted(self.classes_, labels)[index.ravel()]

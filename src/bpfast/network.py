@@ -37,8 +37,10 @@ def state_length(optimizer: str, n_params: int) -> int:
 def float_dtype_name(dtype) -> str | None:
     """"float32" or "float64" for whatever NumPy reads as one (np.float32, "f4", "double", ...);
     None for anything else, None itself included (NumPy would read it as float64)."""
+    if dtype is None or isinstance(dtype, np.generic):  # np.dtype(np.float64(7)) is float64
+        return None
     try:
-        name = None if dtype is None else np.dtype(dtype).name
+        name = np.dtype(dtype).name
     except (TypeError, ValueError):
         return None
     return name if name in DTYPES else None
@@ -421,7 +423,8 @@ class Network:
             If the error or a weight becomes NaN or infinite (the learning rate is too large, or
             the data overflow the dtype). The network is left with the weights, velocities and
             shuffling state it had at the start of the last sweep whose error and weights were
-            finite.
+            finite; the error's ``n_sweeps`` counts the sweeps of this fit that it holds (a
+            callback may have seen one or two more).
         KeyboardInterrupt
             On Ctrl-C (noticed within a sweep too), with the weights of the last finished sweep.
         MemoryError
@@ -485,7 +488,9 @@ class Network:
             guard=self._guard, memory_check=check_fits, evaluate=evaluate,
             on_start=begin if switching else None)
         if status.startswith("non_finite"):
-            raise FloatingPointError(self._divergence_message(status, done, final_error, phases))
+            error = FloatingPointError(self._divergence_message(status, done, final_error, phases))
+            error.n_sweeps = done  # type: ignore[attr-defined]
+            raise error
         if reduction == "mean":
             errors, final_error = errors / per_case, final_error / per_case
         return FitResult(errors=errors, n_sweeps=done, stop_reason=status,
