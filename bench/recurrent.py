@@ -256,7 +256,8 @@ def main(argv=None):
                  for n in [tool.name] + others]
         print(f"| {tool.isa} | " + " | ".join(cells) + " | " +
               " | ".join(f"{ratios[o]:.1f}×" for o in others) + " | " +
-              ("met" if not misses else "MISSED: " + "; ".join(misses)) + " |")
+              ("- (smoke)" if args.smoke else "met" if not misses else
+               "MISSED: " + "; ".join(misses)) + " |")
         if base is not None and tool.isa != "baseline" and mine > base and not args.smoke:
             print(f"BUG: {tool.name} is slower than the baseline variant ({mine:.1f} vs "
                   f"{base:.1f} µs)", file=sys.stderr)

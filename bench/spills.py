@@ -10,6 +10,7 @@ registers has none (it reloads nothing it spilled). Exits 1 if any has one. Used
 check each variant's tile shape (csrc/kernels_<isa>.c).
 """
 
+import argparse
 import re
 import sys
 
@@ -85,4 +86,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("listing", help="an assembly listing (gcc -S) of a kernels_<isa>.c")
+    sys.exit(main(parser.parse_args().listing))

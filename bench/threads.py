@@ -7,6 +7,7 @@ Checks first that the threaded results equal one-after-another training, then re
 of 5 timings of each and the speed-up.
 """
 
+import argparse
 import statistics
 import threading
 import time
@@ -59,4 +60,5 @@ def main():
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help
     main()

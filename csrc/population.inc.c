@@ -40,7 +40,7 @@
 #define POP_BLOCK MIN(8, 2048 / (POP_SPAN * VBYTES))
 /* The nets that train in the lanes (population_lanes_fit): up to this many parameters and units
    per layer, and a group's buffers (population_group_vectors) up to this many bytes, for one
-   core's caches. Measured on Zen 3 (AVX2), 256 family-trees nets (612 parameters, 104 cases,
+   core's caches. Measured on Zen 3 (AVX2), 256 family-trees nets (630 parameters, 104 cases,
    1,500 sweeps): 5.6-6.1 s on one thread in the lanes against 6.8-7.2 s as whole members (and
    6.1-6.9 s as a loop of Network.fit), 2.8-3.2 s against 4.0-4.1 s on two; 64 nets of 200 sweeps,
    lanes against whole members on one thread: 20-16-3 on 400 cases 216 against 367 ms, 30-30-3 on

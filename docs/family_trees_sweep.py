@@ -72,11 +72,13 @@ def train_grid(settings, seeds, trees):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=8)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=8,
+                        help="seeds per setting, each holding out its own 4 queries (default 8)")
     parser.add_argument("--confirm-seeds", type=int, default=40,
                         help="fresh seeds for re-testing the five best settings")
-    parser.add_argument("--out", default="docs/results/family-trees-sweep.json")
+    parser.add_argument("--out", default="docs/results/family-trees-sweep.json",
+                        help="where to write the results (JSON)")
     args = parser.parse_args()
     trees = datasets.family_trees()
     started = time.perf_counter()

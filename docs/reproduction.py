@@ -162,7 +162,8 @@ def recurrent_sections():
         "unverified here: we do not have its exact set-up, so these are our set-up's results "
         "alone.", "", "```", EXPERIMENTS["shift-register"].notes, "```", "",
         "`sequences-timing` (Table 12: six timings of each sequence, 60 hidden units) is not "
-        "built: paper.md does not give the rule for the six timings and we could not check "
+        "built: the account of the chapter we work from does not give the rule for the six "
+        "timings and we could not check "
         "one, so any preset would be our invention presented as the chapter's."]
 
 

@@ -19,6 +19,8 @@ def test_compare_smoke_runs_and_verifies_every_tool_and_variant():
     assert out.returncode == 0, out.stderr
     assert "DISAGREES" not in out.stderr
     assert "sgemm" in out.stdout
+    # smoke sizes are too small to time: no verdicts on the targets (W7's table included)
+    assert "MISSED" not in out.stdout and "target missed" not in out.stdout
     assert "### W7" in out.stdout  # the recurrent net, verified by bench/recurrent.py
     w7 = out.stdout.split("### W7")[1]
     for isa in _core.available_isas():

@@ -15,6 +15,9 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     assert namespace["result"].solved
     assert (namespace["same"].params == namespace["net"].params).all()
-    # the family-trees lines: the paper's two phases run, and the net learns the facts
+    # the family-trees lines: the preset's two phases run, and the net learns the facts (the
+    # error alone does not tell: with the letter's settings every output sinks to 0.2 and the
+    # error halves too, while not one fact is right)
     assert namespace["fit"].n_sweeps == 1500
-    assert namespace["fit"].errors[-1] < namespace["fit"].errors[0] / 2
+    trees, tree = namespace["trees"], namespace["tree"]
+    assert trees.correct(tree.predict(trees.X), trees.T).mean() >= 0.95

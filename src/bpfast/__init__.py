@@ -2,7 +2,7 @@
 multi-threaded core.
 
 >>> import bpfast
->>> net = bpfast.Network([6, 2, 1], seed=0)
+>>> net = bpfast.Network([6, 2, 1], seed=1)
 >>> X, T = bpfast.datasets.symmetry()
 >>> result = net.fit(X, T, lr=0.1, momentum=0.9, n_sweeps=20000, stop_tol=0.2)
 """

@@ -311,7 +311,9 @@ def main(argv=None) -> int:
     which.add_argument("--seeds", type=int, metavar="N",
                        help=f"runs, one per seed 0..N-1 (default: {_default_seeds_text()})")
     which.add_argument("--seed", type=int, metavar="S", help="one run, with seed S")
-    run.add_argument("--threads", type=int, help="threads per run (default: all cores)")
+    run.add_argument("--threads", type=int,
+                     help="threads per run (default: bpfast's choice, within the cores and any "
+                          "OMP_NUM_THREADS or threadpoolctl limit)")
     run.add_argument("--plot", metavar="FILE.png", help="draw the learned weights")
     run.add_argument("--json", metavar="FILE", help="write the results as JSON")
     try:

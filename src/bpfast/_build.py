@@ -10,7 +10,8 @@ def build_info() -> dict:
 
     Returns
     -------
-    dict with keys "openmp" (bool), "openmp_max_threads" (int), "simd" (str),
-    "compile_args" (str).
+    dict with keys "openmp" (bool), "openmp_max_threads" (int), "simd" (str: the kernel
+    variant in use), "simd_available" (list of str: the variants this CPU can run, best first)
+    and "compile_args" (str).
     """
     return _core.build_facts()

@@ -250,7 +250,7 @@ def tc(side: int = 6) -> TC:
 # ---- sequence completion (PDP ch. 8, Tables 10 and 11) ----------------------------------------
 
 SEQUENCE_LETTERS = "ABCDE"
-# Each letter stands for a pair of digits (paper.md §4).
+# Each letter stands for a pair of digits (PDP ch. 8, sequence completion).
 SEQUENCE_PAIRS = {"A": "12", "B": "23", "C": "31", "D": "21", "E": "13"}
 # The five sequences the chapter holds out (Table 11).
 NOVEL_SEQUENCES = ("AD1221", "BE2313", "CA3112", "DB2123", "EC1331")
@@ -286,7 +286,8 @@ class Sequences:
 
 
 def sequences() -> Sequences:
-    """PDP Table 10's 25 sequences (the rule above), in letter order: AA1212, AB1223, ..."""
+    """PDP Table 10's 25 sequences (the rule in :class:`Sequences`), in letter order: AA1212,
+    AB1223, ..."""
     names, X, T = [], [], []
     for a in SEQUENCE_LETTERS:
         for b in SEQUENCE_LETTERS:

@@ -19,12 +19,14 @@ Where they differ from scikit-learn's MLP:
   constant (no ``learning_rate`` schedules). ``solver="lbfgs"`` does not exist.
 - The networks compute in float32 by default (``dtype="float64"`` for the exact mode).
   ``fit`` trains a float32 network on a float32 copy of float64 X (half X's size, made once:
-  each epoch then reads half the bytes), unless the copy would take more than a quarter of the
-  memory available; ``partial_fit`` reads float64 X as it is.
+  each epoch then reads half the bytes) when it runs more than one epoch and the copy takes at
+  most a quarter of the memory available (1 GiB where that cannot be read); otherwise, and in
+  ``partial_fit``, it reads float64 X as it is. The numbers are the same either way.
 - The starting weights are Glorot's uniform ±sqrt(6 / (fan_in + fan_out)) for every activation;
   scikit-learn's MLP narrows that to ±sqrt(2 / (fan_in + fan_out)) for logistic units.
-- ``learning_rate``, ``power_t``, ``nesterovs_momentum`` and ``max_fun`` are not parameters
-  (Python's TypeError names them), and sparse X is refused (``X.toarray()`` first).
+- ``learning_rate``, ``power_t``, ``nesterovs_momentum``, ``max_fun`` and MLPRegressor's
+  ``loss`` (squared error only) are not parameters (Python's TypeError names them), and sparse X
+  is refused (``X.toarray()`` first).
 - BPRegressor's loss is ``½ Σ (y - d)²`` summed over the outputs and averaged over samples;
   MLPRegressor also averages over the outputs, so with several outputs its ``loss_curve_`` (and
   the scale ``tol`` compares against) is that many times smaller.

@@ -2,7 +2,7 @@
 
 Each :class:`Experiment` fixes the architecture, the initial-weight range, the schedule, the decay,
 the loss, the stop rule and the sweep budget, and carries the paper's reported figures. Figures
-marked "reported" in paper.md (secondary sources, unverified) are shown as such, never used as
+marked "reported" (from secondary sources, unverified) are shown as such, never used as
 targets. ``run(seed)`` trains one net and measures what the task measures; ``run_seeds(seeds)``
 trains one per seed as a :class:`~bpfast.Population`, each exactly as ``run`` would.
 """
@@ -252,8 +252,8 @@ targets); the hidden state starting at 0; no output->hidden feedback; full-batch
 training sequences, eps 0.005 (the gradient is summed over 80 trained steps), alpha 0.9, U(+-1)
 weights, stop when every trained output is within 0.3 of its target (at most 3,000 sweeps); a
 sequence counts as right when at every trained step its digit's unit is above 0.5 and the other
-two below. Table 12's timing variants (sequences-timing) are not built: paper.md does not give
-the rule for the six timings, and we could not check it."""
+two below. Table 12's timing variants (sequences-timing) are not built: the account of the
+chapter we work from does not give the rule for the six timings, and we could not check it."""
 
 TC_NOTES = """Where the chapter is silent we chose: a 6 x 6 retina that wraps around (a torus, so every
 place is alike), the T and C at all 36 places in 4 orientations (288 cases), one hidden unit per
