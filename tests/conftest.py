@@ -34,6 +34,23 @@ SANITIZED = "-fsanitize" in bpfast.build_info()["compile_args"]
 # instrumented; the interrupted run would otherwise take hours).
 INTERRUPT_LATENCY = 5.0 if SANITIZED else 1.0
 
+@pytest.fixture
+def threads_used(monkeypatch):
+    """The threads each Network fit or predict really ran on, in call order, with the work
+    threshold below which they run on one thread lifted: the tests' nets are small, and a test of
+    "the same bits on 1 and 2 threads" that ran both on one compared a run with itself."""
+    from bpfast import _threads
+    monkeypatch.setattr(_threads, "MIN_PARALLEL_WORK", 0)
+    used = []
+    real = _threads.threads_for
+
+    def spy(n_threads, work):
+        used.append(real(n_threads, work))
+        return used[-1]
+    monkeypatch.setattr(_threads, "threads_for", spy)
+    return used
+
+
 @contextlib.contextmanager
 def killed_at_exit(proc):
     """Kill `proc` if it still runs when the block ends: a check that failed (an interrupt that

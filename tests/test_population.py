@@ -227,8 +227,19 @@ def test_the_lanes_limits():
 
 
 @pytest.mark.parametrize("batch_size", [None, 16])
-def test_a_member_does_not_depend_on_the_population_or_the_threads(batch_size, isa):
-    """Member with seed 7: alone, among 40 others at another place, on 1 and 2 threads."""
+def test_a_member_does_not_depend_on_the_population_or_the_threads(batch_size, isa, monkeypatch):
+    """Member with seed 7: alone, among 40 others at another place, on 1 and 2 threads. The
+    lanes take threads only for calls long enough to gain (THREADED_CALL_SECONDS), which these
+    are not: lifted, and the threads each call of the kernel got recorded."""
+    from bpfast import population
+    monkeypatch.setattr(population, "THREADED_CALL_SECONDS", 0.0)
+    calls = []
+    real = population._core.population_train
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("n_threads"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(population._core, "population_train", spy)
     outcomes = []
     for seeds, threads in (([7], 1), (list(range(40)), 2), (list(range(40))[::-1], 1),
                            ([7, 100, 101], 2)):
@@ -239,6 +250,9 @@ def test_a_member_does_not_depend_on_the_population_or_the_threads(batch_size, i
         i = seeds.index(7)
         outcomes.append((pop.params[i].tobytes(), result.errors[i].tobytes(),
                          int(result.n_sweeps[i])))
+        if result.engine == "lanes" and threads == 2 and len(seeds) == 40:
+            assert 2 in calls  # the 40 members' lanes really trained on two threads
+        calls.clear()
     assert all(o == outcomes[0] for o in outcomes)
 
 

@@ -162,9 +162,9 @@ def test_the_recurrent_net_computes_what_its_unrolled_layers_do(n_hidden, kwargs
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_recurrent_training_keeps_its_bits_on_any_thread_count(dtype, isa):
+def test_recurrent_training_keeps_its_bits_on_any_thread_count(dtype, isa, threads_used):
     """Mini-batches of 4 of 11 sequences (a last one of 3), shuffled, Adam: the same weights on
-    1 and 2 threads, and the layer kernels' weights to rounding."""
+    1 and 2 threads (really 2: threads_used), and the layer kernels' weights to rounding."""
     rng = np.random.default_rng(5)
     net = RecurrentNetwork(3, 20, 2, 5, dtype=dtype, init_range=0.5, seed=5)
     X, T = sequences(rng, net, 11, masked=False)
@@ -173,6 +173,7 @@ def test_recurrent_training_keeps_its_bits_on_any_thread_count(dtype, isa):
     options = {"lr": 0.01, "n_sweeps": 6, "batch_size": 4, "optimizer": "adam"}
     net.fit(X, T, n_threads=1, **options)
     two.fit(X, T, n_threads=2, **options)
+    assert threads_used[-1] == 2
     plain.fit(net._inputs(X), net._targets(T, 11), **options)
     np.testing.assert_array_equal(two.params, net.params)
     assert_close(net.params, plain.params, dtype, factor=100)

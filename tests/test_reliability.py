@@ -116,7 +116,9 @@ def test_networks_trained_in_parallel_threads_match_sequential_training():
         assert np.array_equal(a.params, b.params)
 
 
-def test_predicting_from_many_threads_at_once_is_safe():
+def test_predicting_from_many_threads_at_once_is_safe(threads_used):
+    """8 Python threads, each starting its own team of 2 OpenMP threads (threads_used: really 2;
+    below the work that earns threads each predict ran serial code)."""
     net = bpfast.Network([32, 64, 4], seed=3)
     X = np.random.default_rng(3).uniform(size=(500, 32))
     expected = net.predict(X, n_threads=1)
@@ -131,6 +133,7 @@ def test_predicting_from_many_threads_at_once_is_safe():
     for t in threads:
         t.join()
     assert all(np.array_equal(out, expected) for outs in results for out in outs)
+    assert threads_used[1:] == [2] * 160
 
 
 def rss_kib():

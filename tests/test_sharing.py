@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import bpfast
-from bpfast import _threads
 from bpfast import Layer, Tie, Topology, _core, reference
 from conftest import assert_close
 from test_kernels import check_gradient_and_threads
@@ -184,19 +183,13 @@ def test_training_matches_the_reference_update_on_the_shared_parameters(name, ba
 
 
 @pytest.mark.parametrize("name", NETS)
-def test_fits_are_bitwise_the_same_on_any_thread_count(name, dtype, monkeypatch):
-    # these nets are below the work that earns threads: lift the threshold, count the threads
-    monkeypatch.setattr(_threads, "MIN_PARALLEL_WORK", 0)
-    used = []
-    real = _threads.threads_for
-    monkeypatch.setattr(_threads, "threads_for", lambda n, work: used.append(real(n, work)) or
-                        used[-1])
+def test_fits_are_bitwise_the_same_on_any_thread_count(name, dtype, threads_used):
     X, T = data(np.random.default_rng(6), NETS[name](dtype=dtype), 300)
     runs = []
     for n_threads in (1, 2, 3):
         net = NETS[name](dtype=dtype, seed=4)
         net.fit(*as_given(net, X, T), lr=1e-3, n_sweeps=3, batch_size=64, n_threads=n_threads)
-        assert used[-1] == n_threads
+        assert threads_used[-1] == n_threads
         runs.append(net.params.copy())
     assert not np.array_equal(runs[0], NETS[name](dtype=dtype, seed=4).params)
     for run in runs[1:]:

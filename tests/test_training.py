@@ -5,7 +5,6 @@ import pytest
 
 import bpfast
 from bpfast import Phase, _core, reference
-from bpfast import _threads
 from bpfast._threads import threads_for
 from conftest import assert_close, family_trees_net, random_dag
 
@@ -96,17 +95,11 @@ def test_weights_are_bitwise_identical_for_1_2_and_4_threads(batch_size, dtype, 
 
 @pytest.mark.parametrize("sizes, batch", [([13, 37, 5], 77), ([300, 7, 200], 50), ([40, 9, 3], 9)])
 def test_every_tile_is_computed_once_whatever_the_threads_share(sizes, batch, dtype, isa,
-                                                               monkeypatch):
+                                                               threads_used):
     """product_omp gives each thread a run of tiles of equal work (kernels.inc.c: tile_at_work),
     not of equal count: runs end inside a lane panel or a row block, and with 3, 5 or 16 threads
     on a product of one or two tiles some threads get none. One thread computes every tile; any
-    other count must give the same bits (a tile left out or done twice would not). These nets
-    are below the work that earns threads, so the threshold is lifted and the threads counted."""
-    monkeypatch.setattr(_threads, "MIN_PARALLEL_WORK", 0)
-    used = []
-    real = _threads.threads_for
-    monkeypatch.setattr(_threads, "threads_for", lambda n, work: used.append(real(n, work)) or
-                        used[-1])
+    other count must give the same bits (a tile left out or done twice would not)."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3 * batch, sizes[0]))
     T = rng.uniform(size=(3 * batch, sizes[-1]))
@@ -115,7 +108,7 @@ def test_every_tile_is_computed_once_whatever_the_threads_share(sizes, batch, dt
         net = bpfast.Network(sizes, seed=4, dtype=dtype)
         result = net.fit(X, T, lr=0.01, momentum=0.9, n_sweeps=3, batch_size=batch,
                          n_threads=n_threads)
-        assert used[-1] == n_threads  # the fit really ran on them
+        assert threads_used[-1] == n_threads  # the fit really ran on them
         runs.append((net.params.copy(), result.errors, net.predict(X, n_threads=n_threads)))
     for params, errors, outputs in runs[1:]:
         assert np.array_equal(params, runs[0][0])
