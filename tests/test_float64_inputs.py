@@ -27,13 +27,27 @@ def assert_same_run(make, X, T, **fit):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("fit", [
-    dict(n_sweeps=20), dict(n_sweeps=20, batch_size=16), dict(n_sweeps=3, batch_size=1),
-    dict(n_sweeps=40, batch_size=50, stop_tol=0.45), dict(n_sweeps=10, evaluate=False)],
-    ids=["full batch", "mini-batch", "online", "stop rule", "no evaluation"])
-def test_float64_x_trains_as_its_float32_copy(isa, threads, fit):
-    # 37 columns: whole vectors of the transposed binding and a scalar tail, on every variant
+    dict(n_sweeps=20), dict(n_sweeps=20, batch_size=64), dict(n_sweeps=3, batch_size=1),
+    dict(n_sweeps=10, evaluate=False)],
+    ids=["full batch", "mini-batch", "online", "no evaluation"])
+def test_float64_x_trains_as_its_float32_copy(isa, threads, fit, threads_used):
+    # 37 columns: whole vectors of the transposed binding and a scalar tail, on every variant;
+    # batches of several vectors, so that each of two threads binds some of their rows
     X, T = RNG.normal(size=(203, 37)), RNG.uniform(size=(203, 5))
     assert_same_run(lambda: bpfast.Network([37, 20, 5], seed=1), X, T, n_threads=threads, **fit)
+    assert threads_used and set(threads_used) == {threads}  # (online: the same, one case each)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_stop_rule_on_float64_x_stops_where_the_float32_copy_does(isa, threads, threads_used):
+    """In mini-batch mode the stop test is a pass over every case, bound from X on its own: it
+    must read the doubles too. The run has to stop by it, or nothing of that pass is compared."""
+    X, T = bpfast.datasets.symmetry()
+    X = X.astype(np.float64) + 0.0  # the patterns as float64, as a user would pass them
+    fit = dict(lr=0.05, momentum=0.9, n_sweeps=5000, batch_size=8, stop_tol=0.3,
+               n_threads=threads)
+    assert_same_run(lambda: bpfast.Network([6, 2, 1], seed=1), X, T, **fit)
+    assert bpfast.Network([6, 2, 1], seed=1).fit(X, T, **fit).stop_reason == "solved"
 
 
 def test_wide_inputs_and_several_input_groups_bind_float64_alike(isa):

@@ -77,22 +77,45 @@ def test_the_whole_net_loop_gives_the_same_bits_as_the_layer_kernels(name, mode,
     assert abs(errors_small[-1] - errors_small[0]) > 1e-3 * errors_small[0]  # it trained
 
 
+# (lr, stop_tol) with which each net, on stop_data's cases, meets its stop rule after some sweeps
+STOP_RUNS = {"symmetry": (0.5, 0.3), "encoder": (0.05, 0.2), "dag": (0.005, 0.2)}
+
+
+def stop_data(name, net):
+    """21 cases whose targets the net can meet, from a teacher of its shape: its logistic
+    outputs thresholded (the symmetry net's at their median, for both classes), the dag's linear
+    ones halved, with noise."""
+    X, _ = data(net, 21, seed=1)
+    teacher = NETS[name](net.dtype.name)
+    teacher.assign_params(teacher.params * {"symmetry": 10, "encoder": 3, "dag": 1}[name])
+    out = teacher.predict(X)
+    if name == "dag":
+        T = out * 0.5 + 0.1 * np.random.default_rng(0).normal(size=out.shape)
+    else:
+        T = out > (np.median(out) if name == "symmetry" else 0.5)
+    return X, T.astype(net.dtype)
+
+
 @pytest.mark.parametrize("name", NETS)
 def test_loss_gradient_and_the_stop_test_agree(name, dtype, isa, monkeypatch):
     net = NETS[name](dtype)
     X, T = data(net, 21, seed=1)
+    X_stop, T_stop = stop_data(name, net)
+    lr, tol = STOP_RUNS[name]
     results = []
     for small in (True, False):
         monkeypatch.setattr(_core, "SMALL_NETS", small)
         results.append(_core.loss_gradient(net.topology, net.params, X, T))
         # a stop rule both paths meet after the same sweep
         params, velocity = net.params.copy(), net.velocity.copy()
-        results.append(_core.train(net.topology, params, velocity, X, T, [(400, 0.5, 0.9, 0, 0)], batch_size=21,
-                                   stop_tol=0.45)[1:3])
+        results.append(_core.train(net.topology, params, velocity, X_stop, T_stop,
+                                   [(5000, lr, 0.9, 0, 0)], batch_size=21, stop_tol=tol)[1:3])
     (e1, g1), stop1, (e2, g2), stop2 = results
     assert e1 == e2
     np.testing.assert_array_equal(g1, g2)
     assert stop1 == stop2
+    # met, and not at once: the test said "not yet" for some sweeps, then "within"
+    assert stop1[1] == "solved" and stop1[0] > 5
 
 
 def test_the_whole_net_loop_is_the_same_on_any_thread_count(dtype, isa):
