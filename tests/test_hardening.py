@@ -355,12 +355,35 @@ class TestThreadChooser:
         chooser.record(1, 10, 0.100, False, now=0.1)
         chooser.record(2, 10, 0.060, False, now=0.2)     # 1.7x faster: kept
         assert chooser.plan(10, 1000, now=0.3)[0] == 2
-        chooser.record(2, 10, 0.0, True, now=0.4)        # the deadline cut it: a busy machine
-        assert chooser.plan(10, 1000, now=0.5) == (1, 0.0)
-        assert chooser.plan(10, 1000, now=1.5)[0] == 2   # retried after 1 s
-        chooser.record(2, 10, 0.0, True, now=1.5)
-        assert chooser.plan(10, 1000, now=3.0)[0] == 1   # then after 2 s
-        assert chooser.plan(10, 1000, now=3.6)[0] == 2
+        chooser.record(2, 10, 0.110, True, now=0.4)      # the deadline cut it: a busy machine
+        assert chooser.plan(10, 1000, now=1.4) == (1, 0.0)
+        assert chooser.plan(10, 1000, now=1.51)[0] == 2  # retried after 10 x its 0.11 s
+        chooser.record(2, 10, 0.110, True, now=1.6)
+        assert chooser.plan(10, 1000, now=3.7) == (1, 0.0)  # then after 20 x, 40 x, ...
+        assert chooser.plan(10, 1000, now=3.81)[0] == 2
+        chooser.record(2, 10, 0.110, True, now=4.0)
+        assert chooser.plan(10, 1000, now=8.3) == (1, 0.0)
+        assert chooser.plan(10, 1000, now=8.41)[0] == 2
+        chooser.record(2, 10, 0.060, False, now=8.5)     # a win resets the back-off
+        chooser.record(2, 10, 0.110, True, now=9.0)
+        assert chooser.plan(10, 1000, now=10.0) == (1, 0.0)
+        assert chooser.plan(10, 1000, now=10.11)[0] == 2
+
+    def test_failed_trials_cost_at_most_a_eleventh_of_the_run_and_wait_at_most_a_minute(self):
+        chooser = _threads.ThreadChooser(2, idle_machine, cpus=2)
+        chooser.record(1, 1, 0.010, False, now=0.0)
+        now, lost, trials = 0.0, 0.0, 0
+        while now < 3600:  # an hour on which threads never pay: every trial runs to its deadline
+            threads, deadline = chooser.plan(1, 1e9, now)
+            if threads == 2:
+                trials, lost, started, now = trials + 1, lost + deadline - now, now, deadline
+                chooser.record(2, 0, now - started, True, now)
+            else:
+                now += 0.010
+                chooser.record(1, 1, 0.010, False, now)
+            assert lost <= now / 11 + 0.013
+        assert lost < 0.01 * now and trials > 10
+        assert chooser.next_trial - now <= chooser.MAX_RETRY
 
     def test_threads_are_taken_when_5_percent_faster_and_kept_while_no_slower(self):
         chooser = _threads.ThreadChooser(2, idle_machine, cpus=2)

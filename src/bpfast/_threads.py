@@ -169,15 +169,24 @@ class ThreadChooser:
     task's SGD fit (10 epochs) kept one thread in most fits (median 0.486 s against 0.362 s with
     the bar at 0.95, 6 interleaved fits each).
     A trial is made only when the work left is at least TRIAL_SHARE times the trial's, so that a
-    failed one costs at most a few percent of the run. Failed trials are repeated after 1 s,
-    doubling up to a minute; one thread is re-measured every 10 s while threads win.
+    failed one costs at most a few percent of the run. A failed trial (or threads given up) is
+    tried again after RETRY_FACTOR times its own time, the factor doubling with each failure in a
+    row (at most MAX_RETRY seconds): a trial loses at most its own time, so failures cost at most
+    1/11 of the run, less the longer they go on. The back-off is in the trial's own time, not in
+    seconds, because a core of a shared VM slows down for tens of milliseconds at a time (another
+    tenant's work: a loop of AVX-512 multiply-adds pinned to each vCPU of the Zen 5 VM of session
+    25 ran 1.3-1.75x slower on one vCPU for 25-75 ms every second or so), and threads wait at
+    every barrier for the slower core: trials that met such a moment ran at half of one thread's
+    speed. With a retry after 1 s, as before, one such trial kept the synthetic task's Adam fit
+    (0.5 s) on one thread to its end, and two threads were slower than one in every run of
+    bench/real_data.py in session 24. One thread is re-measured every 10 s while threads win.
 
     The deadline is checked between batches (a stop inside one only skips work: the threads still
     meet at every barrier of the batch), and with every core busy each barrier can wait a whole
     scheduler time slice for a descheduled thread: a trial of a 4 ms sweep was measured to take
     150-190 ms on a 2-core machine running two busy processes. So no trial is made while the
     machine has no idle core for the extra threads (other processes' runnable threads plus `n`
-    exceed the CPUs); that is asked again after FIRST_RETRY seconds.
+    exceed the CPUs); that is asked again after LOAD_RECHECK seconds.
     """
 
     DEADLINE_MARGIN = 1.1   # a threaded chunk may take this much of one thread's time ...
@@ -185,9 +194,10 @@ class ThreadChooser:
     TAKE_SPEEDUP = 0.95     # a trial wins if its threads take at most this much of it ...
     KEEP_SPEEDUP = 1.0      # ... and they stay while they take at most this much
     TRIAL_SHARE = 25        # a trial needs this many times its own work still to do
-    FIRST_RETRY, MAX_RETRY, REMEASURE = 1.0, 60.0, 10.0
-    CLOSE_TRIAL_RETRY = 10  # a trial faster than one thread, but not by 10%, is retried after
-                            # this many times its own time
+    RETRY_FACTOR = 10       # a failed trial is retried after this many times its own time ...
+    MAX_RETRY = 60.0        # ... doubling with each failure in a row, up to this many seconds
+    LOAD_RECHECK = 1.0      # seconds before the load is read again when no core was idle
+    REMEASURE = 10.0        # seconds between measures of one thread while threads win
 
     def __init__(self, n: int, others_runnable=other_runnable_tasks, cpus: int | None = None):
         self.n = n
@@ -195,7 +205,7 @@ class ThreadChooser:
         self.cpus = cpus or os.cpu_count() or 1
         self.serial: float | None = None  # seconds per unit of work on one thread
         self.use_threads = False
-        self.retry_after = self.FIRST_RETRY
+        self.retry_factor = self.RETRY_FACTOR
         self.next_trial = 0.0
         self.next_serial = 0.0
 
@@ -225,7 +235,7 @@ class ThreadChooser:
                 return 1, 0.0
             others = self.others_runnable()
             if others is not None and others + self.n > self.cpus:
-                self.next_trial = now + self.FIRST_RETRY  # no idle core: ask again later
+                self.next_trial = now + self.LOAD_RECHECK  # no idle core: ask again later
                 return 1, 0.0
         return self.n, now + self.serial * units * self.DEADLINE_MARGIN + self.SLACK_SECONDS
 
@@ -242,11 +252,11 @@ class ThreadChooser:
         bound = self.KEEP_SPEEDUP if self.use_threads else self.TAKE_SPEEDUP
         if self.serial is not None and rate <= self.serial * bound:
             self.use_threads = True
-            self.retry_after = self.FIRST_RETRY
+            self.retry_factor = self.RETRY_FACTOR
         elif not self.use_threads and self.serial is not None and rate <= self.serial:
-            # a trial that won too little cost nothing: another soon, not after a second
-            self.next_trial = now + self.CLOSE_TRIAL_RETRY * seconds
+            # a trial that won too little cost nothing: another as soon as after a first failure
+            self.next_trial = now + min(self.RETRY_FACTOR * seconds, self.MAX_RETRY)
         else:
             self.use_threads = False
-            self.next_trial = now + self.retry_after
-            self.retry_after = min(2 * self.retry_after, self.MAX_RETRY)
+            self.next_trial = now + min(self.retry_factor * seconds, self.MAX_RETRY)
+            self.retry_factor = min(2 * self.retry_factor, 1 << 20)
