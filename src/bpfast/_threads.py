@@ -173,13 +173,13 @@ class ThreadChooser:
     tried again after RETRY_FACTOR times its own time, the factor doubling with each failure in a
     row (at most MAX_RETRY seconds): a trial loses at most its own time, so failures cost at most
     1/11 of the run, less the longer they go on. The back-off is in the trial's own time, not in
-    seconds, because a core of a shared VM slows down for tens of milliseconds at a time (another
-    tenant's work: a loop of AVX-512 multiply-adds pinned to each vCPU of the Zen 5 VM of session
-    25 ran 1.3-1.75x slower on one vCPU for 25-75 ms every second or so), and threads wait at
-    every barrier for the slower core: trials that met such a moment ran at half of one thread's
-    speed. With a retry after 1 s, as before, one such trial kept the synthetic task's Adam fit
-    (0.5 s) on one thread to its end, and two threads were slower than one in every run of
-    bench/real_data.py in session 24. One thread is re-measured every 10 s while threads win.
+    seconds, because what makes threads lose on an idle machine can pass within a second: the
+    two vCPUs of session 25's Zen 5 VM passed a cache line to and fro in 95 ns for a while, then
+    in 450 ns for the next (the host had moved them apart), back and forth every 0.3-2 s, and in
+    the far phases every barrier and every shared row costs 4-5 times as much: batches of 200 of
+    the synthetic task's net took 165 us on two threads against 92 on one, 70 on two in a near
+    phase. With a retry after 1 s, as before, one trial in a far phase kept a 0.5 s fit on one
+    thread to its end. One thread is re-measured every 10 s while threads win.
 
     The deadline is checked between batches (a stop inside one only skips work: the threads still
     meet at every barrier of the batch), and with every core busy each barrier can wait a whole
