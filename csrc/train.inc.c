@@ -91,7 +91,8 @@ static inline REAL FN(case_value)(const char *row, int64_t c, int from_double)
  * input group's weight gradients read. Shuffled cases are rows scattered over the whole of X, each
  * a cache miss of its own, so the rows of the block after next are prefetched, a line of each per
  * step of VW columns. Prefetching all of the next block's lines at once instead made a fit bound
- * by its binding (batches of 200 float64 rows of 100) 1.3x slower on Zen 3 (session 17). */
+ * by its binding (batches of 200 float64 rows of 100) 1.3x slower on Zen 3 (session 17). No
+ * barrier at the end (bind_rows_omp's single is the one). */
 static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64_t stride,
                                    int64_t n_cols, int64_t start, int64_t n_rows,
                                    const int64_t *order, int64_t lanes, REAL *rows_dst,
@@ -101,7 +102,7 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
     const char *base = (const char *)src;
     const int64_t size = from_double ? (int64_t)sizeof(double) : (int64_t)sizeof(REAL);
     int first_block = 1; /* of this thread's share */
-    OMP_FOR
+    OMP_FOR_NOWAIT
     for (int64_t r0 = 0; r0 < n_rows; r0 += VW) {
         const int64_t rows = MIN(VW, n_rows - r0);
         const char *case_row[VW];
@@ -145,7 +146,7 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
             }
     }
     if (lanes > n_rows) {
-        OMP_FOR
+        OMP_FOR_NOWAIT
         for (int64_t c = 0; c < n_cols; c++)
             for (int64_t r = n_rows; r < lanes; r++)
                 dst[c * ld + r] = 0;
@@ -174,7 +175,7 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, int x_do
                                NULL, 0, 0);
     /* else, batch-major copies of the wide input groups, for weight gradients */
     if (net->n_inputs > 1) {
-        OMP_FOR
+        OMP_FOR_NOWAIT
         for (int64_t r = 0; r < n_rows; r++) {
             const int64_t row = (order ? order[r] : start + r) * n_cols;
             for (int g = 0; g < net->n_inputs; g++)
@@ -187,7 +188,9 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, int x_do
                            (size_t)net->size[g] * sizeof(REAL));
         }
     }
-    OMP_SINGLE /* its barrier: no thread reads ws->ld in the loops above */
+    /* The loops above wait for no one: their threads write apart, and none reads ws->ld or
+       ws->y. This single's barrier ends them all (three barriers a batch fewer). */
+    OMP_SINGLE
     {
         ws->ld = ld;
         for (int g = 0; g < net->n_inputs; g++)
@@ -288,10 +291,12 @@ static int FN(weightless_batch)(const bp_net *net, const WS *ws, const bp_train_
 
 /* One thread decides whether the call stops here, for all (every thread then reads ws->status):
    on a requested stop (`stop`; BP_PAUSED if `pausable` and it is the deadline, not a Ctrl-C),
-   else on `bad` (a status) if it is not BP_RUNNING. The barrier first: every thread has read the
-   previous decision before this one may change it (`omp single` waits at its end, not at its
-   start). */
-static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad, int pausable)
+   else on `bad` (a status) if it is not BP_RUNNING; then, unless it pauses, adds ws->error to
+   *error_sum if that is not NULL (a batch's error to its sweep's, in the same single). The
+   barrier first: every thread has read the previous decision before this one may change it
+   (`omp single` waits at its end, not at its start). */
+static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad, int pausable,
+                           double *error_sum)
 {
     OMP_BARRIER
     OMP_SINGLE
@@ -303,6 +308,8 @@ static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad, int pausable)
                              : BP_STOPPED;
         else if (bad != BP_RUNNING)
             ws->status = bad;
+        if (error_sum && ws->status != BP_PAUSED)
+            *error_sum += ws->error;
     }
 }
 
@@ -318,7 +325,7 @@ static void FN(update_omp)(const bp_net *net, WS *ws, REAL *params, REAL *state,
     FN(update_params_omp)(params, state, grad, net->n_params, phase,
                           phase->clip_norm > 0 ? (REAL)ws->grad_scale : (REAL)1,
                           &ws->weights_non_finite);
-    OMP_BARRIER /* every thread's flag is written, and Adam's count read, before one thread goes on */
+    OMP_BARRIER /* every thread's flag is written, and Adam's count read, before one goes on */
     OMP_SINGLE
     {
         FN(count_update)(state, net->n_params, phase);
@@ -357,14 +364,15 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
             break; /* between two sweeps: nothing to resume */
         /* (a paused sweep's stops are decided at its batches: a deadline there pauses it) */
         if (cfg->stop && !ws->in_sweep) {
-            FN(decide_omp)(ws, cfg->stop, BP_RUNNING, 0);
+            FN(decide_omp)(ws, cfg->stop, BP_RUNNING, 0, NULL);
             if (ws->status != BP_RUNNING)
                 break;
         }
         if (full_batch) {
             if (dropout && stop_rule) { /* the stop test sees the whole net, not a dropout pass */
                 FN(evaluate_omp)(net, ws, params, X, T, cfg);
-                FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING, 0);
+                FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING, 0,
+                               NULL);
                 if (ws->status != BP_RUNNING)
                     break;
             }
@@ -379,7 +387,8 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
             errors[sweep] = ws->error;
             FN(decide_omp)(ws, ws->stop, !isfinite(ws->error) ? BP_NON_FINITE
                                : !dropout && stop_rule && ws->all_within ? BP_SOLVED
-                                                                         : BP_RUNNING, 0);
+                                                                         : BP_RUNNING,
+                           0, NULL);
             if (ws->status == BP_STOPPED && dropout) {
                 OMP_SINGLE
                 *rng_state = ws->start_rng;
@@ -397,7 +406,8 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
             if (!resume) {
                 if (stop_rule) {
                     FN(evaluate_omp)(net, ws, params, X, T, cfg);
-                    FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING, 0);
+                    FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING, 0,
+                               NULL);
                     if (ws->status != BP_RUNNING)
                         break;
                 }
@@ -420,11 +430,9 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                     paused = 1;
                     break;
                 }
-                if (ws->stop && (start > 0 || resume)) {
-                    FN(decide_omp)(ws, ws->stop, BP_RUNNING, limit > 0);
-                    if (ws->status != BP_RUNNING)
-                        break;
-                }
+                /* no decision here: a stop requested since the last one makes this batch skip
+                   its tiles and is decided after its gradient (one decision a batch, not two:
+                   two barriers fewer) */
                 FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows,
                                   shuffled);
                 if (FN(weightless_batch)(net, ws, cfg, n_rows)) {
@@ -437,7 +445,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                    batch is dropped. With a batch limit, a deadline pauses before it, and gives
                    back its dropout key, to be drawn again when it is run. */
                 FN(decide_omp)(ws, ws->stop, isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE,
-                               limit > 0);
+                               limit > 0, &errors[sweep]);
                 if (ws->status == BP_PAUSED) {
                     if (dropout) {
                         OMP_SINGLE
@@ -445,8 +453,6 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                     }
                     break;
                 }
-                OMP_SINGLE
-                errors[sweep] += ws->error;
                 if (ws->status != BP_RUNNING)
                     break;
                 FN(update_omp)(net, ws, params, velocity, grad, phase);
