@@ -130,11 +130,14 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
                 for (int j = 0; j < VW; j++)
                     FN(vstore)(dst + (c + j) * ld + r0, block[j]);
             }
-            for (int a = 0; a < n_ahead; a++) { /* the last columns' lines and the row's last */
-                int64_t byte = c * size;
-                do
-                    __builtin_prefetch(ahead[a] + MIN(byte + 63, n_cols * size - 1));
-                while ((byte += 64) < n_cols * size);
+            /* the last columns' lines, in the same steps of 64 bytes, and the row's last line
+               (every 64th byte and the last touch every line of the row; a row of fewer than VW
+               values, such as the targets', had only its last line prefetched before: the first
+               of 60% of 40-byte rows was a miss) */
+            for (int a = 0; a < n_ahead; a++) {
+                for (int64_t byte = c * size; byte < n_cols * size; byte += 64)
+                    __builtin_prefetch(ahead[a] + byte);
+                __builtin_prefetch(ahead[a] + n_cols * size - 1);
             }
         }
         for (; c < n_cols; c++)
