@@ -1,5 +1,7 @@
 """bpfast.estimators against scikit-learn's own checks, in its tools, and on real data."""
 
+import re
+
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
@@ -225,6 +227,19 @@ def test_a_divergence_forgets_the_sweeps_the_network_went_back_from():
     kept = error.value.n_sweeps  # Network.fit's: the sweeps whose weights the network holds
     assert clf.n_iter_ == kept == len(clf.loss_curve_) and clf.t_ == 100 * kept
     assert np.isfinite(clf.network_.params).all()
+    # in the estimator's terms: X and learning_rate_init, not Network.fit's T and lr
+    message = str(error.value)
+    assert message.startswith("BPRegressor: training diverged") and "learning_rate_init" in message
+    assert not re.search(r"\bT\b", message) and "lr =" not in message
+    assert isinstance(error.value.__cause__, FloatingPointError)  # Network.fit's, with its details
+
+
+def test_a_loss_that_overflows_at_once_says_to_scale_x():
+    import numpy as np
+    X = np.random.RandomState(0).randn(50, 3) * 1e30
+    with pytest.raises(FloatingPointError, match="first epoch.*Scale X") as error:
+        BPRegressor((4,), max_iter=3, random_state=0).fit(X, X[:, 0])
+    assert error.value.n_sweeps == 0
 
 
 @pytest.mark.parametrize("name, value", [("early_stopping", "False"), ("warm_start", "no"),

@@ -137,6 +137,19 @@ class _BPBase(BaseEstimator):
         """Predictions from the network's outputs (float64, one row per sample)."""
         raise NotImplementedError
 
+    def _divergence(self, error: FloatingPointError) -> FloatingPointError:
+        """Network.fit's divergence error in this estimator's terms (X and y, not X and T;
+        learning_rate_init, not lr), keeping its n_sweeps."""
+        kept = getattr(error, "n_sweeps", 0)
+        where = "in its first epoch" if kept == 0 else f"in epoch {kept + 1} of this fit"
+        diverged = FloatingPointError(
+            f"{type(self).__name__}: training diverged: the loss or a weight became NaN or "
+            f"infinite {where}. Scale X (e.g. with sklearn.preprocessing.StandardScaler), or try "
+            f"a smaller learning_rate_init (it is {self.learning_rate_init}), clip_norm, or "
+            f"dtype='float64'. The estimator keeps the weights of its last finite epoch.")
+        diverged.n_sweeps = kept  # type: ignore[attr-defined]
+        return diverged
+
     def _validation_score(self, network, X, y, sample_weight) -> float:
         """`score` of `network` (the one being trained, not yet network_) on (X, y), each case
         counted by its weight as MLPClassifier counts it (scikit-learn >= 1.7)."""
@@ -386,7 +399,7 @@ class _BPBase(BaseEstimator):
                     bests[:] = [best for best in bests if best[0] < len(scores)]
             self._keep_validation(early_stopping, scores, bests)
             self.network_ = network  # restored to the last finite weights
-            raise
+            raise self._divergence(error) from error
         except KeyboardInterrupt:
             self._keep_validation(early_stopping, scores, bests)
             self.network_ = network  # trained up to the interrupt
