@@ -32,6 +32,23 @@ def assert_same_network(a, b):
             assert value == state_b[key], key
 
 
+@pytest.fixture
+def population_threads(monkeypatch):
+    """The threads each call of the population kernel got, with THREADED_CALL_SECONDS lifted:
+    the tests' populations train for milliseconds, which one thread takes (a test that asks for
+    two threads would otherwise compare one thread with itself)."""
+    from bpfast import population
+    monkeypatch.setattr(population, "THREADED_CALL_SECONDS", 0.0)
+    calls = []
+    real = population._core.population_train
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("n_threads"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(population._core, "population_train", spy)
+    return calls
+
+
 def assert_member_is_network(pop, i, net, result=None, fit_result=None):
     """pop[i] and `net` are the same network, bit for bit; their fit results agree too."""
     assert np.array_equal(pop.params[i], net.params)
@@ -171,27 +188,29 @@ MID_SIZED_NETS = {
 
 
 @pytest.mark.parametrize("kind", sorted(MID_SIZED_NETS))
-def test_mid_sized_nets_train_in_the_lanes_bit_for_bit(kind, dtype, isa):
+def test_mid_sized_nets_train_in_the_lanes_bit_for_bit(kind, dtype, isa, population_threads):
     """Nets beyond the whole-net loop but within every variant's lanes limits (down to 512
     parameters with AVX-512 in float64), with wide sources, whose weight gradients Network.fit
     sums case after case (broadcast tiles), and narrow ones, summed lane by lane: each member
-    ends where Network.fit takes it."""
+    ends where Network.fit takes it. 33 members: more groups of lanes than two threads, on every
+    variant (16 lanes at most)."""
     spec = dict(MID_SIZED_NETS[kind])
     sizes = spec.pop("sizes", None)
     rng = np.random.default_rng(2)
     n_in = 20 if sizes else 28
     X, T = rng.uniform(size=(43, n_in)), rng.uniform(size=(43, 3 if sizes else 8))
-    weights = rng.integers(0, 3, size=(5, 43)).astype(float)  # 0: held out of that member
-    seeds = [4, 8, 15, 16, 23]
+    seeds = list(range(4, 37))
+    weights = rng.integers(0, 3, size=(len(seeds), 43)).astype(float)  # 0: held out of it
+    lrs = [0.05, 0.1, 0.02, 0.05, 0.08] * 6 + [0.03, 0.06, 0.04]
     pop = bpfast.Population(sizes, seeds=seeds, dtype=dtype, init_range=0.5, **spec)
     assert bpfast._core.population_lanes(pop.topology, dtype, 43, True)
-    result = pop.fit(X, T, lr=[0.05, 0.1, 0.02, 0.05, 0.08], n_sweeps=40, sample_weight=weights,
-                     weight_decay=1e-4, record_errors=True, n_threads=2)
-    assert result.engine == "lanes"
+    result = pop.fit(X, T, lr=lrs, n_sweeps=40, sample_weight=weights, weight_decay=1e-4,
+                     record_errors=True, n_threads=2)
+    assert result.engine == "lanes" and 2 in population_threads
     for i, seed in enumerate(seeds):
         net = bpfast.Network(sizes, seed=seed, dtype=dtype, init_range=0.5, **spec)
-        fitted = net.fit(X, T, lr=[0.05, 0.1, 0.02, 0.05, 0.08][i], n_sweeps=40,
-                         sample_weight=weights[i], weight_decay=1e-4)
+        fitted = net.fit(X, T, lr=lrs[i], n_sweeps=40, sample_weight=weights[i],
+                         weight_decay=1e-4)
         assert_member_is_network(pop, i, net, result, fitted)
 
 
@@ -227,19 +246,10 @@ def test_the_lanes_limits():
 
 
 @pytest.mark.parametrize("batch_size", [None, 16])
-def test_a_member_does_not_depend_on_the_population_or_the_threads(batch_size, isa, monkeypatch):
-    """Member with seed 7: alone, among 40 others at another place, on 1 and 2 threads. The
-    lanes take threads only for calls long enough to gain (THREADED_CALL_SECONDS), which these
-    are not: lifted, and the threads each call of the kernel got recorded."""
-    from bpfast import population
-    monkeypatch.setattr(population, "THREADED_CALL_SECONDS", 0.0)
-    calls = []
-    real = population._core.population_train
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("n_threads"))
-        return real(*args, **kwargs)
-    monkeypatch.setattr(population._core, "population_train", spy)
+def test_a_member_does_not_depend_on_the_population_or_the_threads(batch_size, isa,
+                                                                   population_threads):
+    """Member with seed 7: alone, among 40 others at another place, on 1 and 2 threads."""
+    calls = population_threads
     outcomes = []
     for seeds, threads in (([7], 1), (list(range(40)), 2), (list(range(40))[::-1], 1),
                            ([7, 100, 101], 2)):
