@@ -160,10 +160,11 @@ static void FN(transpose_rows_omp)(REAL *dst, int64_t ld, const REAL *src, int64
  * copied feature-major into x_batch / t_batch (T's rows end with a case weight if `weighted`),
  * the padding lanes up to a whole vector zeroed. The workspace's rows then have this batch's
  * stride (ws->ld, bp_row_stride), not the largest batch's: laid out at the stride of the 8,192-row
- * forward chunks, batches of 200 trained issue 12's net 14-20% slower (session 15's results). */
+ * forward chunks, batches of 200 trained issue 12's net 14-20% slower (session 15's results).
+ * `whole`: called by bind_all_omp, which sets ws->bound_x itself. */
 static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, int x_double,
                               const REAL *T, int weighted, int64_t start, int64_t n_rows,
-                              int ordered)
+                              int ordered, int whole)
 {
     const int64_t n_cols = net->n_input_cols, t_cols = net->size[net->n_layers - 1] + weighted;
     const int64_t ld = bp_row_stride(n_rows, (int64_t)sizeof(REAL));
@@ -198,7 +199,10 @@ static void FN(bind_rows_omp)(const bp_net *net, WS *ws, const REAL *X, int x_do
         ws->ld = ld;
         for (int g = 0; g < net->n_inputs; g++)
             ws->y[g] = ws->x_batch + (int64_t)net->input_col[g] * ld;
-        ws->bound_x = NULL;
+        /* not for bind_all_omp: with the loops above not waiting, its slowest thread may not
+           have read bound_x yet (its own single sets it, after this barrier) */
+        if (!whole)
+            ws->bound_x = NULL;
     }
 }
 
@@ -208,7 +212,7 @@ static void FN(bind_all_omp)(const bp_net *net, WS *ws, const REAL *X, int x_dou
 {
     if (ws->bound_x == X)
         return;
-    FN(bind_rows_omp)(net, ws, X, x_double, T, weighted, 0, n_samples, 0);
+    FN(bind_rows_omp)(net, ws, X, x_double, T, weighted, 0, n_samples, 0, 1);
     OMP_SINGLE
     ws->bound_x = X;
 }
@@ -226,7 +230,8 @@ static void FN(evaluate_omp)(const bp_net *net, WS *ws, const REAL *params, cons
         if (n_rows == cfg->n_samples)
             FN(bind_all_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, n_rows);
         else
-            FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows, 0);
+            FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows, 0,
+                              0);
         FN(forward_omp)(net, ws, params, n_rows, 0, 0.0);
         FN(output_error_omp)(net, ws, n_rows, FN(ceil_div)(n_rows, VW) * VW, cfg);
         error += ws->error;
@@ -437,7 +442,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                    its tiles and is decided after its gradient (one decision a batch, not two:
                    two barriers fewer) */
                 FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, start, n_rows,
-                                  shuffled);
+                                  shuffled, 0);
                 if (FN(weightless_batch)(net, ws, cfg, n_rows)) {
                     OMP_BARRIER /* every thread has read the weights before the next bind */
                     continue;
@@ -499,7 +504,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
 static void FN(forward_body)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
                              int64_t n_rows)
 {
-    FN(bind_rows_omp)(net, ws, X, 0, NULL, 0, 0, n_rows, 0);
+    FN(bind_rows_omp)(net, ws, X, 0, NULL, 0, 0, n_rows, 0, 0);
     FN(forward_omp)(net, ws, FN(dense_params_omp)(net, ws, params), n_rows, 0, 0.0);
 }
 
@@ -509,6 +514,6 @@ static void FN(loss_gradient_body)(const bp_net *net, WS *ws, REAL *grad, const 
 {
     OMP_SINGLE
     ws->dropout_key = cfg->dropout_key;
-    FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, 0, n_rows, 0);
+    FN(bind_rows_omp)(net, ws, X, cfg->x_double, T, cfg->weighted, 0, n_rows, 0, 0);
     FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
 }

@@ -539,6 +539,49 @@ def long_sweeps(dtype="float32"):
     return bpfast.Network([24, 48, 5], seed=5, dtype=dtype), X, T
 
 
+@pytest.mark.parametrize("shuffle, dropout, weighted", [(True, 0.2, False), (False, 0.0, True)])
+def test_random_deadlines_keep_every_sweeps_error(monkeypatch, dtype, shuffle, dropout, weighted):
+    """Deadlines that pause chunks of batches anywhere (inside a batch, or already past when a
+    call resumes a sweep), on 1 to 4 threads, give the bits of one uncut call on one thread: the
+    weights, the optimiser state, the generator and every sweep's error (a batch a deadline
+    pauses is dropped, its error added once, when it is run again). A build that added a paused
+    batch's error too passed every other test of pauses (session 25's review)."""
+    monkeypatch.setattr(_core, "MIN_MEASURED_SECONDS", 0.0)
+    rng = np.random.default_rng(5)
+
+    class Chaos(_threads.ThreadChooser):
+        def __init__(self):
+            super().__init__(4, lambda: 0, cpus=64)
+            self.cut = 0
+
+        def chunk_size(self, units, units_left, now):
+            return int(rng.integers(1, units + 1))
+
+        def plan(self, units, units_left, now):
+            kind = rng.integers(0, 3)
+            deadline = (0.0 if kind == 0 else now - 1.0 if kind == 1
+                        else now + float(rng.uniform(0, 2e-4)))
+            return int(rng.integers(1, 5)), deadline
+
+        def record(self, threads, units, seconds, cut_short, now):
+            self.cut += cut_short
+
+    # unshuffled: every third batch of 16 has weight 0 (held out whole: no step, no error)
+    weights = np.where(np.arange(640) // 16 % 3 == 0, 0.0, 1.0) if weighted else None
+    results = []
+    for chooser in (None, Chaos(), Chaos()):
+        net, X, T = long_sweeps(dtype)
+        out = _core.run_training(net.topology, net._params, net._velocity, X, T,
+                                 [(4, 0.01, 0.9, 0.0, 0)], batch_size=16, shuffle=shuffle,
+                                 dropout=dropout, sample_weight=weights,
+                                 rng_state=net._shuffle_box, n_threads=1, chooser=chooser)
+        results.append((net.params.copy(), net.velocity.copy(), out[0], out[1], out[5]))
+        assert chooser is None or chooser.cut >= 3  # deadlines did pause it
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 class CutsSweeps(_threads.ThreadChooser):
     """Chunks of 1, 2, 3, ... 7 batches, every other one on two threads, no deadline: a run in
     pieces of sweeps on alternating thread counts."""
