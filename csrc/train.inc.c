@@ -415,7 +415,7 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 if (stop_rule) {
                     FN(evaluate_omp)(net, ws, params, X, T, cfg);
                     FN(decide_omp)(ws, ws->stop, ws->all_within ? BP_SOLVED : BP_RUNNING, 0,
-                               NULL);
+                                   NULL);
                     if (ws->status != BP_RUNNING)
                         break;
                 }
