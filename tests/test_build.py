@@ -78,7 +78,8 @@ def test_the_sdist_ships_its_c_and_builds_without_cython(tmp_path):
     top = sdist.name[:-len(".tar.gz")]
     for shipped in ("src/bpfast/_core.c", "src/bpfast/_core.pyx", "LICENSE",
                     "_build_backend/backend.py", "src/bpfast/py.typed",
-                    "tests/c/kernel_selftest.c"):  # (tests/test_native.py compiles it)
+                    "tests/c/kernel_selftest.c", "tests/c/selftest_nets.h",
+                    "tests/c/threads_selftest.c"):  # (tests/test_native.py compiles them)
         assert f"{top}/{shipped}" in names, shipped
     # -O0: what is checked here is what the sdist ships and how it builds, not the kernels'
     # speed; an -O3 build of every variant took 80 s of this test's 85 (2 cores)

@@ -1,5 +1,6 @@
 """The C core on its own: the kernel self-test (tests/c/kernel_selftest.c, which .ci/aarch64 also
-runs under qemu-user) built and run natively, and the register tiles of every x86-64 variant
+runs under qemu-user) and the threads self-test (tests/c/threads_selftest.c, which .ci/tsan runs
+under ThreadSanitizer) built and run natively, and the register tiles of every x86-64 variant
 checked in the generated assembly for spills (bench/spills.py)."""
 
 import os
@@ -53,6 +54,23 @@ def test_the_kernel_self_test_passes(built, tmp_path):
     assert "passed: 0 check(s) failed" in out.stdout
     assert "FAIL" not in out.stdout
     assert out.stdout.count("\nok ") >= 3 * 5  # the baseline variant's checks on three nets
+
+
+# ~10 s on 2 cores with the module's objects: random nets trained on 2 and 5 threads, whole and cut
+# into calls with random deadlines, against 1 thread bit for bit (.ci/tsan runs it under
+# ThreadSanitizer with clang's OpenMP; this is GCC's runtime, the release build's)
+@pytest.mark.slow
+def test_the_threads_self_test_passes(built, tmp_path):
+    exe = str(tmp_path / "threads_selftest")
+    compile_all([[*FLAGS, os.path.join(ROOT, "tests", "c", "threads_selftest.c"),
+                  *(obj for obj, _ in built.values()), "-lm", "-o", exe]])
+    out = subprocess.run([exe, "4"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "passed: 0 failure(s)" in out.stdout and "FAIL" not in out.stdout
+    assert out.stdout.count("ok ") >= 1  # at least the baseline variant ran its rounds
+    calls = int(out.stdout.split("failure(s); ")[1].split()[0])
+    paused = int(out.stdout.split(" calls, ")[1].split()[0])
+    assert calls > 500 and paused > 0  # the cut runs made calls, and some paused mid-sweep
 
 
 def compiler_is_clang() -> bool:
