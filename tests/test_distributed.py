@@ -1,6 +1,7 @@
 """Populations on a Dask cluster (a LocalCluster of two worker processes): the gathered result is
 bit for bit the local one, and a worker killed mid-shard loses and duplicates nothing."""
 
+import functools
 import os
 import signal
 import subprocess
@@ -98,10 +99,26 @@ class Reruns(distributed.diagnostics.plugin.SchedulerPlugin):
             self.reruns.append(str(key))
 
 
+@functools.cache
+def shard_sweeps():
+    """Sweeps that take one of fit_while's shards (16 symmetry nets) about half a second on one
+    thread here, so that a kill 0.05 s into a shard finds it running. Measured, not fixed: 30,000
+    sweeps had become 0.05-0.08 s as the lanes got faster, and a stall of a few hundred ms, or a
+    faster machine, let every shard finish before the kill (a review, session 26). The least of
+    two timings: a stall only lengthens one."""
+    pop = bpfast.Population([6, 2, 1], seeds=range(16))
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        pop.fit(X, T, n_sweeps=3000, n_threads=1)
+        seconds.append(time.perf_counter() - start)
+    return max(30000, int(3000 * 0.5 / min(seconds)))
+
+
 def fit_while(client, kill, remote=None, seeds=range(64), **fit):
     """Fit `seeds` locally and (into `remote`, if given) on the cluster; `kill(pids, busy_worker)`
     mid-shard. Raises what the cluster's fit raised."""
-    fit = dict(n_sweeps=30000, shards=4, **fit)  # about half a second per shard
+    fit = dict(n_sweeps=shard_sweeps(), shards=4, **fit)  # about half a second per shard
     local = bpfast.Population([6, 2, 1], seeds=seeds)
     expected = local.fit(X, T, **{k: v for k, v in fit.items() if k != "shards"})
     if remote is None:
@@ -190,7 +207,7 @@ def test_a_shard_forgotten_too_often_raises_and_leaves_its_members_as_they_were(
     trained = bpfast.Population([6, 2, 1], seeds=range(64))
     with pytest.raises(RuntimeError, match="forgotten by the cluster after 0 resubmissions"):
         fit_while(client, kill_all, remote=remote)
-    trained.fit(X, T, n_sweeps=30000)
+    trained.fit(X, T, n_sweeps=shard_sweeps())
     as_trained = (remote.params == trained.params).all(axis=1)
     as_started = (remote.params == start).all(axis=1)
     assert (as_trained | as_started).all()
