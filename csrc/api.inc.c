@@ -2,10 +2,17 @@
  * (FNS) and parallel (FNP) instantiations of kernels.inc.c and train.inc.c. Each picks the serial
  * code for one thread, else opens one parallel region around the parallel code. */
 
+/* The call's stop request, and no product block in which a thread saw it yet (product_omp) */
+static inline void API(watch_stop)(WS *ws, const bp_stop *stop)
+{
+    ws->stop = stop;
+    ws->stop_seen[0] = ws->stop_seen[1] = 0;
+}
+
 static int API(forward)(const bp_net *net, WS *ws, const REAL *params, const REAL *X,
                         int64_t n_rows, int n_threads, const bp_stop *stop)
 {
-    ws->stop = stop;
+    API(watch_stop)(ws, stop);
     n_threads = bp_parallel_threads(n_threads);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
@@ -22,7 +29,7 @@ static double API(loss_gradient)(const bp_net *net, WS *ws, REAL *grad, const RE
                                  const bp_train_config *cfg, int *all_within)
 {
     const int n_threads = bp_parallel_threads(cfg->n_threads);
-    ws->stop = NULL;
+    API(watch_stop)(ws, NULL);
     ws->small_net = cfg->small_nets && cfg->dropout == 0 && FNS(small_net_fits)(net);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
@@ -62,7 +69,7 @@ static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocit
     ws->weights_non_finite = 0;
     ws->small_net = cfg->small_nets && cfg->dropout == 0 && FNS(small_net_fits)(net);
     /* Stops inside a sweep only where nothing is lost (see train_body). */
-    ws->stop = cfg->batch_size >= cfg->n_samples || ws->start_params ? cfg->stop : NULL;
+    API(watch_stop)(ws, cfg->batch_size >= cfg->n_samples || ws->start_params ? cfg->stop : NULL);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
         FNP(train_body)(net, ws, params, velocity, grad, X, T, cfg, phase, n_sweeps, rng_state,
@@ -82,7 +89,7 @@ static double API(evaluate)(const bp_net *net, WS *ws, const REAL *params, const
                             const REAL *T, const bp_train_config *cfg, int *all_within)
 {
     const int n_threads = bp_parallel_threads(cfg->n_threads);
-    ws->stop = cfg->stop;
+    API(watch_stop)(ws, cfg->stop);
     if (n_threads > 1) {
 #pragma omp parallel num_threads(n_threads)
         FNP(evaluate_omp)(net, ws, params, X, T, cfg);

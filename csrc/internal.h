@@ -83,6 +83,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         uint64_t dropout_key; /* the current batch's dropout masks (see bp_train_config) */      \
         int small_net;      /* the current call runs small_nets.inc.c's whole-net loop */       \
         const bp_stop *stop;/* the current call's stop request, or NULL */                       \
+        int stop_seen[2];   /* a thread saw it in a product's block of this parity (product_omp) */\
         REAL *start_params, *start_velocity; /* [n_params] a mini-batch sweep's start, or NULL */\
         REAL *dense_params; /* [n_dense] a shared net's parameters in their slots, else NULL */  \
         REAL *dense_grad;   /* [n_dense] ... and the slots' gradients while training */          \

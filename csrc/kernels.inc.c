@@ -309,9 +309,10 @@ static inline int64_t FN(ceil_div)(int64_t a, int64_t b) { return (a + b - 1) / 
 /* Whether to skip tile (or row) `index` of a loop because a stop was requested (ws->stop): polled
  * every 16 indexes (small loops, as in the paper's nets, cost nothing: the decisions between
  * batches poll too), remembered in the calling thread's *skip. Never used where skipped work would
- * outlive the call (binding the batch: bind_all_omp trusts what it bound before). Threads may notice at different tiles; the
- * results of a cut-short call are never used, and the decision to stop is taken once, by one
- * thread, after the loop (train.inc.c; the request never goes away once made). */
+ * outlive the call (binding the batch: bind_all_omp trusts what it bound before). Threads may
+ * notice at different tiles; the results of a cut-short call are never used, and the decision to
+ * stop is taken once, by one thread, after the loop (train.inc.c; the request never goes away
+ * once made). */
 static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
 {
     if (!*skip && (index & 15) == 15 && ws->stop) /* loops of under 16 are never polled */
@@ -445,6 +446,16 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
     /* rows per group: the row blocks that fit ws->pack_a, or all of them */
     const int64_t group = packed_a ? PACK_A_ROW_BLOCKS * BLOCK_ROW_TILES * TILE_ROWS : M;
     int skip = 0;
+    /* Blocks (each of a group's tiles, ending at a barrier) so far. A thread that skipped tiles
+       for a stop says so in ws->stop_seen[block % 2] before the block's barrier, and every thread
+       leaves at the next block's start if the last block's slot says so: all at the same block,
+       as they must with barriers ahead, since the slot they read can next be written two blocks
+       on, past a barrier the slowest reader has not reached (the other slot's writes are the
+       current block's). Skipping only the tiles, a product of a 512-2048-2048-512 net's batch of
+       3,000 cases still waited at its 200 blocks' barriers, and with two threads on a machine
+       whose cores were busy each barrier cost a time slice: Ctrl-C took 1.3-6.6 s (session 26).
+       A slot set in an earlier product of the call is seen by all at once too. */
+    int64_t block = 0;
     for (int64_t n0 = 0; n0 < N; n0 += BLOCK_LANES) {
         const int64_t lanes = MIN(BLOCK_LANES, N - n0);
         const int64_t lane_blocks = FN(ceil_div)(lanes, TILE_LANES);
@@ -456,7 +467,10 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
             const int first = k0 == 0, last = k0 + k_count >= K;
             if (packed)
                 FN(pack_block_omp)(ws->pack, B + k0 * ldb, ldb, k_count, n0, lanes);
-            for (int64_t m0 = 0; m0 < M; m0 += group) {
+            for (int64_t m0 = 0; m0 < M; m0 += group, block++) {
+                if (block > 0 && ws->stop &&
+                    __atomic_load_n(&ws->stop_seen[(block - 1) % 2], __ATOMIC_RELAXED))
+                    return;
                 const int64_t rows = MIN(group, M - m0);
                 const int64_t tiles = FN(ceil_div)(rows, TILE_ROWS);
                 if (packed_a)
@@ -506,6 +520,8 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
                         }
                     }
                 }
+                if (skip)
+                    __atomic_store_n(&ws->stop_seen[block % 2], 1, __ATOMIC_RELAXED);
                 OMP_BARRIER
             }
             k0 += k_count;

@@ -4,14 +4,16 @@
  * barrier rarely changes a bit on x86, where stores are seen in order; a race report names it
  * (session 25's review found one this way: bench/results/2026-12-02-session25.md, section 3).
  *
- * For random settings on five nets (a DAG with two input groups, tanh, identity and logistic
+ * For random settings on six nets (a DAG with two input groups, tanh, identity and logistic
  * units and a layer without bias; a wide chain; three wide and narrow input groups; shared
- * weights; a single input), every kernel variant the CPU runs:
+ * weights; a single input; a 300-300-8 chain whose products take several cache blocks, each
+ * ending at a barrier), every kernel variant the CPU runs:
  *   - mini-batch and full-batch training on 2 and 5 threads gives the bits of 1 thread: batch
- *     sizes 1 to 257, shuffled or not, case weights (with batches of weight 0), float64 X,
+ *     sizes 1 to 1,100, shuffled or not, case weights (with batches of weight 0), float64 X,
  *     dropout, a stop rule, with and without the whole-net loop;
- *   - the same training cut into calls of a few batches on a random number of threads, each
- *     with a random deadline (none, passed, or within 0.2 ms), resumed where it paused, gives
+ *   - the same training cut into calls (of a few batches, or a full-batch sweep) on a random
+ *     number of threads, each with a random deadline (none, passed, or within 0.2 ms: inside a
+ *     product, whose threads then leave it together), resumed where it paused or stopped, gives
  *     those bits too;
  *   - then evaluation (whole and in chunks), forward and loss_gradient on the threads give the
  *     bits of 1 thread;
@@ -87,15 +89,15 @@ static result run(const topology *t, const bp_kernels *k, const setup *s, const 
     const void *X = s->x_double ? (const void *)Xd : (const void *)Xf;
     const bp_phase phase = {.lr = 0.01, .momentum = 0.9, .rule = BP_MOMENTUM};
     r.rng = 7;
-    if (!cut || s->batch >= s->n) {
+    if (!cut) {
         r.done = k->train_f32(net, ws, r.w, r.v, g, (const float *)X, T, &cfg, &phase,
                               s->n_sweeps, &r.rng, r.numbers, &r.status);
-    } else {
+    } else { /* (full batch: no limit of batches, a stopped sweep starts again) */
         const int64_t per_sweep = (s->n + s->batch - 1) / s->batch;
         int64_t batches_run = 0, into = 0, calls = 0;
         cfg.batches_run = &batches_run;
         while (r.done < s->n_sweeps && calls++ < 100000) {
-            cfg.max_batches = 1 + (int64_t)(urand() * 4);
+            cfg.max_batches = s->batch < s->n ? 1 + (int64_t)(urand() * 4) : 0;
             if (cfg.max_batches > per_sweep - into)
                 cfg.max_batches = per_sweep - into;
             cfg.n_threads = 1 + (int)(urand() * threads);
@@ -153,12 +155,14 @@ static void compare(const topology *t, const result *a, const result *b, const c
            s->weighted, s->x_double, s->shuffle, s->dropout, s->stop_tol, s->small_nets);
 }
 
-static void check_training(const topology *t, const bp_kernels *k)
+/* Random settings; a `long_products` net gets batches whose products take several cache blocks
+   (barriers) each, for a stop to land inside one. */
+static void check_training(const topology *t, const bp_kernels *k, int long_products)
 {
     static const int64_t NS[] = {40, 97, 300}, BS[] = {1, 3, 17, 200, 257};
     setup s = {0};
-    s.n = NS[(int)(urand() * 3)];
-    s.batch = urand() < 0.15 ? s.n : BS[(int)(urand() * 5)];
+    s.n = long_products ? 1100 : NS[(int)(urand() * 3)];
+    s.batch = urand() < 0.15 ? s.n : long_products ? 550 : BS[(int)(urand() * 5)];
     if (s.batch > s.n)
         s.batch = s.n;
     s.max_rows = s.batch < s.n && urand() < 0.3 ? s.n : s.batch; /* evaluation whole or chunked */
@@ -268,7 +272,7 @@ int main(int argc, char **argv)
     const int rounds = argc > 1 ? atoi(argv[1]) : 4;
     seed = argc > 2 ? (uint64_t)atoll(argv[2]) : 1;
     const char *only = argc > 3 ? argv[3] : NULL;
-    topology nets[6];
+    topology nets[7];
     const int sym_act[] = {0, BP_LOGISTIC, BP_LOGISTIC, BP_LOGISTIC};
     const int sym_bias[] = {0, 1, 1, 1}, chain_src[][4] = {{-1}, {0, -1}, {1, -1}};
     const int dag_size[] = {5, 3, 4, 3, 2};
@@ -291,6 +295,10 @@ int main(int argc, char **argv)
     build(&nets[4], "single", 3, 1, single_size, sym_act, sym_bias, chain_src);
     const int symmetry_size[] = {6, 2, 1};
     build(&nets[5], "symmetry", 3, 1, symmetry_size, sym_act, sym_bias, chain_src);
+    /* products of several blocks of every variant's cache blocking (BLOCK_K terms <= 256,
+       BLOCK_LANES cases <= 512): 300 terms, 550-1,100 cases */
+    const int long_size[] = {300, 300, 8};
+    build(&nets[6], "long", 3, 1, long_size, sym_act, sym_bias, chain_src);
     const char *names[] = {"baseline", "avx2", "avx512"};
     bp_runtime_init();
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -302,7 +310,8 @@ int main(int argc, char **argv)
         const int before = failures;
         for (int round = 0; round < rounds; round++) {
             for (int j = 0; j < 5; j++)
-                check_training(&nets[j], k);
+                check_training(&nets[j], k, 0);
+            check_training(&nets[6], k, 1);
             check_population(&nets[5], k, round % 2 ? 5 : 2);
         }
         printf("%-4s %s: %d round(s)\n", failures == before ? "ok" : "FAIL", k->name, rounds);
