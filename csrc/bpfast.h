@@ -79,7 +79,7 @@ typedef struct {
     const int *activation;     /* [n_layers] enum bp_activation (ignored for inputs) */
     const int64_t *bias_offset;/* [n_layers] offset of the bias vector in the arena, -1: no bias */
     const int *input_col;      /* [n_inputs] first column of each input group in X */
-    const int *src_start;      /* [n_layers + 1] edges of layer l are src_start[l] .. src_start[l+1]-1 */
+    const int *src_start;      /* [n_layers + 1] layer l's edges: src_start[l] .. [l + 1] - 1 */
     const int *src_layer;      /* [n_edges] the lower layer an edge comes from */
     const int64_t *w_offset;   /* [n_edges] offset of the (size[l], size[src]) weight block */
     const int *accumulate;     /* [n_edges] 1 if a higher layer also feeds on src_layer, so the
@@ -220,22 +220,22 @@ BP_DECLARE(double, f64)
  *   population_train: full-batch sweeps of members order[0 .. n_order) of a population of nets
  *                     of this topology (one that population_lanes accepts), VW at a time in the
  *                     vector lanes (population.inc.c), each exactly as `train` would take it
- *                     alone (so
- *                     the caller may regroup them freely between calls). Member m's params and
- *                     velocity are rows m of params and velocity (n_members, n_params); back
- *                     (n_members, 2 n_params) keeps each member's params and velocity at the start
- *                     of its last updated sweep, across calls. X and T are one member's (as for
- *                     train) at
- *                     X + m * x_stride, T + m * t_stride (stride 0: shared by all). status[m]
- *                     (enum bp_status, BP_RUNNING to train) and n_done[m] (the sweeps of this
- *                     fit so far) are updated in place; errors[m * errors_ld + k] (if not NULL)
- *                     gets the error of the member's k-th sweep of this call. A member whose error
- *                     is non-finite goes back to its previous sweep's start, one whose update made
- *                     a weight non-finite to this sweep's start, as Network.fit does. With
- *                     final_error not NULL it only evaluates: final_error[m] = E and within[m] =
- *                     the stop test of members->stop_tol. Each thread (cfg->n_threads) fills its
- *                     lanes with the members no thread has taken yet, a lane at a time. Returns 0, BP_STOPPED if cfg->stop cut it short (each
- *                     member at the end of a sweep), or -1 if out of memory (nothing changed). */
+ *                     alone (so the caller may regroup them freely between calls). Member m's
+ *                     params and velocity are rows m of params and velocity (n_members,
+ *                     n_params); back (n_members, 2 n_params) keeps each member's params and
+ *                     velocity at the start of its last updated sweep, across calls. X and T are
+ *                     one member's (as for train) at X + m * x_stride, T + m * t_stride (stride
+ *                     0: shared by all). status[m] (enum bp_status, BP_RUNNING to train) and
+ *                     n_done[m] (the sweeps of this fit so far) are updated in place;
+ *                     errors[m * errors_ld + k] (if not NULL) gets the error of the member's
+ *                     k-th sweep of this call. A member whose error is non-finite goes back to
+ *                     its previous sweep's start, one whose update made a weight non-finite to
+ *                     this sweep's start, as Network.fit does. With final_error not NULL it only
+ *                     evaluates: final_error[m] = E and within[m] = the stop test of
+ *                     members->stop_tol. Each thread (cfg->n_threads) fills its lanes with the
+ *                     members no thread has taken yet, a lane at a time. Returns 0, BP_STOPPED
+ *                     if cfg->stop cut it short (each member at the end of a sweep), or -1 if
+ *                     out of memory (nothing changed). */
 #define BP_KERNEL_FIELDS(REAL, SFX)                                                              \
     int (*forward_##SFX)(const bp_net *net, bp_workspace_##SFX *ws, const REAL *params,         \
                          const REAL *X, int64_t n_rows, int n_threads, const bp_stop *stop);    \

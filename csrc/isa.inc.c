@@ -93,12 +93,12 @@ typedef double uvf64 __attribute__((vector_size(VBYTES), aligned(8), may_alias))
 #define KERNEL_TABLE(ISA_ID)                                                                     \
     const bp_kernels CAT(bp_kernels, ISA_ID) = {                                                 \
         #ISA_ID,                                                                                 \
-        forward_f32_##ISA_ID, loss_gradient_f32_##ISA_ID, update_f32_##ISA_ID,          \
-        train_f32_##ISA_ID, evaluate_f32_##ISA_ID, unit_function_f32_##ISA_ID, small_net_f32_##ISA_ID, \
-        population_lanes_f32_##ISA_ID, population_train_f32_##ISA_ID,                           \
-        forward_f64_##ISA_ID, loss_gradient_f64_##ISA_ID, update_f64_##ISA_ID,          \
-        train_f64_##ISA_ID, evaluate_f64_##ISA_ID, unit_function_f64_##ISA_ID, small_net_f64_##ISA_ID, \
-        population_lanes_f64_##ISA_ID, population_train_f64_##ISA_ID,                           \
+        forward_f32_##ISA_ID, loss_gradient_f32_##ISA_ID, update_f32_##ISA_ID,                  \
+        train_f32_##ISA_ID, evaluate_f32_##ISA_ID, unit_function_f32_##ISA_ID,                   \
+        small_net_f32_##ISA_ID, population_lanes_f32_##ISA_ID, population_train_f32_##ISA_ID,    \
+        forward_f64_##ISA_ID, loss_gradient_f64_##ISA_ID, update_f64_##ISA_ID,                  \
+        train_f64_##ISA_ID, evaluate_f64_##ISA_ID, unit_function_f64_##ISA_ID,                   \
+        small_net_f64_##ISA_ID, population_lanes_f64_##ISA_ID, population_train_f64_##ISA_ID,    \
     };
 #define KERNEL_TABLE_OF(ISA_ID) KERNEL_TABLE(ISA_ID)
 KERNEL_TABLE_OF(ISA)

@@ -57,7 +57,8 @@
 /* Weights of a wide source whose sums over the cases run side by side (independent chains). */
 #define WIDE_CHAINS 4
 /* A narrow source's weight gradients: inputs whose sums run side by side, over this many of their
-   VW accumulators each (registers: NARROW_INPUTS * NARROW_ACCS sums, an error signal, a product). */
+   VW accumulators each (registers: NARROW_INPUTS * NARROW_ACCS sums, an error signal, a
+   product). */
 #define NARROW_INPUTS 3
 #define NARROW_ACCS (VW < 4 ? VW : 4)
 

@@ -336,8 +336,8 @@ static inline REAL FN(gradient_scale)(const REAL *weights, int64_t n_rows,
 
 /* One output unit over one vector of cases: adds the lanes' loss terms to *loss, marks in
  * *outside the real lanes whose output is not within `tol` of its target, and returns dE/dx
- * (times `scale` if cfg->mean). Lanes past the first n_cases (padding), lanes of weight 0, and for the
- * dead-zone loss the lanes inside the zone count nothing. w: the lanes' case weights (ignored
+ * (times `scale` if cfg->mean). Lanes past the first n_cases (padding), lanes of weight 0, and for
+ * the dead-zone loss the lanes inside the zone count nothing. w: the lanes' case weights (ignored
  * unless cfg->weighted). The small-nets loop, the layer kernels and the population lanes all call
  * this, so they agree bit for bit. scale and tol are vectors for the lanes, whose members each
  * have their own. */

@@ -176,7 +176,8 @@ int main(void)
     build(&nets[1], "dag", 5, 2, dag_size, dag_act, dag_bias, dag_src);
     const int wide_size[] = {20, 30, 5}, wide_src[][4] = {{-1}, {0, -1}, {1, -1}};
     build(&nets[2], "wide", 3, 1, wide_size, sym_act, sym_bias, wide_src);
-    const int shared_size[] = {4, 5, 5, 3}, shared_act[] = {0, BP_LOGISTIC, BP_LOGISTIC, BP_LOGISTIC};
+    const int shared_size[] = {4, 5, 5, 3};
+    const int shared_act[] = {0, BP_LOGISTIC, BP_LOGISTIC, BP_LOGISTIC};
     const int shared_bias[] = {0, 1, 1, 1}, shared_src[][4] = {{-1}, {0, -1}, {1, -1}, {2, 1, -1}};
     build(&nets[3], "shared", 4, 1, shared_size, shared_act, shared_bias, shared_src);
     share(&nets[3]);
