@@ -596,12 +596,12 @@ static void FN(layer_forward_omp)(const bp_net *net, WS *ws, const REAL *params,
 /* rows[b, u] = y[u, b] for n units and the first n_cases cases (a batch-major copy; columns
  * past n stay as they are): VW cases by VW units at a time, transposed in registers
  * (transpose_block); the units past the last whole block, and the cases of a last partial
- * block, value by value. */
+ * block, value by value. No barrier at the end. */
 static void FN(transpose_rows_of_omp)(const WS *ws, REAL *rows, int64_t ld_rows, const REAL *y,
                                       int64_t ld, int64_t n, int64_t n_cases)
 {
     int skip = 0;
-    OMP_FOR
+    OMP_FOR_NOWAIT
     for (int64_t b0 = 0; b0 < n_cases; b0 += VW) {
         if (FN(skip_tile)(ws, b0 / VW, &skip))
             continue;
@@ -623,7 +623,9 @@ static void FN(transpose_rows_of_omp)(const WS *ws, REAL *rows, int64_t ld_rows,
 }
 
 /* y_rows[l] = layer l's batch-major copy for the first n_rows cases (its padding columns stay
-   zero). */
+   zero). No barrier at the end: it is read by the weight gradients of the layers it feeds, in
+   the backward pass, after the next layer's forward product, which ends in one; y[l], which it
+   reads, is not written again in the batch (a barrier fewer a hidden layer and batch). */
 static void FN(copy_rows_omp)(const bp_net *net, WS *ws, int l, int64_t n_rows)
 {
     FN(transpose_rows_of_omp)(ws, ws->y_rows[l], ws->ld_rows[l], ws->y[l], ws->ld,
@@ -809,6 +811,7 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
                                           int64_t lanes)
 {
     const int64_t n_out = net->size[l], ld = ws->ld;
+    int waited = 0; /* a loop below ended in a barrier */
     for (int e = net->src_start[l]; e < net->src_start[l + 1]; e++) {
         const int src = net->src_layer[e];
         if (src < net->n_inputs)
@@ -820,13 +823,19 @@ static void FN(layer_backward_inputs_omp)(const bp_net *net, WS *ws, const REAL 
             FN(product_omp)(ws, ws->dy[src], ld, params + net->w_offset[e] + r0 * n_in, 1, n_in,
                             ws->dy[l] + r0 * ld, ld, n_in, lanes, rows, NULL,
                             net->accumulate[e], -1, lanes);
+            waited = 1;
         } else if (!net->accumulate[e]) { /* a block of absent connections passes nothing down */
             OMP_FOR
             for (int64_t c = 0; c < n_in; c++)
                 memset(ws->dy[src] + c * ld, 0, (size_t)lanes * sizeof(REAL));
+            waited = 1;
         }
     }
-    OMP_BARRIER /* the weight gradients' nowait loops are done too */
+    /* the weight gradients' nowait loops are done once a barrier follows them: a product's last
+       (or, cut short by a stop, the barrier it leaves after), the zeroing loop's */
+    if (!waited) {
+        OMP_BARRIER
+    }
 }
 
 /* Turn layer l's dE/dy (complete once every higher layer has run) into dE/dx. Under dropout

@@ -101,6 +101,7 @@ static void FN(recurrent_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, co
     if (b.h_rows) {
         const int64_t cols = FN(ceil_div)(H, VW) * VW; /* the copy's columns past H are zeros */
         FN(transpose_rows_of_omp)(ws, b.h_rows, b.ld_rows, b.h + S, ld, H, N);
+        OMP_BARRIER
         FN(product_omp)(ws, grad + r->w_out, H, b.dy + S, ld, 1, b.h_rows, b.ld_rows, O, cols,
                         N, NULL, 0, -1, H);
         FN(product_omp)(ws, grad + r->w_rec, H, b.dh + S, ld, 1, b.h_rows, b.ld_rows, H, cols,
