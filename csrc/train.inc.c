@@ -46,7 +46,8 @@ static void FN(gather_gradient_omp)(const bp_net *net, const WS *ws, REAL *grad)
 /* grad, ws->error and ws->all_within over the bound batch: a recurrent net as one
    (recurrent.inc.c; dropout takes the unrolled net's layers), else by the whole-net loop of
    small_nets.inc.c on one thread where the call chose it (ws->small_net), else layer by layer;
-   for a shared net on its dense arena, then gathered into the parameters. */
+   for a shared net on its dense arena, then gathered into the parameters. Every path ends in a
+   barrier (train_body's decision after it counts on that). */
 static void FN(batch_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
                                    int64_t n_rows, const bp_train_config *cfg)
 {
@@ -302,11 +303,12 @@ static int FN(weightless_batch)(const bp_net *net, const WS *ws, const bp_train_
    else on `bad` (a status) if it is not BP_RUNNING; then, unless it pauses, adds ws->error to
    *error_sum if that is not NULL (a batch's error to its sweep's, in the same single). The
    barrier first: every thread has read the previous decision before this one may change it
-   (`omp single` waits at its end, not at its start). */
-static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad, int pausable,
-                           double *error_sum)
+   (`omp single` waits at its end, not at its start), and every thread's skipped tiles for a stop
+   are behind it, so that the one deciding sees that stop. decide_after_barrier_omp: the same
+   where every thread has just passed a barrier since it read the last decision. */
+static void FN(decide_after_barrier_omp)(WS *ws, const bp_stop *stop, int bad, int pausable,
+                                         double *error_sum)
 {
-    OMP_BARRIER
     OMP_SINGLE
     {
         if (bp_stop_requested(stop))
@@ -319,6 +321,13 @@ static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad, int pausable,
         if (error_sum && ws->status != BP_PAUSED)
             *error_sum += ws->error;
     }
+}
+
+static void FN(decide_omp)(WS *ws, const bp_stop *stop, int bad, int pausable,
+                           double *error_sum)
+{
+    OMP_BARRIER
+    FN(decide_after_barrier_omp)(ws, stop, bad, pausable, error_sum);
 }
 
 /* The phase's update (clipped if it asks), then one decision on whether it made a weight
@@ -451,9 +460,12 @@ static void FN(train_body)(const bp_net *net, WS *ws, REAL *params, REAL *veloci
                 FN(batch_gradient_omp)(net, ws, grad, params, n_rows, cfg);
                 /* a stop during the batch may have skipped some of its tiles (skip_tile): the
                    batch is dropped. With a batch limit, a deadline pauses before it, and gives
-                   back its dropout key, to be drawn again when it is run. */
-                FN(decide_omp)(ws, ws->stop, isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE,
-                               limit > 0, &errors[sweep]);
+                   back its dropout key, to be drawn again when it is run. The gradient ends in a
+                   barrier (batch_gradient_omp), after the bind's, after every thread read the
+                   last decision: none more before this one. */
+                FN(decide_after_barrier_omp)(ws, ws->stop,
+                                             isfinite(ws->error) ? BP_RUNNING : BP_NON_FINITE,
+                                             limit > 0, &errors[sweep]);
                 if (ws->status == BP_PAUSED) {
                     if (dropout) {
                         OMP_SINGLE
