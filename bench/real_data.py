@@ -170,8 +170,8 @@ def tools(n_threads, forced):
 def grid_search_block(smoke: bool) -> None:
     """GridSearchCV over BPClassifier with n_jobs 1 and 2 on digits: the wall time, and the
     threads bpfast's default gives each joblib worker (no oversubscription: cores // n_jobs)."""
-    import joblib
     from sklearn.model_selection import GridSearchCV
+    from sklearn.utils.parallel import Parallel, delayed
 
     from bpfast import _threads
 
@@ -186,8 +186,14 @@ def grid_search_block(smoke: bool) -> None:
     print("|---|---|---|---|")
     for name, make in (("bpfast", BPClassifier), ("mlp-adam", MLPClassifier)):
         for n_jobs in (1, 2):
-            threads = joblib.Parallel(n_jobs=n_jobs)(
-                joblib.delayed(_threads.default_threads)() for _ in range(n_jobs))
+            # scikit-learn's Parallel, as GridSearchCV's: it sends the warning filters along, and
+            # PyTorch's (imported here for its columns) name a class of torch, so unpickling them
+            # imports torch in each worker (300 MB). Done in a worker's first task, that is in
+            # the size loky measures it against; done later, loky took it for a memory leak and
+            # restarted the worker inside a timed search ("A worker stopped while some jobs were
+            # given to the executor", session 26)
+            threads = Parallel(n_jobs=n_jobs)(
+                delayed(_threads.default_threads)() for _ in range(n_jobs))
             times = []
             for _ in range(2):
                 search = GridSearchCV(make(max_iter=epochs, random_state=0), grid, cv=3,
