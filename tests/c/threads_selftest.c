@@ -4,10 +4,12 @@
  * barrier rarely changes a bit on x86, where stores are seen in order; a race report names it
  * (session 25's review found one this way: bench/results/2026-12-02-session25.md, section 3).
  *
- * For random settings on six nets (a DAG with two input groups, tanh, identity and logistic
+ * For random settings on eleven nets (a DAG with two input groups, tanh, identity and logistic
  * units and a layer without bias; a wide chain; three wide and narrow input groups; shared
  * weights; a single input; a 300-300-8 chain whose products take several cache blocks, each
- * ending at a barrier), every kernel variant the CPU runs:
+ * ending at a barrier; a wide hidden layer feeding three layers through skips, as it is and with
+ * a tied block and an absent row; absent blocks with and without another block adding to their
+ * target; two input groups and a wide layer feeding two), every kernel variant the CPU runs:
  *   - mini-batch and full-batch training on 2 and 5 threads gives the bits of 1 thread: batch
  *     sizes 1 to 1,100, shuffled or not, case weights (with batches of weight 0), float64 X,
  *     dropout, a stop rule, with and without the whole-net loop;
@@ -267,12 +269,67 @@ static void check_population(const topology *t, const bp_kernels *k, int threads
         free(w[run]), free(v[run]), free(back[run]);
 }
 
+/* Where a net's shared weights are described (bp_net's share_runs): runs, and the runs that
+   reach into each chunk of 64 parameters. */
+#define TIE_CHUNK 64
+typedef struct {
+    int64_t runs[3 * MAX_EDGES + 3 * MAX_LAYERS], chunk_start[TIE_CHUNK + 1];
+    int64_t chunk_runs[TIE_CHUNK * (MAX_EDGES + MAX_LAYERS)];
+} sharing;
+
+/* Turn t's dense blocks into shared ones: edge e keeps rows [first_row[e], end_row[e]) (none if
+   end <= first: an absent block), and uses the parameters of edge tie[e] (an earlier edge of the
+   same shape and rows) if tie[e] >= 0, else its own; each bias its own. */
+static void tie_blocks(topology *t, sharing *s, const int *first_row, const int *end_row,
+                       const int *tie)
+{
+    const bp_net *net = &t->net;
+    int64_t n_runs = 0, n_params = 0, at[MAX_EDGES];
+    for (int e = 0; e < t->src_start[net->n_layers]; e++) {
+        const int64_t n_in = t->size[t->src_layer[e]], rows = end_row[e] - first_row[e];
+        t->row_start[e] = first_row[e];
+        t->row_end[e] = end_row[e];
+        if (rows <= 0)
+            continue;
+        at[e] = tie[e] >= 0 ? at[tie[e]] : n_params;
+        n_params += tie[e] >= 0 ? 0 : rows * n_in;
+        int64_t *run = s->runs + 3 * n_runs++;
+        run[0] = t->w_offset[e] + first_row[e] * n_in, run[1] = at[e], run[2] = rows * n_in;
+    }
+    for (int l = 0; l < net->n_layers; l++)
+        if (t->bias_offset[l] >= 0) {
+            int64_t *run = s->runs + 3 * n_runs++;
+            run[0] = t->bias_offset[l], run[1] = n_params, run[2] = t->size[l];
+            n_params += t->size[l];
+        }
+    const int64_t n_chunks = (n_params + TIE_CHUNK - 1) / TIE_CHUNK;
+    int64_t k = 0;
+    for (int64_t c = 0; c < n_chunks; c++) {
+        s->chunk_start[c] = k;
+        for (int64_t r = 0; r < n_runs; r++)
+            if (s->runs[3 * r + 1] < (c + 1) * TIE_CHUNK &&
+                s->runs[3 * r + 1] + s->runs[3 * r + 2] > c * TIE_CHUNK)
+                s->chunk_runs[k++] = r;
+    }
+    s->chunk_start[n_chunks] = k;
+    t->net.n_params = n_params; /* (n_dense stays the dense arena's) */
+    t->net.n_share_runs = n_runs;
+    t->net.share_runs = s->runs;
+    t->net.share_chunk = TIE_CHUNK;
+    t->net.share_chunk_start = s->chunk_start;
+    t->net.share_chunk_runs = s->chunk_runs;
+    t->net.row_start = t->row_start;
+    t->net.row_end = t->row_end;
+}
+
 int main(int argc, char **argv)
 {
     const int rounds = argc > 1 ? atoi(argv[1]) : 4;
     seed = argc > 2 ? (uint64_t)atoll(argv[2]) : 1;
     const char *only = argc > 3 ? argv[3] : NULL;
-    topology nets[7];
+    enum { N_NETS = 12 };
+    topology nets[N_NETS];
+    static sharing tied[3];
     const int sym_act[] = {0, BP_LOGISTIC, BP_LOGISTIC, BP_LOGISTIC};
     const int sym_bias[] = {0, 1, 1, 1}, chain_src[][4] = {{-1}, {0, -1}, {1, -1}};
     const int dag_size[] = {5, 3, 4, 3, 2};
@@ -299,6 +356,37 @@ int main(int argc, char **argv)
        BLOCK_LANES cases <= 512): 300 terms, 550-1,100 cases */
     const int long_size[] = {300, 300, 8};
     build(&nets[6], "long", 3, 1, long_size, sym_act, sym_bias, chain_src);
+    /* a wide hidden layer (a batch-major copy) feeding three layers, one without bias, through
+       skips (session 26's review of the barriers around that copy and the backward pass) */
+    const int skip_size[] = {20, 40, 24, 24, 3};
+    const int skip_act[] = {0, BP_TANH, BP_LOGISTIC, BP_TANH, BP_IDENTITY};
+    const int skip_bias[] = {0, 1, 1, 0, 1};
+    const int skip_src[][4] = {{-1}, {0, -1}, {1, 0, -1}, {2, 1, -1}, {3, 1, -1}};
+    build(&nets[7], "skipwide", 5, 1, skip_size, skip_act, skip_bias, skip_src);
+    /* the same with edge 4 (h3 <- h1) tied to edge 1 (h2 <- h1), and y <- h1's row 0 absent */
+    build(&nets[8], "sharedwide", 5, 1, skip_size, skip_act, skip_bias, skip_src);
+    const int sw_first[] = {0, 0, 0, 0, 0, 0, 1}, sw_end[] = {40, 24, 24, 24, 24, 3, 3};
+    const int sw_tie[] = {-1, -1, -1, -1, 1, -1, -1};
+    tie_blocks(&nets[8], &tied[0], sw_first, sw_end, sw_tie);
+    /* absent blocks: h2 <- h1 absent where h2 <- x adds to it (no loop in the backward step to
+       h1 for it), and y <- h1 absent on its own (the zeroing loop) */
+    const int ab_size[] = {20, 40, 20, 3};
+    const int ab_act[] = {0, BP_TANH, BP_LOGISTIC, BP_IDENTITY};
+    const int ab_bias[] = {0, 1, 1, 1};
+    const int ab_src[][4] = {{-1}, {0, -1}, {0, 1, -1}, {2, 1, -1}};
+    const int no_tie[] = {-1, -1, -1, -1, -1};
+    build(&nets[9], "absent", 4, 1, ab_size, ab_act, ab_bias, ab_src);
+    const int ab_first[] = {0, 0, 0, 0, 0}, ab_end[] = {40, 20, 0, 3, 3};
+    tie_blocks(&nets[9], &tied[1], ab_first, ab_end, no_tie);
+    build(&nets[10], "absent0", 4, 1, ab_size, ab_act, ab_bias, ab_src);
+    const int ab0_end[] = {40, 20, 20, 3, 0};
+    tie_blocks(&nets[10], &tied[2], ab_first, ab0_end, no_tie);
+    /* two input groups, one wide, and a wide hidden layer feeding two layers */
+    const int gs_size[] = {17, 3, 48, 16, 2};
+    const int gs_act[] = {0, 0, BP_TANH, BP_LOGISTIC, BP_LOGISTIC};
+    const int gs_bias[] = {0, 0, 0, 1, 1};
+    const int gs_src[][4] = {{-1}, {-1}, {1, 0, -1}, {2, 1, -1}, {2, 3, 0, -1}};
+    build(&nets[11], "groupskip", 5, 2, gs_size, gs_act, gs_bias, gs_src);
     const char *names[] = {"baseline", "avx2", "avx512"};
     bp_runtime_init();
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -309,9 +397,9 @@ int main(int argc, char **argv)
             continue; /* not built for, or not run by, this CPU */
         const int before = failures;
         for (int round = 0; round < rounds; round++) {
-            for (int j = 0; j < 5; j++)
-                check_training(&nets[j], k, 0);
-            check_training(&nets[6], k, 1);
+            for (int j = 0; j < N_NETS; j++)
+                if (j != 5) /* (the symmetry net: the population's) */
+                    check_training(&nets[j], k, j == 6);
             check_population(&nets[5], k, round % 2 ? 5 : 2);
         }
         printf("%-4s %s: %d round(s)\n", failures == before ? "ok" : "FAIL", k->name, rounds);
