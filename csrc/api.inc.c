@@ -71,9 +71,13 @@ static int64_t API(train)(const bp_net *net, WS *ws, REAL *params, REAL *velocit
     /* Stops inside a sweep only where nothing is lost (see train_body). */
     API(watch_stop)(ws, cfg->batch_size >= cfg->n_samples || ws->start_params ? cfg->stop : NULL);
     if (n_threads > 1) {
+        /* the threads' lane views (kernels.inc.c: lane_view); without them, shared products */
+        ws->view_ptrs = malloc((size_t)n_threads * 3 * (size_t)net->n_layers * sizeof(REAL *));
 #pragma omp parallel num_threads(n_threads)
         FNP(train_body)(net, ws, params, velocity, grad, X, T, cfg, phase, n_sweeps, rng_state,
                         errors);
+        free(ws->view_ptrs);
+        ws->view_ptrs = NULL;
     } else {
         FNS(train_body)(net, ws, params, velocity, grad, X, T, cfg, phase, n_sweeps, rng_state,
                         errors);

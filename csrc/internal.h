@@ -93,6 +93,8 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         int64_t resume_at;  /* ... the first case of its next batch */                           \
         uint64_t key_rng;   /* the shuffling state before the current batch's dropout key */     \
         int64_t batches_run;/* batches the current train call ran */                             \
+        int64_t lane0;      /* the batch's lane this workspace's lane 0 is: 0, but in a view */  \
+        REAL **view_ptrs;   /* 3 n_layers pointers a thread for lane views (train), or NULL */   \
         void *arena;        /* the one allocation the above point into */                        \
     };
 BP_WORKSPACE_STRUCT(float, f32)

@@ -20,7 +20,8 @@
  *
  * With PAR = 1 the *_omp functions split work with orphaned `omp for` inside an enclosing parallel
  * region (product_omp: runs of tiles of equal work, by THREAD_INDEX of THREAD_COUNT); with PAR = 0
- * the same code is compiled without OpenMP, so one thread pays nothing for it.
+ * the same code is compiled without OpenMP, so one thread pays nothing for it. A training batch
+ * instead gives each thread its own lanes (lane_view) for everything but the sums over cases.
  *
  * Not here: validation (Python), allocation (workspace.inc.c), the sweep loop (train.inc.c).
  */
@@ -441,8 +442,9 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
 {
     N = MIN(N, FN(ceil_div)(width, VW) * VW);
     const int64_t row_blocks = FN(ceil_div)(M, TILE_ROWS);
-    const int packed = row_blocks >= PACK_MIN_ROW_BLOCKS;
-    const int packed_a = csa != 1 && N > TILE_LANES;
+    /* (a thread's lane view has no buffers to pack into: see lane_view) */
+    const int packed = ws->pack && row_blocks >= PACK_MIN_ROW_BLOCKS;
+    const int packed_a = ws->pack_a && csa != 1 && N > TILE_LANES;
     /* rows per group: the row blocks that fit ws->pack_a, or all of them */
     const int64_t group = packed_a ? PACK_A_ROW_BLOCKS * BLOCK_ROW_TILES * TILE_ROWS : M;
     int skip = 0;
@@ -657,8 +659,9 @@ static void FN(dropout_omp)(const bp_net *net, WS *ws, int l, int64_t lanes, dou
         const uint32_t stream = bp_dropout_stream(ws->dropout_key, l, u);
         REAL *y = ws->y[l] + u * ws->ld;
         for (int64_t lane = 0; lane < lanes; lane += VW)
-            FN(vstore)(y + lane, FN(vselect)(FN(dropout_keep)(stream, lane, threshold),
-                                             FN(vload)(y + lane) * scale, FN(vsplat)(0)));
+            FN(vstore)(y + lane,
+                       FN(vselect)(FN(dropout_keep)(stream, ws->lane0 + lane, threshold),
+                                   FN(vload)(y + lane) * scale, FN(vsplat)(0)));
     }
 }
 
@@ -776,9 +779,11 @@ static inline void FN(mean_over_copies)(const bp_net *net, REAL *grad, int64_t l
  *   forward: y[o,b] = f(... + sum_c W[o,c] x[c,b] + bias[o])
  *   dE/dW[o,c] = sum_b dE/dx[o,b] x[c,b],    dE/dbias[o] = sum_b dE/dx[o,b]
  * Wide sources: dW (O, C) = D (O, B) X_rows (B, C) as broadcast tiles over the batch-major copy,
- * straight into the gradient. Narrow ones: lane dot products. */
+ * straight into the gradient: a shared product, or with `own` (the thread's lane view: no pack
+ * buffers) each thread's share of the row tiles as a serial product, with no barrier. Narrow
+ * ones: lane dot products. */
 static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad, int l,
-                                           int64_t n_rows, int64_t lanes)
+                                           int64_t n_rows, int64_t lanes, WS *own)
 {
     const int64_t n_out = net->size[l], ld = ws->ld;
     const REAL *dx = ws->dy[l];
@@ -793,7 +798,15 @@ static void FN(layer_backward_weights_omp)(const bp_net *net, WS *ws, REAL *grad
         const REAL *dx_rows = dx + r0 * ld;
         if (rows <= 0)
             continue;
-        if (ws->y_rows[src]) {
+        if (ws->y_rows[src] && own) {
+            const int64_t tiles = FN(ceil_div)(rows, TILE_ROWS), t = THREAD_INDEX;
+            const int64_t first = tiles * t / THREAD_COUNT * TILE_ROWS;
+            const int64_t end = MIN(tiles * (t + 1) / THREAD_COUNT * TILE_ROWS, rows);
+            if (end > first)
+                FNS(product_omp)(own, grad_w + first * n_in, n_in, dx_rows + first * ld, ld, 1,
+                                 ws->y_rows[src], ws->ld_rows[src], end - first,
+                                 ws->ld_rows[src], n_rows, NULL, 0, -1, n_in);
+        } else if (ws->y_rows[src]) {
             FN(product_omp)(ws, grad_w, n_in, dx_rows, ld, 1, ws->y_rows[src], ws->ld_rows[src],
                             rows, ws->ld_rows[src], n_rows, NULL, 0, -1, n_in);
         } else {
@@ -863,7 +876,7 @@ static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, 
             const uint32_t stream = bp_dropout_stream(ws->dropout_key, l, u);
             for (int64_t lane = 0; lane < lanes; lane += VW)
                 FN(vstore)(dy + lane,
-                           FN(vselect)(FN(dropout_keep)(stream, lane, threshold),
+                           FN(vselect)(FN(dropout_keep)(stream, ws->lane0 + lane, threshold),
                                        FN(vload)(dy + lane) * scale *
                                            FN(vderivative)(FN(vload)(y + lane) * keep,
                                                            activation),
@@ -876,17 +889,83 @@ static void FN(layer_activation_backward_omp)(const bp_net *net, WS *ws, int l, 
     }
 }
 
+/* The calling thread's share of the batch's lanes (whole vectors, in thread order: the cases it
+ * bound, as bind_rows_omp splits them) as a workspace of its own, `view`: its layers' rows start
+ * at the share's first lane (view->lane0), and it has no pack buffers, so products read their
+ * operands in place. The serial kernels (FNS) run on it with no barrier: a case's forward pass
+ * and its errors down to every unit need no other case. Returns the share's cases (its lanes:
+ * the next multiple of VW), at least one when there are as many vectors as threads. */
+static int64_t FN(lane_view)(const bp_net *net, const WS *ws, WS *view, int64_t n_rows)
+{
+    const int64_t vectors = FN(ceil_div)(n_rows, VW), t = THREAD_INDEX, n = THREAD_COUNT;
+    const int64_t lane0 = vectors * t / n * VW, cases = MIN(vectors * (t + 1) / n * VW, n_rows);
+    *view = *ws;
+    view->y = ws->view_ptrs + 3 * net->n_layers * t;
+    view->dy = view->y + net->n_layers;
+    view->y_rows = view->dy + net->n_layers;
+    for (int l = 0; l < net->n_layers; l++) {
+        view->y[l] = ws->y[l] + lane0;
+        view->dy[l] = ws->dy[l] ? ws->dy[l] + lane0 : NULL;
+        view->y_rows[l] = ws->y_rows[l] ? ws->y_rows[l] + lane0 * ws->ld_rows[l] : NULL;
+    }
+    view->x_batch = ws->x_batch + lane0;
+    view->t_batch = ws->t_batch + lane0;
+    view->pack = view->pack_a = NULL;
+    view->lane0 = lane0;
+    return MAX(cases - lane0, 0);
+}
+
+/* Whether loss_gradient_omp splits the batch's lanes between the threads (lane_view): with
+ * every thread given a vector of them, and the call's views (API(train)). A batch then waits
+ * at 5 barriers from the forward pass to the gradient instead of 16 (bench/results/
+ * 2026-12-02-session27.md: issue 12's net), and each thread's products read the activations
+ * it wrote, not half of them from the other core. */
+static inline int FN(splits_lanes)(const WS *ws, int64_t n_rows)
+{
+    return THREAD_COUNT > 1 && ws->view_ptrs && FN(ceil_div)(n_rows, VW) >= THREAD_COUNT;
+}
+
+/* loss_gradient_omp with the lanes split (splits_lanes): forward and backward through every
+ * layer on the thread's own lanes; the output error (its sums over all cases, in the same
+ * order as ever) and the weight gradients (sums over all cases) shared as before. Every result
+ * is computed by the same operations in the same order as when the products are shared. */
+static void FN(loss_gradient_lanes_omp)(const bp_net *net, WS *ws, REAL *grad,
+                                        const REAL *params, int64_t n_rows,
+                                        const bp_train_config *cfg)
+{
+    const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
+    WS view;
+    const int64_t cases = FN(lane_view)(net, ws, &view, n_rows);
+    const int64_t view_lanes = FN(ceil_div)(cases, VW) * VW;
+    FNS(forward_omp)(net, &view, params, cases, 1, cfg->dropout);
+    OMP_BARRIER
+    FN(output_error_omp)(net, ws, n_rows, lanes, cfg); /* ends in a barrier (its single) */
+    for (int l = net->n_layers - 1; l >= net->n_inputs; l--) {
+        if (l != net->n_layers - 1)
+            FNS(layer_activation_backward_omp)(net, &view, l, view_lanes, cfg->dropout);
+        FNS(layer_backward_inputs_omp)(net, &view, params, l, view_lanes);
+    }
+    OMP_BARRIER
+    for (int l = net->n_layers - 1; l >= net->n_inputs; l--)
+        FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows, lanes, &view);
+    OMP_BARRIER /* none of them waits */
+}
+
 /* Forward and backward over the bound batch of n_rows: grad = dE/dparams; ws->error. */
 static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const REAL *params,
                                   int64_t n_rows, const bp_train_config *cfg)
 {
     const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
+    if (FN(splits_lanes)(ws, n_rows)) {
+        FN(loss_gradient_lanes_omp)(net, ws, grad, params, n_rows, cfg);
+        return;
+    }
     FN(forward_omp)(net, ws, params, n_rows, 1, cfg->dropout);
     FN(output_error_omp)(net, ws, n_rows, lanes, cfg);
     for (int l = net->n_layers - 1; l >= net->n_inputs; l--) {
         if (l != net->n_layers - 1)
             FN(layer_activation_backward_omp)(net, ws, l, lanes, cfg->dropout);
-        FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows, lanes);
+        FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows, lanes, NULL);
         FN(layer_backward_inputs_omp)(net, ws, params, l, lanes);
     }
 }
