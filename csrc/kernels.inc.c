@@ -916,13 +916,17 @@ static int64_t FN(lane_view)(const bp_net *net, const WS *ws, WS *view, int64_t 
 }
 
 /* Whether loss_gradient_omp splits the batch's lanes between the threads (lane_view): with
- * every thread given a vector of them, and the call's views (API(train)). A batch then waits
- * at 5 barriers from the forward pass to the gradient instead of 16 (bench/results/
- * 2026-12-02-session27.md: issue 12's net), and each thread's products read the activations
- * it wrote, not half of them from the other core. */
-static inline int FN(splits_lanes)(const WS *ws, int64_t n_rows)
+ * every thread given a vector of them, the call's views (API(train)), and weights that stay in
+ * a core's L2 cache. A batch then waits at 5 barriers from the forward pass to the gradient
+ * instead of 16, and each thread's products read the activations it wrote, not half of them
+ * from the other core: issue 12's net 0.79-0.96 of the time on two threads. But each thread
+ * reads every weight, where a shared product reads its rows: W4's 8 MiB of weights trained
+ * 1.05x slower on avx2 (bench/results/2026-12-02-session27.md). */
+#define LANE_VIEW_MAX_WEIGHT_BYTES 1048576
+static inline int FN(splits_lanes)(const bp_net *net, const WS *ws, int64_t n_rows)
 {
-    return THREAD_COUNT > 1 && ws->view_ptrs && FN(ceil_div)(n_rows, VW) >= THREAD_COUNT;
+    return THREAD_COUNT > 1 && ws->view_ptrs && FN(ceil_div)(n_rows, VW) >= THREAD_COUNT &&
+           net->n_params * (int64_t)sizeof(REAL) <= LANE_VIEW_MAX_WEIGHT_BYTES;
 }
 
 /* loss_gradient_omp with the lanes split (splits_lanes): forward and backward through every
@@ -956,7 +960,7 @@ static void FN(loss_gradient_omp)(const bp_net *net, WS *ws, REAL *grad, const R
                                   int64_t n_rows, const bp_train_config *cfg)
 {
     const int64_t lanes = FN(ceil_div)(n_rows, VW) * VW;
-    if (FN(splits_lanes)(ws, n_rows)) {
+    if (FN(splits_lanes)(net, ws, n_rows)) {
         FN(loss_gradient_lanes_omp)(net, ws, grad, params, n_rows, cfg);
         return;
     }
