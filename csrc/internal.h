@@ -67,6 +67,7 @@ static inline void *take_aligned(uintptr_t *cursor, size_t bytes)
         int64_t *ld_rows;   /* [n_layers] bp_row_stride of the size */                           \
         double *row_error;  /* [n_outputs] each output unit's share of E */                      \
         int *row_within;    /* [n_outputs] whether each output is within stop_tol everywhere */  \
+        REAL *error_terms;  /* [2 n_outputs, ld] lane views' loss terms and stop-test misses */ \
         REAL *x_batch;      /* [n_input_cols, ld] the bound batch's inputs, feature-major */     \
         REAL *pack;         /* [BP_PACK_BYTES] a block of a product's B, packed panel by panel */\
         REAL *pack_a;       /* [BP_PACK_A_BYTES] rows of a transposed A, packed tile by tile */  \

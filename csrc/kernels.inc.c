@@ -680,6 +680,31 @@ static void FN(forward_omp)(const bp_net *net, WS *ws, const REAL *params, int64
     }
 }
 
+/* Unit o's share of E from the sum of its loss terms, and whether all its lanes are within
+   stop_tol (none `outside`). */
+static inline void FN(keep_unit_error)(WS *ws, int64_t o, VREAL sum, VINT outside,
+                                       const bp_train_config *cfg)
+{
+    int within = 1;
+    for (int i = 0; i < VW; i++)
+        within &= outside[i] == 0;
+    ws->row_error[o] = LOSS_FACTOR(cfg->loss) * (double)FN(hsum)(sum);
+    ws->row_within[o] = within;
+}
+
+/* ws->error and ws->all_within from every unit's, in unit order. */
+static void FN(total_output_error)(WS *ws, int64_t n_out)
+{
+    double error = 0;
+    int all_within = 1;
+    for (int64_t o = 0; o < n_out; o++) {
+        error += ws->row_error[o];
+        all_within &= ws->row_within[o];
+    }
+    ws->error = error;
+    ws->all_within = all_within;
+}
+
 /* The output error of n_out units over the first n_rows of `lanes` lanes (output_delta):
  * dy = dE/dx, from the outputs y and the bound targets (unit j's in row j of ws->t_batch); E
  * (summed over the units in order) to ws->error, and ws->all_within. Unit j's lanes start at
@@ -706,23 +731,59 @@ static void FN(output_error_rows_omp)(WS *ws, const REAL *y_rows, REAL *dy_rows,
                                                    n_rows - lane, cfg, activation, scale, tol,
                                                    &sum, &outside));
         }
-        int within = 1;
-        for (int i = 0; i < VW; i++)
-            within &= outside[i] == 0;
-        ws->row_error[o] = LOSS_FACTOR(cfg->loss) * (double)FN(hsum)(sum);
-        ws->row_within[o] = within;
+        FN(keep_unit_error)(ws, o, sum, outside, cfg);
     }
     OMP_SINGLE
-    {
-        double error = 0;
-        int all_within = 1;
-        for (int64_t o = 0; o < n_out; o++) {
-            error += ws->row_error[o];
-            all_within &= ws->row_within[o];
+    FN(total_output_error)(ws, n_out);
+}
+
+/* output_error_omp on a thread's lane view (`cases` cases of its own, `lanes` lanes): dE/dx of
+ * its lanes; each vector's loss term and its lanes outside stop_tol go to rows o and n_out + o of
+ * ws->error_terms, for error_from_terms once every thread's are there. scale: the batch's
+ * gradient_scale. */
+static void FN(view_output_error)(const bp_net *net, WS *view, int64_t cases, int64_t lanes,
+                                  REAL scale, const bp_train_config *cfg)
+{
+    const int out = net->n_layers - 1;
+    const int64_t n_out = net->size[out], ld = view->ld;
+    const REAL *weights = cfg->weighted ? view->t_batch + n_out * ld : NULL;
+    const VREAL scales = FN(vsplat)(scale), tol = FN(vsplat)((REAL)cfg->stop_tol);
+    for (int64_t o = 0; o < n_out; o++) {
+        const REAL *y = view->y[out] + o * ld, *d = view->t_batch + o * ld;
+        REAL *dy = view->dy[out] + o * ld, *terms = view->error_terms + o * ld;
+        REAL *misses = view->error_terms + (n_out + o) * ld;
+        for (int64_t lane = 0; lane < lanes; lane += VW) {
+            const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
+            VREAL term = FN(vsplat)(0);
+            VINT outside = {0};
+            FN(vstore)(dy + lane, FN(output_delta)(FN(vload)(y + lane), FN(vload)(d + lane), w,
+                                                   cases - lane, cfg, net->activation[out],
+                                                   scales, tol, &term, &outside));
+            FN(vstore)(terms + lane, term);
+            FN(vstore)(misses + lane, FN(vselect)(outside, FN(vsplat)(1), FN(vsplat)(0)));
         }
-        ws->error = error;
-        ws->all_within = all_within;
     }
+}
+
+/* E and the stop test from the lane views' error_terms (view_output_error): each unit's terms
+ * added from 0 in lane order, as output_error_rows_omp adds them (a term was stored as 0 + t,
+ * which is t but for t = -0, and a sum from 0 is never -0, so x + (0 + t) is x + t), then the
+ * units in order. */
+static void FN(error_from_terms)(const bp_net *net, WS *ws, int64_t lanes,
+                                 const bp_train_config *cfg)
+{
+    const int64_t n_out = net->size[net->n_layers - 1], ld = ws->ld;
+    for (int64_t o = 0; o < n_out; o++) {
+        const REAL *terms = ws->error_terms + o * ld, *misses = terms + n_out * ld;
+        VREAL sum = FN(vsplat)(0);
+        VINT outside = {0};
+        for (int64_t lane = 0; lane < lanes; lane += VW) {
+            sum += FN(vload)(terms + lane);
+            outside |= FN(vload)(misses + lane) != 0;
+        }
+        FN(keep_unit_error)(ws, o, sum, outside, cfg);
+    }
+    FN(total_output_error)(ws, n_out);
 }
 
 /* The output layer's error over the first n_rows of the lanes. */
@@ -910,6 +971,7 @@ static int64_t FN(lane_view)(const bp_net *net, const WS *ws, WS *view, int64_t 
     }
     view->x_batch = ws->x_batch + lane0;
     view->t_batch = ws->t_batch + lane0;
+    view->error_terms = ws->error_terms + lane0;
     view->pack = view->pack_a = NULL;
     view->lane0 = lane0;
     return MAX(cases - lane0, 0);
@@ -917,7 +979,7 @@ static int64_t FN(lane_view)(const bp_net *net, const WS *ws, WS *view, int64_t 
 
 /* Whether loss_gradient_omp splits the batch's lanes between the threads (lane_view): with
  * every thread given a vector of them, the call's views (API(train)), and weights that stay in
- * a core's L2 cache. A batch then waits at 5 barriers from the forward pass to the gradient
+ * a core's L2 cache. A batch then waits at 2 barriers from the forward pass to the gradient
  * instead of 16, and each thread's products read the activations it wrote, not half of them
  * from the other core: issue 12's net 0.79-0.96 of the time on two threads. But each thread
  * reads every weight, where a shared product reads its rows: W4's 8 MiB of weights trained
@@ -925,14 +987,16 @@ static int64_t FN(lane_view)(const bp_net *net, const WS *ws, WS *view, int64_t 
 #define LANE_VIEW_MAX_WEIGHT_BYTES 1048576
 static inline int FN(splits_lanes)(const bp_net *net, const WS *ws, int64_t n_rows)
 {
-    return THREAD_COUNT > 1 && ws->view_ptrs && FN(ceil_div)(n_rows, VW) >= THREAD_COUNT &&
+    return THREAD_COUNT > 1 && ws->view_ptrs && ws->error_terms &&
+           FN(ceil_div)(n_rows, VW) >= THREAD_COUNT &&
            net->n_params * (int64_t)sizeof(REAL) <= LANE_VIEW_MAX_WEIGHT_BYTES;
 }
 
-/* loss_gradient_omp with the lanes split (splits_lanes): forward and backward through every
- * layer on the thread's own lanes; the output error (its sums over all cases, in the same
- * order as ever) and the weight gradients (sums over all cases) shared as before. Every result
- * is computed by the same operations in the same order as when the products are shared. */
+/* loss_gradient_omp with the lanes split (splits_lanes): the forward pass, the output error and
+ * the errors down to every unit on the thread's own lanes; then the sums over all cases: E and
+ * the stop test by one thread (error_from_terms) while the threads share the weight gradients.
+ * Every result is computed by the same operations in the same order as when the products are
+ * shared. */
 static void FN(loss_gradient_lanes_omp)(const bp_net *net, WS *ws, REAL *grad,
                                         const REAL *params, int64_t n_rows,
                                         const bp_train_config *cfg)
@@ -941,15 +1005,19 @@ static void FN(loss_gradient_lanes_omp)(const bp_net *net, WS *ws, REAL *grad,
     WS view;
     const int64_t cases = FN(lane_view)(net, ws, &view, n_rows);
     const int64_t view_lanes = FN(ceil_div)(cases, VW) * VW;
+    const int64_t n_out = net->size[net->n_layers - 1];
+    const REAL scale = FN(gradient_scale)(cfg->weighted ? ws->t_batch + n_out * ws->ld : NULL,
+                                          n_rows, cfg);
     FNS(forward_omp)(net, &view, params, cases, 1, cfg->dropout);
-    OMP_BARRIER
-    FN(output_error_omp)(net, ws, n_rows, lanes, cfg); /* ends in a barrier (its single) */
+    FN(view_output_error)(net, &view, cases, view_lanes, scale, cfg);
     for (int l = net->n_layers - 1; l >= net->n_inputs; l--) {
         if (l != net->n_layers - 1)
             FNS(layer_activation_backward_omp)(net, &view, l, view_lanes, cfg->dropout);
         FNS(layer_backward_inputs_omp)(net, &view, params, l, view_lanes);
     }
     OMP_BARRIER
+    OMP_SINGLE_NOWAIT
+    FN(error_from_terms)(net, ws, lanes, cfg);
     for (int l = net->n_layers - 1; l >= net->n_inputs; l--)
         FN(layer_backward_weights_omp)(net, ws, grad, l, n_rows, lanes, &view);
     OMP_BARRIER /* none of them waits */

@@ -6,6 +6,7 @@
 #define OMP_FOR_NOWAIT
 #define OMP_FOR_COLLAPSE2_NOWAIT
 #define OMP_SINGLE
+#define OMP_SINGLE_NOWAIT
 #define OMP_BARRIER
 #define OMP_ATOMIC_WRITE
 #define THREAD_INDEX 0
@@ -20,6 +21,7 @@
 #undef OMP_FOR_NOWAIT
 #undef OMP_FOR_COLLAPSE2_NOWAIT
 #undef OMP_SINGLE
+#undef OMP_SINGLE_NOWAIT
 #undef OMP_BARRIER
 #undef OMP_ATOMIC_WRITE
 #undef THREAD_INDEX
@@ -30,6 +32,7 @@
 #define OMP_FOR_NOWAIT _Pragma("omp for schedule(static) nowait")
 #define OMP_FOR_COLLAPSE2_NOWAIT _Pragma("omp for collapse(2) schedule(static) nowait")
 #define OMP_SINGLE _Pragma("omp single")
+#define OMP_SINGLE_NOWAIT _Pragma("omp single nowait")
 #define OMP_BARRIER _Pragma("omp barrier")
 #define OMP_ATOMIC_WRITE _Pragma("omp atomic write")
 #ifdef _OPENMP
@@ -48,6 +51,7 @@
 #undef OMP_FOR_NOWAIT
 #undef OMP_FOR_COLLAPSE2_NOWAIT
 #undef OMP_SINGLE
+#undef OMP_SINGLE_NOWAIT
 #undef OMP_BARRIER
 #undef OMP_ATOMIC_WRITE
 #undef THREAD_INDEX

@@ -30,6 +30,7 @@ static size_t CAT(workspace_layout, SFX)(const bp_net *net, int64_t max_rows, in
     ws->dy = TAKE(REAL *, n_ptr);
     ws->row_error = TAKE(double, n_out);
     ws->row_within = TAKE(int, n_out);
+    ws->error_terms = for_training ? TAKE(REAL, 2 * n_out * ld) : NULL;
     ws->order = TAKE(int64_t, n_samples);
     ws->n_order = n_samples;
     ws->x_batch = TAKE(REAL, ld * net->n_input_cols);
