@@ -170,6 +170,33 @@ def test_x_beyond_float32_is_refused_by_the_callers_value_and_row(early_stopping
         assert not hasattr(clf, "n_iter_") or clf.n_iter_ == 0
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_refit_on_x_with_nan_or_inf_keeps_the_trained_network(bad):
+    """X's non-finite values are refused by bpfast's own test (scikit-learn's is off: it tested
+    a large X twice) before a refit changes anything, with the value and its row; predict refuses
+    them too."""
+    import numpy as np
+    from bpfast._validation import NonFiniteError
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    clf = BPClassifier((4,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    network, params = clf.network_, clf.network_.params.copy()
+    X_bad = X.copy()
+    X_bad[7, 2] = bad
+    for refit in (clf.fit, clf.partial_fit):
+        with pytest.raises(NonFiniteError, match=rf"NaN or infinite .*row 7, column 2: "
+                                                 rf"np.float64\({bad!r}\)"):
+            refit(X_bad, y)
+        assert clf.network_ is network
+        np.testing.assert_array_equal(clf.network_.params, params)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        clf.predict(X_bad)
+
+
 def test_y_beyond_float32_is_refused_as_y():
     import numpy as np
     from bpfast._validation import NonFiniteError

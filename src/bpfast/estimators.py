@@ -275,8 +275,15 @@ class _BPBase(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True (one call's data "
                              "has no validation split); set early_stopping=False")
         first = not (incremental or self.warm_start) or not hasattr(self, "network_")
+        # X's NaN and infinities are refused by _training_inputs, in the dtype the network
+        # trains in (a float64 value beyond float32's range too): a second test of a large X by
+        # scikit-learn cost 6 ms of a 0.3 s fit of 100,000 x 100. Before anything changes.
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
-                             multi_output=True, y_numeric=not isinstance(self, ClassifierMixin))
+                             multi_output=True, y_numeric=not isinstance(self, ClassifierMixin),
+                             ensure_all_finite=False)
+        n_epochs = 1 if incremental else self.max_iter
+        X = _training_inputs(X, np.dtype(float_dtype_name(self.dtype)) if first
+                             else self.network_.dtype, n_epochs)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         if first:
@@ -309,8 +316,6 @@ class _BPBase(BaseEstimator):
             self._check_architecture(network, incremental)
             if not incremental:  # as MLPClassifier: a warm-started fit starts a fresh optimiser
                 network.reset_velocity()
-        n_epochs = 1 if incremental else self.max_iter
-        X = _training_inputs(X, network.dtype, n_epochs)
         T = as_matrix("y", T, network.dtype, T.shape[1], "outputs", keep_float64=True)
         early_stopping = self.early_stopping
         X_val = y_val = weight_val = None
@@ -430,7 +435,9 @@ class _BPBase(BaseEstimator):
 
     def _outputs(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        # (Network.predict refuses NaN and infinities, as _fit's _training_inputs does)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                          ensure_all_finite=False)
         # float64 X as it is: Network.predict rounds it a chunk at a time, without a copy
         return self.network_.predict(X, n_threads=self.n_threads).astype(np.float64)
 
