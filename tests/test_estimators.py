@@ -187,12 +187,14 @@ def test_a_refit_on_x_with_nan_or_inf_keeps_the_trained_network(bad):
     network, params = clf.network_, clf.network_.params.copy()
     X_bad = X.copy()
     X_bad[7, 2] = bad
-    for refit in (clf.fit, clf.partial_fit):
+    wider = np.hstack([X_bad, X[:, :2]])  # a new width, which validate_data records first
+    for refit, X_refit in ((clf.fit, X_bad), (clf.partial_fit, X_bad), (clf.fit, wider)):
         with pytest.raises(NonFiniteError, match=rf"NaN or infinite .*row 7, column 2: "
                                                  rf"np.float64\({bad!r}\)"):
-            refit(X_bad, y)
-        assert clf.network_ is network
+            refit(X_refit, y)
+        assert clf.network_ is network and clf.n_features_in_ == 3
         np.testing.assert_array_equal(clf.network_.params, params)
+    assert clf.predict(X).shape == (60,)
     with pytest.raises(ValueError, match="NaN or infinite"):
         clf.predict(X_bad)
 

@@ -277,13 +277,25 @@ class _BPBase(BaseEstimator):
         first = not (incremental or self.warm_start) or not hasattr(self, "network_")
         # X's NaN and infinities are refused by _training_inputs, in the dtype the network
         # trains in (a float64 value beyond float32's range too): a second test of a large X by
-        # scikit-learn cost 6 ms of a 0.3 s fit of 100,000 x 100. Before anything changes.
-        X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
-                             multi_output=True, y_numeric=not isinstance(self, ClassifierMixin),
-                             ensure_all_finite=False)
-        n_epochs = 1 if incremental else self.max_iter
-        X = _training_inputs(X, np.dtype(float_dtype_name(self.dtype)) if first
-                             else self.network_.dtype, n_epochs)
+        # scikit-learn cost 6 ms of a 0.3 s fit of 100,000 x 100. validate_data has then set
+        # the new X's n_features_in_ and feature names: a refused X leaves the last fit's.
+        described = {name: getattr(self, name) for name in ("n_features_in_", "feature_names_in_")
+                     if hasattr(self, name)}
+        try:
+            X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
+                                 multi_output=True,
+                                 y_numeric=not isinstance(self, ClassifierMixin),
+                                 ensure_all_finite=False)
+            n_epochs = 1 if incremental else self.max_iter
+            X = _training_inputs(X, np.dtype(float_dtype_name(self.dtype)) if first
+                                 else self.network_.dtype, n_epochs)
+        except Exception:
+            for name in ("n_features_in_", "feature_names_in_"):
+                if name in described:
+                    setattr(self, name, described[name])
+                elif hasattr(self, name):
+                    delattr(self, name)
+            raise
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         if first:
