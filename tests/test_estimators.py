@@ -199,6 +199,51 @@ def test_a_refit_on_x_with_nan_or_inf_keeps_the_trained_network(bad):
         clf.predict(X_bad)
 
 
+def _fitted_state(est):
+    state = {k: v for k, v in vars(est).items() if k.endswith("_") and k != "network_"}
+    return state, est.network_, est.network_.params.copy(), est.network_.velocity.copy()
+
+
+def _assert_same_state(est, before):
+    import numpy as np
+    state, network, params, velocity = before
+    after = {k: v for k, v in vars(est).items() if k.endswith("_") and k != "network_"}
+    assert after.keys() == state.keys()
+    for k in state:
+        assert after[k] is state[k] or np.array_equal(after[k], state[k]), k
+    assert est.network_ is network
+    np.testing.assert_array_equal(est.network_.params, params)
+    np.testing.assert_array_equal(est.network_.velocity, velocity)
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_a_refit_refused_before_training_leaves_the_estimator_as_it_was(warm_start):
+    """y of one class, continuous y, a NaN sample weight, an alpha too large: refused before the
+    first epoch, after validate_data and the label encoding have run, with nothing changed
+    (a refused refit used to delete network_ and keep the new classes_)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = np.where(X[:, 0] > 0, "yes", "no")
+    clf = BPClassifier((4,), max_iter=3, random_state=0, solver="sgd", warm_start=warm_start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    before = _fitted_state(clf)
+    X_wide = np.hstack([X, X])
+    refused = [
+        (lambda: clf.fit(X_wide, np.full(60, "yes")), ValueError),
+        (lambda: clf.fit(X, rng.normal(size=60)), ValueError),
+        (lambda: clf.fit(X, y, sample_weight=np.full(60, np.nan)), ValueError),
+        (lambda: clf.set_params(alpha=1e6).fit(X, y), ValueError),
+    ]
+    for call, error in refused:
+        with pytest.raises(error):
+            call()
+        clf.set_params(alpha=0.0001)
+        _assert_same_state(clf, before)
+
+
 def test_y_beyond_float32_is_refused_as_y():
     import numpy as np
     from bpfast._validation import NonFiniteError

@@ -274,131 +274,128 @@ class _BPBase(BaseEstimator):
         if self.early_stopping and incremental:  # as MLPClassifier, before anything changes
             raise ValueError("partial_fit does not support early_stopping=True (one call's data "
                              "has no validation split); set early_stopping=False")
-        first = not (incremental or self.warm_start) or not hasattr(self, "network_")
-        # X's NaN and infinities are refused by _training_inputs, in the dtype the network
-        # trains in (a float64 value beyond float32's range too): a second test of a large X by
-        # scikit-learn cost 6 ms of a 0.3 s fit of 100,000 x 100. validate_data has then set
-        # the new X's n_features_in_ and feature names: a refused X leaves the last fit's.
-        described = {name: getattr(self, name) for name in ("n_features_in_", "feature_names_in_")
-                     if hasattr(self, name)}
+        # Until training begins, a refused input (X, y, sample_weight, alpha, ...) leaves the
+        # estimator as it was: validate_data records the new X's width and feature names, and
+        # _encode_targets the new classes, before the checks after them.
+        before = dict(self.__dict__)
         try:
+            first = not (incremental or self.warm_start) or not hasattr(self, "network_")
+            # X's NaN and infinities are refused by _training_inputs, in the dtype the network
+            # trains in (a float64 value beyond float32's range too): a second test of a large X by
+            # scikit-learn cost 6 ms of a 0.3 s fit of 100,000 x 100.
             X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
-                                 multi_output=True,
-                                 y_numeric=not isinstance(self, ClassifierMixin),
+                                 multi_output=True, y_numeric=not isinstance(self, ClassifierMixin),
                                  ensure_all_finite=False)
             n_epochs = 1 if incremental else self.max_iter
             X = _training_inputs(X, np.dtype(float_dtype_name(self.dtype)) if first
                                  else self.network_.dtype, n_epochs)
-        except Exception:
-            for name in ("n_features_in_", "feature_names_in_"):
-                if name in described:
-                    setattr(self, name, described[name])
-                elif hasattr(self, name):
-                    delattr(self, name)
-            raise
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if first:
-            # a first fit forgets the last one; the new network is kept once training began
-            if hasattr(self, "network_"):
-                del self.network_
-            self._declared_classes = classes  # every class y may hold (None: what y holds)
-        T, y_score = self._encode_targets(y, first)
-        if first:
-            state = self.random_state
-            if isinstance(state, np.random.Generator):  # clone() shares it: draw, never reset
-                self._random = state
-            else:
-                self._random = check_random_state(state)
-            network = Network([X.shape[1], *self._hidden_sizes(), self._n_outputs],
-                              activation=self.activation,
-                              output_activation=self._output_activation, init="glorot",
-                              seed=self._seed(self._random), dtype=self.dtype)
-            self.t_ = 0
-            self.loss_curve_: list[float] = []
-            # as MLPClassifier: None with early stopping (the validation score decides)
-            self.best_loss_ = None if self.early_stopping else np.inf
-            self._no_improvement_count = 0
-            # the validation record, kept across warm-started fits as MLPClassifier keeps it
-            self.validation_scores_: list[float] | None = None
-            self.best_validation_score_: float | None = None
-            self._best_params: np.ndarray | None = None
-        else:
-            network = self.network_
-            self._check_architecture(network, incremental)
-            if not incremental:  # as MLPClassifier: a warm-started fit starts a fresh optimiser
-                network.reset_velocity()
-        T = as_matrix("y", T, network.dtype, T.shape[1], "outputs", keep_float64=True)
-        early_stopping = self.early_stopping
-        X_val = y_val = weight_val = None
-        if early_stopping:
-            stratify = y_score if isinstance(self, ClassifierMixin) and y_score.ndim == 1 \
-                else None
-            split = train_test_split(X, T, y_score, *([] if sample_weight is None
-                                                      else [sample_weight]),
-                                     random_state=self._seed(self._random),
-                                     test_size=self.validation_fraction, stratify=stratify)
-            X, X_val, T, _, _, y_val = split[:6]
             if sample_weight is not None:
-                sample_weight, weight_val = split[6:8]
-                if not (weight_val > 0).any():
-                    raise ValueError("every case drawn for validation has sample_weight 0, so "
-                                     "there is no score to stop on; use more weighted cases, a "
-                                     "larger validation_fraction, or early_stopping=False")
-            if X_val.shape[0] < 2:
-                raise ValueError(f"validation_fraction={self.validation_fraction} leaves "
-                                 f"{X_val.shape[0]} case(s) for validation: too few; use more "
-                                 f"data, a larger fraction, or early_stopping=False")
-        if sample_weight is not None and not (sample_weight > 0).any():
-            raise ValueError("sample_weight must have at least one positive value")
-        batch_size = self._batch(X.shape[0])
-        if self._fit_options(batch_size, sample_weight)["weight_decay"] >= 1:
-            weighed = "" if sample_weight is None else \
-                f" (their weight: {batch_size} times the mean sample_weight)"
-            raise ValueError(f"alpha={self.alpha} is too large for learning_rate_init="
-                             f"{self.learning_rate_init} and batches of {batch_size}: the weights "
-                             f"would shrink by lr * alpha / the batch's weight{weighed} >= 1 per "
-                             f"update; use a smaller alpha" +
-                             ("" if sample_weight is None else ", or larger sample weights"))
-        self.n_iter_ = 0  # the epochs of this call (scikit-learn >= 1.3); t_ counts them all
-        scores: list[float] = []
-        # the last few best scores: (index in scores, score, params); a sweep the network goes
-        # back from (divergence) takes its records with it, at most two of them
-        bests: list[tuple[int, float, np.ndarray]] = []
-        if early_stopping and getattr(self, "validation_scores_", None) is not None:  # goes on
-            scores = list(self.validation_scores_ or [])
-            if getattr(self, "_best_params", None) is not None:  # (a pickle of an older fit)
-                bests.append((-1, float(self.best_validation_score_),  # type: ignore[arg-type]
-                              self._best_params))
-        recorded = 0  # epochs of this call recorded by after_epoch
-
-        def after_epoch(_epoch: int, loss: float) -> bool:
-            """Record the epoch; True stops training (no improvement for n_iter_no_change)."""
-            nonlocal recorded
-            recorded += 1
-            self.n_iter_ += 1
-            self.t_ += X.shape[0]  # samples seen, as MLPClassifier counts
-            self.loss_curve_.append(float(loss))
-            if early_stopping:
-                best_score = bests[-1][1] if bests else -np.inf
-                # weights that became NaN are undone right after this (FloatingPointError)
-                score = self._validation_score(network, X_val, y_val, weight_val) \
-                    if np.isfinite(network.params).all() else np.nan
-                scores.append(score)
-                improved = score >= best_score + self.tol
-                if score > best_score:
-                    bests[:] = bests[-2:] + [(len(scores) - 1, score, network.params.copy())]
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if first:
+                # a first fit forgets the last one; the new network is kept once training began
+                if hasattr(self, "network_"):
+                    del self.network_
+                self._declared_classes = classes  # every class y may hold (None: what y holds)
+            T, y_score = self._encode_targets(y, first)
+            if first:
+                state = self.random_state
+                if isinstance(state, np.random.Generator):  # clone() shares it: draw, never reset
+                    self._random = state
+                else:
+                    self._random = check_random_state(state)
+                network = Network([X.shape[1], *self._hidden_sizes(), self._n_outputs],
+                                  activation=self.activation,
+                                  output_activation=self._output_activation, init="glorot",
+                                  seed=self._seed(self._random), dtype=self.dtype)
+                self.t_ = 0
+                self.loss_curve_: list[float] = []
+                # as MLPClassifier: None with early stopping (the validation score decides)
+                self.best_loss_ = None if self.early_stopping else np.inf
+                self._no_improvement_count = 0
+                # the validation record, kept across warm-started fits as MLPClassifier keeps it
+                self.validation_scores_: list[float] | None = None
+                self.best_validation_score_: float | None = None
+                self._best_params: np.ndarray | None = None
             else:
-                # (None after a warm-started fit's predecessor stopped early)
-                best_loss = np.inf if self.best_loss_ is None else self.best_loss_
-                improved = loss <= best_loss - self.tol
-                self.best_loss_ = min(best_loss, loss)
-            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}" +
-                      (f", validation score = {score:.6f}" if early_stopping else ""))
-            return self._no_improvement_count > self.n_iter_no_change and not incremental
+                network = self.network_
+                self._check_architecture(network, incremental)
+            T = as_matrix("y", T, network.dtype, T.shape[1], "outputs", keep_float64=True)
+            early_stopping = self.early_stopping
+            X_val = y_val = weight_val = None
+            if early_stopping:
+                stratify = y_score if isinstance(self, ClassifierMixin) and y_score.ndim == 1 \
+                    else None
+                split = train_test_split(X, T, y_score, *([] if sample_weight is None
+                                                          else [sample_weight]),
+                                         random_state=self._seed(self._random),
+                                         test_size=self.validation_fraction, stratify=stratify)
+                X, X_val, T, _, _, y_val = split[:6]
+                if sample_weight is not None:
+                    sample_weight, weight_val = split[6:8]
+                    if not (weight_val > 0).any():
+                        raise ValueError("every case drawn for validation has sample_weight 0, so "
+                                         "there is no score to stop on; use more weighted cases, a "
+                                         "larger validation_fraction, or early_stopping=False")
+                if X_val.shape[0] < 2:
+                    raise ValueError(f"validation_fraction={self.validation_fraction} leaves "
+                                     f"{X_val.shape[0]} case(s) for validation: too few; use more "
+                                     f"data, a larger fraction, or early_stopping=False")
+            if sample_weight is not None and not (sample_weight > 0).any():
+                raise ValueError("sample_weight must have at least one positive value")
+            batch_size = self._batch(X.shape[0])
+            if self._fit_options(batch_size, sample_weight)["weight_decay"] >= 1:
+                weighed = "" if sample_weight is None else \
+                    f" (their weight: {batch_size} times the mean sample_weight)"
+                raise ValueError(f"alpha={self.alpha} is too large for learning_rate_init="
+                                 f"{self.learning_rate_init} and batches of {batch_size}: the "
+                                 f"weights would shrink by lr * alpha / the batch's weight"
+                                 f"{weighed} >= 1 per update; use a smaller alpha" +
+                                 ("" if sample_weight is None else ", or larger sample weights"))
+            self.n_iter_ = 0  # the epochs of this call (scikit-learn >= 1.3); t_ counts them all
+            scores: list[float] = []
+            # the last few best scores: (index in scores, score, params); a sweep the network goes
+            # back from (divergence) takes its records with it, at most two of them
+            bests: list[tuple[int, float, np.ndarray]] = []
+            if early_stopping and getattr(self, "validation_scores_", None) is not None:  # goes on
+                scores = list(self.validation_scores_ or [])
+                if getattr(self, "_best_params", None) is not None:  # (a pickle of an older fit)
+                    bests.append((-1, float(self.best_validation_score_),  # type: ignore[arg-type]
+                                  self._best_params))
+            recorded = 0  # epochs of this call recorded by after_epoch
 
+            def after_epoch(_epoch: int, loss: float) -> bool:
+                """Record the epoch; True stops training (no improvement for n_iter_no_change)."""
+                nonlocal recorded
+                recorded += 1
+                self.n_iter_ += 1
+                self.t_ += X.shape[0]  # samples seen, as MLPClassifier counts
+                self.loss_curve_.append(float(loss))
+                if early_stopping:
+                    best_score = bests[-1][1] if bests else -np.inf
+                    # weights that became NaN are undone right after this (FloatingPointError)
+                    score = self._validation_score(network, X_val, y_val, weight_val) \
+                        if np.isfinite(network.params).all() else np.nan
+                    scores.append(score)
+                    improved = score >= best_score + self.tol
+                    if score > best_score:
+                        bests[:] = bests[-2:] + [(len(scores) - 1, score, network.params.copy())]
+                else:
+                    # (None after a warm-started fit's predecessor stopped early)
+                    best_loss = np.inf if self.best_loss_ is None else self.best_loss_
+                    improved = loss <= best_loss - self.tol
+                    self.best_loss_ = min(best_loss, loss)
+                self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {loss:.8f}" +
+                          (f", validation score = {score:.6f}" if early_stopping else ""))
+                return self._no_improvement_count > self.n_iter_no_change and not incremental
+
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        if not first and not incremental:  # as MLPClassifier: a warm start's fresh optimiser
+            network.reset_velocity()
         try:
             result = network.fit(X, T, n_sweeps=n_epochs, sample_weight=sample_weight,
                                  callback=after_epoch, callback_every=1, evaluate=False,
