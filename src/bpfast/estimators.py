@@ -351,51 +351,51 @@ class _BPBase(BaseEstimator):
                                  f"weights would shrink by lr * alpha / the batch's weight"
                                  f"{weighed} >= 1 per update; use a smaller alpha" +
                                  ("" if sample_weight is None else ", or larger sample weights"))
-            self.n_iter_ = 0  # the epochs of this call (scikit-learn >= 1.3); t_ counts them all
-            scores: list[float] = []
-            # the last few best scores: (index in scores, score, params); a sweep the network goes
-            # back from (divergence) takes its records with it, at most two of them
-            bests: list[tuple[int, float, np.ndarray]] = []
-            if early_stopping and getattr(self, "validation_scores_", None) is not None:  # goes on
-                scores = list(self.validation_scores_ or [])
-                if getattr(self, "_best_params", None) is not None:  # (a pickle of an older fit)
-                    bests.append((-1, float(self.best_validation_score_),  # type: ignore[arg-type]
-                                  self._best_params))
-            recorded = 0  # epochs of this call recorded by after_epoch
-
-            def after_epoch(_epoch: int, loss: float) -> bool:
-                """Record the epoch; True stops training (no improvement for n_iter_no_change)."""
-                nonlocal recorded
-                recorded += 1
-                self.n_iter_ += 1
-                self.t_ += X.shape[0]  # samples seen, as MLPClassifier counts
-                self.loss_curve_.append(float(loss))
-                if early_stopping:
-                    best_score = bests[-1][1] if bests else -np.inf
-                    # weights that became NaN are undone right after this (FloatingPointError)
-                    score = self._validation_score(network, X_val, y_val, weight_val) \
-                        if np.isfinite(network.params).all() else np.nan
-                    scores.append(score)
-                    improved = score >= best_score + self.tol
-                    if score > best_score:
-                        bests[:] = bests[-2:] + [(len(scores) - 1, score, network.params.copy())]
-                else:
-                    # (None after a warm-started fit's predecessor stopped early)
-                    best_loss = np.inf if self.best_loss_ is None else self.best_loss_
-                    improved = loss <= best_loss - self.tol
-                    self.best_loss_ = min(best_loss, loss)
-                self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {loss:.8f}" +
-                          (f", validation score = {score:.6f}" if early_stopping else ""))
-                return self._no_improvement_count > self.n_iter_no_change and not incremental
-
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
         if not first and not incremental:  # as MLPClassifier: a warm start's fresh optimiser
             network.reset_velocity()
+        self.n_iter_ = 0  # the epochs of this call (scikit-learn >= 1.3); t_ counts them all
+        scores: list[float] = []
+        # the last few best scores: (index in scores, score, params); a sweep the network goes
+        # back from (divergence) takes its records with it, at most two of them
+        bests: list[tuple[int, float, np.ndarray]] = []
+        if early_stopping and getattr(self, "validation_scores_", None) is not None:  # goes on
+            scores = list(self.validation_scores_ or [])
+            if getattr(self, "_best_params", None) is not None:  # (a pickle of an older fit)
+                bests.append((-1, float(self.best_validation_score_),  # type: ignore[arg-type]
+                              self._best_params))
+        recorded = 0  # epochs of this call recorded by after_epoch
+
+        def after_epoch(_epoch: int, loss: float) -> bool:
+            """Record the epoch; True stops training (no improvement for n_iter_no_change)."""
+            nonlocal recorded
+            recorded += 1
+            self.n_iter_ += 1
+            self.t_ += X.shape[0]  # samples seen, as MLPClassifier counts
+            self.loss_curve_.append(float(loss))
+            if early_stopping:
+                best_score = bests[-1][1] if bests else -np.inf
+                # weights that became NaN are undone right after this (FloatingPointError)
+                score = self._validation_score(network, X_val, y_val, weight_val) \
+                    if np.isfinite(network.params).all() else np.nan
+                scores.append(score)
+                improved = score >= best_score + self.tol
+                if score > best_score:
+                    bests[:] = bests[-2:] + [(len(scores) - 1, score, network.params.copy())]
+            else:
+                # (None after a warm-started fit's predecessor stopped early)
+                best_loss = np.inf if self.best_loss_ is None else self.best_loss_
+                improved = loss <= best_loss - self.tol
+                self.best_loss_ = min(best_loss, loss)
+            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}" +
+                      (f", validation score = {score:.6f}" if early_stopping else ""))
+            return self._no_improvement_count > self.n_iter_no_change and not incremental
+
         try:
             result = network.fit(X, T, n_sweeps=n_epochs, sample_weight=sample_weight,
                                  callback=after_epoch, callback_every=1, evaluate=False,
