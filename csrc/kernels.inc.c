@@ -705,6 +705,32 @@ static void FN(total_output_error)(WS *ws, int64_t n_out)
     ws->all_within = all_within;
 }
 
+/* One output unit's dE/dx over the first n_rows of `lanes` lanes (output_delta): y, its targets
+ * d and the case weights (or NULL) in, dy out. Its loss terms are added to *sum and its lanes
+ * outside stop_tol marked in *outside; or, with `terms` (a lane view: view_output_error), each
+ * vector's terms are stored there and its lanes outside stop_tol in `misses` (1, else 0), for
+ * error_from_terms. Both callers pass `terms` as a constant, so each inlined copy has one form. */
+static ALWAYS_INLINE void FN(output_delta_span)(const REAL *y, const REAL *d,
+                                                const REAL *weights, REAL *dy, int64_t n_rows,
+                                                int64_t lanes, const bp_train_config *cfg,
+                                                int activation, VREAL scale, VREAL tol,
+                                                VREAL *sum, VINT *outside, REAL *terms,
+                                                REAL *misses)
+{
+    for (int64_t lane = 0; lane < lanes; lane += VW) {
+        const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
+        VREAL term = FN(vsplat)(0);
+        VINT out = {0};
+        FN(vstore)(dy + lane, FN(output_delta)(FN(vload)(y + lane), FN(vload)(d + lane), w,
+                                               n_rows - lane, cfg, activation, scale, tol,
+                                               terms ? &term : sum, terms ? &out : outside));
+        if (terms) {
+            FN(vstore)(terms + lane, term);
+            FN(vstore)(misses + lane, FN(vselect)(out, FN(vsplat)(1), FN(vsplat)(0)));
+        }
+    }
+}
+
 /* The output error of n_out units over the first n_rows of `lanes` lanes (output_delta):
  * dy = dE/dx, from the outputs y and the bound targets (unit j's in row j of ws->t_batch); E
  * (summed over the units in order) to ws->error, and ws->all_within. Unit j's lanes start at
@@ -725,12 +751,8 @@ static void FN(output_error_rows_omp)(WS *ws, const REAL *y_rows, REAL *dy_rows,
         REAL *dy = dy_rows + at;
         VREAL sum = FN(vsplat)(0);
         VINT outside = {0};
-        for (int64_t lane = 0; lane < lanes; lane += VW) {
-            const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
-            FN(vstore)(dy + lane, FN(output_delta)(FN(vload)(y + lane), FN(vload)(d + lane), w,
-                                                   n_rows - lane, cfg, activation, scale, tol,
-                                                   &sum, &outside));
-        }
+        FN(output_delta_span)(y, d, weights, dy, n_rows, lanes, cfg, activation, scale, tol, &sum,
+                              &outside, NULL, NULL);
         FN(keep_unit_error)(ws, o, sum, outside, cfg);
     }
     OMP_SINGLE
@@ -748,21 +770,11 @@ static void FN(view_output_error)(const bp_net *net, WS *view, int64_t cases, in
     const int64_t n_out = net->size[out], ld = view->ld;
     const REAL *weights = cfg->weighted ? view->t_batch + n_out * ld : NULL;
     const VREAL scales = FN(vsplat)(scale), tol = FN(vsplat)((REAL)cfg->stop_tol);
-    for (int64_t o = 0; o < n_out; o++) {
-        const REAL *y = view->y[out] + o * ld, *d = view->t_batch + o * ld;
-        REAL *dy = view->dy[out] + o * ld, *terms = view->error_terms + o * ld;
-        REAL *misses = view->error_terms + (n_out + o) * ld;
-        for (int64_t lane = 0; lane < lanes; lane += VW) {
-            const VREAL w = weights ? FN(vload)(weights + lane) : FN(vsplat)(1);
-            VREAL term = FN(vsplat)(0);
-            VINT outside = {0};
-            FN(vstore)(dy + lane, FN(output_delta)(FN(vload)(y + lane), FN(vload)(d + lane), w,
-                                                   cases - lane, cfg, net->activation[out],
-                                                   scales, tol, &term, &outside));
-            FN(vstore)(terms + lane, term);
-            FN(vstore)(misses + lane, FN(vselect)(outside, FN(vsplat)(1), FN(vsplat)(0)));
-        }
-    }
+    for (int64_t o = 0; o < n_out; o++)
+        FN(output_delta_span)(view->y[out] + o * ld, view->t_batch + o * ld, weights,
+                              view->dy[out] + o * ld, cases, lanes, cfg, net->activation[out],
+                              scales, tol, NULL, NULL, view->error_terms + o * ld,
+                              view->error_terms + (n_out + o) * ld);
 }
 
 /* E and the stop test from the lane views' error_terms (view_output_error): each unit's terms
