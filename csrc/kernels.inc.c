@@ -337,6 +337,13 @@ static inline int FN(skip_tile)(const WS *ws, int64_t index, int *skip)
 /* Products with at least this many row blocks pack B: each panel is then read that many times,
    and from contiguous memory instead of k_count rows far apart. */
 #define PACK_MIN_ROW_BLOCKS 4
+/* ... and whose B rows are at least a page apart. Nearer, a panel read in place is as fast
+   (bp_row_stride's odd strides spread its rows over every set of L1), and packing cost only its
+   copy: without it issue 12's 100-100-10 net (rows 832 bytes apart) trained 4% faster on one
+   thread, bench/ab.py's S and digits 1.5-3% on every variant, W3 and W4 the same. With rows 32
+   KiB apart (full batches of 8,192 cases) avx2 trained 1.11x slower unpacked, at 16 KiB 1.01-
+   1.03x, at 4 and 8 KiB the same (Zen 5, session 28). */
+#define PACK_MIN_ROW_BYTES 4096
 /* Row blocks of a transposed A (the input gradient's W^T) packed at a time into ws->pack_a. */
 #define PACK_A_ROW_BLOCKS ((int64_t)(BP_PACK_A_BYTES / BLOCK_A_BYTES))
 
@@ -443,7 +450,8 @@ static void FN(product_omp)(WS *ws, REAL *C, int64_t ldc, const REAL *A, int64_t
     N = MIN(N, FN(ceil_div)(width, VW) * VW);
     const int64_t row_blocks = FN(ceil_div)(M, TILE_ROWS);
     /* (a thread's lane view has no buffers to pack into: see lane_view) */
-    const int packed = ws->pack && row_blocks >= PACK_MIN_ROW_BLOCKS;
+    const int packed = ws->pack && row_blocks >= PACK_MIN_ROW_BLOCKS &&
+                       ldb * (int64_t)sizeof(REAL) >= PACK_MIN_ROW_BYTES;
     const int packed_a = ws->pack_a && csa != 1 && N > TILE_LANES;
     /* rows per group: the row blocks that fit ws->pack_a, or all of them */
     const int64_t group = packed_a ? PACK_A_ROW_BLOCKS * BLOCK_ROW_TILES * TILE_ROWS : M;
