@@ -23,6 +23,9 @@ Workloads (float32):
   S       bench/real_data.py's synthetic net: 100-100-10 ReLU, softmax and cross-entropy,
           mini-batch 200, one epoch of 20,000 shuffled cases (float64 X, as scikit-learn passes)
   digits  64-100-10 the same, 20 epochs of 1,437 cases (the size of the digits training set)
+  SE      bench/real_data.py's synthetic task itself: BPClassifier (SGD) on 100,000 x 100 float64
+          cases, 2 epochs; its float32 copy (40 MB) outgrows the caches, as S's cases do not,
+          so gathering shuffled batches reads memory (needs scikit-learn)
   W5      a population of 256 symmetry nets, 300 full-batch sweeps
   W7      the sequence-completion recurrent net 5-30-3, T = 6, 20 sequences, 500 sweeps
 """
@@ -37,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -92,6 +96,31 @@ def sequences_data(bp):
     return d.X[train], d.T[train]
 
 
+def estimator_fit(n_cases, epochs):
+    """BPClassifier as bench/real_data.py trains it (SGD), on its synthetic task."""
+    def make(bp):
+        from sklearn.datasets import make_classification
+        from sklearn.preprocessing import StandardScaler
+        X, y = make_classification(n_samples=n_cases, n_features=100, n_informative=50,
+                                   n_classes=10, n_clusters_per_class=2, class_sep=2.0,
+                                   random_state=0)
+        return StandardScaler().fit_transform(X), y
+    data = once(make)
+
+    def run(bp, n_threads):
+        X, y = data(bp)
+        estimators = importlib.import_module(bp.__name__ + ".estimators")
+        clf = estimators.BPClassifier(hidden_layer_sizes=(100,), solver="sgd",
+                                      learning_rate_init=0.1, batch_size=200, max_iter=epochs,
+                                      tol=0.0, n_iter_no_change=epochs + 1, random_state=0,
+                                      n_threads=n_threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # max_iter reached: every epoch is run, as meant
+            clf.fit(X, y)
+        return clf.network_.params
+    return run
+
+
 def population_fit(members, sweeps):
     data = once(symmetry_data)
 
@@ -137,6 +166,7 @@ def workloads(smoke: bool):
                        x_dtype=np.float64),
         "digits": chain_fit([64, 100, 10], 1437, 200, 20 // scale, 0.1, softmax=True,
                             x_dtype=np.float64),
+        "SE": estimator_fit(100_000 // scale, 2),
         "W5": population_fit(256 // scale, 300 // scale),
         "W7": recurrent_fit(500 // scale),
     }

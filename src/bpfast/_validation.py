@@ -51,8 +51,10 @@ def check_bool(name: str, value) -> bool:
 
 def all_finite(array: np.ndarray) -> bool:
     """Whether every value of a float array is finite. A NaN or infinity makes the sum NaN or
-    infinite, so a finite sum settles it in one pass without a temporary (4x faster than
-    np.isfinite(...).all() on large arrays); a sum that overflowed is checked value by value."""
+    infinite, so a finite sum settles it in one pass without a temporary (np.isfinite(...).all()
+    makes a boolean copy of the array; with NumPy 2.4 the two take about the same time, 2.3-2.8 ms
+    for 10 million float32 values on Zen 5, and with older NumPy the sum was 4x faster); a sum
+    that overflowed is checked value by value."""
     if array.dtype.kind != "f":
         return True
     with np.errstate(over="ignore", invalid="ignore"):
